@@ -1,0 +1,493 @@
+//! Configuration: the TOML file plus command-line overrides → one validated [`Config`], built
+//! by the same function in production and in tests.
+//!
+//! Raw structs mirror the file (unknown keys are errors, so a typo is never silently ignored);
+//! [`Config::load`] resolves relative paths against the file's directory, checks every value
+//! and names the file, the key and the problem when something is wrong.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where the config is looked for when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "conf/yadokari.toml";
+
+/// A configuration problem, naming where it is.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file (or `command line`).
+    pub source: String,
+    /// The key, dotted (`limits.max_connections`), when one is to blame.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{}: key `{key}`: {}", self.source, self.problem),
+            None => write!(f, "{}: {}", self.source, self.problem),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Values given on the command line, which win over the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--http ADDR`
+    pub http: Option<String>,
+    /// `--sftp ADDR`
+    pub sftp: Option<String>,
+    /// `--root DIR`
+    pub root: Option<PathBuf>,
+}
+
+/// Where a log goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard output (`-` for the access log).
+    Stdout,
+    /// Standard error (`-` for the error log).
+    Stderr,
+    /// Appended to this file.
+    File(PathBuf),
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The document root, absolute.
+    pub document_root: PathBuf,
+    /// HTTP listen address.
+    pub http: SocketAddr,
+    /// SFTP listen address.
+    pub sftp: SocketAddr,
+    /// Show the reason and fix of a refusal on the error page (they always go to the log).
+    pub explain_errors: bool,
+    /// Access log (Combined Log Format).
+    pub access_log: LogTarget,
+    /// Error log.
+    pub error_log: LogTarget,
+    /// Error log level filter (`info`, `debug`, or a tracing filter).
+    pub log_level: String,
+    /// Directory index names, tried in order.
+    pub index_files: Vec<String>,
+    /// Limits.
+    pub limits: Limits,
+    /// CGI.
+    pub cgi: Cgi,
+}
+
+/// Every bound and cap of the HTTP side.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// From waiting for a request to having its whole header block.
+    pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may sit idle between requests.
+    pub keep_alive_timeout: Duration,
+    /// Open connections at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Largest request header block, in bytes (431 above it).
+    pub max_header_bytes: usize,
+    /// Largest request body, in bytes (413 above it).
+    pub max_request_body: u64,
+    /// How long in-flight requests may run on after SIGINT/SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// CGI settings.
+#[derive(Clone, Debug)]
+pub struct Cgi {
+    /// URL directories whose regular files are all scripts, as segments (`/cgi-bin/` → `cgi-bin`).
+    pub directories: Vec<Vec<Vec<u8>>>,
+    /// File name endings that make a file a script anywhere (`.cgi`).
+    pub extensions: Vec<String>,
+    /// File name endings run through an interpreter (`.php` → `/usr/bin/php-cgi`).
+    pub handlers: Vec<(String, PathBuf)>,
+    /// Pass `Authorization` to scripts as `HTTP_AUTHORIZATION` (Apache's `CGIPassAuth`).
+    pub pass_authorization: bool,
+    /// How long a script may take to send its header block (504 after it).
+    pub header_timeout: Duration,
+    /// How long a script may run in all.
+    pub run_timeout: Duration,
+    /// Scripts running at once.
+    pub max_concurrent: usize,
+    /// How long a request waits for a free script slot before 503.
+    pub queue_wait: Duration,
+    /// Largest header block a script may send, in bytes.
+    pub max_header_bytes: usize,
+    /// Lowest uid that counts as an ordinary user (runs as itself when the server is root).
+    pub min_uid: u32,
+    /// The account scripts owned by root or system accounts run as when the server is root.
+    pub fallback_user: String,
+    /// RLIMIT_CPU, seconds.
+    pub limit_cpu_secs: u64,
+    /// RLIMIT_AS, bytes.
+    pub limit_memory_bytes: u64,
+    /// RLIMIT_NOFILE.
+    pub limit_open_files: u64,
+    /// RLIMIT_NPROC.
+    pub limit_processes: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    server: RawServer,
+    limits: RawLimits,
+    cgi: RawCgi,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    document_root: PathBuf,
+    http: String,
+    sftp: String,
+    explain_errors: bool,
+    access_log: String,
+    error_log: String,
+    log_level: String,
+    index_files: Vec<String>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            document_root: PathBuf::from("htdocs"),
+            http: "127.0.0.1:8080".into(),
+            sftp: "127.0.0.1:2222".into(),
+            explain_errors: false,
+            access_log: "-".into(),
+            error_log: "-".into(),
+            log_level: "info".into(),
+            index_files: vec!["index.html".into(), "index.htm".into(), "index.cgi".into()],
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    header_read_timeout_secs: u64,
+    keep_alive_timeout_secs: u64,
+    max_connections: usize,
+    max_header_bytes: usize,
+    max_request_body_bytes: u64,
+    shutdown_grace_secs: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            header_read_timeout_secs: 20,
+            keep_alive_timeout_secs: 5,
+            max_connections: 1024,
+            max_header_bytes: 16 * 1024,
+            max_request_body_bytes: 100 * 1024 * 1024,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCgi {
+    directories: Vec<String>,
+    extensions: Vec<String>,
+    handlers: BTreeMap<String, PathBuf>,
+    pass_authorization: bool,
+    header_timeout_secs: u64,
+    run_timeout_secs: u64,
+    max_concurrent: usize,
+    queue_wait_ms: u64,
+    max_header_bytes: usize,
+    min_uid: u32,
+    fallback_user: String,
+    limit_cpu_secs: u64,
+    limit_memory_bytes: u64,
+    limit_open_files: u64,
+    limit_processes: u64,
+}
+
+impl Default for RawCgi {
+    fn default() -> Self {
+        RawCgi {
+            directories: vec!["/cgi-bin/".into()],
+            extensions: vec![".cgi".into()],
+            handlers: BTreeMap::new(),
+            pass_authorization: false,
+            header_timeout_secs: 30,
+            run_timeout_secs: 60,
+            max_concurrent: 64,
+            queue_wait_ms: 2000,
+            max_header_bytes: 64 * 1024,
+            min_uid: 1000,
+            fallback_user: "nobody".into(),
+            limit_cpu_secs: 30,
+            limit_memory_bytes: 1024 * 1024 * 1024,
+            limit_open_files: 256,
+            limit_processes: 256,
+        }
+    }
+}
+
+impl Config {
+    /// Loads `file` (or [`DEFAULT_CONFIG`] when it exists, or the built-in defaults), applies
+    /// `overrides` and validates everything.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let file = match file {
+            Some(f) => Some(f.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()),
+        };
+        let (raw, base, source) = match &file {
+            Some(path) => {
+                let source = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                    source: source.clone(),
+                    key: None,
+                    problem: format!("cannot read it: {e}"),
+                })?;
+                let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError {
+                    source: source.clone(),
+                    key: None,
+                    problem: e.to_string().trim_end().to_string(),
+                })?;
+                let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                (raw, base, source)
+            }
+            None => (
+                RawConfig::default(),
+                PathBuf::new(),
+                "built-in defaults".to_string(),
+            ),
+        };
+        let cwd = std::env::current_dir().map_err(|e| ConfigError {
+            source: source.clone(),
+            key: None,
+            problem: format!("cannot read the current directory: {e}"),
+        })?;
+        let base = cwd.join(base);
+        let err = |key: &str, problem: String| ConfigError {
+            source: source.clone(),
+            key: Some(key.to_string()),
+            problem,
+        };
+        let cli = |key: &str, problem: String| ConfigError {
+            source: "command line".into(),
+            key: Some(key.to_string()),
+            problem,
+        };
+
+        let server = raw.server;
+        let document_root = match &overrides.root {
+            Some(root) => existing_dir(&cwd.join(root)).map_err(|p| cli("--root", p))?,
+            None => existing_dir(&base.join(&server.document_root))
+                .map_err(|p| err("server.document_root", p))?,
+        };
+        let http = match &overrides.http {
+            Some(a) => parse_addr(a).map_err(|p| cli("--http", p))?,
+            None => parse_addr(&server.http).map_err(|p| err("server.http", p))?,
+        };
+        let sftp = match &overrides.sftp {
+            Some(a) => parse_addr(a).map_err(|p| cli("--sftp", p))?,
+            None => parse_addr(&server.sftp).map_err(|p| err("server.sftp", p))?,
+        };
+        if server
+            .index_files
+            .iter()
+            .any(|n| n.is_empty() || n.contains('/'))
+        {
+            return Err(err(
+                "server.index_files",
+                "each entry must be a plain file name".into(),
+            ));
+        }
+
+        let l = raw.limits;
+        positive(
+            l.header_read_timeout_secs,
+            "limits.header_read_timeout_secs",
+            &err,
+        )?;
+        positive(
+            l.keep_alive_timeout_secs,
+            "limits.keep_alive_timeout_secs",
+            &err,
+        )?;
+        positive(l.max_connections as u64, "limits.max_connections", &err)?;
+        if l.max_header_bytes < 8192 {
+            return Err(err(
+                "limits.max_header_bytes",
+                "must be at least 8192".into(),
+            ));
+        }
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(l.header_read_timeout_secs),
+            keep_alive_timeout: Duration::from_secs(l.keep_alive_timeout_secs),
+            max_connections: l.max_connections,
+            max_header_bytes: l.max_header_bytes,
+            max_request_body: l.max_request_body_bytes,
+            shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
+        };
+
+        let c = raw.cgi;
+        let mut directories = Vec::new();
+        for d in &c.directories {
+            let path = crate::url::parse(d)
+                .ok()
+                .filter(|p| !p.segments.is_empty())
+                .ok_or_else(|| {
+                    err(
+                        "cgi.directories",
+                        format!("`{d}` is not a URL directory like /cgi-bin/"),
+                    )
+                })?;
+            directories.push(path.segments);
+        }
+        for e in &c.extensions {
+            if !e.starts_with('.') || e.len() < 2 {
+                return Err(err(
+                    "cgi.extensions",
+                    format!("`{e}` must look like \".cgi\""),
+                ));
+            }
+        }
+        let mut handlers = Vec::new();
+        for (ext, interp) in &c.handlers {
+            if !ext.starts_with('.') || ext.len() < 2 {
+                return Err(err(
+                    "cgi.handlers",
+                    format!("`{ext}` must look like \".php\""),
+                ));
+            }
+            if !interp.is_absolute() {
+                return Err(err(
+                    "cgi.handlers",
+                    format!("the interpreter for `{ext}` must be an absolute path"),
+                ));
+            }
+            handlers.push((ext.clone(), interp.clone()));
+        }
+        positive(c.header_timeout_secs, "cgi.header_timeout_secs", &err)?;
+        positive(c.run_timeout_secs, "cgi.run_timeout_secs", &err)?;
+        positive(c.max_concurrent as u64, "cgi.max_concurrent", &err)?;
+        if c.max_header_bytes < 1024 {
+            return Err(err("cgi.max_header_bytes", "must be at least 1024".into()));
+        }
+        let cgi = Cgi {
+            directories,
+            extensions: c.extensions,
+            handlers,
+            pass_authorization: c.pass_authorization,
+            header_timeout: Duration::from_secs(c.header_timeout_secs),
+            run_timeout: Duration::from_secs(c.run_timeout_secs),
+            max_concurrent: c.max_concurrent,
+            queue_wait: Duration::from_millis(c.queue_wait_ms),
+            max_header_bytes: c.max_header_bytes,
+            min_uid: c.min_uid,
+            fallback_user: c.fallback_user,
+            limit_cpu_secs: c.limit_cpu_secs,
+            limit_memory_bytes: c.limit_memory_bytes,
+            limit_open_files: c.limit_open_files,
+            limit_processes: c.limit_processes,
+        };
+
+        Ok(Config {
+            document_root,
+            http,
+            sftp,
+            explain_errors: server.explain_errors,
+            access_log: log_target(&server.access_log, &base, LogTarget::Stdout),
+            error_log: log_target(&server.error_log, &base, LogTarget::Stderr),
+            log_level: server.log_level,
+            index_files: server.index_files,
+            limits,
+            cgi,
+        })
+    }
+}
+
+fn positive(
+    value: u64,
+    key: &str,
+    err: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if value == 0 {
+        Err(err(key, "must be greater than 0".into()))
+    } else {
+        Ok(())
+    }
+}
+
+fn existing_dir(path: &Path) -> Result<PathBuf, String> {
+    match std::fs::canonicalize(path) {
+        Ok(p) if p.is_dir() => Ok(p),
+        Ok(p) => Err(format!("{} is not a directory", p.display())),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("`{text}` is not an address like 127.0.0.1:8080 or [::1]:0"))
+}
+
+fn log_target(text: &str, base: &Path, dash: LogTarget) -> LogTarget {
+    match text {
+        "-" | "" => dash,
+        path => LogTarget::File(base.join(path)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("htdocs")).expect("mkdir");
+        let file = dir.path().join("y.toml");
+        std::fs::write(&file, text).expect("write");
+        Config::load(Some(&file), &Overrides::default())
+    }
+
+    #[test]
+    fn defaults_resolve_relative_to_the_file() {
+        let c = load_text("").expect("valid");
+        assert!(c.document_root.ends_with("htdocs"));
+        assert_eq!(c.http.port(), 8080);
+        assert_eq!(c.cgi.directories, vec![vec![b"cgi-bin".to_vec()]]);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = load_text("[limits]\nmax_conections = 3\n")
+            .expect_err("invalid")
+            .to_string();
+        assert!(e.contains("max_conections"), "{e}");
+        assert!(e.contains("y.toml"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_key() {
+        let e = load_text("[server]\nhttp = \"nope\"\n")
+            .expect_err("invalid")
+            .to_string();
+        assert!(e.contains("key `server.http`"), "{e}");
+        let e = load_text("[limits]\nmax_connections = 0\n")
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            e.contains("key `limits.max_connections`: must be greater than 0"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! The accept loop and one HTTP/1.1 connection: connection cap, accept back-off, hyper with a
+//! timer (without one, `header_read_timeout` silently does nothing), a keep-alive idle timeout,
+//! and graceful shutdown that lets in-flight responses finish within the configured grace.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::service::{self, Shared};
+
+/// Runs the HTTP server on `listener` until `shutdown` is cancelled, then waits for open
+/// connections to finish their current response, at most the configured grace.
+pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(shared.config().limits.max_connections));
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        // Waiting for a slot before accepting leaves excess clients in the kernel's backlog.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = shutdown.cancelled() => break,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = shutdown.cancelled() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                let shared = shared.clone();
+                let shutdown = shutdown.clone();
+                tracker.spawn(async move {
+                    connection(stream, peer, shared, shutdown).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // EMFILE, ENFILE, ECONNABORTED...: never fatal; wait and try again.
+                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    let grace = shared.config().limits.shutdown_grace;
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "connections still open after the shutdown grace; closing them"
+        );
+    }
+}
+
+/// What a connection's idle timer needs: when it last saw activity, and how many responses it
+/// has in flight (an idle timer must not cut a slow response).
+pub struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        self.last_ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Marks a request as begun; the guard ends it.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// Resolves once the connection has had no request in flight and read nothing for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + idle;
+            if Instant::now() >= deadline && self.in_flight.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            let wake = deadline.max(Instant::now() + Duration::from_millis(100));
+            tokio::time::sleep_until(wake.into()).await;
+        }
+    }
+}
+
+/// A request in flight on a connection; dropped when its response has ended.
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The connection as the service sees it.
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Our address on this connection.
+    pub local: SocketAddr,
+    /// The connection's activity, for in-flight guards.
+    pub activity: Arc<Activity>,
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let config = shared.config();
+    let activity = Arc::new(Activity::new());
+    let info = Arc::new(ConnInfo {
+        peer,
+        local,
+        activity: activity.clone(),
+    });
+    let io = TokioIo::new(Tracked {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let svc = service_fn(move |req| {
+        let shared = shared.clone();
+        let info = info.clone();
+        async move { Ok::<_, std::convert::Infallible>(service::handle(req, shared, info).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.limits.header_read_timeout)
+        .keep_alive(true)
+        .max_buf_size(config.limits.max_header_bytes)
+        .max_headers(100);
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+    let idle = config.limits.keep_alive_timeout;
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            () = shutdown.cancelled(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = activity.idle_for(idle), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// A socket that records when it last read something.
+struct Tracked {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

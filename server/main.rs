@@ -1,0 +1,230 @@
+//! yadokari: args → config → logging → bind listeners → run until shutdown → exit code.
+
+mod access_log;
+mod body;
+mod config;
+mod error_page;
+mod explain;
+mod listener;
+mod resolve;
+mod service;
+mod static_files;
+mod url;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::access_log::AccessLog;
+use crate::config::{Config, LogTarget, Overrides};
+use crate::service::Shared;
+
+/// A rental server in one binary: static files, CGI scripts chosen by their permission bits,
+/// and jailed SFTP uploads.
+#[derive(Parser)]
+#[command(name = "yadokari", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP and SFTP servers (the default).
+    Serve(ServeArgs),
+    /// Say what the server does with a file of the site: serve, run or refuse, why, and the fix.
+    Explain {
+        /// The configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The document root (overrides the configuration).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// A file or directory inside the document root.
+        path: PathBuf,
+    },
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    /// The configuration file (default: conf/yadokari.toml when it exists).
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// HTTP listen address, e.g. 127.0.0.1:8080 (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// SFTP listen address, e.g. 127.0.0.1:2222.
+    #[arg(long, value_name = "ADDR")]
+    sftp: Option<String>,
+    /// The document root to serve.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            http: self.http.clone(),
+            sftp: self.sftp.clone(),
+            root: self.root.clone(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+        Some(Command::Explain { config, root, path }) => {
+            let overrides = Overrides {
+                root,
+                ..Overrides::default()
+            };
+            return match Config::load(config.as_deref(), &overrides) {
+                Ok(config) => explain::run(&config, &path),
+                Err(e) => {
+                    eprintln!("yadokari: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("yadokari: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let overrides = args.overrides();
+    let config = Config::load(args.config.as_deref(), &overrides)?;
+    init_logging(&config)?;
+    let access_log = AccessLog::open(&config.access_log).context("cannot open the access log")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        let http = tokio::net::TcpListener::bind(config.http)
+            .await
+            .with_context(|| format!("cannot listen on {} for HTTP", config.http))?;
+        let http_addr = http.local_addr()?;
+        banner(&config, http_addr);
+        let shared = Arc::new(Shared::new(config, access_log));
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signals(
+            shared.clone(),
+            args.config.clone(),
+            overrides,
+            shutdown.clone(),
+        ));
+        listener::run(http, shared, shutdown).await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+fn banner(config: &Config, http: std::net::SocketAddr) {
+    println!(
+        "yadokari {} serving {}",
+        env!("CARGO_PKG_VERSION"),
+        config.document_root.display()
+    );
+    println!("listening http={http}");
+    println!(
+        "Open http://{http}/ in a browser. `yadokari explain FILE` says why a file is served, run or refused."
+    );
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&config.log_level).with_context(|| {
+        format!(
+            "server.log_level: `{}` is not a log filter",
+            config.log_level
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match &config.error_log {
+        LogTarget::File(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the error log {}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        LogTarget::Stdout => {
+            let ansi = std::io::stdout().is_terminal();
+            builder.with_ansi(ansi).with_writer(std::io::stdout).init()
+        }
+        LogTarget::Stderr => {
+            let ansi = std::io::stderr().is_terminal();
+            builder.with_ansi(ansi).with_writer(std::io::stderr).init()
+        }
+    }
+    Ok(())
+}
+
+/// SIGINT/SIGTERM: graceful stop. SIGHUP: re-read the configuration; a bad one is refused and
+/// the old one kept.
+async fn signals(
+    shared: Arc<Shared>,
+    file: Option<PathBuf>,
+    overrides: Overrides,
+    shutdown: CancellationToken,
+) {
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = int.recv() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => reload(&shared, file.as_deref(), &overrides),
+        }
+    }
+    tracing::info!("shutting down: no new connections; letting in-flight requests finish");
+    shutdown.cancel();
+}
+
+fn reload(shared: &Shared, file: Option<&std::path::Path>, overrides: &Overrides) {
+    match Config::load(file, overrides) {
+        Ok(new) => {
+            let old = shared.config();
+            if new.http != old.http || new.sftp != old.sftp {
+                tracing::warn!(
+                    "listen addresses changed in the configuration; they take effect at the next restart"
+                );
+            }
+            if let Err(e) = shared.access_log.reopen(&new.access_log) {
+                tracing::error!(error = %e, "cannot reopen the access log; keeping the old one");
+            }
+            shared.replace_config(new);
+            tracing::info!("configuration reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "configuration not reloaded; keeping the old one"),
+    }
+}

@@ -1,0 +1,16 @@
+//! The site model that yadokari's HTTP side and SFTP side share.
+//!
+//! Both halves of the product must agree, byte for byte, on two things: which paths belong to a
+//! site (the [`jail`]), and what the server will do with a file given its type, mode and owner
+//! (the [`policy`], the permission gate, whose refusals are the named [`Denial`]s). Keeping them
+//! in this one small crate, with no async runtime and no protocol in it, is what makes "one
+//! copy" true: the HTTP server resolves requests through it, `yadokari explain` prints its
+//! verdicts, and the SFTP endpoint confines every file operation with the same jail.
+
+pub mod denial;
+pub mod jail;
+pub mod policy;
+
+pub use denial::Denial;
+pub use jail::{Jail, JailError};
+pub use policy::{FileFacts, FileKind, Role, Subject, Verdict, decide};
