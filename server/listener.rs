@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::framing::FramingWatch;
 use crate::service::{self, Shared};
 
 /// Runs the HTTP server on `listener` until `shutdown` is cancelled, then waits for open
@@ -71,6 +73,8 @@ pub struct Activity {
     start: Instant,
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
+    framing: Mutex<FramingWatch>,
+    ambiguous: AtomicBool,
 }
 
 impl Activity {
@@ -79,7 +83,25 @@ impl Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            framing: Mutex::new(FramingWatch::default()),
+            ambiguous: AtomicBool::new(false),
         }
+    }
+
+    /// Records bytes read from the client.
+    fn read(&self, bytes: &[u8]) {
+        self.touch();
+        if let Ok(mut watch) = self.framing.lock() {
+            watch.feed(bytes);
+            if watch.ambiguous {
+                self.ambiguous.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether the client sent a header block with both Content-Length and Transfer-Encoding.
+    pub fn ambiguous_framing(&self) -> bool {
+        self.ambiguous.load(Ordering::Relaxed)
     }
 
     fn touch(&self) {
@@ -199,7 +221,7 @@ impl AsyncRead for Tracked {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.touch();
+            self.activity.read(&buf.filled()[before..]);
         }
         poll
     }

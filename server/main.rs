@@ -5,6 +5,7 @@ mod body;
 mod config;
 mod error_page;
 mod explain;
+mod framing;
 mod listener;
 mod resolve;
 mod service;

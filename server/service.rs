@@ -88,7 +88,11 @@ pub async fn handle(
         remote: conn.peer,
         local: conn.local,
     };
-    let response = respond(req, &config, &peer).instrument(span).await;
+    let response = if conn.activity.ambiguous_framing() {
+        ambiguous_framing(&config)
+    } else {
+        respond(req, &config, &peer).instrument(span).await
+    };
     entry.status = response.status().as_u16();
     response.map(|b| LoggedBody::new(b, entry, shared.access_log.clone(), guard))
 }
@@ -172,6 +176,21 @@ async fn respond(req: Request<Incoming>, config: &Config, _peer: &Peer) -> Respo
             )
         }
     }
+}
+
+/// 400 and close for a request framed by both Content-Length and Transfer-Encoding (see
+/// `framing.rs`: a request-smuggling shape).
+fn ambiguous_framing(config: &Config) -> Response<Body> {
+    tracing::info!("refused: both Content-Length and Transfer-Encoding");
+    let mut r = refusal(
+        StatusCode::BAD_REQUEST,
+        "The request has both Content-Length and Transfer-Encoding, which is ambiguous.",
+        "Send only one of them.",
+        config,
+    );
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 /// Opens the decided file inside the jail and checks that what was opened is still what the

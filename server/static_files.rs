@@ -92,11 +92,10 @@ fn internal() -> Response<Body> {
 /// Streams `len` bytes of `file` from `start`.
 async fn stream(file: File, start: u64, len: u64) -> Body {
     let mut file = tokio::fs::File::from_std(file);
-    if start > 0 {
-        if let Err(e) = file.seek(SeekFrom::Start(start)).await {
-            return StreamBody::new(futures_util::stream::once(async move { Err(e) }))
-                .boxed_unsync();
-        }
+    if start > 0
+        && let Err(e) = file.seek(SeekFrom::Start(start)).await
+    {
+        return StreamBody::new(futures_util::stream::once(async move { Err(e) })).boxed_unsync();
     }
     let reader = ReaderStream::with_capacity(file.take(len), CHUNK);
     StreamBody::new(reader.map_ok(|bytes: Bytes| http_body::Frame::data(bytes))).boxed_unsync()

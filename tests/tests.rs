@@ -1,1 +1,8 @@
+//! One integration-test target: each module starts the real binary and talks to it.
 
+mod support;
+
+mod lifecycle;
+mod static_files;
+mod traversal;
+mod wire;

@@ -1,0 +1,227 @@
+//! Static hosting through the permission gate, ranges, validators, HEAD and redirects.
+
+use crate::support::{Site, raw_body, raw_status};
+
+#[test]
+fn file_modes_decide_like_an_apache_rental_server() {
+    let site = Site::new();
+    for mode in [0o644, 0o604, 0o404, 0o666, 0o640, 0o600, 0o000] {
+        site.file(&format!("m{mode:o}.txt"), format!("mode {mode:o}"), mode);
+    }
+    let server = site.start();
+    for mode in [0o644, 0o604, 0o404, 0o666] {
+        let r = server.get(&format!("/m{mode:o}.txt"));
+        assert_eq!(r.status, 200, "mode {mode:o}");
+        assert_eq!(r.text(), format!("mode {mode:o}"));
+    }
+    for mode in [0o640, 0o600, 0o000] {
+        let r = server.get(&format!("/m{mode:o}.txt"));
+        assert_eq!(r.status, 403, "mode {mode:o}");
+        assert!(r.text().contains("others may not read it"), "{}", r.text());
+        assert!(!r.text().contains(&format!("mode {mode:o}")));
+    }
+    let log = server.output();
+    assert!(
+        log.contains("not_readable"),
+        "refusals are logged with their reason: {log}"
+    );
+}
+
+#[test]
+fn directories_on_the_path_must_be_searchable_by_others() {
+    let site = Site::new();
+    site.dir("closed", 0o700);
+    site.file("closed/a.txt", "a", 0o644);
+    site.dir("open", 0o711);
+    site.file("open/b.txt", "b", 0o644);
+    site.chmod("closed", 0o700);
+    let server = site.start();
+    let r = server.get("/closed/a.txt");
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("may not enter it"), "{}", r.text());
+    assert_eq!(server.get("/open/b.txt").status, 200);
+}
+
+#[test]
+fn ht_files_are_refused() {
+    let site = Site::new();
+    site.file(".htaccess", "Require all denied", 0o644);
+    site.file("sub/.htpasswd", "user:hash", 0o644);
+    let server = site.start();
+    assert_eq!(server.get("/.htaccess").status, 403);
+    let r = server.get("/sub/.htpasswd");
+    assert_eq!(r.status, 403);
+    assert!(!r.text().contains("user:hash"));
+}
+
+#[test]
+fn a_chmod_is_seen_by_the_very_next_request() {
+    let site = Site::new();
+    site.file("page.html", "<p>hi</p>", 0o644);
+    let server = site.start();
+    assert_eq!(server.get("/page.html").status, 200);
+    site.chmod("page.html", 0o600);
+    assert_eq!(server.get("/page.html").status, 403);
+    site.chmod("page.html", 0o644);
+    assert_eq!(server.get("/page.html").status, 200);
+}
+
+#[test]
+fn content_type_index_files_and_missing_files() {
+    let site = Site::new();
+    site.file("index.html", "<h1>home</h1>", 0o644);
+    site.file("style.css", "a{}", 0o644);
+    site.file("docs/index.htm", "docs", 0o644);
+    site.dir("empty", 0o755);
+    let server = site.start();
+    let r = server.get("/");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "<h1>home</h1>");
+    assert_eq!(r.header("content-type"), Some("text/html"));
+    assert_eq!(
+        server.get("/style.css").header("content-type"),
+        Some("text/css")
+    );
+    assert_eq!(server.get("/docs/").text(), "docs");
+    assert_eq!(server.get("/nope.html").status, 404);
+    assert_eq!(server.get("/style.css/extra").status, 404);
+    let r = server.get("/empty/");
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("no index.html"), "{}", r.text());
+}
+
+#[test]
+fn a_directory_without_its_slash_is_redirected_keeping_the_query() {
+    let site = Site::new();
+    site.file("docs/index.html", "docs", 0o644);
+    let server = site.start();
+    let r = server.get("/docs?lang=ja&x=1");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("/docs/?lang=ja&x=1"));
+}
+
+#[test]
+fn byte_ranges() {
+    let site = Site::new();
+    let content: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    site.file("data.bin", &content, 0o644);
+    let server = site.start();
+
+    let r = server.request("GET", "/data.bin", &[("Range", "bytes=0-99")]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, &content[..100]);
+    assert_eq!(r.header("content-range"), Some("bytes 0-99/1000"));
+
+    let r = server.request("GET", "/data.bin", &[("Range", "bytes=-10")]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, &content[990..]);
+
+    let r = server.request("GET", "/data.bin", &[("Range", "bytes=990-")]);
+    assert_eq!(r.body, &content[990..]);
+
+    let r = server.request("GET", "/data.bin", &[("Range", "bytes=5000-6000")]);
+    assert_eq!(r.status, 416);
+    assert_eq!(r.header("content-range"), Some("bytes */1000"));
+
+    let etag = server
+        .get("/data.bin")
+        .header("etag")
+        .expect("etag")
+        .to_string();
+    let r = server.request(
+        "GET",
+        "/data.bin",
+        &[("Range", "bytes=0-9"), ("If-Range", "\"stale\"")],
+    );
+    assert_eq!(r.status, 200, "a stale If-Range gets the whole file");
+    let r = server.request(
+        "GET",
+        "/data.bin",
+        &[("Range", "bytes=0-9"), ("If-Range", &etag)],
+    );
+    assert_eq!(r.status, 206);
+}
+
+#[test]
+fn head_has_the_headers_and_no_body() {
+    let site = Site::new();
+    site.file("a.txt", "0123456789", 0o644);
+    let server = site.start();
+    let raw = server.raw(b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(raw_status(&raw), 200);
+    let text = String::from_utf8_lossy(&raw).to_lowercase();
+    assert!(text.contains("content-length: 10"), "{text}");
+    assert!(raw_body(&raw).is_empty(), "HEAD sent a body: {text}");
+}
+
+#[test]
+fn conditional_requests_get_304_on_either_validator() {
+    let site = Site::new();
+    site.file("a.txt", "hello", 0o644);
+    let server = site.start();
+    let first = server.get("/a.txt");
+    let etag = first.header("etag").expect("etag").to_string();
+    let modified = first
+        .header("last-modified")
+        .expect("last-modified")
+        .to_string();
+
+    let r = server.request("GET", "/a.txt", &[("If-None-Match", &etag)]);
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    let r = server.request("GET", "/a.txt", &[("If-Modified-Since", &modified)]);
+    assert_eq!(r.status, 304);
+    let r = server.request("GET", "/a.txt", &[("If-None-Match", "\"other\"")]);
+    assert_eq!(r.status, 200);
+    let r = server.request(
+        "GET",
+        "/a.txt",
+        &[("If-Modified-Since", "Thu, 01 Jan 1970 00:00:00 GMT")],
+    );
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn other_methods_on_static_files_are_not_allowed() {
+    let site = Site::new();
+    site.file("a.txt", "hello", 0o644);
+    let server = site.start();
+    let r = server.send("POST", "/a.txt", &[], b"x=1");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+}
+
+#[test]
+fn a_large_file_is_streamed_whole() {
+    let site = Site::new();
+    let content: Vec<u8> = (0..(8u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    site.file("big.bin", &content, 0o644);
+    let server = site.start();
+    let r = server.get("/big.bin");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body == content,
+        "body differs ({} bytes received)",
+        r.body.len()
+    );
+}
+
+#[test]
+fn the_access_log_uses_the_combined_log_format() {
+    let site = Site::new();
+    site.file("a.txt", "hello", 0o644);
+    let server = site.start();
+    server.request(
+        "GET",
+        "/a.txt?q=1",
+        &[("User-Agent", "tester/1.0"), ("Referer", "http://ref/")],
+    );
+    let line = server.wait_for("\"GET /a.txt?q=1 HTTP/1.1\"");
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(
+        line.ends_with("\"GET /a.txt?q=1 HTTP/1.1\" 200 5 \"http://ref/\" \"tester/1.0\""),
+        "{line}"
+    );
+}

@@ -1,0 +1,393 @@
+//! The harness: a site in a temporary directory, the real `yadokari` binary started on port 0,
+//! its printed address read back, and clients (ureq, and raw bytes over a socket) to talk to it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_yadokari");
+
+/// How long any single wait in a test may take before the test fails (never a timing assertion:
+/// only a bound so that a hang fails instead of blocking CI).
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A site on disk: `root/htdocs` (mode 0755) and `root/yadokari.toml`.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    config_extra: String,
+}
+
+impl Site {
+    /// An empty site with the test defaults (explained errors on, port 0).
+    pub fn new() -> Site {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let site = Site {
+            dir,
+            config_extra: String::new(),
+        };
+        std::fs::create_dir(site.htdocs()).expect("mkdir htdocs");
+        site.chmod("", 0o755);
+        site
+    }
+
+    /// The document root.
+    pub fn htdocs(&self) -> PathBuf {
+        self.dir.path().join("htdocs")
+    }
+
+    /// The path of `rel` in the document root.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.htdocs().join(rel)
+    }
+
+    /// Writes a file with a mode, creating its directories (0755).
+    pub fn file(&self, rel: &str, content: impl AsRef<[u8]>, mode: u32) -> PathBuf {
+        let path = self.path(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&path, content).expect("write");
+        self.chmod(rel, mode);
+        path
+    }
+
+    /// A directory with a mode.
+    pub fn dir(&self, rel: &str, mode: u32) -> PathBuf {
+        let path = self.path(rel);
+        std::fs::create_dir_all(&path).expect("mkdir");
+        self.chmod(rel, mode);
+        path
+    }
+
+    /// `chmod mode rel`.
+    pub fn chmod(&self, rel: &str, mode: u32) {
+        std::fs::set_permissions(self.path(rel), std::fs::Permissions::from_mode(mode))
+            .expect("chmod");
+    }
+
+    /// Adds TOML to the configuration (sections and keys; see conf/yadokari.toml).
+    pub fn config(mut self, toml: &str) -> Site {
+        self.config_extra.push_str(toml);
+        self.config_extra.push('\n');
+        self
+    }
+
+    /// The configuration file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("yadokari.toml")
+    }
+
+    /// Writes the configuration file: the test defaults with the added TOML merged in.
+    pub fn write_config(&self) {
+        std::fs::write(self.config_path(), merged_config(&self.config_extra))
+            .expect("write config");
+    }
+
+    /// Starts the server on this site.
+    pub fn start(&self) -> Server {
+        self.write_config();
+        Server::spawn(&["--config", self.config_path().to_str().expect("utf-8 path")])
+    }
+}
+
+/// The test defaults, with `extra` (whole `[section]` blocks) overriding keys of the same
+/// section: sections in `extra` are merged by appending their keys to the default section.
+fn merged_config(extra: &str) -> String {
+    let mut sections: Vec<(String, Vec<String>)> = vec![
+        (
+            "[server]".into(),
+            vec![
+                "document_root = \"htdocs\"".into(),
+                "http = \"127.0.0.1:0\"".into(),
+                "sftp = \"127.0.0.1:0\"".into(),
+                "explain_errors = true".into(),
+            ],
+        ),
+        ("[limits]".into(), vec![]),
+        ("[cgi]".into(), vec![]),
+    ];
+    let mut current: Option<usize> = None;
+    for line in extra.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            current = Some(match sections.iter().position(|(s, _)| s == t) {
+                Some(i) => i,
+                None => {
+                    sections.push((t.to_string(), vec![]));
+                    sections.len() - 1
+                }
+            });
+        } else if !t.is_empty() {
+            let i = current.expect("config lines must follow a [section]");
+            let key = t.split('=').next().unwrap_or("").trim().to_string();
+            sections[i]
+                .1
+                .retain(|l| l.split('=').next().unwrap_or("").trim() != key);
+            sections[i].1.push(t.to_string());
+        }
+    }
+    let mut out = String::new();
+    for (head, lines) in sections {
+        out.push_str(&head);
+        out.push('\n');
+        for l in lines {
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A running server.
+pub struct Server {
+    child: Option<Child>,
+    pub http: SocketAddr,
+    output: Arc<(Mutex<String>, Condvar)>,
+}
+
+impl Server {
+    /// Runs the binary with `args` and waits for its `listening http=` line.
+    pub fn spawn(args: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start yadokari");
+        let output = Arc::new((Mutex::new(String::new()), Condvar::new()));
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        drain(stdout, output.clone());
+        drain(stderr, output.clone());
+        let mut server = Server {
+            child: Some(child),
+            http: "0.0.0.0:0".parse().expect("addr"),
+            output,
+        };
+        let line = server.wait_for("listening http=");
+        let addr = line.trim().trim_start_matches("listening http=");
+        server.http = addr
+            .parse()
+            .unwrap_or_else(|_| panic!("bad address line {line:?}"));
+        server
+    }
+
+    /// Waits until the server printed a line containing `needle`; returns that line.
+    pub fn wait_for(&self, needle: &str) -> String {
+        let (lock, cv) = &*self.output;
+        let deadline = Instant::now() + PATIENCE;
+        let mut out = lock.lock().expect("lock");
+        loop {
+            if let Some(line) = out.lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            let now = Instant::now();
+            assert!(
+                now < deadline,
+                "server never printed {needle:?}; output:\n{out}"
+            );
+            out = cv.wait_timeout(out, deadline - now).expect("wait").0;
+        }
+    }
+
+    /// Everything the server printed so far.
+    pub fn output(&self) -> String {
+        self.output.0.lock().expect("lock").clone()
+    }
+
+    /// `http://addr/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// The server's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends a signal to the server.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig).expect("kill");
+    }
+
+    /// Waits for the server to exit; returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("server did not exit; output:\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// GET with the HTTP client.
+    pub fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, &[])
+    }
+
+    /// A request with the HTTP client (redirects not followed).
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let agent = ureq::AgentBuilder::new()
+            .redirects(0)
+            .timeout(PATIENCE)
+            .build();
+        let mut req = agent.request(method, &self.url(path));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        Resp::from(req.call())
+    }
+
+    /// A request with a body.
+    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let agent = ureq::AgentBuilder::new()
+            .redirects(0)
+            .timeout(PATIENCE)
+            .build();
+        let mut req = agent.request(method, &self.url(path));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        Resp::from(req.send_bytes(body))
+    }
+
+    /// Sends raw bytes on a new connection and reads until the server closes it.
+    pub fn raw(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut s = self.connect();
+        s.write_all(bytes).expect("write");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    }
+
+    /// A new connection, with a read timeout of [`PATIENCE`].
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.http).expect("connect");
+        s.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        s
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn drain(pipe: impl Read + Send + 'static, output: Arc<(Mutex<String>, Condvar)>) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        while reader
+            .read_until(b'\n', &mut line)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {
+            let (lock, cv) = &*output;
+            lock.lock()
+                .expect("lock")
+                .push_str(&String::from_utf8_lossy(&line));
+            cv.notify_all();
+            line.clear();
+        }
+    });
+}
+
+/// A response, as the HTTP client saw it.
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of header `name`.
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl From<Result<ureq::Response, ureq::Error>> for Resp {
+    fn from(r: Result<ureq::Response, ureq::Error>) -> Resp {
+        let resp = match r {
+            Ok(resp) => resp,
+            Err(ureq::Error::Status(_, resp)) => resp,
+            Err(e) => panic!("request failed: {e}"),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .iter()
+            .flat_map(|n| {
+                resp.all(n)
+                    .into_iter()
+                    .map(|v| (n.clone(), v.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut body = Vec::new();
+        resp.into_reader()
+            .take(1 << 31)
+            .read_to_end(&mut body)
+            .expect("read body");
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// The status code of a raw HTTP response.
+pub fn raw_status(response: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"))
+}
+
+/// The body of a raw HTTP response (everything after the blank line).
+pub fn raw_body(response: &[u8]) -> &[u8] {
+    match response.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => &response[i + 4..],
+        None => &[],
+    }
+}

@@ -1,0 +1,129 @@
+//! The HTTP wire: malformed and hostile requests, timeouts, caps and keep-alive.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use crate::support::{Site, raw_status};
+
+#[test]
+fn both_content_length_and_transfer_encoding_is_refused() {
+    let site = Site::new();
+    site.file("a.txt", "a", 0o644);
+    let server = site.start();
+    let raw = server.raw(
+        b"POST /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    assert_eq!(raw_status(&raw), 400);
+}
+
+#[test]
+fn an_oversized_header_block_gets_431() {
+    let site = Site::new();
+    site.file("a.txt", "a", 0o644);
+    let server = site.start();
+    let big = "x".repeat(40 * 1024);
+    let raw =
+        server.raw(format!("GET /a.txt HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes());
+    assert_eq!(raw_status(&raw), 431);
+}
+
+#[test]
+fn malformed_requests_get_400() {
+    let site = Site::new();
+    let server = site.start();
+    assert_eq!(raw_status(&server.raw(b"GARBAGE\r\n\r\n")), 400);
+    assert_eq!(
+        raw_status(&server.raw(b"GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\n")),
+        400
+    );
+    assert_eq!(
+        raw_status(&server.raw(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n")),
+        400
+    );
+}
+
+#[test]
+fn a_slow_header_sender_is_cut_off() {
+    let site =
+        Site::new().config("[limits]\nheader_read_timeout_secs = 1\nkeep_alive_timeout_secs = 30");
+    site.file("a.txt", "a", 0o644);
+    let server = site.start();
+    let mut s = server.connect();
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    // Never finish the header block: the server must close the connection by itself.
+    let mut buf = Vec::new();
+    let n = s.read_to_end(&mut buf);
+    assert!(n.is_ok(), "the connection was not closed: {n:?}");
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed() {
+    let site = Site::new().config("[limits]\nkeep_alive_timeout_secs = 1");
+    site.file("a.txt", "hello", 0o644);
+    let server = site.start();
+    let mut s = server.connect();
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut buf = Vec::new();
+    // The response comes, then, with no further request, the server closes the connection.
+    let n = s.read_to_end(&mut buf);
+    assert!(n.is_ok(), "the idle connection was not closed: {n:?}");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("hello"),
+        "{text}"
+    );
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let site = Site::new();
+    site.file("a.txt", "hello", 0o644);
+    let server = site.start();
+    let mut s = server.connect();
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).expect("read");
+    let text = String::from_utf8_lossy(&buf);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+}
+
+#[test]
+fn connections_over_the_cap_wait_for_a_free_slot() {
+    let site = Site::new().config("[limits]\nmax_connections = 1\nkeep_alive_timeout_secs = 60");
+    site.file("a.txt", "hello", 0o644);
+    let server = site.start();
+    let mut first = server.connect();
+    first
+        .write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut buf = [0u8; 512];
+    let n = first.read(&mut buf).expect("first answered");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("200 OK"));
+
+    let mut second = server.connect();
+    second
+        .write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    second
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let waited = second.read(&mut buf);
+    assert!(
+        waited.is_err(),
+        "the second connection was served while the first held the only slot"
+    );
+
+    drop(first);
+    second
+        .set_read_timeout(Some(crate::support::PATIENCE))
+        .expect("timeout");
+    let mut rest = Vec::new();
+    second
+        .read_to_end(&mut rest)
+        .expect("second answered once the slot is free");
+    assert!(String::from_utf8_lossy(&rest).contains("200 OK"));
+}
