@@ -2,6 +2,7 @@
 
 mod access_log;
 mod body;
+mod cgi;
 mod config;
 mod error_page;
 mod explain;

@@ -23,7 +23,7 @@ pub enum Resolution {
     /// Refused, with the site-relative path the reason speaks of.
     Denied { denial: Denial, path: String },
     /// A file to send.
-    Static { rel: PathBuf, stat: FileStat },
+    Static { rel: PathBuf },
     /// A script to run.
     Script(Script),
 }
@@ -41,8 +41,6 @@ pub struct Script {
     pub interpreter: Option<PathBuf>,
     /// The file's `stat`.
     pub stat: FileStat,
-    /// The site's owner.
-    pub site_owner: u32,
 }
 
 /// Resolves `url` inside the site held by `jail`.
@@ -154,7 +152,7 @@ fn walk(jail: &Jail, url: &UrlPath, config: &Config) -> Result<Resolution, Stop>
         site_owner,
     };
     match policy::decide(&subject) {
-        Verdict::Serve => Ok(Resolution::Static { rel, stat }),
+        Verdict::Serve => Ok(Resolution::Static { rel }),
         Verdict::Run => {
             let mut script_name = Vec::new();
             for s in &file_segments {
@@ -167,7 +165,6 @@ fn walk(jail: &Jail, url: &UrlPath, config: &Config) -> Result<Resolution, Stop>
                 path_info,
                 interpreter,
                 stat,
-                site_owner,
             }))
         }
         Verdict::Deny(denial) => Err(Stop::Denied(denial, lossy(&rel))),

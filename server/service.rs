@@ -8,15 +8,18 @@ use std::time::SystemTime;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 use yadokari_site::denial::Explanation;
 use yadokari_site::{FileFacts, Jail, Role, Subject, Verdict, policy};
 
 use crate::access_log::{AccessLog, Entry, LoggedBody};
-use crate::body::Body;
+use crate::body::{self, Body, BoxError, RequestBody};
+use crate::cgi::{self, Outcome, failure::Failure};
 use crate::config::Config;
 use crate::error_page;
 use crate::listener::{ConnInfo, InFlight};
@@ -29,12 +32,15 @@ pub struct Shared {
     config: RwLock<Arc<Config>>,
     /// The access log.
     pub access_log: Arc<AccessLog>,
+    /// Script slots (`cgi.max_concurrent`).
+    pub scripts: Arc<Semaphore>,
 }
 
 impl Shared {
     /// Shared state for `config`.
     pub fn new(config: Config, access_log: AccessLog) -> Shared {
         Shared {
+            scripts: Arc::new(Semaphore::new(config.cgi.max_concurrent)),
             config: RwLock::new(Arc::new(config)),
             access_log: Arc::new(access_log),
         }
@@ -91,7 +97,8 @@ pub async fn handle(
     let response = if conn.activity.ambiguous_framing() {
         ambiguous_framing(&config)
     } else {
-        respond(req, &config, &peer).instrument(span).await
+        let req = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
+        respond(req, &config, &peer, &shared).instrument(span).await
     };
     entry.status = response.status().as_u16();
     response.map(|b| LoggedBody::new(b, entry, shared.access_log.clone(), guard))
@@ -103,44 +110,74 @@ fn header_text<B>(req: &Request<B>, name: header::HeaderName) -> Option<String> 
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-async fn respond(req: Request<Incoming>, config: &Config, _peer: &Peer) -> Response<Body> {
-    let headers = req.headers();
-    if headers.contains_key(header::TRANSFER_ENCODING)
-        && headers.contains_key(header::CONTENT_LENGTH)
-    {
-        // SECURITY: a request with both framings is the shape of request smuggling; a proxy in
-        // front may read it one way and we another. Refuse it and close.
-        tracing::info!("refused: both Content-Length and Transfer-Encoding");
-        let mut r = refusal(
-            StatusCode::BAD_REQUEST,
-            "The request has both Content-Length and Transfer-Encoding, which is ambiguous.",
-            "Send only one of them.",
-            config,
-        );
-        r.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return r;
+/// The most internal redirects (`Location:` with a local path) one request may follow.
+const MAX_REDIRECTS: usize = 10;
+
+/// What acting on one URL gave: a response, or a script's internal redirect to follow.
+enum Acted {
+    Done(Response<Body>),
+    Redirect(String, http::request::Parts),
+}
+
+async fn respond(
+    req: Request<RequestBody>,
+    config: &Config,
+    peer: &Peer,
+    shared: &Shared,
+) -> Response<Body> {
+    let original = req.uri().path().to_string();
+    let mut req = req;
+    let mut redirected: Option<&str> = None;
+    for _ in 0..=MAX_REDIRECTS {
+        match act(req, config, peer, shared, redirected).await {
+            Acted::Done(response) => return response,
+            Acted::Redirect(location, mut parts) => {
+                let Ok(uri) = location.parse::<http::Uri>() else {
+                    tracing::warn!(%location, "script redirected to an invalid local URL");
+                    return error_page::page(StatusCode::INTERNAL_SERVER_ERROR, None);
+                };
+                tracing::debug!(%location, "internal redirect");
+                parts.method = Method::GET;
+                parts.uri = uri;
+                parts.headers.remove(header::CONTENT_LENGTH);
+                parts.headers.remove(header::CONTENT_TYPE);
+                parts.headers.remove(header::TRANSFER_ENCODING);
+                req = Request::from_parts(parts, body::empty_request());
+                redirected = Some(&original);
+            }
+        }
     }
+    failure_response(&Failure::RedirectLoop, &original, config)
+}
+
+/// Acts on one URL: resolve it, then serve, run or refuse.
+async fn act(
+    req: Request<RequestBody>,
+    config: &Config,
+    peer: &Peer,
+    shared: &Shared,
+    redirected: Option<&str>,
+) -> Acted {
     let url = match url::parse(req.uri().path()) {
         Ok(u) => u,
         Err(e) => {
             tracing::info!(reason = %e, "refused: bad request path");
-            return refusal(
+            return Acted::Done(refusal(
                 StatusCode::BAD_REQUEST,
                 &format!("{}.", capitalise(&e.to_string())),
                 "Request a plain path inside the site.",
                 config,
-            );
+            ));
         }
     };
     let jail = match Jail::open(&config.document_root) {
         Ok(j) => j,
         Err(e) => {
             tracing::error!(root = %config.document_root.display(), error = %e, "cannot open the document root");
-            return error_page::page(StatusCode::INTERNAL_SERVER_ERROR, None);
+            return Acted::Done(error_page::page(StatusCode::INTERNAL_SERVER_ERROR, None));
         }
     };
-    match resolve::resolve(&jail, &url, config) {
+    let response = match resolve::resolve(&jail, &url, config) {
         Resolution::NotFound => {
             tracing::debug!("not found");
             error_page::page(StatusCode::NOT_FOUND, None)
@@ -152,30 +189,37 @@ async fn respond(req: Request<Incoming>, config: &Config, _peer: &Peer) -> Respo
             tracing::warn!(status = status.as_u16(), reason = denial.code(), path = %path, why = %e.reason, fix = %e.fix, "refused");
             error_page::page(status, config.explain_errors.then_some(&e))
         }
-        Resolution::Static { rel, .. } => {
+        Resolution::Static { rel } => {
             if req.method() != Method::GET && req.method() != Method::HEAD {
                 let mut r = error_page::page(StatusCode::METHOD_NOT_ALLOWED, None);
                 r.headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-                return r;
+                return Acted::Done(r);
             }
-            serve_static(&req, &jail, &rel, config).await
+            serve_static(req.method(), req.headers(), &jail, &rel, config).await
         }
         Resolution::Script(script) => {
-            let e = Explanation {
-                reason: format!(
-                    "`{}` would run as a CGI script, but this build does not run scripts yet.",
-                    script.rel.display()
-                ),
-                fix: "Wait for CGI support.".into(),
-            };
-            tracing::warn!(path = %script.rel.display(), "CGI is not implemented yet");
-            error_page::page(
-                StatusCode::NOT_IMPLEMENTED,
-                config.explain_errors.then_some(&e),
-            )
+            let path = script.rel.to_string_lossy().into_owned();
+            match cgi::run(req, &script, config, peer, &shared.scripts, redirected).await {
+                Ok(Outcome::Response(r)) => r,
+                Ok(Outcome::Redirect(location, parts)) => return Acted::Redirect(location, parts),
+                Err(failure) => failure_response(&failure, &path, config),
+            }
         }
+    };
+    Acted::Done(response)
+}
+
+/// The response for a script failure, logged once here with its reason and fix.
+fn failure_response(failure: &Failure, path: &str, config: &Config) -> Response<Body> {
+    let (status, e) = failure.explain(path);
+    tracing::warn!(status = status.as_u16(), reason = failure.code(), script = %path, why = %e.reason, fix = %e.fix, "script failed");
+    let mut r = error_page::page(status, config.explain_errors.then_some(&e));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
+    r
 }
 
 /// 400 and close for a request framed by both Content-Length and Transfer-Encoding (see
@@ -196,7 +240,8 @@ fn ambiguous_framing(config: &Config) -> Response<Body> {
 /// Opens the decided file inside the jail and checks that what was opened is still what the
 /// gate approved (a file swapped or chmodded in between is judged again, never trusted).
 async fn serve_static(
-    req: &Request<Incoming>,
+    method: &Method,
+    headers: &http::HeaderMap,
     jail: &Jail,
     rel: &std::path::Path,
     config: &Config,
@@ -236,7 +281,7 @@ async fn serve_static(
     // The file is regular: reads no longer need O_NONBLOCK, and tokio reads it on its
     // blocking pool anyway.
     let file = std::fs::File::from(fd);
-    static_files::respond(req.method(), req.headers(), rel, file, &stat).await
+    static_files::respond(method, headers, rel, file, &stat).await
 }
 
 /// 301 to the same path with a slash added, keeping the query string.

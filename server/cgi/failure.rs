@@ -1,0 +1,287 @@
+//! Every way running a script can fail, each with its status and a sentence that names the
+//! cause and the fix (what no anchor server does: Apache logs "End of script output before
+//! headers" and leaves the user guessing).
+
+use http::StatusCode;
+use yadokari_site::denial::Explanation;
+
+use super::head::HeadError;
+use super::spawn::{ExitStatus, Step};
+
+/// A failure to run a script or to make a response of its output.
+#[derive(Debug)]
+pub enum Failure {
+    /// The request body is over `limits.max_request_body_bytes`.
+    BodyTooLarge { limit: u64 },
+    /// The request body could not be read or spooled.
+    BodyUnreadable { error: String },
+    /// Every script slot stayed busy for the whole queue wait.
+    Busy { slots: usize },
+    /// The script is owned by a uid with no account.
+    NoAccount { uid: u32 },
+    /// The fallback user does not exist.
+    NoFallbackUser { name: String },
+    /// The script would run as root.
+    WouldRunAsRoot,
+    /// Pipes or the process could not be created.
+    Resources { error: String },
+    /// The interpreter of a handler is missing.
+    HandlerMissing { interpreter: String },
+    /// `#!` names an interpreter that does not exist.
+    InterpreterNotFound { interpreter: String },
+    /// `#!` line ends with `\r`.
+    CrlfShebang { interpreter: String },
+    /// A UTF-8 byte-order mark before `#!`.
+    Bom,
+    /// No `#!` line and not a binary the kernel can run.
+    NoShebang,
+    /// The account the script runs as may not execute it (or its interpreter).
+    NotPermitted { user: String },
+    /// Setting up the child failed at `step`.
+    Setup { step: Step, error: String },
+    /// No complete header block before the output ended.
+    NoHeaderBlock {
+        first_bytes: String,
+        exit: Option<ExitStatus>,
+    },
+    /// The header block is invalid.
+    BadHead {
+        error: HeadError,
+        exit: Option<ExitStatus>,
+    },
+    /// No header block within `cgi.header_timeout_secs`.
+    HeaderTimeout { secs: u64 },
+    /// More than the allowed internal redirects.
+    RedirectLoop,
+}
+
+impl Failure {
+    /// The status and the explanation, for the script at site-relative `path`.
+    pub fn explain(&self, path: &str) -> (StatusCode, Explanation) {
+        let (status, reason, fix) = match self {
+            Failure::BodyTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("The request body is larger than the {limit} bytes this server accepts."),
+                "Send a smaller body, or raise limits.max_request_body_bytes.".to_string(),
+            ),
+            Failure::BodyUnreadable { error } => (
+                StatusCode::BAD_REQUEST,
+                format!("The request body could not be read: {error}."),
+                "Send the body again.".to_string(),
+            ),
+            Failure::Busy { slots } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("All {slots} script slots are busy."),
+                "Try again in a moment (or raise cgi.max_concurrent).".to_string(),
+            ),
+            Failure::NoAccount { uid } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("`{path}` belongs to uid {uid}, which has no account, so there is nobody to run it as."),
+                format!("chown it to an existing user: chown USER {path}"),
+            ),
+            Failure::NoFallbackUser { name } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("`{path}` is owned by a system account, so it would run as `{name}`, but that user does not exist."),
+                "Set cgi.fallback_user to an existing unprivileged user.".to_string(),
+            ),
+            Failure::WouldRunAsRoot => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("`{path}` would run as root, which the server never allows."),
+                "Set cgi.fallback_user to an unprivileged user.".to_string(),
+            ),
+            Failure::Resources { error } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("The server could not start `{path}`: {error}."),
+                "Check the error log; the machine may be out of processes or descriptors.".to_string(),
+            ),
+            Failure::HandlerMissing { interpreter } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("`{path}` is run by {interpreter}, which is not installed."),
+                format!("Install {interpreter}, or change cgi.handlers."),
+            ),
+            Failure::InterpreterNotFound { interpreter } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("`{path}` starts with `#!{interpreter}`, but {interpreter} does not exist."),
+                "Correct the first line to the interpreter's real path (`which perl` tells where Perl is).".to_string(),
+            ),
+            Failure::CrlfShebang { interpreter } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("`{path}` has Windows (CRLF) line endings: the system looks for the interpreter `{}\\r`, which does not exist.", interpreter),
+                format!("Convert it to Unix line endings: sed -i 's/\\r$//' {path} (or upload it in text mode)."),
+            ),
+            Failure::Bom => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("`{path}` starts with a UTF-8 byte-order mark (EF BB BF) before `#!`, so the system does not see its #! line."),
+                format!("Save it as UTF-8 without BOM: sed -i '1s/^\\xEF\\xBB\\xBF//' {path}"),
+            ),
+            Failure::NoShebang => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("`{path}` has no `#!` line naming its interpreter, and it is not a compiled program."),
+                "Add a first line such as #!/bin/sh or #!/usr/bin/perl.".to_string(),
+            ),
+            Failure::NotPermitted { user } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("`{path}` runs as {user}, who is not allowed to execute it (or its interpreter, or to enter its directory)."),
+                format!("chmod 755 {path}, and make sure its directory is 755."),
+            ),
+            Failure::Setup { step, error } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("Starting `{path}` failed while {}: {error}.", step_text(*step)),
+                "Check the cgi.limit_* settings and the error log.".to_string(),
+            ),
+            Failure::NoHeaderBlock { first_bytes, exit } => {
+                let ended = exit.map(|e| format!(" {e}")).unwrap_or_default();
+                let reason = if first_bytes.is_empty() {
+                    format!("`{path}`{ended} without printing anything.")
+                } else {
+                    format!("`{path}`{ended} without printing a header block; its output began with \"{first_bytes}\".")
+                };
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    reason,
+                    "Print a header such as `Content-Type: text/html` and an empty line before the body.".to_string(),
+                )
+            }
+            Failure::BadHead { error, exit } => {
+                let ended = exit.map(|e| format!(" (it {e})")).unwrap_or_default();
+                let (reason, fix) = match error {
+                    HeadError::Malformed { line } => (
+                        format!("`{path}` printed a malformed header line: \"{line}\"{ended}."),
+                        "Each header line must be `Name: value`, and an empty line must end the headers.".to_string(),
+                    ),
+                    HeadError::InvalidStatus { line } => (
+                        format!("`{path}` printed an invalid Status header: \"{line}\"{ended}."),
+                        "Use a three-digit code, e.g. `Status: 404 Not Found`.".to_string(),
+                    ),
+                    HeadError::BadStatusLine { line } => (
+                        format!("`{path}` is an nph- script, but its first line is not an HTTP status line: \"{line}\"."),
+                        "Start the output with e.g. `HTTP/1.1 200 OK`.".to_string(),
+                    ),
+                    HeadError::TooLarge { limit } => (
+                        format!("`{path}` printed more than {limit} bytes without ending its header block with an empty line."),
+                        "End the headers with an empty line (or raise cgi.max_header_bytes).".to_string(),
+                    ),
+                    HeadError::Incomplete => (
+                        format!("`{path}` stopped in the middle of its header block{ended}."),
+                        "End the headers with an empty line.".to_string(),
+                    ),
+                };
+                (StatusCode::INTERNAL_SERVER_ERROR, reason, fix)
+            }
+            Failure::HeaderTimeout { secs } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("`{path}` printed no header block within {secs} seconds, so it was stopped."),
+                "Make it print its headers sooner (or raise cgi.header_timeout_secs).".to_string(),
+            ),
+            Failure::RedirectLoop => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("`{path}` led to more than 10 internal redirects (a Location: loop)."),
+                "Make the Location: header point at a page that does not redirect again.".to_string(),
+            ),
+        };
+        (status, Explanation { reason, fix })
+    }
+
+    /// A short stable name, for log fields.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Failure::BodyTooLarge { .. } => "body_too_large",
+            Failure::BodyUnreadable { .. } => "body_unreadable",
+            Failure::Busy { .. } => "busy",
+            Failure::NoAccount { .. } => "no_account",
+            Failure::NoFallbackUser { .. } => "no_fallback_user",
+            Failure::WouldRunAsRoot => "would_run_as_root",
+            Failure::Resources { .. } => "resources",
+            Failure::HandlerMissing { .. } => "handler_missing",
+            Failure::InterpreterNotFound { .. } => "interpreter_not_found",
+            Failure::CrlfShebang { .. } => "crlf_shebang",
+            Failure::Bom => "bom",
+            Failure::NoShebang => "no_shebang",
+            Failure::NotPermitted { .. } => "not_permitted",
+            Failure::Setup { .. } => "setup",
+            Failure::NoHeaderBlock { .. } => "no_header_block",
+            Failure::BadHead { .. } => "bad_head",
+            Failure::HeaderTimeout { .. } => "header_timeout",
+            Failure::RedirectLoop => "redirect_loop",
+        }
+    }
+}
+
+fn step_text(step: Step) -> &'static str {
+    match step {
+        Step::ProcessGroup => "creating its process group",
+        Step::Limits => "setting its resource limits",
+        Step::Descriptors => "connecting its input and output",
+        Step::Identity => "switching to its user",
+        Step::WorkingDirectory => "entering its directory",
+        Step::Exec => "executing it",
+    }
+}
+
+/// Why `execve` failed, read from the script's first bytes (`first` holds up to 256 of them).
+pub fn diagnose_exec(errno: i32, first: &[u8], user: &str) -> Failure {
+    let bom = first.starts_with(b"\xEF\xBB\xBF");
+    let shebang = first.strip_prefix(b"#!").map(|rest| {
+        let line = rest.split(|&b| b == b'\n').next().unwrap_or(rest);
+        let line = String::from_utf8_lossy(line);
+        let line = line.trim_start_matches([' ', '\t']);
+        let interp = line.split([' ', '\t']).next().unwrap_or("").to_string();
+        interp
+    });
+    match (errno, shebang) {
+        (_, _) if bom => Failure::Bom,
+        (libc::ENOENT, Some(interp)) if interp.ends_with('\r') => Failure::CrlfShebang {
+            interpreter: interp.trim_end_matches('\r').to_string(),
+        },
+        (libc::ENOENT, Some(interp)) => Failure::InterpreterNotFound {
+            interpreter: interp,
+        },
+        (libc::ENOEXEC, None) => Failure::NoShebang,
+        (libc::EACCES, _) | (libc::EPERM, _) => Failure::NotPermitted {
+            user: user.to_string(),
+        },
+        (e, _) => Failure::Setup {
+            step: Step::Exec,
+            error: std::io::Error::from_raw_os_error(e).to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_failures_are_named_from_the_first_line() {
+        assert!(matches!(
+            diagnose_exec(libc::ENOENT, b"#!/usr/bin/perl\r\nprint 1;\r\n", "u"),
+            Failure::CrlfShebang { interpreter } if interpreter == "/usr/bin/perl"
+        ));
+        assert!(matches!(
+            diagnose_exec(libc::ENOEXEC, b"\xEF\xBB\xBF#!/bin/sh\n", "u"),
+            Failure::Bom
+        ));
+        assert!(matches!(
+            diagnose_exec(libc::ENOENT, b"#! /usr/bin/nope -w\n", "u"),
+            Failure::InterpreterNotFound { interpreter } if interpreter == "/usr/bin/nope"
+        ));
+        assert!(matches!(
+            diagnose_exec(libc::ENOEXEC, b"echo hi\n", "u"),
+            Failure::NoShebang
+        ));
+        assert!(matches!(
+            diagnose_exec(libc::EACCES, b"#!/bin/sh\n", "nobody"),
+            Failure::NotPermitted { .. }
+        ));
+    }
+
+    #[test]
+    fn crlf_explanation_names_the_exact_interpreter() {
+        let (status, e) = Failure::CrlfShebang {
+            interpreter: "/usr/bin/perl".into(),
+        }
+        .explain("cgi-bin/bbs.cgi");
+        assert_eq!(status, 500);
+        assert!(e.reason.contains("`/usr/bin/perl\\r`"), "{}", e.reason);
+    }
+}

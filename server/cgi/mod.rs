@@ -1,0 +1,337 @@
+//! CGI/1.1 (RFC 3875) execution of a script the gate approved: the request body is prepared,
+//! a concurrency slot taken, the script spawned with a clean environment, its header block read
+//! and turned into a response whose body streams the rest of its output.
+//!
+//! `env` and `head` are pure; `spawn` is the only unsafe code; `child` owns the process;
+//! `pump` moves the bytes; `failure` names everything that can go wrong.
+
+mod child;
+pub mod env;
+pub mod failure;
+mod head;
+mod identity;
+mod pump;
+pub mod spawn;
+
+use std::ffi::CString;
+use std::io::{Seek, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use nix::fcntl::OFlag;
+use tokio::net::unix::pipe;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::body::{self, Body, RequestBody};
+use crate::config::Config;
+use crate::resolve::Script;
+use crate::service::Peer;
+use child::Child;
+use failure::Failure;
+
+/// What running a script produced.
+pub enum Outcome {
+    /// A response to send.
+    Response(Response<Body>),
+    /// `Location:` with a local path: serve that path instead, as a GET with these headers.
+    Redirect(String, http::request::Parts),
+}
+
+/// The request body as the script's stdin will get it.
+enum Stdin {
+    /// No body: `/dev/null`.
+    Empty,
+    /// A Content-Length body, streamed through a pipe while the script runs.
+    Stream(RequestBody, u64),
+    /// A chunked body, spooled to an unnamed temporary file so CONTENT_LENGTH can be given.
+    Spooled(std::fs::File, u64),
+}
+
+/// Runs `script` for `req`.
+pub async fn run(
+    req: Request<RequestBody>,
+    script: &Script,
+    config: &Config,
+    peer: &Peer,
+    slots: &Arc<Semaphore>,
+    redirected: Option<&str>,
+) -> Result<Outcome, Failure> {
+    let (parts, body) = req.into_parts();
+    let stdin = prepare_body(&parts, body, config.limits.max_request_body).await?;
+    let content_length = match &stdin {
+        Stdin::Empty => None,
+        Stdin::Stream(_, n) | Stdin::Spooled(_, n) => Some(*n),
+    };
+
+    let slot =
+        match tokio::time::timeout(config.cgi.queue_wait, slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                return Err(Failure::Busy {
+                    slots: config.cgi.max_concurrent,
+                });
+            }
+        };
+
+    let identity = identity::for_owner(script.stat.st_uid, &config.cgi)?;
+    let filename = config.document_root.join(&script.rel);
+    let redirect_status = match (redirected, &script.interpreter) {
+        (Some(_), _) | (None, Some(_)) => Some(200),
+        (None, None) => None,
+    };
+    let facts = env::Facts {
+        method: parts.method.as_str(),
+        uri: &parts.uri,
+        version: parts.version,
+        headers: &parts.headers,
+        content_length,
+        remote: peer.remote,
+        local: peer.local,
+        document_root: &config.document_root,
+        script_name: &script.script_name,
+        path_info: &script.path_info,
+        script_filename: &filename,
+        pass_authorization: config.cgi.pass_authorization,
+        redirect_status,
+        redirect_url: redirected,
+    };
+    let envp = env::build(&facts);
+    let cstr = |b: &[u8]| {
+        CString::new(b).map_err(|_| Failure::Resources {
+            error: "a path contains a NUL byte".into(),
+        })
+    };
+    let script_c = cstr(filename.as_os_str().as_bytes())?;
+    let (program, argv) = match &script.interpreter {
+        Some(interp) => {
+            let interp_c = cstr(interp.as_os_str().as_bytes())?;
+            (interp_c.clone(), vec![interp_c, script_c])
+        }
+        None => (script_c.clone(), vec![script_c]),
+    };
+    let dir = filename.parent().unwrap_or(&config.document_root);
+    let cwd = cstr(dir.as_os_str().as_bytes())?;
+
+    let resources = |e: std::io::Error| Failure::Resources {
+        error: e.to_string(),
+    };
+    let (stdout_r, stdout_w) = pipe_pair(End::Read).map_err(resources)?;
+    let (stderr_r, stderr_w) = pipe_pair(End::Read).map_err(resources)?;
+    let (stdin_child, stdin_parent, body_stream): (OwnedFd, Option<OwnedFd>, Option<RequestBody>) =
+        match stdin {
+            Stdin::Empty => (dev_null().map_err(resources)?, None, None),
+            Stdin::Spooled(file, _) => (OwnedFd::from(file), None, None),
+            Stdin::Stream(body, _) => {
+                let (r, w) = pipe_pair(End::Write).map_err(resources)?;
+                (r, Some(w), Some(body))
+            }
+        };
+    let spec = spawn::Spec {
+        program,
+        argv,
+        envp,
+        cwd,
+        stdio: [stdin_child.as_fd(), stdout_w.as_fd(), stderr_w.as_fd()],
+        identity: identity.as_ref(),
+        limits: spawn::Limits {
+            cpu_secs: config.cgi.limit_cpu_secs,
+            memory_bytes: config.cgi.limit_memory_bytes,
+            open_files: config.cgi.limit_open_files,
+            processes: config.cgi.limit_processes,
+        },
+    };
+    let spawned = spawn::spawn(&spec);
+    // The child's ends must close here, or we would never see end-of-file.
+    drop((stdin_child, stdout_w, stderr_w));
+    let spawned = spawned.map_err(|e| match (e.step, e.error.raw_os_error()) {
+        (Some(spawn::Step::Exec), Some(errno)) => {
+            exec_failure(script, &filename, errno, identity.as_ref())
+        }
+        (Some(step), _) => Failure::Setup {
+            step,
+            error: e.error.to_string(),
+        },
+        (None, _) => Failure::Resources {
+            error: e.error.to_string(),
+        },
+    })?;
+    let mut child = Child::new(spawned, slot).map_err(resources)?;
+    let started = Instant::now();
+    let label = script.rel.to_string_lossy().into_owned();
+    tracing::debug!(script = %label, pid = child.pid(), "script started");
+
+    let stderr = pipe::Receiver::from_owned_fd_unchecked(stderr_r).map_err(resources)?;
+    tokio::spawn(pump::log_stderr(stderr, label, child.pid()));
+    if let (Some(fd), Some(body)) = (stdin_parent, body_stream) {
+        let sender = pipe::Sender::from_owned_fd_unchecked(fd).map_err(resources)?;
+        tokio::spawn(pump::feed_stdin(body, sender));
+    }
+    let mut stdout = pipe::Receiver::from_owned_fd_unchecked(stdout_r).map_err(resources)?;
+
+    let nph = script
+        .rel
+        .file_name()
+        .is_some_and(|n| n.as_bytes().starts_with(b"nph-"));
+    let header_wait = config.cgi.header_timeout;
+    let head = tokio::time::timeout(
+        header_wait,
+        pump::read_head(&mut stdout, &mut child, config.cgi.max_header_bytes, nph),
+    )
+    .await;
+    let (head, rest) = match head {
+        Ok(result) => result?,
+        Err(_) => {
+            // Dropping the child kills its whole group.
+            return Err(Failure::HeaderTimeout {
+                secs: header_wait.as_secs(),
+            });
+        }
+    };
+
+    if let Some(location) = &head.location
+        && location.starts_with('/')
+        && head.status.is_none()
+    {
+        return Ok(Outcome::Redirect(location.clone(), parts));
+    }
+    let mut status = head.status.unwrap_or(StatusCode::OK);
+    let mut response = Response::builder();
+    if let Some(location) = &head.location {
+        if head.status.is_none() {
+            status = StatusCode::FOUND;
+        }
+        match HeaderValue::from_str(location) {
+            Ok(v) => response = response.header(header::LOCATION, v),
+            Err(_) => {
+                return Err(Failure::BadHead {
+                    error: head::HeadError::Malformed {
+                        line: format!("Location: {location}"),
+                    },
+                    exit: None,
+                });
+            }
+        }
+    }
+    for (name, value) in head.headers {
+        response = response.header(name, value);
+    }
+    let deadline = started + config.cgi.run_timeout;
+    let body = if parts.method == Method::HEAD {
+        // HEAD runs the script and sends no body: drain its output so it can finish.
+        let mut drain = pump::ScriptBody::new(rest, stdout, child, deadline);
+        tokio::spawn(async move { while let Some(Ok(_)) = drain.frame().await {} });
+        body::empty()
+    } else {
+        pump::ScriptBody::new(rest, stdout, child, deadline).boxed_unsync()
+    };
+    response
+        .status(status)
+        .body(body)
+        .map(Outcome::Response)
+        .map_err(|e| Failure::BadHead {
+            error: head::HeadError::Malformed {
+                line: e.to_string(),
+            },
+            exit: None,
+        })
+}
+
+/// Validates and prepares the request body: 413 before anything is spawned when it is over the
+/// limit; a chunked body is spooled (bounded) so that CONTENT_LENGTH can always be set.
+async fn prepare_body(
+    parts: &http::request::Parts,
+    body: RequestBody,
+    limit: u64,
+) -> Result<Stdin, Failure> {
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared {
+        if n > limit {
+            return Err(Failure::BodyTooLarge { limit });
+        }
+        return Ok(if n == 0 {
+            Stdin::Empty
+        } else {
+            Stdin::Stream(body, n)
+        });
+    }
+    if !parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        return Ok(Stdin::Empty);
+    }
+    let unreadable = |e: std::io::Error| Failure::BodyUnreadable {
+        error: e.to_string(),
+    };
+    let mut file = tempfile::tempfile().map_err(unreadable)?;
+    let mut total = 0u64;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Failure::BodyUnreadable {
+            error: e.to_string(),
+        })?;
+        if let Some(data) = frame.data_ref() {
+            total += data.len() as u64;
+            if total > limit {
+                return Err(Failure::BodyTooLarge { limit });
+            }
+            file.write_all(data).map_err(unreadable)?;
+        }
+    }
+    file.rewind().map_err(unreadable)?;
+    Ok(if total == 0 {
+        Stdin::Empty
+    } else {
+        Stdin::Spooled(file, total)
+    })
+}
+
+fn exec_failure(
+    script: &Script,
+    filename: &std::path::Path,
+    errno: i32,
+    identity: Option<&spawn::Identity>,
+) -> Failure {
+    if let Some(interp) = &script.interpreter
+        && errno == libc::ENOENT
+    {
+        return Failure::HandlerMissing {
+            interpreter: interp.display().to_string(),
+        };
+    }
+    let mut first = [0u8; 256];
+    let n = std::fs::File::open(filename)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut first))
+        .unwrap_or(0);
+    failure::diagnose_exec(errno, &first[..n], &identity::describe(identity))
+}
+
+/// Which end of a pipe the server keeps.
+enum End {
+    Read,
+    Write,
+}
+
+/// A pipe: (read end, write end), both close-on-exec. The server's end is non-blocking (tokio
+/// polls it); the script's end stays blocking, as every program expects of its stdio.
+fn pipe_pair(ours: End) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let fd = match ours {
+        End::Read => &r,
+        End::Write => &w,
+    };
+    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+    Ok((r, w))
+}
+
+fn dev_null() -> std::io::Result<OwnedFd> {
+    Ok(OwnedFd::from(std::fs::File::open("/dev/null")?))
+}
