@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use yadokari_site::Jail;
 
+use crate::cgi::failure::{self, Failure};
 use crate::config::Config;
 use crate::resolve::{self, Resolution};
 use crate::url::UrlPath;
@@ -52,13 +53,30 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Resolution::Script(s) => {
+            let path = s.rel.to_string_lossy().into_owned();
+            let problem = match &s.interpreter {
+                Some(i) if !i.is_file() => Some(Failure::HandlerMissing {
+                    interpreter: i.display().to_string(),
+                }),
+                Some(_) => None,
+                None => {
+                    let mut first = [0u8; 256];
+                    let n = std::fs::File::open(config.document_root.join(&s.rel))
+                        .and_then(|mut f| std::io::Read::read(&mut f, &mut first))
+                        .unwrap_or(0);
+                    failure::predict_exec(&first[..n])
+                }
+            };
+            if let Some(problem) = problem {
+                let (status, e) = problem.explain(&path);
+                println!("verdict: the permission bits let it run, but it will fail ({})", status.as_u16());
+                println!("why: {}", e.reason);
+                println!("fix: {}", e.fix);
+                return ExitCode::FAILURE;
+            }
             match &s.interpreter {
-                Some(i) => println!(
-                    "verdict: runs as a CGI script through {} ({})",
-                    i.display(),
-                    s.rel.display()
-                ),
-                None => println!("verdict: runs as a CGI script ({})", s.rel.display()),
+                Some(i) => println!("verdict: runs as a CGI script through {} ({path})", i.display()),
+                None => println!("verdict: runs as a CGI script ({path})"),
             }
             ExitCode::SUCCESS
         }

@@ -63,6 +63,8 @@ fn explain_prints_the_verdict_reason_and_fix() {
     let site = Site::new();
     site.file("cgi-bin/bbs.cgi", "#!/bin/sh\n", 0o775);
     site.file("page.html", "x", 0o644);
+    site.file("cgi-bin/crlf.cgi", "#!/usr/bin/perl\r\nprint 1;\r\n", 0o755);
+    site.file("cgi-bin/ok.cgi", "#!/bin/sh\necho\n", 0o755);
     site.write_config();
     let run = |rel: &str| {
         Command::new(BIN)
@@ -81,6 +83,15 @@ fn explain_prints_the_verdict_reason_and_fix() {
         "{text}"
     );
     assert!(text.contains("fix: chmod 755 cgi-bin/bbs.cgi"), "{text}");
+
+    let out = run("cgi-bin/crlf.cgi");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text.contains("the system looks for the interpreter `/usr/bin/perl\\r`"), "{text}");
+
+    let out = run("cgi-bin/ok.cgi");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("runs as a CGI script"));
 
     let out = run("page.html");
     assert!(out.status.success());

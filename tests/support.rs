@@ -22,21 +22,63 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 pub struct Site {
     pub dir: tempfile::TempDir,
     config_extra: String,
+    /// Who owns the site's files: an ordinary test user when the tests run as root (as on a
+    /// rental server, where the account owns its files), else whoever runs the tests.
+    pub owner: Option<(u32, u32)>,
+}
+
+/// The name of the ordinary account the tests use when they run as root.
+pub const TEST_USER: &str = "yadokari-test";
+/// A supplementary group of [`TEST_USER`].
+pub const TEST_GROUP: &str = "yadokari-grp";
+
+/// The test user's (uid, gid), created on first use (root only).
+pub fn test_user() -> Option<(u32, u32)> {
+    static USER: std::sync::OnceLock<Option<(u32, u32)>> = std::sync::OnceLock::new();
+    *USER.get_or_init(|| {
+        if !nix::unistd::Uid::effective().is_root() {
+            return None;
+        }
+        let lookup = || nix::unistd::User::from_name(TEST_USER).ok().flatten();
+        if lookup().is_none() {
+            let _ = Command::new("groupadd").arg(TEST_GROUP).status();
+            let _ = Command::new("useradd")
+                .args(["--no-create-home", "--shell", "/usr/sbin/nologin", "-G", TEST_GROUP, TEST_USER])
+                .status();
+        }
+        let user = lookup().expect("the test user could not be created (useradd)");
+        assert!(user.uid.as_raw() >= 1000, "{TEST_USER} must be an ordinary user");
+        Some((user.uid.as_raw(), user.gid.as_raw()))
+    })
 }
 
 impl Site {
-    /// An empty site with the test defaults (explained errors on, port 0).
+    /// An empty site with the test defaults (explained errors on, port 0), owned by the test
+    /// user when running as root.
     pub fn new() -> Site {
+        Site::owned_by(test_user())
+    }
+
+    /// An empty site owned by `owner` (`None`: by whoever runs the tests, e.g. root).
+    pub fn owned_by(owner: Option<(u32, u32)>) -> Site {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let site = Site {
             dir,
             config_extra: String::new(),
+            owner,
         };
         std::fs::create_dir(site.htdocs()).expect("mkdir htdocs");
         site.chmod("", 0o755);
+        site.own(&site.htdocs());
         site
+    }
+
+    /// Gives `path` to the site's owner (no-op when the owner is whoever runs the tests).
+    pub fn own(&self, path: &Path) {
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid)).expect("chown");
+        }
     }
 
     /// The document root.
@@ -53,9 +95,10 @@ impl Site {
     pub fn file(&self, rel: &str, content: impl AsRef<[u8]>, mode: u32) -> PathBuf {
         let path = self.path(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("mkdir");
+            self.mkdirs(parent);
         }
         std::fs::write(&path, content).expect("write");
+        self.own(&path);
         self.chmod(rel, mode);
         path
     }
@@ -63,9 +106,20 @@ impl Site {
     /// A directory with a mode.
     pub fn dir(&self, rel: &str, mode: u32) -> PathBuf {
         let path = self.path(rel);
-        std::fs::create_dir_all(&path).expect("mkdir");
+        self.mkdirs(&path);
         self.chmod(rel, mode);
         path
+    }
+
+    fn mkdirs(&self, path: &Path) {
+        if !path.exists() {
+            if let Some(parent) = path.parent() {
+                self.mkdirs(parent);
+            }
+            std::fs::create_dir(path).expect("mkdir");
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            self.own(path);
+        }
     }
 
     /// `chmod mode rel`.
@@ -96,6 +150,15 @@ impl Site {
     pub fn start(&self) -> Server {
         self.write_config();
         Server::spawn(&["--config", self.config_path().to_str().expect("utf-8 path")])
+    }
+
+    /// Starts the server with extra arguments.
+    pub fn start_with(&self, args: &[&str]) -> Server {
+        self.write_config();
+        let config = self.config_path();
+        let mut all = vec!["--config", config.to_str().expect("utf-8 path")];
+        all.extend_from_slice(args);
+        Server::spawn(&all)
     }
 }
 
@@ -159,6 +222,7 @@ impl Server {
     pub fn spawn(args: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .args(args)
+            .env("YADOKARI_TEST_SERVER_SECRET", "leaked")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -268,6 +332,12 @@ impl Server {
         Resp::from(req.send_bytes(body))
     }
 
+    /// A request whose body is sent chunked (no Content-Length).
+    pub fn send_chunked(&self, method: &str, path: &str, body: &[u8]) -> Resp {
+        let agent = ureq::AgentBuilder::new().redirects(0).timeout(PATIENCE).build();
+        Resp::from(agent.request(method, &self.url(path)).send(std::io::Cursor::new(body.to_vec())))
+    }
+
     /// Sends raw bytes on a new connection and reads until the server closes it.
     pub fn raw(&self, bytes: &[u8]) -> Vec<u8> {
         let mut s = self.connect();
@@ -352,8 +422,9 @@ impl From<Result<ureq::Response, ureq::Error>> for Resp {
             Err(e) => panic!("request failed: {e}"),
         };
         let status = resp.status();
-        let headers = resp
-            .headers_names()
+        let mut names = resp.headers_names();
+        names.dedup();
+        let headers = names
             .iter()
             .flat_map(|n| {
                 resp.all(n)
@@ -390,4 +461,54 @@ pub fn raw_body(response: &[u8]) -> &[u8] {
         Some(i) => &response[i + 4..],
         None => &[],
     }
+}
+
+/// Whether an optional tool is on this machine. Missing, the calling test skips, except under
+/// `CI=true`, where a skip would hide a missing install step: there it fails.
+pub fn have(tool: &str) -> bool {
+    let found = Path::new(tool).is_absolute() && Path::new(tool).exists()
+        || std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()));
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is required under CI=true (scripts/test installs it)"
+        );
+        eprintln!("skipping: {tool} is not installed");
+    }
+    found
+}
+
+/// Whether the process `pid` is gone (or a zombie, which no longer runs).
+pub fn process_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}
+
+/// Waits (bounded by [`PATIENCE`]) until `check` holds; false if it never did.
+pub fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Waits (bounded) until `path` exists and returns its content.
+pub fn wait_file(path: &Path) -> String {
+    assert!(eventually(|| path.exists()), "{} never appeared", path.display());
+    let mut text = String::new();
+    assert!(eventually(|| {
+        text = std::fs::read_to_string(path).unwrap_or_default();
+        text.ends_with('\n')
+    }), "{} was never completed", path.display());
+    text
 }

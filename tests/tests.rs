@@ -2,6 +2,8 @@
 
 mod support;
 
+mod cgi;
+mod cgi_programs;
 mod lifecycle;
 mod static_files;
 mod traversal;

@@ -247,6 +247,30 @@ pub fn diagnose_exec(errno: i32, first: &[u8], user: &str) -> Failure {
     }
 }
 
+/// What `execve` will say about a script with these first bytes, predicted without running it
+/// (for `yadokari explain`): `None` when it looks runnable.
+pub fn predict_exec(first: &[u8]) -> Option<Failure> {
+    if first.starts_with(b"\xEF\xBB\xBF") {
+        return Some(Failure::Bom);
+    }
+    if first.starts_with(b"\x7fELF") {
+        return None;
+    }
+    let Some(rest) = first.strip_prefix(b"#!") else {
+        return Some(Failure::NoShebang);
+    };
+    let line = rest.split(|&b| b == b'\n').next().unwrap_or(rest);
+    let line = String::from_utf8_lossy(line);
+    let interp = line.trim_start_matches([' ', '\t']).split([' ', '\t']).next().unwrap_or("");
+    if let Some(bare) = interp.strip_suffix('\r') {
+        return Some(Failure::CrlfShebang { interpreter: bare.to_string() });
+    }
+    if !std::path::Path::new(interp).is_file() {
+        return Some(Failure::InterpreterNotFound { interpreter: interp.to_string() });
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +297,16 @@ mod tests {
             diagnose_exec(libc::EACCES, b"#!/bin/sh\n", "nobody"),
             Failure::NotPermitted { .. }
         ));
+    }
+
+    #[test]
+    fn predictions_match_what_exec_would_say() {
+        assert!(predict_exec(b"#!/bin/sh\necho\n").is_none());
+        assert!(matches!(predict_exec(b"#!/bin/sh\r\n"), Some(Failure::CrlfShebang { .. })));
+        assert!(matches!(predict_exec(b"#!/no/such\n"), Some(Failure::InterpreterNotFound { .. })));
+        assert!(matches!(predict_exec(b"\xEF\xBB\xBF#!/bin/sh\n"), Some(Failure::Bom)));
+        assert!(matches!(predict_exec(b"echo hi\n"), Some(Failure::NoShebang)));
+        assert!(predict_exec(b"\x7fELF\x02").is_none());
     }
 
     #[test]

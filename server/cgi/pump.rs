@@ -26,15 +26,18 @@ const STDERR_LINE: usize = 2048;
 /// Most stderr lines logged per request (the rest are read and dropped).
 const STDERR_LINES: usize = 500;
 
-/// Copies the request body into the script's stdin, then closes it. A script that stops
-/// reading (closes stdin, exits) simply ends the copy.
-pub async fn feed_stdin(mut body: crate::body::RequestBody, mut stdin: pipe::Sender) {
+/// Copies the request body into the script's stdin, then closes it. When the script stops
+/// reading (closes stdin or exits), the rest of the body is read and discarded, as Apache does,
+/// so the client can finish sending and read the response instead of meeting a reset. The body
+/// is already bounded by `limits.max_request_body_bytes`.
+pub async fn feed_stdin(mut body: crate::body::RequestBody, stdin: pipe::Sender) {
+    let mut stdin = Some(stdin);
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else { return };
-        if let Some(data) = frame.data_ref()
-            && stdin.write_all(data).await.is_err()
+        if let (Some(pipe), Some(data)) = (stdin.as_mut(), frame.data_ref())
+            && pipe.write_all(data).await.is_err()
         {
-            return;
+            stdin = None;
         }
     }
 }
