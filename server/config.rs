@@ -83,6 +83,8 @@ pub struct Config {
     pub limits: Limits,
     /// CGI.
     pub cgi: Cgi,
+    /// The SFTP endpoint: its settings and hosting users (see `crate::sftp`).
+    pub sftp_settings: crate::sftp::Settings,
 }
 
 /// Every bound and cap of the HTTP side.
@@ -143,6 +145,8 @@ struct RawConfig {
     server: RawServer,
     limits: RawLimits,
     cgi: RawCgi,
+    sftp: crate::sftp::RawSftp,
+    users: Vec<crate::sftp::RawUser>,
 }
 
 #[derive(Deserialize)]
@@ -400,6 +404,15 @@ impl Config {
             limit_processes: c.limit_processes,
         };
 
+        let sftp_settings = crate::sftp::validate(
+            raw.sftp,
+            raw.users,
+            file.as_ref().map(|_| base.as_path()),
+            &document_root,
+            limits.shutdown_grace,
+            &err,
+        )?;
+
         Ok(Config {
             document_root,
             http,
@@ -411,6 +424,7 @@ impl Config {
             index_files: server.index_files,
             limits,
             cgi,
+            sftp_settings,
         })
     }
 }

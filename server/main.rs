@@ -10,6 +10,7 @@ mod framing;
 mod listener;
 mod resolve;
 mod service;
+mod sftp;
 mod static_files;
 mod url;
 
@@ -53,6 +54,14 @@ enum Command {
         /// A file or directory inside the document root.
         path: PathBuf,
     },
+    /// Manage the hosting users (SFTP logins) kept in the configuration file.
+    User {
+        /// The configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: sftp::UserCommand,
+    },
 }
 
 #[derive(Args, Clone, Default)]
@@ -86,6 +95,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
+        Some(Command::User { config, action }) => sftp::user_command(action, config.as_deref()),
         Some(Command::Explain { config, root, path }) => {
             let overrides = Overrides {
                 root,
@@ -123,9 +133,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {} for HTTP", config.http))?;
         let http_addr = http.local_addr()?;
+        let sftp_listener = tokio::net::TcpListener::bind(config.sftp)
+            .await
+            .with_context(|| format!("cannot listen on {} for SFTP", config.sftp))?;
         banner(&config, http_addr);
         let shared = Arc::new(Shared::new(config, access_log));
         let shutdown = CancellationToken::new();
+        let sftp = sftp::start(
+            &shared.config(),
+            args.config.as_deref(),
+            sftp_listener,
+            shutdown.clone(),
+        )?;
         tokio::spawn(signals(
             shared.clone(),
             args.config.clone(),
@@ -133,6 +152,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             shutdown.clone(),
         ));
         listener::run(http, shared, shutdown).await;
+        sftp.stopped().await;
         tracing::info!("stopped");
         Ok(())
     })
@@ -224,6 +244,7 @@ fn reload(shared: &Shared, file: Option<&std::path::Path>, overrides: &Overrides
             if let Err(e) = shared.access_log.reopen(&new.access_log) {
                 tracing::error!(error = %e, "cannot reopen the access log; keeping the old one");
             }
+            sftp::reload(&new);
             shared.replace_config(new);
             tracing::info!("configuration reloaded");
         }

@@ -3,7 +3,7 @@
 //! symbolic link that would lead outside, at the moment the file is opened. A string check
 //! alone cannot do this: a symlink swapped in after the check would escape.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -102,6 +102,26 @@ impl Jail {
                 let dir =
                     self.open_beneath(parent, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())?;
                 Ok(fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?)
+            }
+        }
+    }
+}
+
+impl Jail {
+    /// Opens the directory that holds `rel` (inside the site) and returns it with `rel`'s last
+    /// component, for the `*at` system calls that act on a name (`mkdirat`, `unlinkat`,
+    /// `renameat2`, `fstatat`). `None` for the root itself, which has no parent in the site.
+    /// The name is returned as given: callers pass only normalised paths, without `.` or `..`
+    /// components, so a `*at` call on it cannot leave the directory.
+    pub fn open_parent(&self, rel: &Path) -> Result<Option<(OwnedFd, OsString)>, JailError> {
+        let (parent, name) = split_last(rel);
+        match name {
+            None => Ok(None),
+            Some(name) if name == ".." || name == "." => Err(JailError::Outside),
+            Some(name) => {
+                let dir =
+                    self.open_beneath(parent, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())?;
+                Ok(Some((dir, name.to_os_string())))
             }
         }
     }
@@ -209,6 +229,28 @@ mod tests {
         assert!(matches!(
             jail.stat(Path::new("sub/file/x")),
             Err(JailError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn open_parent_gives_the_directory_and_the_name() {
+        let (root, _o, jail) = site();
+        let (dir, name) = jail
+            .open_parent(Path::new("sub/new"))
+            .expect("parent")
+            .expect("not the root");
+        assert_eq!(name, OsString::from("new"));
+        nix::sys::stat::mkdirat(&dir, name.as_os_str(), Mode::from_bits_truncate(0o755))
+            .expect("mkdirat");
+        assert!(root.path().join("sub/new").is_dir());
+        assert!(jail.open_parent(Path::new("")).expect("root").is_none());
+        assert!(matches!(
+            jail.open_parent(Path::new("out-abs/x")),
+            Err(JailError::Outside) | Err(JailError::NotFound)
+        ));
+        assert!(matches!(
+            jail.open_parent(Path::new("sub/..")),
+            Err(JailError::Outside)
         ));
     }
 

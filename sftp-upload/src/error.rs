@@ -1,0 +1,153 @@
+//! Why a request failed, with the SFTP status it maps to and the message the client shows,
+//! converted in one place ([`FsError::status`]). Messages speak of the site, never of the
+//! kernel's view of it: an escape is "outside your site", not "Invalid cross-device link".
+
+use std::io;
+
+use nix::errno::Errno;
+use yadokari_site::JailError;
+
+use crate::wire::StatusCode;
+
+/// A failed file operation.
+#[derive(Debug)]
+pub enum FsError {
+    /// Nothing at that path.
+    NotFound,
+    /// The path leads outside the user's site.
+    Outside,
+    /// The operation is refused by this server's rules, with the reason.
+    Refused(&'static str),
+    /// The request names something that exists but is of the wrong kind, with the reason.
+    Failed(&'static str),
+    /// Not implemented, deliberately.
+    Unsupported(&'static str),
+    /// The request could not be parsed.
+    BadMessage,
+    /// Anything else the system said.
+    Io(io::Error),
+}
+
+impl FsError {
+    /// The status code and message sent to the client.
+    pub fn status(&self) -> (StatusCode, String) {
+        match self {
+            FsError::NotFound => (StatusCode::NoSuchFile, "No such file or directory".into()),
+            FsError::Outside => (
+                StatusCode::PermissionDenied,
+                "outside your site: paths and links must stay inside it".into(),
+            ),
+            FsError::Refused(why) => (StatusCode::PermissionDenied, (*why).into()),
+            FsError::Failed(why) => (StatusCode::Failure, (*why).into()),
+            FsError::Unsupported(why) => (StatusCode::OpUnsupported, (*why).into()),
+            FsError::BadMessage => (StatusCode::BadMessage, "malformed request".into()),
+            FsError::Io(e) => io_status(e),
+        }
+    }
+
+    /// Whether this is the server's fault (logged as an error) rather than the client's.
+    pub fn is_internal(&self) -> bool {
+        match self {
+            FsError::Io(e) => matches!(io_status(e).0, StatusCode::Failure),
+            _ => false,
+        }
+    }
+}
+
+fn io_status(e: &io::Error) -> (StatusCode, String) {
+    match e.raw_os_error().map(Errno::from_raw) {
+        Some(Errno::ENOENT | Errno::ENOTDIR) => {
+            (StatusCode::NoSuchFile, "No such file or directory".into())
+        }
+        Some(Errno::EACCES | Errno::EPERM | Errno::EROFS) => {
+            (StatusCode::PermissionDenied, "Permission denied".into())
+        }
+        Some(Errno::EXDEV) => (
+            StatusCode::PermissionDenied,
+            "outside your site: paths and links must stay inside it".into(),
+        ),
+        Some(Errno::EEXIST) => (StatusCode::Failure, "already exists".into()),
+        Some(Errno::ENOTEMPTY) => (StatusCode::Failure, "directory not empty".into()),
+        Some(Errno::EISDIR) => (StatusCode::Failure, "is a directory".into()),
+        Some(Errno::ENOSPC) => (StatusCode::Failure, "no space left on the server".into()),
+        Some(Errno::EDQUOT) => (StatusCode::Failure, "disk quota exceeded".into()),
+        Some(Errno::ELOOP) => (
+            StatusCode::Failure,
+            "too many levels of symbolic links".into(),
+        ),
+        Some(Errno::ENAMETOOLONG) => (StatusCode::Failure, "file name too long".into()),
+        Some(Errno::EINVAL) => (StatusCode::Failure, "invalid argument".into()),
+        _ => (StatusCode::Failure, e.to_string()),
+    }
+}
+
+impl From<Errno> for FsError {
+    fn from(e: Errno) -> FsError {
+        match e {
+            Errno::ENOENT | Errno::ENOTDIR => FsError::NotFound,
+            Errno::EXDEV => FsError::Outside,
+            e => FsError::Io(io::Error::from(e)),
+        }
+    }
+}
+
+impl From<io::Error> for FsError {
+    fn from(e: io::Error) -> FsError {
+        match e.raw_os_error() {
+            Some(n) => Errno::from_raw(n).into(),
+            None => FsError::Io(e),
+        }
+    }
+}
+
+impl From<JailError> for FsError {
+    fn from(e: JailError) -> FsError {
+        match e {
+            JailError::NotFound => FsError::NotFound,
+            JailError::Outside => FsError::Outside,
+            JailError::Io(e) => e.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.status().1)
+    }
+}
+
+impl std::error::Error for FsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FsError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_never_say_cross_device() {
+        for e in [FsError::Outside, FsError::from(Errno::EXDEV)] {
+            let (code, msg) = e.status();
+            assert_eq!(code, StatusCode::PermissionDenied);
+            assert!(msg.contains("outside your site"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn errno_table() {
+        let rows = [
+            (Errno::ENOENT, StatusCode::NoSuchFile),
+            (Errno::EACCES, StatusCode::PermissionDenied),
+            (Errno::EEXIST, StatusCode::Failure),
+            (Errno::ENOTEMPTY, StatusCode::Failure),
+        ];
+        for (errno, code) in rows {
+            assert_eq!(FsError::from(errno).status().0, code, "{errno}");
+        }
+    }
+}

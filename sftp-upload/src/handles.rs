@@ -1,0 +1,99 @@
+//! The open handles of one SFTP session: files and directories, each named to the client by an
+//! opaque 4-byte string, capped in number.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use crate::path::SitePath;
+use crate::upload::Upload;
+
+/// An open file.
+pub struct FileHandle {
+    pub file: Arc<File>,
+    pub path: SitePath,
+    /// Set when this is an atomic upload, committed on close.
+    pub upload: Option<Upload>,
+    /// Whether the handle was opened for writing.
+    pub writable: bool,
+    /// Bytes written through the handle.
+    pub written: u64,
+    /// A write failed: an atomic upload is then abandoned on close, never put in place.
+    pub failed: bool,
+    /// Bytes read through the handle (reads run concurrently, hence atomic).
+    pub read: Arc<AtomicU64>,
+    /// When it was opened, for the transfer log.
+    pub opened: Instant,
+}
+
+/// An open directory listing.
+pub struct DirHandle {
+    pub fd: OwnedFd,
+    pub path: SitePath,
+    /// Names not sent yet.
+    pub names: VecDeque<Vec<u8>>,
+}
+
+/// Either kind.
+pub enum Handle {
+    File(FileHandle),
+    Dir(DirHandle),
+}
+
+/// The table.
+pub struct Handles {
+    map: HashMap<u32, Handle>,
+    next: u32,
+    max: usize,
+}
+
+/// Too many handles are open.
+#[derive(Debug)]
+pub struct TooMany;
+
+impl Handles {
+    /// An empty table holding at most `max` handles.
+    pub fn new(max: usize) -> Handles {
+        Handles {
+            map: HashMap::new(),
+            next: 1,
+            max,
+        }
+    }
+
+    /// Stores `h` and returns its name.
+    pub fn insert(&mut self, h: Handle) -> Result<[u8; 4], TooMany> {
+        if self.map.len() >= self.max {
+            return Err(TooMany);
+        }
+        while self.map.contains_key(&self.next) {
+            self.next = self.next.wrapping_add(1);
+        }
+        let id = self.next;
+        self.next = self.next.wrapping_add(1);
+        self.map.insert(id, h);
+        Ok(id.to_be_bytes())
+    }
+
+    fn key(name: &[u8]) -> Option<u32> {
+        <[u8; 4]>::try_from(name).ok().map(u32::from_be_bytes)
+    }
+
+    /// The handle named `name`.
+    pub fn get_mut(&mut self, name: &[u8]) -> Option<&mut Handle> {
+        self.map.get_mut(&Self::key(name)?)
+    }
+
+    /// Removes and returns the handle named `name`.
+    pub fn remove(&mut self, name: &[u8]) -> Option<Handle> {
+        self.map.remove(&Self::key(name)?)
+    }
+
+    /// Every handle still open, for the end of the session.
+    pub fn drain(&mut self) -> impl Iterator<Item = Handle> + '_ {
+        self.map.drain().map(|(_, h)| h)
+    }
+}

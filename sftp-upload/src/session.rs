@@ -1,0 +1,167 @@
+//! One SFTP session on one SSH channel, as three parts joined by queues, so that the channel is
+//! always being read:
+//!
+//! - the **reader** (a task) takes packets off the channel, checks each length against
+//!   [`MAX_PACKET`] before allocating (a longer one ends the session: the stream cannot be
+//!   resynchronised), and queues them; it never waits for anything but the channel;
+//! - the **request thread** runs requests in order on the blocking pool (file system calls
+//!   block), except READs, which it hands to the blocking pool to run concurrently (they commute
+//!   with each other); before any other request it waits for the reads in flight, so every
+//!   request still sees the effects of those before it;
+//! - the **writer** (a task) sends replies as the channel's window allows, batching them.
+//!
+//! A bounded request queue served by a handler that itself waits for window space is how
+//! russh-sftp deadlocks downloads: the session loop blocks delivering data to a full queue, so
+//! the client's window adjustments are never read. Here the queue is bounded by a count of
+//! requests *in flight* (read but not yet answered, [`MAX_IN_FLIGHT`]): a client that exceeds it
+//! is misbehaving (OpenSSH keeps 64 in flight) and its session ends, instead of stalling.
+
+use std::sync::{Arc, Condvar, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use russh::ChannelWriteHalf;
+use russh::server::Msg;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::handler::{Action, MAX_PACKET, Sftp};
+use crate::wire::fxp;
+
+/// Requests read but not yet answered, at most.
+pub const MAX_IN_FLIGHT: usize = 256;
+
+type Reply = (Bytes, Option<OwnedSemaphorePermit>);
+
+/// Runs the session until the client closes the channel, breaks a rule, or the server stops.
+pub async fn run(
+    channel: russh::Channel<Msg>,
+    sftp: Sftp,
+    user: String,
+    shutdown: CancellationToken,
+) {
+    let (mut read_half, write_half) = channel.split();
+    let (req_tx, req_rx) = mpsc::unbounded_channel::<(Bytes, OwnedSemaphorePermit)>();
+    let (reply_tx, reply_rx) = mpsc::unbounded_channel::<Reply>();
+    let writer = tokio::spawn(write_replies(write_half, reply_rx));
+    let runtime = tokio::runtime::Handle::current();
+    let worker =
+        tokio::task::spawn_blocking(move || serve_requests(sftp, req_rx, reply_tx, runtime));
+
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, read_half.make_reader());
+    let end = loop {
+        let len = tokio::select! {
+            _ = shutdown.cancelled() => break "server stopping",
+            r = reader.read_u32() => match r {
+                Ok(len) => len,
+                Err(_) => break "closed by the client",
+            },
+        };
+        if len == 0 || len > MAX_PACKET {
+            tracing::warn!(%user, len, limit = MAX_PACKET, "sftp packet over the limit; ending the session");
+            break "oversized packet";
+        }
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            tracing::warn!(%user, limit = MAX_IN_FLIGHT, "too many sftp requests in flight; ending the session");
+            break "too many requests in flight";
+        };
+        let mut body = BytesMut::zeroed(len as usize);
+        if reader.read_exact(&mut body).await.is_err() {
+            break "closed by the client";
+        }
+        if req_tx.send((body.freeze(), permit)).is_err() {
+            break "request thread gone";
+        }
+    };
+    tracing::debug!(%user, reason = end, "sftp session ending");
+    drop(req_tx);
+    drop(reader);
+    let _ = worker.await;
+    let _ = writer.await;
+}
+
+/// The request thread.
+fn serve_requests(
+    mut sftp: Sftp,
+    mut requests: mpsc::UnboundedReceiver<(Bytes, OwnedSemaphorePermit)>,
+    replies: mpsc::UnboundedSender<Reply>,
+    runtime: tokio::runtime::Handle,
+) {
+    let reads = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let mut initialised = false;
+    while let Some((packet, permit)) = requests.blocking_recv() {
+        if !initialised {
+            // The first packet must be INIT; anything else is a confused client.
+            if packet.first() != Some(&fxp::INIT) {
+                tracing::warn!("sftp session did not start with INIT");
+                break;
+            }
+            initialised = true;
+            let _ = replies.send((Sftp::version(), Some(permit)));
+            continue;
+        }
+        let is_read = packet.first() == Some(&fxp::READ);
+        if !is_read {
+            wait_for_reads(&reads);
+        }
+        match sftp.handle(&packet) {
+            Action::Reply(reply) => {
+                let _ = replies.send((reply, Some(permit)));
+            }
+            Action::Read(job) => {
+                let replies = replies.clone();
+                let reads = reads.clone();
+                *reads.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                runtime.spawn_blocking(move || {
+                    let reply = job.run();
+                    let _ = replies.send((reply, Some(permit)));
+                    let mut n = reads.0.lock().unwrap_or_else(|e| e.into_inner());
+                    *n -= 1;
+                    reads.1.notify_all();
+                });
+            }
+        }
+    }
+    wait_for_reads(&reads);
+    sftp.finish();
+}
+
+fn wait_for_reads(reads: &(Mutex<usize>, Condvar)) {
+    let mut n = reads.0.lock().unwrap_or_else(|e| e.into_inner());
+    while *n > 0 {
+        n = reads.1.wait(n).unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// The writer: replies go out as the window allows; the in-flight permit of each is released
+/// once it is handed to the channel.
+async fn write_replies(
+    channel: ChannelWriteHalf<Msg>,
+    mut replies: mpsc::UnboundedReceiver<Reply>,
+) {
+    let mut out = channel.make_writer();
+    let mut batch = BytesMut::with_capacity(512 * 1024);
+    let mut permits = Vec::new();
+    while let Some((reply, permit)) = replies.recv().await {
+        batch.extend_from_slice(&reply);
+        permits.extend(permit);
+        while batch.len() < 256 * 1024 {
+            match replies.try_recv() {
+                Ok((reply, permit)) => {
+                    batch.extend_from_slice(&reply);
+                    permits.extend(permit);
+                }
+                Err(_) => break,
+            }
+        }
+        if out.write_all(&batch).await.is_err() {
+            break;
+        }
+        batch.clear();
+        permits.clear();
+    }
+    let _ = out.flush().await;
+    let _ = channel.eof().await;
+    let _ = channel.close().await;
+}

@@ -1,0 +1,284 @@
+//! The SSH side of a connection (russh's [`Handler`]): authentication against the configured
+//! users, and channels that may do exactly one thing, start the `sftp` subsystem. Shell, exec,
+//! pty, environment, X11, agent and port forwarding requests are all refused.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use russh::keys::HashAlg;
+use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Session};
+use russh::{Channel, ChannelId, MethodKind, MethodSet};
+
+use crate::auth;
+use crate::files::SiteFiles;
+use crate::handler::Sftp;
+use crate::quota::Quota;
+use crate::{Endpoint, User};
+
+/// One connection.
+pub struct Connection {
+    endpoint: Arc<Endpoint>,
+    peer: SocketAddr,
+    user: Option<Arc<User>>,
+    channels: HashMap<ChannelId, Channel<Msg>>,
+}
+
+impl Connection {
+    pub fn new(endpoint: Arc<Endpoint>, peer: SocketAddr) -> Connection {
+        Connection {
+            endpoint,
+            peer,
+            user: None,
+            channels: HashMap::new(),
+        }
+    }
+
+    fn methods() -> MethodSet {
+        MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..])
+    }
+
+    fn reject() -> Auth {
+        Auth::Reject {
+            proceed_with_methods: Some(Self::methods()),
+            partial_success: false,
+        }
+    }
+
+    fn find_user(&self, name: &str) -> Option<Arc<User>> {
+        self.endpoint
+            .config()
+            .users
+            .iter()
+            .find(|u| u.name == name)
+            .cloned()
+    }
+
+    fn key_ok(&self, user: &User, key: &russh::keys::PublicKey) -> bool {
+        match &user.authorized_keys {
+            Some(path) => auth::key_allowed(&auth::authorized_keys(path, &user.name), key),
+            None => false,
+        }
+    }
+
+    fn failed(&self, user: &str, method: &str) -> Result<Auth, russh::Error> {
+        let banned = self.endpoint.defender.fail(self.peer.ip());
+        tracing::warn!(peer = %self.peer, %user, method, "sftp login failed");
+        if banned {
+            tracing::warn!(peer = %self.peer, "too many failed logins; address refused for a while");
+            return Err(russh::Error::Disconnect);
+        }
+        Ok(Self::reject())
+    }
+}
+
+impl Handler for Connection {
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Self::reject())
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: russh::server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        if self.endpoint.defender.is_banned(self.peer.ip()) {
+            return Err(russh::Error::Disconnect);
+        }
+        match self.find_user(user) {
+            Some(u) if self.key_ok(&u, offer.public_key) => Ok(Auth::Accept),
+            _ => Ok(Self::reject()),
+        }
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: russh::server::VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        match self.find_user(user) {
+            Some(u) if self.key_ok(&u, key.public_key) => {
+                tracing::info!(peer = %self.peer, %user, key = %key.public_key.fingerprint(HashAlg::Sha256), "sftp login (key)");
+                self.user = Some(u);
+                Ok(Auth::Accept)
+            }
+            _ => self.failed(user, "publickey"),
+        }
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        if self.endpoint.defender.is_banned(self.peer.ip()) {
+            return Err(russh::Error::Disconnect);
+        }
+        let found = self.find_user(user);
+        let hash = found.as_ref().and_then(|u| u.password_hash.clone());
+        let password = password.to_string();
+        let ok = match hash {
+            Some(hash) => {
+                tokio::task::spawn_blocking(move || auth::password_matches(&hash, &password))
+                    .await
+                    .unwrap_or(false)
+            }
+            None => false,
+        };
+        if ok {
+            tracing::info!(peer = %self.peer, %user, "sftp login (password)");
+            self.user = found;
+            Ok(Auth::Accept)
+        } else {
+            self.failed(user, "password")
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.channels.len() >= 4 {
+            reply
+                .reject(russh::ChannelOpenFailure::ResourceShortage)
+                .await;
+            return Ok(());
+        }
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let (Some(user), true) = (self.user.clone(), name == "sftp") else {
+            tracing::info!(peer = %self.peer, subsystem = name, "subsystem refused: only sftp is offered");
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        let Some(ch) = self.channels.remove(&channel) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        let Some(slot) = self.endpoint.session_slot(&user.name) else {
+            tracing::warn!(user = %user.name, "too many sftp sessions for this user");
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        let files = match SiteFiles::open(
+            &user.site,
+            &user.name,
+            self.endpoint.config().honour_client_mode,
+        ) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(user = %user.name, site = %user.site.display(), error = %e, "cannot open the user's site");
+                session.channel_failure(channel)?;
+                return Ok(());
+            }
+        };
+        session.channel_success(channel)?;
+        let config = self.endpoint.config();
+        let quota = Quota::new(user.quota, self.endpoint.usage(&user.name));
+        let sftp = Sftp::new(files, &user.name, config.limits.max_handles, quota);
+        let shutdown = self.endpoint.shutdown.clone();
+        let name = user.name.clone();
+        tokio::spawn(async move {
+            crate::session::run(ch, sftp, name, shutdown).await;
+            drop(slot);
+        });
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        tracing::info!(peer = %self.peer, "shell refused: this server offers only sftp");
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        tracing::info!(peer = %self.peer, "exec refused: this server offers only sftp");
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    /// Ignored, without a reply: OpenSSH sends `env` with want-reply false (SendEnv), and an
+    /// unasked-for failure would be taken as the answer to its subsystem request.
+    async fn env_request(
+        &mut self,
+        _channel: ChannelId,
+        _name: &str,
+        _value: &str,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single: bool,
+        _proto: &str,
+        _cookie: &str,
+        _screen: u32,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        tracing::info!(peer = %self.peer, channel = ?channel, "X11 forwarding refused");
+        Ok(())
+    }
+
+    async fn agent_request(
+        &mut self,
+        _channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        _address: &str,
+        _port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
+        Ok(())
+    }
+}

@@ -1,0 +1,540 @@
+//! The SFTP endpoint with the stock OpenSSH `sftp` client in batch mode, against the real
+//! binary on port 0: the demo flow end to end, listings, file operations, the jail, modes,
+//! atomic uploads and big transfers.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{PATIENCE, Server, Site};
+
+/// Whether a tool is installed; under CI=true a missing tool is a failure, elsewhere a skip.
+pub fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is required under CI=true (scripts/test installs it)"
+        );
+        eprintln!("skipping: {tool} is not installed");
+    }
+    found
+}
+
+/// A site with one SFTP user `demo` (site: the document root) and a client key for it.
+pub struct SftpSite {
+    pub site: Site,
+    pub key: PathBuf,
+}
+
+impl SftpSite {
+    /// `extra` is added to the configuration (after the `[[users]]` entry).
+    pub fn new(extra: &str) -> SftpSite {
+        let site = Site::new();
+        let key = client_key(site.dir.path(), "id_demo");
+        let pubkey = std::fs::read_to_string(key.with_extension("pub")).expect("pub");
+        std::fs::write(site.dir.path().join("authorized_keys"), pubkey).expect("write");
+        let site = site.config(&format!(
+            "[[users]]\nname = \"demo\"\nauthorized_keys = \"authorized_keys\"\n{extra}"
+        ));
+        SftpSite { site, key }
+    }
+
+    pub fn start(&self) -> Running {
+        let server = self.site.start();
+        let addr = sftp_addr(&server);
+        Running { server, addr }
+    }
+}
+
+/// A client key pair made with `ssh-keygen`.
+pub fn client_key(dir: &Path, name: &str) -> PathBuf {
+    let key = dir.join(name);
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success());
+    key
+}
+
+/// The address from `listening sftp=ADDR`.
+pub fn sftp_addr(server: &Server) -> std::net::SocketAddr {
+    let line = server.wait_for("listening sftp=");
+    line.trim()
+        .trim_start_matches("listening sftp=")
+        .parse()
+        .unwrap_or_else(|_| panic!("bad line {line:?}"))
+}
+
+pub struct Running {
+    pub server: Server,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Running {
+    /// Runs `sftp -b -` with `batch` as user `user` with `key`, under a timeout.
+    pub fn batch_as(
+        &self,
+        user: &str,
+        key: Option<&Path>,
+        batch: impl AsRef<[u8]>,
+        timeout: Duration,
+    ) -> Output {
+        let mut cmd = Command::new("timeout");
+        cmd.arg(timeout.as_secs().to_string()).arg("sftp");
+        cmd.args(ssh_options(self.addr.port()));
+        match key {
+            Some(k) => {
+                cmd.arg("-i").arg(k);
+                cmd.args(["-o", "BatchMode=yes"]);
+            }
+            None => {
+                cmd.args(["-o", "BatchMode=yes", "-o", "PubkeyAuthentication=no"]);
+            }
+        }
+        cmd.args(["-b", "-"])
+            .arg(format!("{user}@{}", self.addr.ip()));
+        run_with_input(cmd, batch)
+    }
+
+    /// `sftp -b -` as demo with its key.
+    pub fn batch(&self, key: &Path, batch: impl AsRef<[u8]>) -> Output {
+        self.batch_as("demo", Some(key), batch, PATIENCE)
+    }
+}
+
+/// Options every client run uses: no user config, no host key checks, quiet.
+pub fn ssh_options(port: u16) -> Vec<String> {
+    [
+        "-F",
+        "/dev/null",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "ConnectTimeout=20",
+        "-P",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([port.to_string()])
+    .collect()
+}
+
+pub fn run_with_input(mut cmd: Command, input: impl AsRef<[u8]>) -> Output {
+    use std::io::Write;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn client");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_ref())
+        .expect("write batch");
+    child.wait_with_output().expect("wait client")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+}
+
+fn local(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).expect("write local file");
+    p
+}
+
+const HELLO: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nhello from cgi\\n'\n";
+
+#[test]
+fn demo_put_chmod_run_and_reupload_keeps_mode() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    let r = s.start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = local(work.path(), "hello.cgi", HELLO.as_bytes());
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let o = r.batch(&s.key, format!("put {} hello.cgi\n", src.display()));
+    assert!(o.status.success(), "{}", text(&o));
+    let on_disk = s.site.path("hello.cgi");
+    assert_eq!(
+        mode(&on_disk),
+        0o644,
+        "a new file is 0644 whatever the client's mode"
+    );
+    let site_owner = std::fs::metadata(s.site.htdocs()).expect("stat").uid();
+    assert_eq!(
+        std::fs::metadata(&on_disk).expect("stat").uid(),
+        site_owner,
+        "belongs to the site's owner"
+    );
+    let resp = r.server.get("/hello.cgi");
+    assert_eq!(resp.status, 500);
+    assert!(resp.text().contains("chmod 755"), "{}", resp.text());
+
+    let o = r.batch(&s.key, "chmod 755 hello.cgi\n");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(mode(&on_disk), 0o755);
+    let resp = r.server.get("/hello.cgi");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.text(), "hello from cgi\n");
+
+    let v2 = HELLO.replace("hello from cgi", "hello again");
+    std::fs::write(&src, v2).expect("write");
+    let o = r.batch(&s.key, format!("put {} hello.cgi\n", src.display()));
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(mode(&on_disk), 0o755, "a re-upload keeps the mode");
+    assert_eq!(r.server.get("/hello.cgi").text(), "hello again\n");
+    let out = r.server.output();
+    assert!(
+        out.contains("op=\"upload\"") || out.contains("op=upload"),
+        "transfer log: {out}"
+    );
+}
+
+#[test]
+fn ls_l_looks_like_ls() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    s.site.file("page.html", "<p>hi</p>", 0o644);
+    s.site.file("cgi-bin/run.cgi", "#!/bin/sh\n", 0o755);
+    for i in 0..500 {
+        s.site.file(&format!("many/f{i:03}"), "x", 0o644);
+    }
+    let r = s.start();
+    let o = r.batch(&s.key, "ls -l\nls -l cgi-bin\nls many\n");
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let page = out
+        .lines()
+        .find(|l| l.ends_with(" page.html"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(page.starts_with("-rw-r--r--    1 "), "{page}");
+    assert!(page.contains("        9 "), "size column: {page}");
+    let cgi = out
+        .lines()
+        .find(|l| l.ends_with("run.cgi"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(cgi.starts_with("-rwxr-xr-x"), "{cgi}");
+    let dir = out
+        .lines()
+        .find(|l| l.ends_with(" cgi-bin"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(dir.starts_with("drwxr-xr-x"), "{dir}");
+    let listed = out
+        .split_whitespace()
+        .filter(|w| {
+            w.contains("f") && w.trim_start_matches("many/").starts_with('f') && w.len() <= 10
+        })
+        .count();
+    assert!(listed >= 500, "500 entries listed, saw {listed}\n{out}");
+}
+
+#[test]
+fn mkdir_rename_remove_get_and_df() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    s.site.file("a.txt", "alpha", 0o644);
+    s.site.file("b.txt", "bravo", 0o644);
+    let r = s.start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let batch = format!(
+        "mkdir docs\nrename a.txt docs/a.txt\nget docs/a.txt {w}/got.txt\nput {w}/got.txt c.txt\nrm b.txt\n\
+         mkdir gone\nrmdir gone\ndf -h\n",
+        w = work.path().display()
+    );
+    let o = r.batch(&s.key, batch);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(mode(&s.site.path("docs")), 0o755);
+    assert_eq!(
+        std::fs::read(s.site.path("docs/a.txt")).expect("moved"),
+        b"alpha"
+    );
+    assert_eq!(
+        std::fs::read(work.path().join("got.txt")).expect("got"),
+        b"alpha"
+    );
+    assert_eq!(std::fs::read(s.site.path("c.txt")).expect("put"), b"alpha");
+    assert!(!s.site.path("b.txt").exists());
+    assert!(!s.site.path("gone").exists());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Size"),
+        "df: {}",
+        text(&o)
+    );
+
+    // The root stays put.
+    let o = r.batch(&s.key, "rmdir /\n");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(s.site.htdocs().is_dir());
+}
+
+#[test]
+fn jail_holds_against_dotdot_absolute_paths_and_links_out() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("secret"), "secret").expect("write");
+    std::os::unix::fs::symlink(outside.path(), s.site.path("out")).expect("symlink");
+    s.site.file("inside.txt", "inside", 0o644);
+    let r = s.start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path().display();
+
+    let o = r.batch(&s.key, "cd ..\ncd ..\npwd\nls\n");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("Remote working directory: /\n"),
+        "{}",
+        text(&o)
+    );
+    assert!(out.contains("inside.txt"), "{}", text(&o));
+
+    for path in [
+        "/etc/passwd",
+        "../../etc/passwd",
+        "out/secret",
+        "/../../../etc/passwd",
+    ] {
+        let o = r.batch(&s.key, format!("get {path} {w}/stolen\n"));
+        assert!(!o.status.success(), "{path}: {}", text(&o));
+        assert!(!work.path().join("stolen").exists(), "{path} leaked");
+    }
+    let o = r.batch(&s.key, format!("put {w}/x out/planted\n"));
+    assert!(!o.status.success());
+    assert!(!outside.path().join("planted").exists());
+
+    let o = r.batch(&s.key, "ln -s /etc/passwd pw\n");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(std::fs::symlink_metadata(s.site.path("pw")).is_err());
+    let o = r.batch(&s.key, "ln inside.txt hard\n");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(!s.site.path("hard").exists());
+}
+
+#[test]
+fn chmod_drops_setuid_and_chown_is_refused() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    s.site.file("x.cgi", "#!/bin/sh\n", 0o644);
+    let r = s.start();
+    let o = r.batch(&s.key, "chmod 4755 x.cgi\n");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(mode(&s.site.path("x.cgi")), 0o755);
+    assert!(r.server.output().contains("setuid"), "logged");
+    let o = r.batch(&s.key, "chown 4242 x.cgi\n");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_ne!(
+        std::fs::metadata(s.site.path("x.cgi")).expect("stat").uid(),
+        4242
+    );
+}
+
+#[test]
+fn shift_jis_names_round_trip() {
+    if !have("sftp") {
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let s = SftpSite::new("");
+    let r = s.start();
+    let work = tempfile::tempdir().expect("tempdir");
+    // "テスト.txt" in Shift_JIS: not UTF-8.
+    let name: &[u8] = b"\x83\x65\x83\x58\x83\x67.txt";
+    let os = std::ffi::OsStr::from_bytes(name);
+    std::fs::write(work.path().join(os), "sjis").expect("write");
+    let mut batch = b"lcd ".to_vec();
+    batch.extend_from_slice(work.path().as_os_str().as_bytes());
+    batch.extend_from_slice(b"\nput ");
+    batch.extend_from_slice(name);
+    batch.extend_from_slice(b"\nls\n");
+    let o = r.batch(&s.key, batch);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(s.site.htdocs().join(os)).expect("stored under the same bytes"),
+        b"sjis"
+    );
+    // The client prints names through strvis(3): the bytes come back, escaped in octal.
+    let listed = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        listed.lines().any(|l| l.trim() == "\\203e\\203X\\203g.txt"),
+        "listed: {}",
+        text(&o)
+    );
+    let mut batch = b"lcd ".to_vec();
+    batch.extend_from_slice(work.path().as_os_str().as_bytes());
+    batch.extend_from_slice(b"\nget ");
+    batch.extend_from_slice(name);
+    batch.extend_from_slice(b" back.txt\nrename ");
+    batch.extend_from_slice(name);
+    batch.extend_from_slice(b" renamed.txt\n");
+    let o = r.batch(&s.key, batch);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(work.path().join("back.txt")).expect("got"),
+        b"sjis"
+    );
+    assert!(s.site.path("renamed.txt").exists());
+}
+
+#[test]
+fn big_upload_and_download_round_trip() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    let r = s.start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let big = work.path().join("big.bin");
+    let mut data = vec![0u8; 64 * 1024 * 1024];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(&big, &data).expect("write");
+    let started = Instant::now();
+    let o = r.batch_as(
+        "demo",
+        Some(&s.key),
+        format!(
+            "put {w}/big.bin big.bin\nget big.bin {w}/back.bin\n",
+            w = work.path().display()
+        ),
+        Duration::from_secs(240),
+    );
+    assert!(
+        o.status.success(),
+        "{} (after {:?})",
+        text(&o),
+        started.elapsed()
+    );
+    assert!(
+        std::fs::read(s.site.path("big.bin")).expect("uploaded") == data,
+        "upload differs"
+    );
+    assert!(
+        std::fs::read(work.path().join("back.bin")).expect("downloaded") == data,
+        "download differs"
+    );
+}
+
+#[test]
+fn killed_upload_leaves_the_old_file_and_no_temporary() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    let target = s.site.file("bbs.cgi", "#!/bin/sh\nold\n", 0o755);
+    let r = s.start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let big = work.path().join("new.bin");
+    std::fs::write(&big, vec![b'n'; 512 * 1024 * 1024]).expect("write");
+    let mut cmd = Command::new("sftp");
+    cmd.args(ssh_options(r.addr.port()))
+        .arg("-i")
+        .arg(&s.key)
+        .args(["-o", "BatchMode=yes", "-b", "-"])
+        .arg(format!("demo@{}", r.addr.ip()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("sftp");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "put {} bbs.cgi", big.display()).expect("batch");
+    }
+    // Wait until the upload is under way (its temporary file exists), then kill the client.
+    let deadline = Instant::now() + PATIENCE;
+    let temp = loop {
+        let found = std::fs::read_dir(s.site.htdocs())
+            .expect("ls")
+            .flatten()
+            .find(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".ht-yadokari-upload-")
+            });
+        if let Some(e) = found
+            && e.metadata().map(|m| m.len() > 0).unwrap_or(false)
+        {
+            break e.path();
+        }
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let temp_url = format!("/{}", temp.file_name().expect("name").to_string_lossy());
+    assert_eq!(
+        r.server.get(&temp_url).status,
+        403,
+        "a half-written upload is never served"
+    );
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let deadline = Instant::now() + PATIENCE;
+    while temp.exists() {
+        assert!(Instant::now() < deadline, "temporary file left behind");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(std::fs::read(&target).expect("old"), b"#!/bin/sh\nold\n");
+    assert_eq!(mode(&target), 0o755);
+}
+
+#[test]
+fn quota_refuses_a_write_over_the_limit_and_keeps_the_old_file() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("quota_bytes = 100000\n");
+    s.site.file("keep.txt", "keep me", 0o644);
+    let r = s.start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let big = local(work.path(), "big", &vec![b'x'; 200_000]);
+    let o = r.batch(&s.key, format!("put {} keep.txt\n", big.display()));
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(s.site.path("keep.txt")).expect("old"),
+        b"keep me"
+    );
+    let small = local(work.path(), "small", b"fits");
+    let o = r.batch(&s.key, format!("put {} small.txt\n", small.display()));
+    assert!(o.status.success(), "{}", text(&o));
+}
