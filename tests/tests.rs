@@ -5,6 +5,7 @@ mod support;
 mod cgi;
 mod cgi_programs;
 mod lifecycle;
+mod sftp;
 mod static_files;
 mod traversal;
 mod wire;
