@@ -25,7 +25,7 @@ pub enum Resolution {
     /// A file to send.
     Static { rel: PathBuf },
     /// A script to run.
-    Script(Script),
+    Script(Box<Script>),
 }
 
 /// A script found on the path, with what CGI needs to know about where it is.
@@ -159,13 +159,13 @@ fn walk(jail: &Jail, url: &UrlPath, config: &Config) -> Result<Resolution, Stop>
                 script_name.push(b'/');
                 script_name.extend_from_slice(s);
             }
-            Ok(Resolution::Script(Script {
+            Ok(Resolution::Script(Box::new(Script {
                 rel,
                 script_name,
                 path_info,
                 interpreter,
                 stat,
-            }))
+            })))
         }
         Verdict::Deny(denial) => Err(Stop::Denied(denial, lossy(&rel))),
     }

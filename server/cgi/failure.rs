@@ -225,8 +225,7 @@ pub fn diagnose_exec(errno: i32, first: &[u8], user: &str) -> Failure {
         let line = rest.split(|&b| b == b'\n').next().unwrap_or(rest);
         let line = String::from_utf8_lossy(line);
         let line = line.trim_start_matches([' ', '\t']);
-        let interp = line.split([' ', '\t']).next().unwrap_or("").to_string();
-        interp
+        line.split([' ', '\t']).next().unwrap_or("").to_string()
     });
     match (errno, shebang) {
         (_, _) if bom => Failure::Bom,
