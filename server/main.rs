@@ -57,7 +57,7 @@ enum Command {
     /// Manage the hosting users (SFTP logins) kept in the configuration file.
     User {
         /// The configuration file.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         action: sftp::UserCommand,

@@ -6,6 +6,7 @@ mod cgi;
 mod cgi_programs;
 mod lifecycle;
 mod sftp;
+mod sftp_auth;
 mod static_files;
 mod traversal;
 mod wire;

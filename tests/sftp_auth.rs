@@ -1,0 +1,374 @@
+//! Who gets in over SFTP: keys, passwords (set with `yadokari user passwd`, retried in one
+//! connection), wrong keys, unknown users, the ban after repeated failures, the first-start demo
+//! password, two users jailed apart, and `yadokari user ...` editing a running server's users.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::sftp::{SftpSite, client_key, have, run_with_input, sftp_addr, ssh_options, text};
+use crate::support::{BIN, PATIENCE, Server, Site};
+
+/// `sftp -b -` with a password through sshpass.
+fn batch_password(addr: std::net::SocketAddr, user: &str, password: &str, batch: &str) -> Output {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["60", "sshpass", "-p", password, "sftp"])
+        .args(ssh_options(addr.port()))
+        .args([
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+            // sftp -b turns BatchMode on, which forbids passwords; the first value wins.
+            "-o",
+            "BatchMode=no",
+            "-b",
+            "-",
+        ])
+        .arg(format!("{user}@{}", addr.ip()));
+    run_with_input(cmd, batch)
+}
+
+/// Runs `yadokari user ...` against `config`, with `stdin`.
+pub fn user_cmd(config: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("user").args(args).arg("--config").arg(config);
+    run_with_input(cmd, stdin)
+}
+
+/// Python with paramiko (Debian's python3-paramiko), or None to skip.
+pub fn paramiko() -> Option<&'static str> {
+    const PY: &str = "/usr/bin/python3";
+    let ok = Command::new(PY)
+        .args(["-c", "import paramiko"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "python3-paramiko is required under CI=true"
+        );
+        eprintln!("skipping: python3-paramiko is not installed");
+        return None;
+    }
+    Some(PY)
+}
+
+/// Runs a Python script with arguments, under a timeout.
+pub fn python(py: &str, script: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["120", py, "-c", script]).args(args);
+    run_with_input(cmd, "")
+}
+
+#[test]
+fn key_login_works_and_wrong_keys_and_unknown_users_are_refused() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    s.site.file("here.txt", "x", 0o644);
+    let r = s.start();
+    let o = r.batch(&s.key, "ls\n");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("here.txt"));
+
+    let other = client_key(s.site.dir.path(), "id_other");
+    let o = r.batch_as("demo", Some(&other), "ls\n", PATIENCE);
+    assert!(
+        !o.status.success(),
+        "a key not in authorized_keys: {}",
+        text(&o)
+    );
+    let o = r.batch_as("nobody", Some(&s.key), "ls\n", PATIENCE);
+    assert!(!o.status.success(), "an unknown user: {}", text(&o));
+    // Only the sftp subsystem: no shell, no exec.
+    let o = Command::new("timeout")
+        .args(["30", "ssh"])
+        .args(
+            ssh_options(r.addr.port())
+                .into_iter()
+                .map(|a| if a == "-P" { "-p".into() } else { a }),
+        )
+        .arg("-i")
+        .arg(&s.key)
+        .args(["-o", "BatchMode=yes", "-T"])
+        .arg(format!("demo@{}", r.addr.ip()))
+        .arg("cat /etc/passwd")
+        .output()
+        .expect("ssh");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("root:"));
+}
+
+#[test]
+fn password_set_with_user_passwd_logs_in_and_a_wrong_one_is_refused() {
+    if !have("sftp") || !have("sshpass") {
+        return;
+    }
+    let s = SftpSite::new("");
+    s.site.write_config();
+    let o = user_cmd(
+        &s.site.config_path(),
+        &["passwd", "demo"],
+        "correct horse\n",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let config = std::fs::read_to_string(s.site.config_path()).expect("config");
+    assert!(config.contains("$argon2id$"), "{config}");
+    assert!(
+        !config.contains("correct horse"),
+        "never the password itself"
+    );
+    // Start on the edited file (Site::start would rewrite it).
+    let server = Server::spawn(&["--config", s.site.config_path().to_str().expect("utf-8")]);
+    let addr = sftp_addr(&server);
+    let o = batch_password(addr, "demo", "correct horse", "pwd\n");
+    assert!(o.status.success(), "{}", text(&o));
+    let o = batch_password(addr, "demo", "wrong horse", "pwd\n");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        !server.output().contains("wrong horse"),
+        "passwords are never logged"
+    );
+}
+
+#[test]
+fn a_wrong_password_can_be_retried_in_the_same_connection() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    s.site.file("a.txt", "x", 0o644);
+    s.site.write_config();
+    let o = user_cmd(&s.site.config_path(), &["passwd", "demo"], "right one\n");
+    assert!(o.status.success(), "{}", text(&o));
+    let server = Server::spawn(&["--config", s.site.config_path().to_str().expect("utf-8")]);
+    let addr = sftp_addr(&server);
+    // The stock client asks SSH_ASKPASS for each attempt: wrong first, right second.
+    let dir = s.site.dir.path();
+    let askpass = dir.join("askpass");
+    std::fs::write(
+        &askpass,
+        format!(
+            "#!/bin/sh\nif [ -e {n} ]; then echo 'right one'; else touch {n}; echo wrong; fi\n",
+            n = dir.join("asked").display()
+        ),
+    )
+    .expect("askpass");
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let mut cmd = Command::new("timeout");
+    cmd.args(["60", "setsid", "-w", "sftp"])
+        .args(ssh_options(addr.port()))
+        .args([
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "NumberOfPasswordPrompts=3",
+            "-o",
+            "BatchMode=no",
+            "-b",
+            "-",
+        ])
+        .arg(format!("demo@{}", addr.ip()))
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0");
+    let o = run_with_input(cmd, "ls\n");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        dir.join("asked").exists(),
+        "the wrong password was tried first"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("a.txt"),
+        "{}",
+        text(&o)
+    );
+}
+
+const FAIL_PASSWORD: &str = r#"
+import sys, socket, paramiko
+host, port = sys.argv[1], int(sys.argv[2])
+try:
+    t = paramiko.Transport(socket.create_connection((host, port)))
+    t.start_client(timeout=30)
+    t.auth_password("demo", "nope")
+except Exception as e:
+    print("refused", type(e).__name__)
+"#;
+
+#[test]
+fn repeated_failures_ban_the_address() {
+    let Some(py) = paramiko() else { return };
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("[sftp]\nmax_auth_failures = 3\nauth_delay_ms = 0\nban_secs = 600\n");
+    let r = s.start();
+    let (host, port) = (r.addr.ip().to_string(), r.addr.port().to_string());
+    for _ in 0..3 {
+        let o = python(py, FAIL_PASSWORD, &[&host, &port]);
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("refused"),
+            "{}",
+            text(&o)
+        );
+    }
+    // Even the right key is now refused from this address.
+    let o = r.batch(&s.key, "pwd\n");
+    assert!(!o.status.success(), "banned: {}", text(&o));
+    assert!(r.server.output().contains("too many failed logins"));
+}
+
+#[test]
+fn first_start_prints_the_demo_password_once_and_stores_only_its_hash() {
+    if !have("sftp") || !have("sshpass") {
+        return;
+    }
+    let site = Site::new().config("[[users]]\nname = \"demo\"\n");
+    let server = site.start();
+    let line = server.wait_for("its password is now: ");
+    let password = line
+        .split("its password is now: ")
+        .nth(1)
+        .expect("password")
+        .trim()
+        .to_string();
+    assert_eq!(password.len(), 16, "{line}");
+    server.wait_for("SSH host key fingerprint: SHA256:");
+    let config = std::fs::read_to_string(site.config_path()).expect("config");
+    assert!(config.contains("password_hash = \"$argon2id$"), "{config}");
+    assert!(!config.contains(&password));
+    let key = site.dir.path().join("ssh_host_ed25519_key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key).expect("host key").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let o = batch_password(sftp_addr(&server), "demo", &password, "pwd\n");
+    assert!(o.status.success(), "{}", text(&o));
+    drop(server);
+    // The second start finds credentials and prints no password.
+    let server = Server::spawn(&["--config", site.config_path().to_str().expect("utf-8")]);
+    server.wait_for("listening sftp=");
+    server.wait_for("SSH host key fingerprint");
+    assert!(!server.output().contains("password is now"));
+}
+
+#[test]
+fn two_users_are_jailed_apart() {
+    if !have("sftp") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    for d in ["htdocs", "alice", "bob"] {
+        std::fs::create_dir(root.join(d)).expect("mkdir");
+    }
+    std::fs::write(root.join("alice/alice.txt"), "a").expect("write");
+    std::fs::write(root.join("bob/bob.txt"), "b").expect("write");
+    let ka = client_key(root, "id_alice");
+    let kb = client_key(root, "id_bob");
+    std::fs::copy(ka.with_extension("pub"), root.join("ak_alice")).expect("copy");
+    std::fs::copy(kb.with_extension("pub"), root.join("ak_bob")).expect("copy");
+    let config = root.join("y.toml");
+    std::fs::write(
+        &config,
+        "[server]\ndocument_root = \"htdocs\"\nhttp = \"127.0.0.1:0\"\nsftp = \"127.0.0.1:0\"\n\
+         [[users]]\nname = \"alice\"\nsite = \"alice\"\nauthorized_keys = \"ak_alice\"\n\
+         [[users]]\nname = \"bob\"\nsite = \"bob\"\nauthorized_keys = \"ak_bob\"\n",
+    )
+    .expect("config");
+    let server = Server::spawn(&["--config", config.to_str().expect("utf-8")]);
+    let r = crate::sftp::Running {
+        addr: sftp_addr(&server),
+        server,
+    };
+    let o = r.batch_as("alice", Some(&ka), "ls -a /\nls ../bob\n", PATIENCE);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("alice.txt"), "{}", text(&o));
+    assert!(!out.contains("bob.txt"), "{}", text(&o));
+    let o = r.batch_as("bob", Some(&ka), "ls\n", PATIENCE);
+    assert!(
+        !o.status.success(),
+        "alice's key is not bob's: {}",
+        text(&o)
+    );
+}
+
+#[test]
+fn user_subcommands_edit_the_config_and_the_running_server_follows() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    let r = s.start();
+    let cfg = s.site.config_path();
+    let bob_site = s.site.dir.path().join("bobsite");
+    std::fs::create_dir(&bob_site).expect("mkdir");
+    std::fs::write(bob_site.join("bob.txt"), "b").expect("write");
+    let kb = client_key(s.site.dir.path(), "id_bob");
+    let o = user_cmd(
+        &cfg,
+        &["add", "bob", "--site", bob_site.to_str().expect("utf-8")],
+        "",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = user_cmd(
+        &cfg,
+        &[
+            "key",
+            "bob",
+            kb.with_extension("pub").to_str().expect("utf-8"),
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = user_cmd(&cfg, &["list"], "");
+    let listed = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        listed.contains("demo") && listed.contains("bob"),
+        "{listed}"
+    );
+
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let o = r.batch_as("bob", Some(&kb), "ls\n", PATIENCE);
+        if o.status.success() {
+            assert!(
+                String::from_utf8_lossy(&o.stdout).contains("bob.txt"),
+                "{}",
+                text(&o)
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the running server never let bob in: {}",
+            text(&o)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let o = user_cmd(&cfg, &["remove", "bob"], "");
+    assert!(o.status.success(), "{}", text(&o));
+    let deadline = Instant::now() + PATIENCE;
+    while r
+        .batch_as("bob", Some(&kb), "ls\n", PATIENCE)
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "bob was never removed");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let o = user_cmd(&cfg, &["remove", "nobody"], "");
+    assert!(!o.status.success());
+}
