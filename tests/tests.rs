@@ -7,6 +7,7 @@ mod cgi_programs;
 mod lifecycle;
 mod sftp;
 mod sftp_auth;
+mod sftp_protocol;
 mod static_files;
 mod traversal;
 mod wire;

@@ -3,7 +3,7 @@
 //!
 //! - the **reader** (a task) takes packets off the channel, checks each length against
 //!   [`MAX_PACKET`] before allocating (a longer one ends the session: the stream cannot be
-//!   resynchronised), and queues them; it never waits for anything but the channel;
+//!   resynchronised), and queues them;
 //! - the **request thread** runs requests in order on the blocking pool (file system calls
 //!   block), except READs, which it hands to the blocking pool to run concurrently (they commute
 //!   with each other); before any other request it waits for the reads in flight, so every
@@ -12,9 +12,15 @@
 //!
 //! A bounded request queue served by a handler that itself waits for window space is how
 //! russh-sftp deadlocks downloads: the session loop blocks delivering data to a full queue, so
-//! the client's window adjustments are never read. Here the queue is bounded by a count of
-//! requests *in flight* (read but not yet answered, [`MAX_IN_FLIGHT`]): a client that exceeds it
-//! is misbehaving (OpenSSH keeps 64 in flight) and its session ends, instead of stalling.
+//! the client's window adjustments are never read. Here memory is bounded in two places, neither
+//! of which can close that cycle for a client that reads its replies:
+//!
+//! - queued requests, by bytes ([`MAX_QUEUED_REQUEST_BYTES`]): the reader waits for room, and
+//!   room is made by the request thread, which never waits for the writer to make it;
+//! - READ data not yet handed to the channel ([`MAX_PENDING_REPLY_BYTES`]): the request thread
+//!   waits for room before starting another read, and room is made by the writer. Meanwhile the
+//!   reader keeps reading (READ requests are tiny: paramiko's prefetch of a whole 1 GiB file is
+//!   about 1.3 MiB of requests), so window adjustments keep flowing.
 
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -25,11 +31,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::{Action, MAX_PACKET, Sftp};
+use crate::handler::{Action, MAX_DATA, MAX_PACKET, Sftp};
 use crate::wire::fxp;
 
-/// Requests read but not yet answered, at most.
-pub const MAX_IN_FLIGHT: usize = 256;
+/// Bytes of requests read from the channel but not yet handled, at most.
+pub const MAX_QUEUED_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes of READ data read from files but not yet handed to the channel, at most.
+pub const MAX_PENDING_REPLY_BYTES: usize = 32 * 1024 * 1024;
+/// What a queued request costs besides its bytes (so that tiny requests are bounded too).
+const REQUEST_OVERHEAD: usize = 64;
 
 type Reply = (Bytes, Option<OwnedSemaphorePermit>);
 
@@ -48,7 +58,7 @@ pub async fn run(
     let worker =
         tokio::task::spawn_blocking(move || serve_requests(sftp, req_rx, reply_tx, runtime));
 
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let queued = Arc::new(Semaphore::new(MAX_QUEUED_REQUEST_BYTES));
     let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, read_half.make_reader());
     let end = loop {
         let len = tokio::select! {
@@ -62,9 +72,9 @@ pub async fn run(
             tracing::warn!(%user, len, limit = MAX_PACKET, "sftp packet over the limit; ending the session");
             break "oversized packet";
         }
-        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-            tracing::warn!(%user, limit = MAX_IN_FLIGHT, "too many sftp requests in flight; ending the session");
-            break "too many requests in flight";
+        let cost = (len as usize + REQUEST_OVERHEAD) as u32;
+        let Ok(permit) = queued.clone().acquire_many_owned(cost).await else {
+            break "request thread gone";
         };
         let mut body = BytesMut::zeroed(len as usize);
         if reader.read_exact(&mut body).await.is_err() {
@@ -89,8 +99,9 @@ fn serve_requests(
     runtime: tokio::runtime::Handle,
 ) {
     let reads = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let pending = Arc::new(Semaphore::new(MAX_PENDING_REPLY_BYTES));
     let mut initialised = false;
-    while let Some((packet, permit)) = requests.blocking_recv() {
+    while let Some((packet, queued)) = requests.blocking_recv() {
         if !initialised {
             // The first packet must be INIT; anything else is a confused client.
             if packet.first() != Some(&fxp::INIT) {
@@ -98,18 +109,24 @@ fn serve_requests(
                 break;
             }
             initialised = true;
-            let _ = replies.send((Sftp::version(), Some(permit)));
+            let _ = replies.send((Sftp::version(), None));
             continue;
         }
         let is_read = packet.first() == Some(&fxp::READ);
         if !is_read {
             wait_for_reads(&reads);
         }
-        match sftp.handle(&packet) {
+        let action = sftp.handle(&packet);
+        drop(queued);
+        match action {
             Action::Reply(reply) => {
-                let _ = replies.send((reply, Some(permit)));
+                let _ = replies.send((reply, None));
             }
             Action::Read(job) => {
+                let cost = job.len.min(MAX_DATA) + 64;
+                let Ok(permit) = runtime.block_on(pending.clone().acquire_many_owned(cost)) else {
+                    break;
+                };
                 let replies = replies.clone();
                 let reads = reads.clone();
                 *reads.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
