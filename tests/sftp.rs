@@ -538,3 +538,45 @@ fn quota_refuses_a_write_over_the_limit_and_keeps_the_old_file() {
     let o = r.batch(&s.key, format!("put {} small.txt\n", small.display()));
     assert!(o.status.success(), "{}", text(&o));
 }
+
+#[test]
+fn a_root_server_acts_with_the_site_owners_rights_only() {
+    if !have("sftp") || !nix::unistd::Uid::effective().is_root() {
+        return;
+    }
+    let s = SftpSite::new("");
+    let owner = std::fs::metadata(s.site.htdocs()).expect("stat").uid();
+    if owner == 0 {
+        return; // the harness could not make an ordinary owner
+    }
+    // Things in the site that belong to root: the owner may not read or change them.
+    let secret = s.site.path("root-only.txt");
+    std::fs::write(&secret, "root's").expect("write");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let locked = s.site.path("locked");
+    std::fs::create_dir(&locked).expect("mkdir");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let r = s.start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path().display();
+    let o = r.batch(&s.key, format!("get root-only.txt {w}/got\n"));
+    assert!(!o.status.success(), "{}", text(&o));
+    let o = r.batch(&s.key, "chmod 644 root-only.txt\n");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_eq!(mode(&secret), 0o600);
+    let f = local(work.path(), "f", b"x");
+    let o = r.batch(&s.key, format!("put {} locked/f\n", f.display()));
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(!locked.join("f").exists());
+    // What the owner does create is theirs.
+    let o = r.batch(&s.key, format!("put {} mine\nmkdir d\n", f.display()));
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::metadata(s.site.path("mine")).expect("stat").uid(),
+        owner
+    );
+    assert_eq!(
+        std::fs::metadata(s.site.path("d")).expect("stat").uid(),
+        owner
+    );
+}

@@ -67,6 +67,11 @@ impl SiteFiles {
         })
     }
 
+    /// The site's owner (uid, gid): the owner of its root directory.
+    pub fn owner(&self) -> (u32, u32) {
+        self.owner
+    }
+
     /// The jail, for the start-up sweep.
     pub fn jail(&self) -> &Jail {
         &self.jail

@@ -113,6 +113,11 @@ impl Sftp {
         }
     }
 
+    /// The site's owner.
+    pub fn owner(&self) -> (u32, u32) {
+        self.files.owner()
+    }
+
     /// The VERSION reply to INIT.
     pub fn version() -> Bytes {
         let mut p = Packet::version(3);

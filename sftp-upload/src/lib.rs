@@ -33,6 +33,7 @@ pub mod files;
 pub mod handler;
 pub mod handles;
 pub mod hostkey;
+pub mod identity;
 pub mod longname;
 pub mod path;
 pub mod quota;

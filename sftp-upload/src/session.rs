@@ -98,6 +98,9 @@ fn serve_requests(
     replies: mpsc::UnboundedSender<Reply>,
     runtime: tokio::runtime::Handle,
 ) {
+    let Ok(_identity) = crate::identity::OwnerIdentity::assume(sftp.owner()) else {
+        return;
+    };
     let reads = Arc::new((Mutex::new(0usize), Condvar::new()));
     let pending = Arc::new(Semaphore::new(MAX_PENDING_REPLY_BYTES));
     let mut initialised = false;

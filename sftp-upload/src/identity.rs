@@ -1,0 +1,82 @@
+//! The request thread's file-system identity. When the server runs as root, a user's SFTP
+//! requests must not be done with root's rights: the thread that runs them takes the site
+//! owner's file-system uid and gid (`setfsuid`/`setfsgid`) and only the owner's group, so the
+//! kernel checks every open, create, chmod and unlink as it would for the owner (as OpenSSH's
+//! sftp-server, running as the user, would), and what is created belongs to the owner.
+//!
+//! These are per-thread on Linux when made as raw system calls (glibc's `setgroups` would change
+//! every thread of the process, so the raw call is used). The identity is restored on drop,
+//! before the blocking-pool thread serves anything else. Reads handed to other threads use
+//! descriptors opened here, so they carry the owner's checks with them.
+
+/// The site owner's identity could not be taken.
+#[derive(Debug)]
+pub struct CannotAssume;
+
+/// The owner's identity, held by the current thread until dropped.
+pub struct OwnerIdentity {
+    saved_groups: Option<Vec<libc::gid_t>>,
+}
+
+impl OwnerIdentity {
+    /// Takes the owner's identity when running as root and the owner is not root; otherwise
+    /// nothing changes. An error means the identity could not be taken (and root's was kept):
+    /// the session must not go on.
+    pub fn assume((uid, gid): (u32, u32)) -> Result<OwnerIdentity, CannotAssume> {
+        let none = OwnerIdentity { saved_groups: None };
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 || uid == 0 {
+            return Ok(none);
+        }
+        let mut groups = vec![0 as libc::gid_t; 256];
+        // SAFETY: the buffer holds `groups.len()` entries.
+        let n = unsafe { libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr()) };
+        if n < 0 {
+            tracing::error!("getgroups failed; cannot take the site owner's identity");
+            return Err(CannotAssume);
+        }
+        groups.truncate(n as usize);
+        let only = [gid as libc::gid_t];
+        // SAFETY: raw per-thread system calls with valid arguments; setfsgid before setfsuid,
+        // while the thread still has the privilege to change it.
+        let ok = unsafe {
+            libc::syscall(libc::SYS_setgroups, 1 as libc::size_t, only.as_ptr()) == 0 && {
+                libc::setfsgid(gid);
+                libc::setfsuid(uid);
+                // setfsuid returns the previous value; asking for an invalid id reads it.
+                libc::setfsuid(u32::MAX) as u32 == uid && libc::setfsgid(u32::MAX) as u32 == gid
+            }
+        };
+        if !ok {
+            tracing::error!(
+                uid,
+                gid,
+                "cannot take the site owner's identity; refusing to go on as root"
+            );
+            // SAFETY: as above; restores root.
+            unsafe {
+                libc::setfsuid(0);
+                libc::setfsgid(0);
+                libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr());
+            }
+            return Err(CannotAssume);
+        }
+        Ok(OwnerIdentity {
+            saved_groups: Some(groups),
+        })
+    }
+}
+
+impl Drop for OwnerIdentity {
+    fn drop(&mut self) {
+        if let Some(groups) = self.saved_groups.take() {
+            // SAFETY: restores the identity saved in `assume`; root may always do so, because
+            // setfsuid keeps the real and saved uids at 0.
+            unsafe {
+                libc::setfsuid(0);
+                libc::setfsgid(0);
+                libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr());
+            }
+        }
+    }
+}
