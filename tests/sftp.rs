@@ -580,3 +580,93 @@ fn a_root_server_acts_with_the_site_owners_rights_only() {
         owner
     );
 }
+
+#[test]
+fn a_256_mib_reupload_is_atomic_for_http_readers_and_downloads_back() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    s.site.file("data.bin", vec![b'o'; 1024 * 1024], 0o644);
+    let r = s.start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let new = work.path().join("new.bin");
+    std::fs::write(&new, vec![b'n'; 256 * 1024 * 1024]).expect("write");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let url = r.server.url("/data.bin");
+    let reader = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let (mut old, mut new) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let resp = ureq::get(&url).call().expect("GET");
+                let mut body = Vec::new();
+                resp.into_reader().read_to_end(&mut body).expect("body");
+                let all = |b: u8| body.iter().all(|&x| x == b);
+                if body.len() == 1024 * 1024 && all(b'o') {
+                    old += 1;
+                } else if body.len() == 256 * 1024 * 1024 && all(b'n') {
+                    new += 1;
+                } else {
+                    panic!("a partial file was served: {} bytes", body.len());
+                }
+            }
+            (old, new)
+        })
+    };
+    let o = r.batch_as(
+        "demo",
+        Some(&s.key),
+        format!(
+            "put {w}/new.bin data.bin\nget data.bin {w}/back.bin\n",
+            w = work.path().display()
+        ),
+        Duration::from_secs(400),
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (old, new_seen) = reader.join().expect("the HTTP reader saw only whole files");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(old > 0, "the reader ran during the upload");
+    let _ = new_seen;
+    let back = std::fs::read(work.path().join("back.bin")).expect("downloaded");
+    assert_eq!(back.len(), 256 * 1024 * 1024);
+    assert!(back.iter().all(|&b| b == b'n'), "download differs");
+}
+
+#[test]
+fn lftp_mirror_reverse_with_a_password() {
+    if !have("lftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    s.site.write_config();
+    let o = crate::sftp_auth::user_cmd(&s.site.config_path(), &["passwd", "demo"], "mirror pw\n");
+    assert!(o.status.success(), "{}", text(&o));
+    let server = Server::spawn(&["--config", s.site.config_path().to_str().expect("utf-8")]);
+    let addr = sftp_addr(&server);
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("site");
+    std::fs::create_dir_all(src.join("cgi-bin")).expect("mkdir");
+    std::fs::write(src.join("index.html"), "<h1>mirrored</h1>").expect("write");
+    std::fs::write(src.join("cgi-bin/bbs.cgi"), "#!/bin/sh\n").expect("write");
+    let script = format!(
+        "set sftp:auto-confirm yes; set net:max-retries 1; set net:timeout 20; \
+         set sftp:connect-program 'ssh -a -x -F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'; \
+         open -u demo,'mirror pw' -p {} sftp://{}; mirror -R {} /; bye",
+        addr.port(),
+        addr.ip(),
+        src.display()
+    );
+    let o = Command::new("timeout")
+        .args(["120", "lftp", "-c", &script])
+        .output()
+        .expect("lftp");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(s.site.path("index.html")).expect("mirrored"),
+        "<h1>mirrored</h1>"
+    );
+    assert!(s.site.path("cgi-bin/bbs.cgi").exists());
+    assert_eq!(server.get("/index.html").text(), "<h1>mirrored</h1>");
+}
