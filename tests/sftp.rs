@@ -670,3 +670,57 @@ fn lftp_mirror_reverse_with_a_password() {
     assert!(s.site.path("cgi-bin/bbs.cgi").exists());
     assert_eq!(server.get("/index.html").text(), "<h1>mirrored</h1>");
 }
+
+#[test]
+fn stopping_the_server_mid_upload_keeps_the_old_file_and_leaves_no_temporary() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("[limits]\nshutdown_grace_secs = 1\n");
+    let target = s.site.file("bbs.cgi", "#!/bin/sh\nold\n", 0o755);
+    let mut r = s.start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let big = work.path().join("new.bin");
+    std::fs::write(&big, vec![b'n'; 1024 * 1024 * 1024]).expect("write");
+    let mut child = Command::new("sftp")
+        .args(ssh_options(r.addr.port()))
+        .arg("-i")
+        .arg(&s.key)
+        .args(["-o", "BatchMode=yes", "-b", "-"])
+        .arg(format!("demo@{}", r.addr.ip()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sftp");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "put {} bbs.cgi", big.display()).expect("batch");
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while !std::fs::read_dir(s.site.htdocs())
+        .expect("ls")
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".ht-yadokari-upload-")
+        })
+    {
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    r.server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(r.server.wait_exit(), Some(0));
+    let _ = child.kill();
+    let _ = child.wait();
+    let left: Vec<_> = std::fs::read_dir(s.site.htdocs())
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("bbs.cgi")], "{left:?}");
+    assert_eq!(std::fs::read(&target).expect("old"), b"#!/bin/sh\nold\n");
+    assert_eq!(mode(&target), 0o755);
+}

@@ -113,6 +113,11 @@ impl Sftp {
         }
     }
 
+    /// The count of open files, for a stopping server.
+    pub fn open_files(&self) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+        self.handles.open_files()
+    }
+
     /// The site's owner.
     pub fn owner(&self) -> (u32, u32) {
         self.files.owner()

@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::path::SitePath;
@@ -48,6 +48,8 @@ pub struct Handles {
     map: HashMap<u32, Handle>,
     next: u32,
     max: usize,
+    /// Open file handles, readable from other tasks (a stopping server waits for transfers).
+    open_files: Arc<AtomicUsize>,
 }
 
 /// Too many handles are open.
@@ -61,6 +63,7 @@ impl Handles {
             map: HashMap::new(),
             next: 1,
             max,
+            open_files: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -74,6 +77,9 @@ impl Handles {
         }
         let id = self.next;
         self.next = self.next.wrapping_add(1);
+        if matches!(h, Handle::File(_)) {
+            self.open_files.fetch_add(1, Ordering::SeqCst);
+        }
         self.map.insert(id, h);
         Ok(id.to_be_bytes())
     }
@@ -89,11 +95,21 @@ impl Handles {
 
     /// Removes and returns the handle named `name`.
     pub fn remove(&mut self, name: &[u8]) -> Option<Handle> {
-        self.map.remove(&Self::key(name)?)
+        let h = self.map.remove(&Self::key(name)?)?;
+        if matches!(h, Handle::File(_)) {
+            self.open_files.fetch_sub(1, Ordering::SeqCst);
+        }
+        Some(h)
+    }
+
+    /// The count of open file handles, kept up to date.
+    pub fn open_files(&self) -> Arc<AtomicUsize> {
+        self.open_files.clone()
     }
 
     /// Every handle still open, for the end of the session.
     pub fn drain(&mut self) -> impl Iterator<Item = Handle> + '_ {
+        self.open_files.store(0, Ordering::SeqCst);
         self.map.drain().map(|(_, h)| h)
     }
 }

@@ -22,12 +22,14 @@
 //!   reader keeps reading (READ requests are tiny: paramiko's prefetch of a whole 1 GiB file is
 //!   about 1.3 MiB of requests), so window adjustments keep flowing.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use russh::ChannelWriteHalf;
 use russh::server::Msg;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +53,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let (mut read_half, write_half) = channel.split();
+    let open_files = sftp.open_files();
     let (req_tx, req_rx) = mpsc::unbounded_channel::<(Bytes, OwnedSemaphorePermit)>();
     let (reply_tx, reply_rx) = mpsc::unbounded_channel::<Reply>();
     let writer = tokio::spawn(write_replies(write_half, reply_rx));
@@ -60,13 +63,28 @@ pub async fn run(
 
     let queued = Arc::new(Semaphore::new(MAX_QUEUED_REQUEST_BYTES));
     let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, read_half.make_reader());
+    let mut stopping = false;
     let end = loop {
-        let len = tokio::select! {
-            _ = shutdown.cancelled() => break "server stopping",
-            r = reader.read_u32() => match r {
-                Ok(len) => len,
-                Err(_) => break "closed by the client",
+        // SECURITY of uploads: when the server stops, a session with files open goes on (within
+        // the server's grace period) so a transfer can finish; an idle one ends at once.
+        if stopping && open_files.load(Ordering::SeqCst) == 0 {
+            break "server stopping";
+        }
+        // Wait for the next packet with a cancel-safe call (fill_buf), then read it whole: a
+        // read cut off half-way by the select would desynchronise the stream.
+        tokio::select! {
+            _ = shutdown.cancelled(), if !stopping => {
+                stopping = true;
+                continue;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(100)), if stopping => continue,
+            r = reader.fill_buf() => match r {
+                Ok(buf) if !buf.is_empty() => {}
+                _ => break "closed by the client",
             },
+        }
+        let Ok(len) = reader.read_u32().await else {
+            break "closed by the client";
         };
         if len == 0 || len > MAX_PACKET {
             tracing::warn!(%user, len, limit = MAX_PACKET, "sftp packet over the limit; ending the session");
