@@ -69,13 +69,19 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
             };
             if let Some(problem) = problem {
                 let (status, e) = problem.explain(&path);
-                println!("verdict: the permission bits let it run, but it will fail ({})", status.as_u16());
+                println!(
+                    "verdict: the permission bits let it run, but it will fail ({})",
+                    status.as_u16()
+                );
                 println!("why: {}", e.reason);
                 println!("fix: {}", e.fix);
                 return ExitCode::FAILURE;
             }
             match &s.interpreter {
-                Some(i) => println!("verdict: runs as a CGI script through {} ({path})", i.display()),
+                Some(i) => println!(
+                    "verdict: runs as a CGI script through {} ({path})",
+                    i.display()
+                ),
                 None => println!("verdict: runs as a CGI script ({path})"),
             }
             ExitCode::SUCCESS

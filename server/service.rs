@@ -30,6 +30,9 @@ use crate::url;
 /// What every request shares: the current configuration (swapped on SIGHUP) and the logs.
 pub struct Shared {
     config: RwLock<Arc<Config>>,
+    /// The document root, held open (reopened on SIGHUP): one descriptor for every request
+    /// instead of an open and a close each.
+    root: RwLock<Option<Arc<Jail>>>,
     /// The access log.
     pub access_log: Arc<AccessLog>,
     /// Script slots (`cgi.max_concurrent`).
@@ -40,6 +43,7 @@ impl Shared {
     /// Shared state for `config`.
     pub fn new(config: Config, access_log: AccessLog) -> Shared {
         Shared {
+            root: RwLock::new(Jail::open(&config.document_root).ok().map(Arc::new)),
             scripts: Arc::new(Semaphore::new(config.cgi.max_concurrent)),
             config: RwLock::new(Arc::new(config)),
             access_log: Arc::new(access_log),
@@ -54,8 +58,26 @@ impl Shared {
         }
     }
 
+    /// The document root's jail; opened again if it could not be opened before.
+    fn jail(&self, config: &Config) -> std::io::Result<Arc<Jail>> {
+        if let Ok(slot) = self.root.read()
+            && let Some(jail) = slot.as_ref()
+        {
+            return Ok(jail.clone());
+        }
+        let jail = Arc::new(Jail::open(&config.document_root)?);
+        if let Ok(mut slot) = self.root.write() {
+            *slot = Some(jail.clone());
+        }
+        Ok(jail)
+    }
+
     /// Puts `config` in force for every request that starts from now on.
     pub fn replace_config(&self, config: Config) {
+        let jail = Jail::open(&config.document_root).ok().map(Arc::new);
+        if let Ok(mut slot) = self.root.write() {
+            *slot = jail;
+        }
         let mut slot = match self.config.write() {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
@@ -170,7 +192,7 @@ async fn act(
             ));
         }
     };
-    let jail = match Jail::open(&config.document_root) {
+    let jail = match shared.jail(config) {
         Ok(j) => j,
         Err(e) => {
             tracing::error!(root = %config.document_root.display(), error = %e, "cannot open the document root");
@@ -281,7 +303,7 @@ async fn serve_static(
     // The file is regular: reads no longer need O_NONBLOCK, and tokio reads it on its
     // blocking pool anyway.
     let file = std::fs::File::from(fd);
-    static_files::respond(method, headers, rel, file, &stat).await
+    static_files::respond(method, headers, rel, file, &stat)
 }
 
 /// 301 to the same path with a slash added, keeping the query string.

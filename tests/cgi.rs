@@ -31,7 +31,11 @@ fn the_environment_is_rfc_3875_and_nothing_else() {
     let r = server.request(
         "GET",
         "/cgi-bin/env.cgi/some%20where/x?a=%41&b=%2F",
-        &[("Host", "example.test:8080"), ("Cookie", "a=1"), ("X-Custom", "yes")],
+        &[
+            ("Host", "example.test:8080"),
+            ("Cookie", "a=1"),
+            ("X-Custom", "yes"),
+        ],
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let text = r.text();
@@ -43,9 +47,15 @@ fn the_environment_is_rfc_3875_and_nothing_else() {
         "REQUEST_METHOD=GET".into(),
         "QUERY_STRING=a=%41&b=%2F".into(),
         "PATH_INFO=/some where/x".into(),
-        format!("PATH_TRANSLATED={}/some where/x", site.htdocs().canonicalize().expect("path").display()),
+        format!(
+            "PATH_TRANSLATED={}/some where/x",
+            site.htdocs().canonicalize().expect("path").display()
+        ),
         "SCRIPT_NAME=/cgi-bin/env.cgi".into(),
-        format!("SCRIPT_FILENAME={}/cgi-bin/env.cgi", site.htdocs().canonicalize().expect("path").display()),
+        format!(
+            "SCRIPT_FILENAME={}/cgi-bin/env.cgi",
+            site.htdocs().canonicalize().expect("path").display()
+        ),
         "REQUEST_URI=/cgi-bin/env.cgi/some%20where/x?a=%41&b=%2F".into(),
         "SERVER_NAME=example.test".into(),
         format!("SERVER_PORT={port}"),
@@ -57,7 +67,10 @@ fn the_environment_is_rfc_3875_and_nothing_else() {
         "HTTP_COOKIE=a=1".into(),
         "HTTP_X_CUSTOM=yes".into(),
         "PATH=/usr/local/bin:/usr/bin:/bin".into(),
-        format!("DOCUMENT_ROOT={}", site.htdocs().canonicalize().expect("path").display()),
+        format!(
+            "DOCUMENT_ROOT={}",
+            site.htdocs().canonicalize().expect("path").display()
+        ),
     ] {
         assert!(env.contains(&want.as_str()), "missing {want:?} in\n{text}");
     }
@@ -66,8 +79,14 @@ fn the_environment_is_rfc_3875_and_nothing_else() {
         .find_map(|l| l.strip_prefix("REMOTE_PORT="))
         .and_then(|p| p.parse::<u16>().ok());
     assert!(remote_port.is_some_and(|p| p > 0), "{text}");
-    assert!(!text.contains("YADOKARI_TEST_SERVER_SECRET"), "the server's environment leaked:\n{text}");
-    assert!(!text.contains("CARGO"), "the server's environment leaked:\n{text}");
+    assert!(
+        !text.contains("YADOKARI_TEST_SERVER_SECRET"),
+        "the server's environment leaked:\n{text}"
+    );
+    assert!(
+        !text.contains("CARGO"),
+        "the server's environment leaked:\n{text}"
+    );
 }
 
 #[test]
@@ -93,14 +112,25 @@ Accept: a\r\nAccept: b\r\nCookie: c=1\r\nCookie: d=2\r\nAuthorization: Basic c2V
     let site = Site::new().config("[cgi]\npass_authorization = true");
     site.file("cgi-bin/env.cgi", ENV_SCRIPT, 0o755);
     let server = site.start();
-    let r = server.request("GET", "/cgi-bin/env.cgi", &[("Authorization", "Basic c2VjcmV0")]);
-    assert!(env_lines(&r.text()).contains(&"HTTP_AUTHORIZATION=Basic c2VjcmV0"), "{}", r.text());
+    let r = server.request(
+        "GET",
+        "/cgi-bin/env.cgi",
+        &[("Authorization", "Basic c2VjcmV0")],
+    );
+    assert!(
+        env_lines(&r.text()).contains(&"HTTP_AUTHORIZATION=Basic c2VjcmV0"),
+        "{}",
+        r.text()
+    );
 }
 
 #[test]
 fn ipv6_clients_get_their_address() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI needs IPv6 loopback");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI needs IPv6 loopback"
+        );
         eprintln!("skipping: no IPv6 loopback");
         return;
     }
@@ -130,26 +160,62 @@ fn the_gate_decides_which_scripts_run() {
     site.file("cgi-bin/target.cgi", hello, 0o755);
     std::os::unix::fs::symlink("target.cgi", site.path("cgi-bin/link.cgi")).expect("symlink");
     site.own(&site.path("cgi-bin/link.cgi"));
-    site.file("cgi-bin/crlf.cgi", "#!/bin/sh\r\nprintf 'Content-Type: text/plain\\r\\n\\r\\nran'\r\n", 0o755);
+    site.file(
+        "cgi-bin/crlf.cgi",
+        "#!/bin/sh\r\nprintf 'Content-Type: text/plain\\r\\n\\r\\nran'\r\n",
+        0o755,
+    );
     site.file("cgi-bin/bom.cgi", format!("\u{feff}{hello}"), 0o755);
-    site.file("cgi-bin/nointerp.cgi", "#!/usr/bin/no-such-perl\nprint 1;\n", 0o755);
+    site.file(
+        "cgi-bin/nointerp.cgi",
+        "#!/usr/bin/no-such-perl\nprint 1;\n",
+        0o755,
+    );
     site.file("cgi-bin/noshebang.cgi", "echo hi\n", 0o755);
     let server = site.start();
 
     for mode in [0o755, 0o705, 0o700, 0o711, 0o750, 0o500] {
         let r = server.get(&format!("/cgi-bin/m{mode:o}.cgi"));
-        assert_eq!((r.status, r.text().as_str()), (200, "ran\n"), "mode {mode:o}");
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "ran\n"),
+            "mode {mode:o}"
+        );
     }
     let refused = [
-        ("/cgi-bin/m644.cgi", "is 0644: nobody may execute it", "chmod 755 cgi-bin/m644.cgi"),
-        ("/cgi-bin/m775.cgi", "is 0775: the group can write it", "chmod 755 cgi-bin/m775.cgi"),
-        ("/cgi-bin/m777.cgi", "the group and everyone else can write it", "chmod 755"),
+        (
+            "/cgi-bin/m644.cgi",
+            "is 0644: nobody may execute it",
+            "chmod 755 cgi-bin/m644.cgi",
+        ),
+        (
+            "/cgi-bin/m775.cgi",
+            "is 0775: the group can write it",
+            "chmod 755 cgi-bin/m775.cgi",
+        ),
+        (
+            "/cgi-bin/m777.cgi",
+            "the group and everyone else can write it",
+            "chmod 755",
+        ),
         ("/cgi-bin/m4755.cgi", "setuid or setgid", "chmod 755"),
-        ("/open/in-777-dir.cgi", "The directory `open` is 0777", "chmod 755 open"),
-        ("/cgi-bin/link.cgi", "is a symbolic link", "Replace the link"),
+        (
+            "/open/in-777-dir.cgi",
+            "The directory `open` is 0777",
+            "chmod 755 open",
+        ),
+        (
+            "/cgi-bin/link.cgi",
+            "is a symbolic link",
+            "Replace the link",
+        ),
         ("/cgi-bin/crlf.cgi", "`/bin/sh\\r`", "sed -i"),
         ("/cgi-bin/bom.cgi", "byte-order mark", "without BOM"),
-        ("/cgi-bin/nointerp.cgi", "/usr/bin/no-such-perl does not exist", "Correct the first line"),
+        (
+            "/cgi-bin/nointerp.cgi",
+            "/usr/bin/no-such-perl does not exist",
+            "Correct the first line",
+        ),
         ("/cgi-bin/noshebang.cgi", "has no `#!` line", "#!/bin/sh"),
     ];
     for (path, why, fix) in refused {
@@ -161,13 +227,20 @@ fn the_gate_decides_which_scripts_run() {
         assert!(!text.contains("printf"), "{path}: the source leaked");
     }
     let log = server.output();
-    assert!(log.contains("not_executable") && log.contains("crlf_shebang"), "{log}");
+    assert!(
+        log.contains("not_executable") && log.contains("crlf_shebang"),
+        "{log}"
+    );
 }
 
 #[test]
 fn a_chmod_takes_effect_on_the_next_request() {
     let site = Site::new();
-    site.file("hello.cgi", "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhello'\n", 0o644);
+    site.file(
+        "hello.cgi",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhello'\n",
+        0o644,
+    );
     let server = site.start();
     assert_eq!(server.get("/hello.cgi").status, 500);
     site.chmod("hello.cgi", 0o755);
@@ -183,19 +256,39 @@ fn request_bodies_reach_stdin() {
         "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\necho \"len=$CONTENT_LENGTH\"\nsha256sum | cut -d' ' -f1\n",
         0o755,
     );
-    site.file("cgi-bin/ignore.cgi", "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nignored'\n", 0o755);
+    site.file(
+        "cgi-bin/ignore.cgi",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nignored'\n",
+        0o755,
+    );
     let server = site.start();
 
-    let small = server.send("POST", "/cgi-bin/sum.cgi", &[("Content-Type", "text/plain")], b"hello");
-    assert_eq!(small.text(), format!("len=5\n{}\n", hex(&Sha256::digest(b"hello"))));
+    let small = server.send(
+        "POST",
+        "/cgi-bin/sum.cgi",
+        &[("Content-Type", "text/plain")],
+        b"hello",
+    );
+    assert_eq!(
+        small.text(),
+        format!("len=5\n{}\n", hex(&Sha256::digest(b"hello")))
+    );
 
-    let big: Vec<u8> = (0..5u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let big: Vec<u8> = (0..5u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let r = server.send("POST", "/cgi-bin/sum.cgi", &[], &big);
-    assert_eq!(r.text(), format!("len={}\n{}\n", big.len(), hex(&Sha256::digest(&big))));
+    assert_eq!(
+        r.text(),
+        format!("len={}\n{}\n", big.len(), hex(&Sha256::digest(&big)))
+    );
 
     // Chunked: spooled, and CONTENT_LENGTH is set.
     let r = server.send_chunked("POST", "/cgi-bin/sum.cgi", b"hello world");
-    assert_eq!(r.text(), format!("len=11\n{}\n", hex(&Sha256::digest(b"hello world"))));
+    assert_eq!(
+        r.text(),
+        format!("len=11\n{}\n", hex(&Sha256::digest(b"hello world")))
+    );
 
     // A script that ignores its body still answers.
     let r = server.send("POST", "/cgi-bin/ignore.cgi", &[], &big);
@@ -225,7 +318,10 @@ fn bodies_over_the_limit_get_413_without_running_anything() {
     let run = run_dir(&site);
     site.file(
         "cgi-bin/mark.cgi",
-        format!("#!/bin/sh\ntouch {}/ran\nprintf 'Content-Type: text/plain\\n\\nx'\n", run.display()),
+        format!(
+            "#!/bin/sh\ntouch {}/ran\nprintf 'Content-Type: text/plain\\n\\nx'\n",
+            run.display()
+        ),
         0o755,
     );
     let server = site.start();
@@ -239,27 +335,58 @@ fn bodies_over_the_limit_get_413_without_running_anything() {
         .as_bytes(),
     );
     assert_eq!(raw_status(&raw), 413);
-    assert!(!run.join("ran").exists(), "the script ran for an oversized body");
+    assert!(
+        !run.join("ran").exists(),
+        "the script ran for an oversized body"
+    );
 }
 
 #[test]
 fn status_location_and_header_handling() {
     let site = Site::new();
     let script = |body: &str| format!("#!/bin/sh\n{body}\n");
-    site.file("cgi-bin/status.cgi", script("printf 'Status: 404 Not Here\\nContent-Type: text/plain\\n\\nmissing'"), 0o755);
-    site.file("cgi-bin/badstatus.cgi", script("printf 'Status: abc\\n\\n'"), 0o755);
-    site.file("cgi-bin/abs.cgi", script("printf 'Location: http://example.org/elsewhere\\n\\n'"), 0o755);
-    site.file("cgi-bin/local.cgi", script("printf 'Location: /cgi-bin/target.cgi?from=local\\n\\n'"), 0o755);
+    site.file(
+        "cgi-bin/status.cgi",
+        script("printf 'Status: 404 Not Here\\nContent-Type: text/plain\\n\\nmissing'"),
+        0o755,
+    );
+    site.file(
+        "cgi-bin/badstatus.cgi",
+        script("printf 'Status: abc\\n\\n'"),
+        0o755,
+    );
+    site.file(
+        "cgi-bin/abs.cgi",
+        script("printf 'Location: http://example.org/elsewhere\\n\\n'"),
+        0o755,
+    );
+    site.file(
+        "cgi-bin/local.cgi",
+        script("printf 'Location: /cgi-bin/target.cgi?from=local\\n\\n'"),
+        0o755,
+    );
     site.file(
         "cgi-bin/target.cgi",
         script("printf 'Content-Type: text/plain\\n\\n'; echo \"$REQUEST_METHOD $QUERY_STRING $REDIRECT_URL $REDIRECT_STATUS\""),
         0o755,
     );
-    site.file("cgi-bin/loop.cgi", script("printf 'Location: /cgi-bin/loop.cgi\\n\\n'"), 0o755);
-    site.file("cgi-bin/headeronly.cgi", script("printf 'Content-Type: text/plain\\nX-Only: 1\\n\\n'"), 0o755);
+    site.file(
+        "cgi-bin/loop.cgi",
+        script("printf 'Location: /cgi-bin/loop.cgi\\n\\n'"),
+        0o755,
+    );
+    site.file(
+        "cgi-bin/headeronly.cgi",
+        script("printf 'Content-Type: text/plain\\nX-Only: 1\\n\\n'"),
+        0o755,
+    );
     site.file("cgi-bin/silent.cgi", script("exit 3"), 0o755);
     site.file("cgi-bin/nohead.cgi", script("echo 'hello world'"), 0o755);
-    site.file("cgi-bin/badname.cgi", script("printf 'Bad Name: x\\n\\n'"), 0o755);
+    site.file(
+        "cgi-bin/badname.cgi",
+        script("printf 'Bad Name: x\\n\\n'"),
+        0o755,
+    );
     site.file(
         "cgi-bin/cookies.cgi",
         script(&format!(
@@ -286,10 +413,18 @@ fn status_location_and_header_handling() {
     assert_eq!(r.status, 500);
     assert!(r.text().contains("internal redirects"), "{}", r.text());
     let r = server.get("/cgi-bin/headeronly.cgi");
-    assert_eq!((r.status, r.header("x-only"), r.body.len()), (200, Some("1"), 0));
+    assert_eq!(
+        (r.status, r.header("x-only"), r.body.len()),
+        (200, Some("1"), 0)
+    );
     let r = server.get("/cgi-bin/silent.cgi");
     assert_eq!(r.status, 500);
-    assert!(r.text().contains("exited with status 3 without printing anything"), "{}", r.text());
+    assert!(
+        r.text()
+            .contains("exited with status 3 without printing anything"),
+        "{}",
+        r.text()
+    );
     let r = server.get("/cgi-bin/nohead.cgi");
     assert_eq!(r.status, 500);
     assert!(r.text().contains("hello world"), "{}", r.text());
@@ -341,12 +476,16 @@ fn output_streams_before_the_script_ends() {
     );
     let server = site.start();
     let mut s = server.connect();
-    s.write_all(b"GET /cgi-bin/slow.cgi HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    s.write_all(b"GET /cgi-bin/slow.cgi HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
     let mut reader = BufReader::new(s);
     let mut seen = String::new();
     while !seen.contains("first line") {
         let mut line = String::new();
-        assert!(reader.read_line(&mut line).expect("read") > 0, "ended early: {seen}");
+        assert!(
+            reader.read_line(&mut line).expect("read") > 0,
+            "ended early: {seen}"
+        );
         seen.push_str(&line);
     }
     // The first line arrived while the script is still waiting for `go`.
@@ -366,7 +505,10 @@ fn nph_scripts_send_their_own_status_line() {
     );
     let server = site.start();
     let r = server.get("/cgi-bin/nph-raw.cgi");
-    assert_eq!((r.status, r.header("x-nph"), r.text().as_str()), (201, Some("yes"), "made"));
+    assert_eq!(
+        (r.status, r.header("x-nph"), r.text().as_str()),
+        (201, Some("yes"), "made")
+    );
 }
 
 /// A script that starts a grandchild and records both pids, then does `rest`.
@@ -391,39 +533,62 @@ fn pids(run: &std::path::Path, name: &str) -> (i32, i32) {
 fn a_timeout_kills_the_whole_process_group() {
     let site = Site::new().config("[cgi]\nheader_timeout_secs = 1\nrun_timeout_secs = 2");
     let run = run_dir(&site);
-    site.file("cgi-bin/silent.cgi", family_script(&run, "silent", "sleep 1000"), 0o755);
+    site.file(
+        "cgi-bin/silent.cgi",
+        family_script(&run, "silent", "sleep 1000"),
+        0o755,
+    );
     site.file(
         "cgi-bin/long.cgi",
-        family_script(&run, "long", "printf 'Content-Type: text/plain\\n\\nstarted\\n'\nsleep 1000"),
+        family_script(
+            &run,
+            "long",
+            "printf 'Content-Type: text/plain\\n\\nstarted\\n'\nsleep 1000",
+        ),
         0o755,
     );
     let server = site.start();
     let r = server.get("/cgi-bin/silent.cgi");
     assert_eq!(r.status, 504);
     let (script, grandchild) = pids(&run, "silent");
-    assert!(eventually(|| process_gone(script) && process_gone(grandchild)), "silent script left running");
+    assert!(
+        eventually(|| process_gone(script) && process_gone(grandchild)),
+        "silent script left running"
+    );
 
     // Past the run limit, the response ends (cut) and the group is killed.
     let raw = server.raw(b"GET /cgi-bin/long.cgi HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert!(String::from_utf8_lossy(&raw).contains("started"));
     let (script, grandchild) = pids(&run, "long");
-    assert!(eventually(|| process_gone(script) && process_gone(grandchild)), "long script left running");
+    assert!(
+        eventually(|| process_gone(script) && process_gone(grandchild)),
+        "long script left running"
+    );
 }
 
 #[test]
 fn a_client_that_goes_away_kills_the_group() {
     let site = Site::new();
     let run = run_dir(&site);
-    site.file("cgi-bin/quiet.cgi", family_script(&run, "quiet", "sleep 1000"), 0o755);
+    site.file(
+        "cgi-bin/quiet.cgi",
+        family_script(&run, "quiet", "sleep 1000"),
+        0o755,
+    );
     site.file(
         "cgi-bin/talky.cgi",
-        family_script(&run, "talky", "printf 'Content-Type: text/plain\\n\\nhello\\n'\nsleep 1000"),
+        family_script(
+            &run,
+            "talky",
+            "printf 'Content-Type: text/plain\\n\\nhello\\n'\nsleep 1000",
+        ),
         0o755,
     );
     let server = site.start();
     for name in ["quiet", "talky"] {
         let mut s = server.connect();
-        s.write_all(format!("GET /cgi-bin/{name}.cgi HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).expect("write");
+        s.write_all(format!("GET /cgi-bin/{name}.cgi HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .expect("write");
         let (script, grandchild) = pids(&run, name);
         if name == "talky" {
             let mut buf = [0u8; 256];
@@ -453,20 +618,29 @@ fn a_background_child_does_not_hold_the_response() {
     let r = server.get("/cgi-bin/bg.cgi");
     assert_eq!((r.status, r.text().as_str()), (200, "done\n"));
     let leftover: i32 = wait_file(&run.join("bg")).trim().parse().expect("pid");
-    assert!(eventually(|| process_gone(leftover)), "the background child was left running");
+    assert!(
+        eventually(|| process_gone(leftover)),
+        "the background child was left running"
+    );
 }
 
 #[test]
 fn no_zombies_after_many_concurrent_requests() {
     let site = Site::new();
-    site.file("cgi-bin/hi.cgi", "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhi'\n", 0o755);
+    site.file(
+        "cgi-bin/hi.cgi",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhi'\n",
+        0o755,
+    );
     let server = site.start();
     let url = server.url("/cgi-bin/hi.cgi");
     let threads: Vec<_> = (0..20)
         .map(|_| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let agent = ureq::AgentBuilder::new().timeout(crate::support::PATIENCE).build();
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(crate::support::PATIENCE)
+                    .build();
                 for _ in 0..25 {
                     let r = agent.get(&url).call().expect("request");
                     assert_eq!(r.into_string().expect("body"), "hi");
@@ -492,7 +666,11 @@ fn no_zombies_after_many_concurrent_requests() {
             })
             .collect()
     };
-    assert!(eventually(|| children().is_empty()), "children left: {:?}", children());
+    assert!(
+        eventually(|| children().is_empty()),
+        "children left: {:?}",
+        children()
+    );
 }
 
 #[test]
@@ -507,7 +685,9 @@ fn over_the_script_cap_requests_get_503() {
     );
     let server = site.start();
     let mut first = server.connect();
-    first.write_all(b"GET /cgi-bin/hold.cgi HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    first
+        .write_all(b"GET /cgi-bin/hold.cgi HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
     assert!(eventually(|| run.join("holding").exists()));
     let r = server.get("/cgi-bin/hold.cgi");
     assert_eq!(r.status, 503);
@@ -531,17 +711,30 @@ fn as_root_scripts_run_as_their_owner_or_the_fallback_user() {
     let server = site.start();
     let text = server.get("/cgi-bin/id.cgi").text();
     let (uid, _) = crate::support::test_user().expect("test user");
-    let group = nix::unistd::Group::from_name(crate::support::TEST_GROUP).expect("group").expect("group");
+    let group = nix::unistd::Group::from_name(crate::support::TEST_GROUP)
+        .expect("group")
+        .expect("group");
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some(uid.to_string().as_str()), "{text}");
-    assert!(lines.next().is_some_and(|g| g.split(' ').any(|g| g == group.gid.to_string())), "{text}");
+    assert!(
+        lines
+            .next()
+            .is_some_and(|g| g.split(' ').any(|g| g == group.gid.to_string())),
+        "{text}"
+    );
 
     let site = Site::owned_by(None);
     site.file("cgi-bin/id.cgi", id, 0o755);
     let server = site.start();
     let text = server.get("/cgi-bin/id.cgi").text();
-    let nobody = nix::unistd::User::from_name("nobody").expect("nobody").expect("nobody");
-    assert_eq!(text.lines().next(), Some(nobody.uid.to_string().as_str()), "{text}");
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("nobody")
+        .expect("nobody");
+    assert_eq!(
+        text.lines().next(),
+        Some(nobody.uid.to_string().as_str()),
+        "{text}"
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {

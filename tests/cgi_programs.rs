@@ -9,8 +9,16 @@ use crate::support::{Site, have};
 
 #[test]
 fn perl_cgi_pm_multipart_upload() {
-    if !have("perl") || !Command::new("perl").args(["-MCGI", "-e", "1"]).status().is_ok_and(|s| s.success()) {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CGI.pm is required under CI=true");
+    if !have("perl")
+        || !Command::new("perl")
+            .args(["-MCGI", "-e", "1"])
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CGI.pm is required under CI=true"
+        );
         eprintln!("skipping: CGI.pm is not installed");
         return;
     }
@@ -36,11 +44,16 @@ print "sha256=", sha256_hex($data), "\n";
         0o755,
     );
     let server = site.start();
-    let file: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+    let file: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+        .collect();
     let boundary = "----yadokari-boundary-1234";
     let mut body = Vec::new();
     body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nhermit crab\r\n").as_bytes(),
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nhermit crab\r\n"
+        )
+        .as_bytes(),
     );
     body.extend_from_slice(
         format!(
@@ -51,9 +64,17 @@ print "sha256=", sha256_hex($data), "\n";
     body.extend_from_slice(&file);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let content_type = format!("multipart/form-data; boundary={boundary}");
-    let r = server.send("POST", "/cgi-bin/upload.cgi", &[("Content-Type", &content_type)], &body);
+    let r = server.send(
+        "POST",
+        "/cgi-bin/upload.cgi",
+        &[("Content-Type", &content_type)],
+        &body,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
-    let digest: String = Sha256::digest(&file).iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String = Sha256::digest(&file)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert_eq!(
         r.text(),
         format!("name=hermit crab\nfilename=shell.bin\nsize=300000\nsha256={digest}\n")
@@ -121,7 +142,11 @@ fn git_http_backend_clone_and_push() {
             .env("GIT_TERMINAL_PROMPT", "0")
             .output()
             .expect("git");
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     git(&repos, &["init", "-q", "--bare", "-b", "main", "shell.git"]);
@@ -132,7 +157,10 @@ fn git_http_backend_clone_and_push() {
     std::fs::write(seed.join("README"), "hello\n").expect("write");
     git(&seed, &["add", "README"]);
     git(&seed, &["commit", "-q", "-m", "first"]);
-    git(&seed, &["push", "-q", bare.to_str().expect("utf-8"), "main"]);
+    git(
+        &seed,
+        &["push", "-q", bare.to_str().expect("utf-8"), "main"],
+    );
     // The repository belongs to the site's user, who runs the backend.
     if let Some((uid, gid)) = site.owner {
         let status = Command::new("chown")
@@ -157,7 +185,10 @@ fn git_http_backend_clone_and_push() {
     std::fs::create_dir(&work).expect("mkdir");
     git(&work, &["clone", "-q", &url, "clone"]);
     let clone = work.join("clone");
-    assert_eq!(std::fs::read_to_string(clone.join("README")).expect("README"), "hello\n");
+    assert_eq!(
+        std::fs::read_to_string(clone.join("README")).expect("README"),
+        "hello\n"
+    );
 
     std::fs::write(clone.join("NEWS"), "pushed over CGI\n").expect("write");
     git(&clone, &["add", "NEWS"]);

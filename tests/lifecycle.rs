@@ -87,7 +87,10 @@ fn explain_prints_the_verdict_reason_and_fix() {
     let out = run("cgi-bin/crlf.cgi");
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text.contains("the system looks for the interpreter `/usr/bin/perl\\r`"), "{text}");
+    assert!(
+        text.contains("the system looks for the interpreter `/usr/bin/perl\\r`"),
+        "{text}"
+    );
 
     let out = run("cgi-bin/ok.cgi");
     assert!(out.status.success());

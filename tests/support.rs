@@ -43,11 +43,21 @@ pub fn test_user() -> Option<(u32, u32)> {
         if lookup().is_none() {
             let _ = Command::new("groupadd").arg(TEST_GROUP).status();
             let _ = Command::new("useradd")
-                .args(["--no-create-home", "--shell", "/usr/sbin/nologin", "-G", TEST_GROUP, TEST_USER])
+                .args([
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    "-G",
+                    TEST_GROUP,
+                    TEST_USER,
+                ])
                 .status();
         }
         let user = lookup().expect("the test user could not be created (useradd)");
-        assert!(user.uid.as_raw() >= 1000, "{TEST_USER} must be an ordinary user");
+        assert!(
+            user.uid.as_raw() >= 1000,
+            "{TEST_USER} must be an ordinary user"
+        );
         Some((user.uid.as_raw(), user.gid.as_raw()))
     })
 }
@@ -62,7 +72,8 @@ impl Site {
     /// An empty site owned by `owner` (`None`: by whoever runs the tests, e.g. root).
     pub fn owned_by(owner: Option<(u32, u32)>) -> Site {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
         let site = Site {
             dir,
             config_extra: String::new(),
@@ -334,8 +345,15 @@ impl Server {
 
     /// A request whose body is sent chunked (no Content-Length).
     pub fn send_chunked(&self, method: &str, path: &str, body: &[u8]) -> Resp {
-        let agent = ureq::AgentBuilder::new().redirects(0).timeout(PATIENCE).build();
-        Resp::from(agent.request(method, &self.url(path)).send(std::io::Cursor::new(body.to_vec())))
+        let agent = ureq::AgentBuilder::new()
+            .redirects(0)
+            .timeout(PATIENCE)
+            .build();
+        Resp::from(
+            agent
+                .request(method, &self.url(path))
+                .send(std::io::Cursor::new(body.to_vec())),
+        )
     }
 
     /// Sends raw bytes on a new connection and reads until the server closes it.
@@ -467,7 +485,8 @@ pub fn raw_body(response: &[u8]) -> &[u8] {
 /// `CI=true`, where a skip would hide a missing install step: there it fails.
 pub fn have(tool: &str) -> bool {
     let found = Path::new(tool).is_absolute() && Path::new(tool).exists()
-        || std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()));
+        || std::env::var_os("PATH")
+            .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()));
     if !found {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -504,11 +523,19 @@ pub fn eventually(mut check: impl FnMut() -> bool) -> bool {
 
 /// Waits (bounded) until `path` exists and returns its content.
 pub fn wait_file(path: &Path) -> String {
-    assert!(eventually(|| path.exists()), "{} never appeared", path.display());
+    assert!(
+        eventually(|| path.exists()),
+        "{} never appeared",
+        path.display()
+    );
     let mut text = String::new();
-    assert!(eventually(|| {
-        text = std::fs::read_to_string(path).unwrap_or_default();
-        text.ends_with('\n')
-    }), "{} was never completed", path.display());
+    assert!(
+        eventually(|| {
+            text = std::fs::read_to_string(path).unwrap_or_default();
+            text.ends_with('\n')
+        }),
+        "{} was never completed",
+        path.display()
+    );
     text
 }

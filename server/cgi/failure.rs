@@ -260,12 +260,20 @@ pub fn predict_exec(first: &[u8]) -> Option<Failure> {
     };
     let line = rest.split(|&b| b == b'\n').next().unwrap_or(rest);
     let line = String::from_utf8_lossy(line);
-    let interp = line.trim_start_matches([' ', '\t']).split([' ', '\t']).next().unwrap_or("");
+    let interp = line
+        .trim_start_matches([' ', '\t'])
+        .split([' ', '\t'])
+        .next()
+        .unwrap_or("");
     if let Some(bare) = interp.strip_suffix('\r') {
-        return Some(Failure::CrlfShebang { interpreter: bare.to_string() });
+        return Some(Failure::CrlfShebang {
+            interpreter: bare.to_string(),
+        });
     }
     if !std::path::Path::new(interp).is_file() {
-        return Some(Failure::InterpreterNotFound { interpreter: interp.to_string() });
+        return Some(Failure::InterpreterNotFound {
+            interpreter: interp.to_string(),
+        });
     }
     None
 }
@@ -301,10 +309,22 @@ mod tests {
     #[test]
     fn predictions_match_what_exec_would_say() {
         assert!(predict_exec(b"#!/bin/sh\necho\n").is_none());
-        assert!(matches!(predict_exec(b"#!/bin/sh\r\n"), Some(Failure::CrlfShebang { .. })));
-        assert!(matches!(predict_exec(b"#!/no/such\n"), Some(Failure::InterpreterNotFound { .. })));
-        assert!(matches!(predict_exec(b"\xEF\xBB\xBF#!/bin/sh\n"), Some(Failure::Bom)));
-        assert!(matches!(predict_exec(b"echo hi\n"), Some(Failure::NoShebang)));
+        assert!(matches!(
+            predict_exec(b"#!/bin/sh\r\n"),
+            Some(Failure::CrlfShebang { .. })
+        ));
+        assert!(matches!(
+            predict_exec(b"#!/no/such\n"),
+            Some(Failure::InterpreterNotFound { .. })
+        ));
+        assert!(matches!(
+            predict_exec(b"\xEF\xBB\xBF#!/bin/sh\n"),
+            Some(Failure::Bom)
+        ));
+        assert!(matches!(
+            predict_exec(b"echo hi\n"),
+            Some(Failure::NoShebang)
+        ));
         assert!(predict_exec(b"\x7fELF\x02").is_none());
     }
 

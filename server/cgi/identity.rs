@@ -3,7 +3,10 @@
 //! groups; one owned by root or a system account runs as `cgi.fallback_user`. Never as root.
 //! When the server is not root, scripts run as the server's own user.
 
+use std::collections::HashMap;
 use std::ffi::CString;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use nix::unistd::{Gid, Uid, User, getgrouplist};
 
@@ -11,11 +14,38 @@ use super::failure::Failure;
 use super::spawn::Identity;
 use crate::config::Cgi;
 
+/// How long a looked-up account is reused. Reading `/etc/passwd` and `/etc/group` for every
+/// request costs more than everything else the server adds to a CGI request; a change to an
+/// account is seen within this time.
+const CACHE_FOR: Duration = Duration::from_secs(10);
+
+type Key = (u32, u32, String);
+static CACHE: Mutex<Option<HashMap<Key, (Instant, Identity)>>> = Mutex::new(None);
+
 /// The identity for a script owned by `owner`, or `None` to run as the server's user.
 pub fn for_owner(owner: u32, cgi: &Cgi) -> Result<Option<Identity>, Failure> {
     if !Uid::effective().is_root() {
         return Ok(None);
     }
+    let key = (owner, cgi.min_uid, cgi.fallback_user.clone());
+    if let Ok(cache) = CACHE.lock()
+        && let Some((at, identity)) = cache.as_ref().and_then(|c| c.get(&key))
+        && at.elapsed() < CACHE_FOR
+    {
+        return Ok(Some(identity.clone()));
+    }
+    let identity = look_up(owner, cgi)?;
+    if let Ok(mut cache) = CACHE.lock() {
+        let map = cache.get_or_insert_with(HashMap::new);
+        if map.len() > 1024 {
+            map.clear();
+        }
+        map.insert(key, (Instant::now(), identity.clone()));
+    }
+    Ok(Some(identity))
+}
+
+fn look_up(owner: u32, cgi: &Cgi) -> Result<Identity, Failure> {
     let user = if owner >= cgi.min_uid {
         User::from_uid(Uid::from_raw(owner))
             .ok()
@@ -36,12 +66,12 @@ pub fn for_owner(owner: u32, cgi: &Cgi) -> Result<Option<Identity>, Failure> {
         .ok()
         .and_then(|name| getgrouplist(&name, user.gid).ok())
         .unwrap_or_else(|| vec![user.gid]);
-    Ok(Some(Identity {
+    Ok(Identity {
         name: user.name,
         uid: user.uid.as_raw(),
         gid: user.gid.as_raw(),
         groups: groups.into_iter().map(Gid::as_raw).collect(),
-    }))
+    })
 }
 
 /// How to name the account a script runs as, in messages.

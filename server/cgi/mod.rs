@@ -122,21 +122,26 @@ pub async fn run(
     };
     let (stdout_r, stdout_w) = pipe_pair(End::Read).map_err(resources)?;
     let (stderr_r, stderr_w) = pipe_pair(End::Read).map_err(resources)?;
-    let (stdin_child, stdin_parent, body_stream): (OwnedFd, Option<OwnedFd>, Option<RequestBody>) =
-        match stdin {
-            Stdin::Empty => (dev_null().map_err(resources)?, None, None),
-            Stdin::Spooled(file, _) => (OwnedFd::from(file), None, None),
-            Stdin::Stream(body, _) => {
-                let (r, w) = pipe_pair(End::Write).map_err(resources)?;
-                (r, Some(w), Some(body))
-            }
-        };
+    let (stdin_child, stdin_parent, body_stream): (
+        Option<OwnedFd>,
+        Option<OwnedFd>,
+        Option<RequestBody>,
+    ) = match stdin {
+        Stdin::Empty => (None, None, None),
+        Stdin::Spooled(file, _) => (Some(OwnedFd::from(file)), None, None),
+        Stdin::Stream(body, _) => {
+            let (r, w) = pipe_pair(End::Write).map_err(resources)?;
+            (Some(r), Some(w), Some(body))
+        }
+    };
+    let null = dev_null().map_err(resources)?;
+    let stdin_fd = stdin_child.as_ref().map_or(null, |fd| fd.as_fd());
     let spec = spawn::Spec {
         program,
         argv,
         envp,
         cwd,
-        stdio: [stdin_child.as_fd(), stdout_w.as_fd(), stderr_w.as_fd()],
+        stdio: [stdin_fd, stdout_w.as_fd(), stderr_w.as_fd()],
         identity: identity.as_ref(),
         limits: spawn::Limits {
             cpu_secs: config.cgi.limit_cpu_secs,
@@ -332,6 +337,12 @@ fn pipe_pair(ours: End) -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-fn dev_null() -> std::io::Result<OwnedFd> {
-    Ok(OwnedFd::from(std::fs::File::open("/dev/null")?))
+/// `/dev/null`, opened once and shared as the stdin of every script without a body.
+fn dev_null() -> std::io::Result<std::os::fd::BorrowedFd<'static>> {
+    static NULL: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+    if let Some(f) = NULL.get() {
+        return Ok(f.as_fd());
+    }
+    let file = std::fs::File::open("/dev/null")?;
+    Ok(NULL.get_or_init(|| file).as_fd())
 }

@@ -109,11 +109,41 @@ struct ChildArgs {
     ngroups: usize,
     set_identity: bool,
     limits: [(libc::__rlimit_resource_t, u64); 4],
+    /// Signals whose disposition the child resets to the default.
+    reset: *const libc::c_int,
+    nreset: usize,
     /// Written by the child on failure: step * 1000 + errno.
     failure: AtomicI32,
 }
 
 const CHILD_STACK: usize = 64 * 1024;
+
+thread_local! {
+    /// The stack the child runs on between clone and exec. One per thread is enough: with
+    /// CLONE_VFORK this thread is suspended until the child has exec'd or exited, so the stack is
+    /// never used twice at once, and it need not be allocated (or zeroed) for every request.
+    static STACK: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0u8; CHILD_STACK].into_boxed_slice());
+}
+
+/// The signals that have a handler or are ignored in this process (SIGPIPE is, by Rust's
+/// runtime; tokio and the panic machinery install handlers), which a script must get back at
+/// their defaults. Read once: the server installs all its handlers before it serves, and
+/// asking the kernel for all 64 dispositions in every child would cost 64 system calls per
+/// request.
+fn signals_to_reset() -> &'static [libc::c_int] {
+    static RESET: std::sync::OnceLock<Vec<libc::c_int>> = std::sync::OnceLock::new();
+    RESET.get_or_init(|| {
+        (1..65)
+            .filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP)
+            .filter(|&sig| {
+                // SAFETY: querying a disposition, with a zeroed out-parameter.
+                let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+                let r = unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
+                r == 0 && (old.sa_sigaction != libc::SIG_DFL || sig == libc::SIGPIPE)
+            })
+            .collect()
+    })
+}
 
 /// Starts the process described by `spec`.
 pub fn spawn(spec: &Spec<'_>) -> Result<Spawned, SpawnError> {
@@ -130,6 +160,7 @@ pub fn spawn(spec: &Spec<'_>) -> Result<Spawned, SpawnError> {
         .chain(std::iter::once(std::ptr::null()))
         .collect();
     let groups: Vec<libc::gid_t> = spec.identity.map(|i| i.groups.clone()).unwrap_or_default();
+    let reset = signals_to_reset();
     let args = ChildArgs {
         program: spec.program.as_ptr(),
         argv: argv.as_ptr(),
@@ -147,15 +178,17 @@ pub fn spawn(spec: &Spec<'_>) -> Result<Spawned, SpawnError> {
             (libc::RLIMIT_NOFILE, spec.limits.open_files),
             (libc::RLIMIT_NPROC, spec.limits.processes),
         ],
+        reset: reset.as_ptr(),
+        nreset: reset.len(),
         failure: AtomicI32::new(0),
     };
-    let mut stack = vec![0u8; CHILD_STACK];
     let mut pidfd: libc::c_int = -1;
     // SAFETY: the stack is ours and outlives the child's use of it (CLONE_VFORK suspends this
     // thread until the child has exec'd or exited). All signals are blocked around the clone so
     // that no handler of ours ever runs on the child's stack in shared memory; the child resets
     // dispositions and the mask before exec. `args` lives on this frame for the same span.
-    let pid = unsafe {
+    let pid = STACK.with(|stack| unsafe {
+        let mut stack = stack.borrow_mut();
         let top = stack.as_mut_ptr().add(CHILD_STACK);
         let top = (top as usize & !15) as *mut libc::c_void;
         let mut all: libc::sigset_t = std::mem::zeroed();
@@ -177,9 +210,8 @@ pub fn spawn(spec: &Spec<'_>) -> Result<Spawned, SpawnError> {
                 error: clone_error,
             });
         }
-        pid
-    };
-    drop(stack);
+        Ok(pid)
+    })?;
     // SAFETY: CLONE_PIDFD stored a fresh descriptor that nothing else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     let failure = args.failure.load(Ordering::Acquire);
@@ -227,18 +259,10 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     unsafe {
         // Handlers installed by the server must not survive into the script; ignored SIGPIPE
         // (Rust's default) must not either, or `yes | head` style pipelines break.
-        for sig in 1..65 {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                continue;
-            }
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
-                && (old.sa_sigaction != libc::SIG_DFL || sig == libc::SIGPIPE)
-            {
-                let mut dfl: libc::sigaction = std::mem::zeroed();
-                dfl.sa_sigaction = libc::SIG_DFL;
-                libc::sigaction(sig, &dfl, std::ptr::null_mut());
-            }
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for i in 0..args.nreset {
+            libc::sigaction(*args.reset.add(i), &dfl, std::ptr::null_mut());
         }
         if libc::setpgid(0, 0) != 0 {
             return fail(1);
@@ -266,9 +290,12 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             }
         }
         if args.set_identity {
-            if libc::setgroups(args.ngroups, args.groups) != 0
-                || libc::setgid(args.gid) != 0
-                || libc::setuid(args.uid) != 0
+            // Raw system calls, not glibc's wrappers: those apply the change to every thread
+            // of the process by signalling them, and this child shares the server's memory and
+            // its thread list (glibc's own posix_spawn uses raw calls for the same reason).
+            if libc::syscall(libc::SYS_setgroups, args.ngroups, args.groups) != 0
+                || libc::syscall(libc::SYS_setgid, args.gid) != 0
+                || libc::syscall(libc::SYS_setuid, args.uid) != 0
             {
                 return fail(4);
             }

@@ -88,6 +88,9 @@ impl Jail {
 
     /// `stat` of `rel`, following symlinks that stay inside the site.
     pub fn stat(&self, rel: &Path) -> Result<FileStat, JailError> {
+        if rel.as_os_str().is_empty() {
+            return Ok(fstat(&self.root)?);
+        }
         let fd = self.open_beneath(rel, OFlag::O_PATH, Mode::empty())?;
         Ok(fstat(&fd)?)
     }
@@ -98,6 +101,12 @@ impl Jail {
         let (parent, name) = split_last(rel);
         match name {
             None => Ok(fstat(&self.root)?),
+            Some(name) if name == ".." || name == "." => Err(JailError::Outside),
+            // A name directly in the root needs no walk: one fstatat on the root's descriptor
+            // (this is the common case of every request, so it saves an open and a close).
+            Some(name) if parent.as_os_str().is_empty() => {
+                Ok(fstatat(&self.root, name, AtFlags::AT_SYMLINK_NOFOLLOW)?)
+            }
             Some(name) => {
                 let dir =
                     self.open_beneath(parent, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())?;
