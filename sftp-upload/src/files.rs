@@ -205,7 +205,10 @@ impl SiteFiles {
     /// target is replaced atomically (`posix-rename@openssh.com`).
     pub fn rename(&self, from: &SitePath, to: &SitePath, overwrite: bool) -> Result<(), FsError> {
         let (fdir, fname) = self.parent_not_root(from, "the site root cannot be renamed")?;
-        let (tdir, tname) = self.parent_not_root(to, "nothing can replace the site root")?;
+        if to.is_root() {
+            return Err(FsError::Refused("nothing can replace the site root"));
+        }
+        let (tdir, tname) = self.parent(to)?;
         let flags = if overwrite {
             RenameFlags::empty()
         } else {
@@ -338,7 +341,14 @@ impl SiteFiles {
         Ok(())
     }
 
+    /// The parent of something about to be created or renamed into place: never the root,
+    /// never a name reserved for upload temporaries.
     fn parent(&self, p: &SitePath) -> Result<(OwnedFd, OsString), FsError> {
+        if Upload::is_temp_name(p.name()) {
+            return Err(FsError::Refused(
+                "names starting with .ht-yadokari-upload- are reserved for uploads in progress",
+            ));
+        }
         self.parent_not_root(p, "the site root cannot be changed")
     }
 
@@ -502,6 +512,20 @@ mod tests {
         assert!(files.rename(&p("a"), &p("b"), false).is_err());
         files.rename(&p("a"), &p("b"), true).expect("posix-rename");
         assert_eq!(std::fs::read(dir.path().join("b")).expect("read"), b"a");
+    }
+
+    #[test]
+    fn upload_temporary_names_are_reserved() {
+        let (_dir, files) = site();
+        let flags = open_flags::WRITE | open_flags::CREAT | open_flags::TRUNC;
+        assert!(matches!(
+            files.open_write(&p(".ht-yadokari-upload-x"), flags, &Attrs::default()),
+            Err(FsError::Refused(_))
+        ));
+        assert!(matches!(
+            files.mkdir(&p("d/.ht-yadokari-upload-y"), &Attrs::default()),
+            Err(FsError::Refused(_))
+        ));
     }
 
     #[test]
