@@ -20,11 +20,8 @@ fn file_modes_decide_like_an_apache_rental_server() {
         assert!(r.text().contains("others may not read it"), "{}", r.text());
         assert!(!r.text().contains(&format!("mode {mode:o}")));
     }
-    let log = server.output();
-    assert!(
-        log.contains("not_readable"),
-        "refusals are logged with their reason: {log}"
-    );
+    // Each refusal is in the error log with its reason.
+    server.wait_for("reason=\"not_readable\"");
 }
 
 #[test]
@@ -223,5 +220,48 @@ fn the_access_log_uses_the_combined_log_format() {
     assert!(
         line.ends_with("\"GET /a.txt?q=1 HTTP/1.1\" 200 5 \"http://ref/\" \"tester/1.0\""),
         "{line}"
+    );
+}
+
+#[test]
+fn a_1_gib_file_is_streamed_not_read_into_memory() {
+    let site = Site::new();
+    let path = site.file("huge.bin", b"", 0o644);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    // Sparse: 1 GiB on paper, almost nothing on disk, with a marker at the very end.
+    std::os::unix::fs::FileExt::write_at(&file, b"THE-END", (1 << 30) - 7).expect("write");
+    drop(file);
+    let server = site.start();
+
+    let r = server.request("GET", "/huge.bin", &[("Range", "bytes=-7")]);
+    assert_eq!((r.status, r.body.as_slice()), (206, &b"THE-END"[..]));
+
+    // Read the first 64 MiB of the whole file slowly, and look at the server's memory.
+    let mut s = server.connect();
+    std::io::Write::write_all(
+        &mut s,
+        b"GET /huge.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .expect("write");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0usize;
+    while total < 64 << 20 {
+        let n = std::io::Read::read(&mut s, &mut buf).expect("read");
+        assert!(n > 0, "ended after {total} bytes");
+        total += n;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).expect("status");
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS");
+    assert!(
+        rss_kib < 200 * 1024,
+        "the server holds {rss_kib} KiB while sending a 1 GiB file"
     );
 }

@@ -319,41 +319,33 @@ impl Server {
 
     /// A request with the HTTP client (redirects not followed).
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
-        let agent = ureq::AgentBuilder::new()
-            .redirects(0)
-            .timeout(PATIENCE)
-            .build();
-        let mut req = agent.request(method, &self.url(path));
-        for (k, v) in headers {
-            req = req.set(k, v);
-        }
-        Resp::from(req.call())
+        Resp::from(self.prepare(method, path, headers).call())
     }
 
     /// A request with a body.
     pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        let agent = ureq::AgentBuilder::new()
-            .redirects(0)
-            .timeout(PATIENCE)
-            .build();
-        let mut req = agent.request(method, &self.url(path));
-        for (k, v) in headers {
-            req = req.set(k, v);
-        }
-        Resp::from(req.send_bytes(body))
+        Resp::from(self.prepare(method, path, headers).send_bytes(body))
     }
 
     /// A request whose body is sent chunked (no Content-Length).
     pub fn send_chunked(&self, method: &str, path: &str, body: &[u8]) -> Resp {
+        Resp::from(
+            self.prepare(method, path, &[])
+                .send(std::io::Cursor::new(body.to_vec())),
+        )
+    }
+
+    /// A client request with headers, redirects not followed, bounded by [`PATIENCE`].
+    fn prepare(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> ureq::Request {
         let agent = ureq::AgentBuilder::new()
             .redirects(0)
             .timeout(PATIENCE)
             .build();
-        Resp::from(
-            agent
-                .request(method, &self.url(path))
-                .send(std::io::Cursor::new(body.to_vec())),
-        )
+        headers
+            .iter()
+            .fold(agent.request(method, &self.url(path)), |req, (k, v)| {
+                req.set(k, v)
+            })
     }
 
     /// Sends raw bytes on a new connection and reads until the server closes it.
