@@ -564,6 +564,34 @@ fn a_timeout_kills_the_whole_process_group() {
 }
 
 #[test]
+fn the_run_limit_holds_even_when_the_client_stops_reading() {
+    let site = Site::new().config("[cgi]\nrun_timeout_secs = 2");
+    let run = run_dir(&site);
+    site.file(
+        "cgi-bin/flood.cgi",
+        family_script(
+            &run,
+            "flood",
+            "printf 'Content-Type: text/plain\\n\\n'\nexec yes",
+        ),
+        0o755,
+    );
+    let server = site.start();
+    let mut s = server.connect();
+    s.write_all(b"GET /cgi-bin/flood.cgi HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut buf = [0u8; 64];
+    assert!(s.read(&mut buf).expect("read") > 0);
+    // Stop reading: the script blocks on a full pipe and hyper stops polling its output.
+    let (script, grandchild) = pids(&run, "flood");
+    assert!(
+        eventually(|| process_gone(script) && process_gone(grandchild)),
+        "the script outlived its run limit behind a stalled client"
+    );
+    drop(s);
+}
+
+#[test]
 fn a_client_that_goes_away_kills_the_group() {
     let site = Site::new();
     let run = run_dir(&site);

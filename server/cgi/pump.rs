@@ -5,6 +5,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -12,7 +14,8 @@ use http_body::{Body as HttpBody, Frame};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::pipe;
-use tokio::time::{Instant, Sleep};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 
 use super::child::Child;
@@ -144,14 +147,20 @@ async fn read_some(stdout: &mut pipe::Receiver, child: &Child, buf: &mut BytesMu
 }
 
 /// The response body: the script's stdout after its header block, streamed as it comes.
+///
+/// The body owns the child (shared only with its watchdog). A watchdog task enforces the run
+/// deadline even while hyper is not polling the body (a client that stopped reading), kills the
+/// group and makes the body end with an error, so the client sees a cut response, not a
+/// complete-looking one.
 pub struct ScriptBody {
     leftover: Option<Bytes>,
     stdout: pipe::Receiver,
     buf: BytesMut,
-    child: Option<Child>,
+    child: Arc<Mutex<Option<Child>>>,
+    watchdog: Option<JoinHandle<()>>,
+    timed_out: Arc<AtomicBool>,
     leader_gone: bool,
     deadline: Instant,
-    timer: Pin<Box<Sleep>>,
 }
 
 impl ScriptBody {
@@ -162,23 +171,56 @@ impl ScriptBody {
         child: Child,
         deadline: Instant,
     ) -> ScriptBody {
+        let child = Arc::new(Mutex::new(Some(child)));
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let watchdog = tokio::spawn({
+            let child = child.clone();
+            let timed_out = timed_out.clone();
+            async move {
+                tokio::time::sleep_until(deadline).await;
+                let taken = child.lock().ok().and_then(|mut c| c.take());
+                if let Some(child) = taken {
+                    tracing::warn!(
+                        pid = child.pid(),
+                        "script ran past cgi.run_timeout_secs; killed with its process group"
+                    );
+                    timed_out.store(true, Ordering::Release);
+                    // Dropping the child kills the whole group.
+                    drop(child);
+                }
+            }
+        });
         ScriptBody {
             leftover: (!leftover.is_empty()).then_some(leftover),
             stdout,
             buf: BytesMut::new(),
-            child: Some(child),
+            child,
+            watchdog: Some(watchdog),
+            timed_out,
             leader_gone: false,
             deadline,
-            timer: Box::pin(tokio::time::sleep_until(deadline)),
         }
+    }
+
+    fn take_child(&mut self) -> Option<Child> {
+        if let Some(w) = self.watchdog.take() {
+            w.abort();
+        }
+        self.child.lock().ok().and_then(|mut c| c.take())
     }
 
     /// Ends the body, letting the script finish its work (bounded by the run deadline).
     fn finish(&mut self) {
-        if let Some(child) = self.child.take() {
-            let deadline = self.deadline;
-            tokio::spawn(child.finish(deadline));
+        if let Some(child) = self.take_child() {
+            tokio::spawn(child.finish(self.deadline));
         }
+    }
+}
+
+impl Drop for ScriptBody {
+    fn drop(&mut self) {
+        // A body dropped before its end (the client went away): kill the group now.
+        drop(self.take_child());
     }
 }
 
@@ -194,26 +236,16 @@ impl HttpBody for ScriptBody {
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
         }
         let this = &mut *self;
-        let Some(child) = this.child.as_ref() else {
-            return Poll::Ready(None);
-        };
-        if this.timer.as_mut().poll(cx).is_ready() {
-            let pid = child.pid();
-            tracing::warn!(
-                pid,
-                "script ran past cgi.run_timeout_secs; killed with its process group"
-            );
-            // Dropping the child kills the whole group.
-            this.child = None;
-            return Poll::Ready(Some(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "script run timeout",
-            ))));
-        }
         loop {
             this.buf.reserve(CHUNK);
             match poll_read_buf(Pin::new(&mut this.stdout), cx, &mut this.buf) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    if this.timed_out.load(Ordering::Acquire) {
+                        return Poll::Ready(Some(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "script run timeout",
+                        ))));
+                    }
                     this.finish();
                     return Poll::Ready(None);
                 }
@@ -226,8 +258,12 @@ impl HttpBody for ScriptBody {
             if this.leader_gone {
                 return Poll::Pending;
             }
-            let Some(child) = this.child.as_ref() else {
-                return Poll::Ready(None);
+            let Ok(guard) = this.child.lock() else {
+                return Poll::Pending;
+            };
+            // None: the watchdog has killed the group; end-of-file follows.
+            let Some(child) = guard.as_ref() else {
+                return Poll::Pending;
             };
             match child.poll_exited(cx) {
                 Poll::Ready(()) => {
