@@ -60,9 +60,10 @@ UsePAM no
 Subsystem sftp internal-sftp
 ForceCommand internal-sftp -d $work/sshd-home
 CONF
+mkdir -p /run/sshd   # sshd's privilege separation directory
 "$sshd" -D -f "$work/sshd_config" -E "$work/sshd.log" &
 pids+=($!)
-sleep 0.5
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$sport) 2>/dev/null && break; sleep 0.1; done
 
 opts=(-F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
       -o BatchMode=yes -o IdentitiesOnly=yes -i "$work/id" -c "$cipher")

@@ -105,6 +105,36 @@ fn key_login_works_and_wrong_keys_and_unknown_users_are_refused() {
 }
 
 #[test]
+fn rsa_and_ecdsa_keys_log_in_too() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    let dir = s.site.dir.path();
+    let mut keys = Vec::new();
+    for (kind, bits) in [("rsa", "3072"), ("ecdsa", "256")] {
+        let key = dir.join(format!("id_{kind}"));
+        let st = Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-b", bits, "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen");
+        assert!(st.success());
+        let line = std::fs::read_to_string(key.with_extension("pub")).expect("pub");
+        let ak = dir.join("authorized_keys");
+        let mut all = std::fs::read_to_string(&ak).expect("ak");
+        all.push_str(&line);
+        std::fs::write(&ak, all).expect("write");
+        keys.push(key);
+    }
+    let r = s.start();
+    for key in &keys {
+        let o = r.batch_as("demo", Some(key), "pwd\n", PATIENCE);
+        assert!(o.status.success(), "{}: {}", key.display(), text(&o));
+    }
+}
+
+#[test]
 fn password_set_with_user_passwd_logs_in_and_a_wrong_one_is_refused() {
     if !have("sftp") || !have("sshpass") {
         return;
