@@ -102,6 +102,8 @@ pub struct Limits {
     pub max_request_body: u64,
     /// How long in-flight requests may run on after SIGINT/SIGTERM.
     pub shutdown_grace: Duration,
+    /// How long a response may wait for a client that does not read.
+    pub send_timeout: Duration,
 }
 
 /// CGI settings.
@@ -186,6 +188,7 @@ struct RawLimits {
     max_header_bytes: usize,
     max_request_body_bytes: u64,
     shutdown_grace_secs: u64,
+    send_timeout_secs: u64,
 }
 
 impl Default for RawLimits {
@@ -197,6 +200,7 @@ impl Default for RawLimits {
             max_header_bytes: 16 * 1024,
             max_request_body_bytes: 100 * 1024 * 1024,
             shutdown_grace_secs: 10,
+            send_timeout_secs: 60,
         }
     }
 }
@@ -327,6 +331,7 @@ impl Config {
             &err,
         )?;
         positive(l.max_connections as u64, "limits.max_connections", &err)?;
+        positive(l.send_timeout_secs, "limits.send_timeout_secs", &err)?;
         if l.max_header_bytes < 8192 {
             return Err(err(
                 "limits.max_header_bytes",
@@ -340,6 +345,7 @@ impl Config {
             max_header_bytes: l.max_header_bytes,
             max_request_body: l.max_request_body_bytes,
             shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
+            send_timeout: Duration::from_secs(l.send_timeout_secs),
         };
 
         let c = raw.cgi;

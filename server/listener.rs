@@ -169,6 +169,8 @@ async fn connection(
     let io = TokioIo::new(Tracked {
         inner: stream,
         activity: activity.clone(),
+        send_timeout: config.limits.send_timeout,
+        stalled: None,
     });
     let svc = service_fn(move |req| {
         let shared = shared.clone();
@@ -210,6 +212,41 @@ async fn connection(
 struct Tracked {
     inner: TcpStream,
     activity: Arc<Activity>,
+    /// How long one write may wait for the client to take bytes.
+    send_timeout: Duration,
+    /// Armed while a write is blocked on a client that is not reading.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Tracked {
+    /// Passes a write's result through, failing it once the client has not taken a byte for
+    /// `send_timeout`: a client that stops reading must not hold a connection (and a running
+    /// script) forever. The error makes hyper close the connection and drop the response body.
+    fn bounded<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let timeout = self.send_timeout;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if timer.as_mut().poll(cx).is_ready() {
+            tracing::info!(
+                timeout_secs = timeout.as_secs(),
+                "client stopped reading; closing the connection"
+            );
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )));
+        }
+        Poll::Pending
+    }
 }
 
 impl AsyncRead for Tracked {
@@ -233,7 +270,8 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.bounded(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -241,7 +279,8 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.bounded(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {

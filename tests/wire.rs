@@ -127,3 +127,20 @@ fn connections_over_the_cap_wait_for_a_free_slot() {
         .expect("second answered once the slot is free");
     assert!(String::from_utf8_lossy(&rest).contains("200 OK"));
 }
+
+#[test]
+fn a_client_that_stops_reading_is_cut_off() {
+    let site = Site::new().config("[limits]\nsend_timeout_secs = 1");
+    site.file("big.bin", vec![b'z'; 32 << 20], 0o644);
+    let server = site.start();
+    let mut s = server.connect();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut first = [0u8; 1024];
+    assert!(s.read(&mut first).expect("read") > 0);
+    server.wait_for("client stopped reading");
+    // The server gave up: what is left to read ends well before 32 MiB.
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.len() < 32 << 20, "the whole file was sent anyway");
+}
