@@ -330,12 +330,18 @@ fn ensure_credentials(
     }
     let i = users.iter().position(|u| u.name == "demo").unwrap_or(0);
     let name = users[i].name.clone();
-    let path = config_file(file)?;
-    edit_config(&path, |doc| {
-        let entry = user_entry(doc, &name)?;
-        entry["password_hash"] = toml_edit::value(hash.clone());
-        Ok(())
-    })?;
+    let stored = config_file(file).and_then(|path| {
+        edit_config(&path, |doc| {
+            let entry = user_entry(doc, &name)?;
+            entry["password_hash"] = toml_edit::value(hash.clone());
+            Ok(())
+        })
+    });
+    if let Err(e) = stored {
+        // A read-only configuration (a container image, say) must not stop the server: the
+        // password then lasts until the next start.
+        tracing::warn!(error = %format!("{e:#}"), "cannot store the new password's hash in the configuration; it is valid until the server stops");
+    }
     users[i].password_hash = Some(hash);
     Ok(Some((name, password)))
 }

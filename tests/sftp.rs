@@ -556,9 +556,24 @@ fn a_root_server_acts_with_the_site_owners_rights_only() {
     let locked = s.site.path("locked");
     std::fs::create_dir(&locked).expect("mkdir");
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // A file of root's that the owner's supplementary group may read.
+    let shared = s.site.path("group-readable.txt");
+    std::fs::write(&shared, "for the group").expect("write");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let group = nix::unistd::Group::from_name(crate::support::TEST_GROUP)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw());
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(&shared, Some(0), Some(gid)).expect("chown");
+    }
     let r = s.start();
     let work = tempfile::tempdir().expect("tempdir");
     let w = work.path().display();
+    if group.is_some() {
+        let o = r.batch(&s.key, format!("get group-readable.txt {w}/shared\n"));
+        assert!(o.status.success(), "the owner's groups count: {}", text(&o));
+    }
     let o = r.batch(&s.key, format!("get root-only.txt {w}/got\n"));
     assert!(!o.status.success(), "{}", text(&o));
     let o = r.batch(&s.key, "chmod 644 root-only.txt\n");

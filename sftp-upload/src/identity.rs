@@ -36,11 +36,20 @@ impl OwnerIdentity {
             return Err(CannotAssume);
         }
         groups.truncate(n as usize);
-        let only = [gid as libc::gid_t];
+        // The owner's own groups (as a login would have them), else only its group.
+        let only: Vec<libc::gid_t> = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .and_then(|u| {
+                let name = std::ffi::CString::new(u.name).ok()?;
+                nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(gid)).ok()
+            })
+            .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+            .unwrap_or_else(|| vec![gid]);
         // SAFETY: raw per-thread system calls with valid arguments; setfsgid before setfsuid,
         // while the thread still has the privilege to change it.
         let ok = unsafe {
-            libc::syscall(libc::SYS_setgroups, 1 as libc::size_t, only.as_ptr()) == 0 && {
+            libc::syscall(libc::SYS_setgroups, only.len(), only.as_ptr()) == 0 && {
                 libc::setfsgid(gid);
                 libc::setfsuid(uid);
                 // setfsuid returns the previous value; asking for an invalid id reads it.

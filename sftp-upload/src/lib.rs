@@ -61,7 +61,7 @@ pub mod keys {
 }
 
 /// A hosting user.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct User {
     /// Login name.
     pub name: String,
@@ -73,6 +73,23 @@ pub struct User {
     pub password_hash: Option<String>,
     /// Quota.
     pub quota: QuotaLimits,
+}
+
+impl std::fmt::Debug for User {
+    /// SECURITY: the password hash stays out of debug output (and so out of any log line that
+    /// prints a configuration).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("site", &self.site)
+            .field("authorized_keys", &self.authorized_keys)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "<set>"),
+            )
+            .field("quota", &self.quota)
+            .finish()
+    }
 }
 
 /// Every bound and cap of the SFTP side.
