@@ -496,8 +496,8 @@ def ceiling(binary, program, threads, seconds):
     return float(re.search(r"spawns_per_sec=([\d.]+)", out).group(1))
 
 
-def sftp_transfer(port, user, key, batch, timeout=600):
-    cmd = ["sftp", "-q", "-b", batch, "-i", key, "-P", str(port),
+def sftp_transfer(port, user, key, batch, timeout=600, verbose=False):
+    cmd = ["sftp", "-v" if verbose else "-q", "-b", batch, "-i", key, "-P", str(port),
            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", f"{user}@127.0.0.1"]
     t0 = time.monotonic()
@@ -505,6 +505,9 @@ def sftp_transfer(port, user, key, batch, timeout=600):
     dt = time.monotonic() - t0
     if p.returncode != 0:
         raise RuntimeError(f"sftp failed: {p.stdout[-300:]} {p.stderr[-300:]}")
+    if verbose:
+        m = re.search(r"kex: server->client cipher: (\S+) MAC: (\S+)", p.stderr)
+        return dt, f"{m.group(1)} {m.group(2)}" if m else "?"
     return dt
 
 
@@ -645,7 +648,7 @@ def main():
     os.chmod(tmp, 0o755)
     os.makedirs(os.path.join(tmp, "logs"))
     log(f"work dir {tmp}; nproc={nproc} kernel={kernel}")
-    targets, sshd, created_user, rows = [], None, False, []
+    targets, sshd, created_user, rows, ciphers = [], None, False, [], {}
     started = time.monotonic()
     try:
         doc = build_docroot(tmp)
@@ -755,6 +758,20 @@ def main():
                 if rnd % 2:
                     ends.reverse()
                 for name, port, user, site in ends:
+                    # The handshake alone (a `pwd`), so the transfer figures can be read net
+                    # of it; they are end to end, handshake included, as a user sees them.
+                    batch = os.path.join(tmp, "batch-connect")
+                    with open(batch, "w") as f:
+                        f.write("pwd\n")
+                    try:
+                        dt, cipher = sftp_transfer(port, user, key, batch, verbose=True)
+                        ciphers[name] = cipher
+                        rows.append({"round": rnd + 1, "workload": "sftp-connect", "target": name,
+                                     "value": dt * 1000, "p99_ms": None, "errors": 0})
+                        units["sftp-connect"] = "ms"
+                        log(f"  {'sftp-connect':16} {name:9} {dt * 1000:9.0f} ms ({cipher})")
+                    except Exception as e:  # noqa: BLE001
+                        log(f"  sftp connect {name} failed: {e}")
                     for direction in ("upload", "download"):
                         batch = os.path.join(tmp, f"batch-{direction}")
                         dl = os.path.join(tmp, "downloaded.bin")
@@ -798,14 +815,15 @@ def main():
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    report(rows, units, a, stamp, nproc, kernel, time.monotonic() - started)
+    report(rows, units, a, stamp, nproc, kernel, time.monotonic() - started, ciphers)
 
 
-def report(rows, units, a, stamp, nproc, kernel, elapsed):
+def report(rows, units, a, stamp, nproc, kernel, elapsed, ciphers):
     summary = summarize(rows, units)
     by = {(s["workload"], s["target"]): s for s in summary}
     order = [w[0] for w in WORKLOADS] + sorted({s["workload"] for s in summary
-                                                if s["workload"].startswith("sftp")})
+                                                if s["workload"].startswith("sftp-")},
+                                               key=lambda w: (w != "sftp-connect", w))
     order += ["mem-idle-pss", "mem-load-pss", "mem-after-pss"]
     names = ["yadokari", "apache", "lighttpd", "nginx", "openssh", "ceiling"]
     lines = [f"yadokari benchmark {stamp}: nproc={nproc} kernel={kernel} rounds={a.rounds} "
@@ -814,7 +832,10 @@ def report(rows, units, a, stamp, nproc, kernel, elapsed):
              "rounds) for HTTP; '!' marks a target with failed requests (see the raw CSV). "
              "The ceiling column is bench/ceiling.c spawning the same program (1 thread for "
              "c=1, 2 threads otherwise), measured in the same rotation. Memory is PSS of the "
-             "whole process tree (for nginx: nginx + fcgiwrap); lower is better there.", ""]
+             "whole process tree (for nginx: nginx + fcgiwrap); lower is better there, as for "
+             "sftp-connect (a login and `pwd` with the stock sftp client). SFTP transfer "
+             "figures are end to end (handshake included); ciphers negotiated: " +
+             (", ".join(f"{k} {v}" for k, v in sorted(ciphers.items())) or "-") + ".", ""]
     ceilings = {}
     for r in rows:
         if r.get("ceiling"):
@@ -848,7 +869,8 @@ def report(rows, units, a, stamp, nproc, kernel, elapsed):
         y = by.get((w, "yadokari"))
         anchors = [by[(w, n)]["median"] for n in ("apache", "lighttpd", "nginx", "openssh")
                    if (w, n) in by]
-        best = (min(anchors) if w.startswith("mem-") else max(anchors)) if anchors else None
+        lower = w.startswith("mem-") or w == "sftp-connect"
+        best = (min(anchors) if lower else max(anchors)) if anchors else None
         rb = f"{y['median'] / best:.2f}" if y and best else "-"
         c = by.get((w, "ceiling"))
         rc = f"{y['median'] / c['median']:.2f}" if y and c and c["median"] else "-"
