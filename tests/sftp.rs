@@ -162,6 +162,17 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
 }
 
+/// A file of `mib` MiB of `byte`, written in pieces (never the whole file in memory).
+fn filled(path: &Path, byte: u8, mib: usize) {
+    use std::io::Write;
+    let chunk = vec![byte; 1024 * 1024];
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    for _ in 0..mib {
+        f.write_all(&chunk).expect("write");
+    }
+    f.flush().expect("flush");
+}
+
 fn local(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, content).expect("write local file");
@@ -466,7 +477,7 @@ fn killed_upload_leaves_the_old_file_and_no_temporary() {
     let r = s.start();
     let work = tempfile::tempdir().expect("tempdir");
     let big = work.path().join("new.bin");
-    std::fs::write(&big, vec![b'n'; 512 * 1024 * 1024]).expect("write");
+    filled(&big, b'n', 512);
     let mut cmd = Command::new("sftp");
     cmd.args(ssh_options(r.addr.port()))
         .arg("-i")
@@ -606,7 +617,7 @@ fn a_256_mib_reupload_is_atomic_for_http_readers_and_downloads_back() {
     let r = s.start();
     let work = tempfile::tempdir().expect("tempdir");
     let new = work.path().join("new.bin");
-    std::fs::write(&new, vec![b'n'; 256 * 1024 * 1024]).expect("write");
+    filled(&new, b'n', 256);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let url = r.server.url("/data.bin");
     let reader = {
@@ -696,7 +707,7 @@ fn stopping_the_server_mid_upload_keeps_the_old_file_and_leaves_no_temporary() {
     let mut r = s.start();
     let work = tempfile::tempdir().expect("tempdir");
     let big = work.path().join("new.bin");
-    std::fs::write(&big, vec![b'n'; 1024 * 1024 * 1024]).expect("write");
+    filled(&big, b'n', 1024);
     let mut child = Command::new("sftp")
         .args(ssh_options(r.addr.port()))
         .arg("-i")
