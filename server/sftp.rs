@@ -221,7 +221,11 @@ pub fn start(
     );
     if let Some((user, password)) = &first_password {
         println!("SFTP user `{user}` has no key or password yet; its password is now: {password}");
-        println!("  (shown only this once; change it with `yadokari user passwd {user}`)");
+        if file.is_some() || Path::new(DEFAULT_CONFIG).exists() {
+            println!("  (shown only this once; change it with `yadokari user passwd {user}`)");
+        } else {
+            println!("  (no configuration file: it lasts until the server stops)");
+        }
     }
     if let Some(u) = users.first() {
         println!(
