@@ -102,7 +102,7 @@ pub async fn run(
             break "request thread gone";
         }
     };
-    tracing::debug!(%user, reason = end, "sftp session ending");
+    tracing::info!(%user, reason = end, "sftp session ended");
     drop(req_tx);
     drop(reader);
     let _ = worker.await;

@@ -182,6 +182,7 @@ impl Handler for Connection {
             }
         };
         session.channel_success(channel)?;
+        tracing::info!(peer = %self.peer, user = %user.name, site = %user.site.display(), "sftp session started");
         let config = self.endpoint.config();
         let quota = Quota::new(user.quota, self.endpoint.usage(&user.name));
         let sftp = Sftp::new(files, &user.name, config.limits.max_handles, quota);
