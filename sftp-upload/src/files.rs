@@ -148,23 +148,14 @@ impl SiteFiles {
         })
     }
 
-    /// Entries of a directory, without `.`, `..` and upload temporaries, and the directory.
-    pub fn read_dir(&self, p: &SitePath) -> Result<(OwnedFd, Vec<Vec<u8>>), FsError> {
+    /// Opens a directory for listing: its descriptor, and a stream of its entries.
+    pub fn open_dir(&self, p: &SitePath) -> Result<(OwnedFd, nix::dir::OwningIter), FsError> {
         let fd =
             self.jail
                 .open_beneath(p.rel(), OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())?;
         let dup = fd.try_clone().map_err(FsError::from)?;
-        let mut dir = nix::dir::Dir::from_fd(dup)?;
-        let mut names = Vec::new();
-        for entry in dir.iter() {
-            let entry = entry?;
-            let name = entry.file_name().to_bytes();
-            if name == b"." || name == b".." || Upload::is_temp_name(name) {
-                continue;
-            }
-            names.push(name.to_vec());
-        }
-        Ok((fd, names))
+        let dir = nix::dir::Dir::from_fd(dup)?;
+        Ok((fd, dir.into_iter()))
     }
 
     /// `mkdir`, 0755 (or the client's mode masked by 022 when honoured), owned by the owner.

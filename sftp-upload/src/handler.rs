@@ -5,7 +5,6 @@
 //! READ requests are split off ([`Sftp::read_job`]) so the session can run them concurrently;
 //! everything else runs here, in order.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -329,14 +328,10 @@ impl Sftp {
 
     fn opendir(&mut self, id: u32, r: &mut Reader<'_>) -> Result<Bytes, FsError> {
         let path = Self::path(r)?;
-        let (fd, names) = self.files.read_dir(&path)?;
+        let (fd, entries) = self.files.open_dir(&path)?;
         let name = self
             .handles
-            .insert(Handle::Dir(DirHandle {
-                fd,
-                path,
-                names: VecDeque::from(names),
-            }))
+            .insert(Handle::Dir(DirHandle { fd, path, entries }))
             .map_err(|_| FsError::Failed("too many open files in this session"))?;
         let mut p = Packet::new(fxp::HANDLE, id);
         p.string(&name);
@@ -355,7 +350,7 @@ impl Sftp {
         let mut entries = Vec::new();
         let mut bytes = 0;
         while entries.len() < DIR_BATCH && bytes < (MAX_PACKET as usize) / 2 {
-            let Some(name) = d.names.pop_front() else {
+            let Some(name) = d.next_name() else {
                 break;
             };
             let os = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&name);

@@ -1,7 +1,7 @@
 //! The open handles of one SFTP session: files and directories, each named to the client by an
 //! opaque 4-byte string, capped in number.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -29,12 +29,31 @@ pub struct FileHandle {
     pub opened: Instant,
 }
 
-/// An open directory listing.
+/// An open directory listing, read from the directory as READDIR asks for more, so a
+/// directory of any size costs one batch of memory, not its whole listing.
 pub struct DirHandle {
+    /// The directory, for `fstatat` of each entry.
     pub fd: OwnedFd,
     pub path: SitePath,
-    /// Names not sent yet.
-    pub names: VecDeque<Vec<u8>>,
+    /// The directory stream (its own descriptor), positioned after the names already sent.
+    pub entries: nix::dir::OwningIter,
+}
+
+impl DirHandle {
+    /// The next name, without `.`, `..` and upload temporaries; `None` at the end.
+    pub fn next_name(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let entry = match self.entries.next()? {
+                Ok(e) => e,
+                Err(_) => return None,
+            };
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." || Upload::is_temp_name(name) {
+                continue;
+            }
+            return Some(name.to_vec());
+        }
+    }
 }
 
 /// Either kind.
