@@ -37,6 +37,7 @@ pub struct RawSftp {
     max_handles: usize,
     max_sessions_per_user: usize,
     max_connections: usize,
+    login_grace_secs: u64,
 }
 
 impl Default for RawSftp {
@@ -53,6 +54,7 @@ impl Default for RawSftp {
             max_handles: l.max_handles,
             max_sessions_per_user: l.max_sessions_per_user,
             max_connections: l.max_connections,
+            login_grace_secs: l.login_grace.as_secs(),
         }
     }
 }
@@ -101,6 +103,7 @@ pub fn validate(
             raw.max_sessions_per_user as u64,
         ),
         ("sftp.max_connections", raw.max_connections as u64),
+        ("sftp.login_grace_secs", raw.login_grace_secs),
     ] {
         if v == 0 {
             return Err(err(key, "must be greater than 0".into()));
@@ -175,6 +178,7 @@ pub fn validate(
             max_handles: raw.max_handles,
             max_sessions_per_user: raw.max_sessions_per_user,
             max_connections: raw.max_connections,
+            login_grace: Duration::from_secs(raw.login_grace_secs),
             shutdown_grace,
         },
         users: out,

@@ -402,3 +402,32 @@ fn user_subcommands_edit_the_config_and_the_running_server_follows() {
     let o = user_cmd(&cfg, &["remove", "nobody"], "");
     assert!(!o.status.success());
 }
+
+#[test]
+fn a_connection_that_never_logs_in_is_closed_after_the_login_grace_time() {
+    use std::io::Read;
+    let s = SftpSite::new("[sftp]\nlogin_grace_secs = 1\n");
+    let r = s.start();
+    for greet in [false, true] {
+        let mut c = std::net::TcpStream::connect(r.addr).expect("connect");
+        c.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        if greet {
+            use std::io::Write;
+            c.write_all(b"SSH-2.0-silent_client\r\n").expect("greet");
+        }
+        let started = Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            assert!(started.elapsed() < PATIENCE, "never closed");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "closed after {:?}",
+            started.elapsed()
+        );
+    }
+}

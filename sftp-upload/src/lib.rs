@@ -30,6 +30,7 @@
 pub mod auth;
 pub mod error;
 pub mod files;
+pub mod guard;
 pub mod handler;
 pub mod handles;
 pub mod hostkey;
@@ -44,7 +45,7 @@ pub mod wire;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -111,6 +112,8 @@ pub struct Limits {
     pub max_sessions_per_user: usize,
     /// SSH connections at once.
     pub max_connections: usize,
+    /// How long a connection may take to log in (sshd's LoginGraceTime).
+    pub login_grace: Duration,
     /// How long running transfers may go on after shutdown is asked.
     pub shutdown_grace: Duration,
 }
@@ -126,6 +129,7 @@ impl Default for Limits {
             max_handles: 256,
             max_sessions_per_user: 16,
             max_connections: 256,
+            login_grace: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -277,7 +281,7 @@ pub async fn run(listener: TcpListener, endpoint: Arc<Endpoint>) {
     let connections = Arc::new(tokio::sync::Semaphore::new(
         endpoint.config().limits.max_connections,
     ));
-    let handles: Arc<Mutex<HashMap<u64, russh::server::Handle>>> = Arc::default();
+    let kills: Arc<Mutex<HashMap<u64, CancellationToken>>> = Arc::default();
     let mut next_id = 0u64;
     loop {
         let (socket, peer) = tokio::select! {
@@ -300,27 +304,43 @@ pub async fn run(listener: TcpListener, endpoint: Arc<Endpoint>) {
             continue;
         };
         let config = endpoint.russh_config();
-        let handler = ssh::Connection::new(endpoint.clone(), peer);
-        let handles = handles.clone();
+        let authenticated = Arc::new(AtomicBool::new(false));
+        let handler = ssh::Connection::new(endpoint.clone(), peer, authenticated.clone());
         next_id += 1;
         let id = next_id;
+        let grace = endpoint.config().limits.login_grace;
+        let kill = CancellationToken::new();
+        kills
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, kill.clone());
+        let kills_here = kills.clone();
         tracker.spawn(async move {
             let _ = socket.set_nodelay(true);
-            let session = match russh::server::run_stream(config, socket, handler).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "ssh handshake failed");
-                    return;
-                }
+            let stream = guard::GuardedStream::new(socket, kill.clone());
+            // SECURITY: a connection that never logs in would hold a connection slot until the
+            // idle timeout; like sshd's LoginGraceTime, it gets `login_grace` in all.
+            let watchdog = {
+                let kill = kill.clone();
+                let authenticated = authenticated.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    if !authenticated.load(Ordering::SeqCst) {
+                        tracing::info!(%peer, "not logged in within the login grace time; closed");
+                        kill.cancel();
+                    }
+                })
             };
-            handles
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id, session.handle());
-            if let Err(e) = session.await {
-                tracing::debug!(%peer, error = %e, "ssh connection ended with an error");
+            match russh::server::run_stream(config, stream, handler).await {
+                Ok(session) => {
+                    if let Err(e) = session.await {
+                        tracing::debug!(%peer, error = %e, "ssh connection ended with an error");
+                    }
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "ssh handshake failed"),
             }
-            handles
+            watchdog.abort();
+            kills_here
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&id);
@@ -330,21 +350,10 @@ pub async fn run(listener: TcpListener, endpoint: Arc<Endpoint>) {
     tracker.close();
     let grace = endpoint.config().limits.shutdown_grace;
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        let open: Vec<_> = handles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for h in open {
-            let _ = h
-                .disconnect(
-                    russh::Disconnect::ByApplication,
-                    "server shutting down".into(),
-                    "en".into(),
-                )
-                .await;
+        tracing::info!("shutdown grace period over; closing the SFTP connections still open");
+        for kill in kills.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            kill.cancel();
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use russh::keys::HashAlg;
 use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Session};
@@ -22,15 +23,23 @@ pub struct Connection {
     peer: SocketAddr,
     user: Option<Arc<User>>,
     channels: HashMap<ChannelId, Channel<Msg>>,
+    authenticated: Arc<AtomicBool>,
 }
 
 impl Connection {
-    pub fn new(endpoint: Arc<Endpoint>, peer: SocketAddr) -> Connection {
+    /// A connection from `peer`; `authenticated` is set once a login succeeds (the accept
+    /// loop ends connections that do not log in within the login grace time).
+    pub fn new(
+        endpoint: Arc<Endpoint>,
+        peer: SocketAddr,
+        authenticated: Arc<AtomicBool>,
+    ) -> Connection {
         Connection {
             endpoint,
             peer,
             user: None,
             channels: HashMap::new(),
+            authenticated,
         }
     }
 
@@ -102,6 +111,7 @@ impl Handler for Connection {
             Some(u) if self.key_ok(&u, key.public_key) => {
                 tracing::info!(peer = %self.peer, %user, key = %key.public_key.fingerprint(HashAlg::Sha256), "sftp login (key)");
                 self.user = Some(u);
+                self.authenticated.store(true, Ordering::SeqCst);
                 Ok(Auth::Accept)
             }
             _ => self.failed(user, "publickey"),
@@ -126,6 +136,7 @@ impl Handler for Connection {
         if ok {
             tracing::info!(peer = %self.peer, %user, "sftp login (password)");
             self.user = found;
+            self.authenticated.store(true, Ordering::SeqCst);
             Ok(Auth::Accept)
         } else {
             self.failed(user, "password")
