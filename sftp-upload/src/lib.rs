@@ -25,7 +25,9 @@
 //! - [`handler`]: one request → one reply, and the transfer log;
 //! - [`files`]: the user's site through the shared jail, with the rental-server mode rules;
 //! - [`upload`]: atomic uploads (temporary file renamed into place on close);
-//! - [`quota`], [`handles`], [`longname`], [`wire`], [`path`], [`error`].
+//! - [`identity`]: as root, a session's requests run with the site owner's fsuid/fsgid;
+//! - [`guard`]: the per-connection kill switch (login grace time, end of shutdown grace);
+//! - [`quota`], [`handles`], [`longname`], [`reply`], [`wire`], [`path`], [`error`], [`hostkey`].
 
 pub mod auth;
 pub mod error;
@@ -38,6 +40,7 @@ pub mod identity;
 pub mod longname;
 pub mod path;
 pub mod quota;
+pub mod reply;
 pub mod session;
 pub mod ssh;
 pub mod upload;
