@@ -2,7 +2,7 @@
 //! calling the file operation, encoding the answer, and writing the transfer log. Every reply
 //! carries the id of the request it answers, even when the request's body is malformed.
 //!
-//! READ requests are split off ([`Sftp::read_job`]) so the session can run them concurrently;
+//! READ requests are split off (as an [`Action::Read`]) so the session can run them concurrently;
 //! everything else runs here, in order.
 
 use std::fs::File;
