@@ -129,6 +129,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
+        let installed = Signals::install()?;
         let http = tokio::net::TcpListener::bind(config.http)
             .await
             .with_context(|| format!("cannot listen on {} for HTTP", config.http))?;
@@ -146,6 +147,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             shutdown.clone(),
         )?;
         tokio::spawn(signals(
+            installed,
             shared.clone(),
             args.config.clone(),
             overrides,
@@ -207,20 +209,36 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
 
 /// SIGINT/SIGTERM: graceful stop. SIGHUP: re-read the configuration; a bad one is refused and
 /// the old one kept.
+/// The signals the server acts on, installed before it serves anything: a SIGHUP or SIGTERM
+/// that arrives early must be handled, not take the default action (which ends the process).
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+        })
+    }
+}
+
 async fn signals(
+    signals: Signals,
     shared: Arc<Shared>,
     file: Option<PathBuf>,
     overrides: Overrides,
     shutdown: CancellationToken,
 ) {
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
+    let Signals {
+        mut int,
+        mut term,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
             _ = int.recv() => break,
@@ -228,8 +246,8 @@ async fn signals(
             _ = hup.recv() => reload(&shared, file.as_deref(), &overrides),
         }
     }
-    tracing::info!("shutting down: no new connections; letting in-flight requests finish");
     shutdown.cancel();
+    tracing::info!("shutting down: no new connections; letting in-flight requests finish");
 }
 
 fn reload(shared: &Shared, file: Option<&std::path::Path>, overrides: &Overrides) {
