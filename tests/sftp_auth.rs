@@ -257,7 +257,7 @@ fn repeated_failures_ban_the_address() {
     // Even the right key is now refused from this address.
     let o = r.batch(&s.key, "pwd\n");
     assert!(!o.status.success(), "banned: {}", text(&o));
-    assert!(r.server.output().contains("too many failed logins"));
+    r.server.wait_for("too many failed logins");
 }
 
 #[test]
@@ -429,5 +429,49 @@ fn a_connection_that_never_logs_in_is_closed_after_the_login_grace_time() {
             "closed after {:?}",
             started.elapsed()
         );
+    }
+}
+
+#[test]
+fn sessions_per_user_are_capped() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("[sftp]\nmax_sessions_per_user = 1\n");
+    let r = s.start();
+    // One session held open (its batch waits on stdin).
+    let mut held = Command::new("sftp")
+        .args(ssh_options(r.addr.port()))
+        .arg("-i")
+        .arg(&s.key)
+        .args(["-o", "BatchMode=yes", "-b", "-"])
+        .arg(format!("demo@{}", r.addr.ip()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sftp");
+    let deadline = Instant::now() + PATIENCE;
+    while !r.server.output().contains("sftp session started") {
+        assert!(Instant::now() < deadline, "the first session never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = r.batch(&s.key, "pwd\n");
+    assert!(!o.status.success(), "a second session: {}", text(&o));
+    drop(held.stdin.take());
+    let _ = held.wait();
+    // The slot is free again once the server has wound the first session down.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let o = r.batch(&s.key, "pwd\n");
+        if o.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the first ended: {}",
+            text(&o)
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -29,17 +29,28 @@ fn run(s: &SftpSite, body: &str, extra: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn paramiko_get_of_a_big_file_finishes_and_matches() {
+fn paramiko_get_of_a_256_mib_file_finishes_and_matches() {
     if paramiko().is_none() {
         return;
     }
+    use sha2::Digest;
+    use std::io::Write;
     let s = SftpSite::new("");
-    let mut data = vec![0u8; 64 * 1024 * 1024];
-    for (i, b) in data.iter_mut().enumerate() {
-        *b = (i.wrapping_mul(2654435761) >> 13) as u8;
+    // 256 MiB of a pattern, written and hashed piece by piece.
+    let path = s.site.path("big.bin");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    let mut hash = sha2::Sha256::new();
+    let mut chunk = vec![0u8; 1024 * 1024];
+    for n in 0..256u32 {
+        for (i, b) in chunk.iter_mut().enumerate() {
+            *b = ((i as u32).wrapping_mul(2654435761) ^ n) as u8;
+        }
+        f.write_all(&chunk).expect("write");
+        hash.update(&chunk);
     }
-    s.site.file("big.bin", &data, 0o644);
-    let want = format!("{:x}", sha2_hex(&data));
+    f.flush().expect("flush");
+    drop(f);
+    let want: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
     let work = tempfile::tempdir().expect("tempdir");
     let dest = work.path().join("got.bin");
     let o = run(
@@ -47,7 +58,11 @@ fn paramiko_get_of_a_big_file_finishes_and_matches() {
         r#"
 sftp = paramiko.SFTPClient.from_transport(t)
 sftp.get("big.bin", sys.argv[4])
-print("sha256", hashlib.sha256(open(sys.argv[4], "rb").read()).hexdigest())
+h = hashlib.sha256()
+with open(sys.argv[4], "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
+print("sha256", h.hexdigest())
 "#,
         &[dest.to_str().expect("utf-8")],
     );
@@ -57,21 +72,6 @@ print("sha256", hashlib.sha256(open(sys.argv[4], "rb").read()).hexdigest())
         "{}",
         text(&o)
     );
-}
-
-fn sha2_hex(data: &[u8]) -> impl std::fmt::LowerHex {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(data);
-    struct Hex(Vec<u8>);
-    impl std::fmt::LowerHex for Hex {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            for b in &self.0 {
-                write!(f, "{b:02x}")?;
-            }
-            Ok(())
-        }
-    }
-    Hex(d.to_vec())
 }
 
 #[test]
