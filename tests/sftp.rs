@@ -703,7 +703,7 @@ fn stopping_the_server_mid_upload_keeps_the_old_file_and_leaves_no_temporary() {
     if !have("sftp") {
         return;
     }
-    let s = SftpSite::new("[limits]\nshutdown_grace_secs = 1\n");
+    let s = SftpSite::new("[limits]\nshutdown_grace_secs = 0\n");
     let target = s.site.file("bbs.cgi", "#!/bin/sh\nold\n", 0o755);
     let mut r = s.start();
     let work = tempfile::tempdir().expect("tempdir");
@@ -749,5 +749,53 @@ fn stopping_the_server_mid_upload_keeps_the_old_file_and_leaves_no_temporary() {
         .collect();
     assert_eq!(left, vec![std::ffi::OsString::from("bbs.cgi")], "{left:?}");
     assert_eq!(std::fs::read(&target).expect("old"), b"#!/bin/sh\nold\n");
+    assert_eq!(mode(&target), 0o755);
+}
+
+#[test]
+fn stopping_the_server_lets_a_running_upload_finish_within_the_grace_period() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("[limits]\nshutdown_grace_secs = 60\n");
+    let target = s.site.file("bbs.cgi", "#!/bin/sh\nold\n", 0o755);
+    let mut r = s.start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let big = work.path().join("new.bin");
+    filled(&big, b'n', 128);
+    let mut child = Command::new("sftp")
+        .args(ssh_options(r.addr.port()))
+        .arg("-i")
+        .arg(&s.key)
+        .args(["-o", "BatchMode=yes", "-b", "-"])
+        .arg(format!("demo@{}", r.addr.ip()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sftp");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "put {} bbs.cgi", big.display()).expect("batch");
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while !std::fs::read_dir(s.site.htdocs())
+        .expect("ls")
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".ht-yadokari-upload-")
+        })
+    {
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    r.server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(r.server.wait_exit(), Some(0));
+    let _ = child.wait();
+    let meta = std::fs::metadata(&target).expect("stat");
+    assert_eq!(meta.len(), 128 * 1024 * 1024, "the upload finished");
     assert_eq!(mode(&target), 0o755);
 }
