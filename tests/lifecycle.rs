@@ -7,29 +7,27 @@ use nix::sys::signal::Signal;
 
 use crate::support::{BIN, Site, raw_status};
 
-#[test]
-fn a_bad_config_names_the_file_and_key_and_exits_non_zero() {
-    let site = Site::new().config("[limits]\nmax_conections = 3");
+/// Starts the server with `toml` added to its config; asserts it refuses to start and returns
+/// what it said.
+fn refused_start(toml: &str) -> String {
+    let site = Site::new().config(toml);
     site.write_config();
     let out = Command::new(BIN)
         .args(["--config"])
         .arg(site.config_path())
         .output()
         .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with {toml:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_bad_config_names_the_file_and_key_and_exits_non_zero() {
+    let err = refused_start("[limits]\nmax_conections = 3");
     assert!(err.contains("yadokari.toml"), "{err}");
     assert!(err.contains("max_conections"), "{err}");
 
-    let site = Site::new().config("[server]\nhttp = \"not an address\"");
-    site.write_config();
-    let out = Command::new(BIN)
-        .args(["--config"])
-        .arg(site.config_path())
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start("[server]\nhttp = \"not an address\"");
     assert!(err.contains("key `server.http`"), "{err}");
 }
 
