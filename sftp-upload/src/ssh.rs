@@ -72,7 +72,9 @@ impl Connection {
 
     fn failed(&self, user: &str, method: &str) -> Result<Auth, russh::Error> {
         let banned = self.endpoint.defender.fail(self.peer.ip());
-        tracing::warn!(peer = %self.peer, %user, method, "sftp login failed");
+        // SECURITY: the name comes from the client; Debug-format it so control characters
+        // cannot forge log lines.
+        tracing::warn!(peer = %self.peer, user = ?user, method, "sftp login failed");
         if banned {
             tracing::warn!(peer = %self.peer, "too many failed logins; address refused for a while");
             return Err(russh::Error::Disconnect);
