@@ -151,7 +151,9 @@ impl Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.channels.len() >= 4 {
+        // Channels opened but not yet running SFTP: clients open one and start the subsystem at
+        // once, so a pile of idle ones is refused (running sessions are capped per user).
+        if self.channels.len() >= 2 {
             reply
                 .reject(russh::ChannelOpenFailure::ResourceShortage)
                 .await;
