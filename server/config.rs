@@ -96,8 +96,7 @@ pub struct Limits {
     pub keep_alive_timeout: Duration,
     /// Open connections at once; more wait in the kernel's backlog.
     pub max_connections: usize,
-    /// Largest request header block, in bytes (431 above it). hyper uses the same number as
-    /// its read buffer's ceiling, so it also sets how much of a request body one read takes.
+    /// Largest request header block, in bytes (431 above it).
     pub max_header_bytes: usize,
     /// Largest request body, in bytes (413 above it).
     pub max_request_body: u64,
@@ -198,7 +197,7 @@ impl Default for RawLimits {
             header_read_timeout_secs: 20,
             keep_alive_timeout_secs: 5,
             max_connections: 1024,
-            max_header_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
             max_request_body_bytes: 100 * 1024 * 1024,
             shutdown_grace_secs: 10,
             send_timeout_secs: 60,

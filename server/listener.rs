@@ -149,6 +149,9 @@ async fn accept_loop(
     }
 }
 
+/// The ceiling of a connection's read buffer (see `max_buf_size` above).
+const READ_BUFFER: usize = 256 * 1024;
+
 /// What a connection's idle timer needs: when it last saw activity, and how many responses it
 /// has in flight (an idle timer must not cut a slow response).
 pub struct Activity {
@@ -264,7 +267,10 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(config.limits.header_read_timeout)
         .keep_alive(true)
-        .max_buf_size(config.limits.max_header_bytes)
+        .max_header_size(config.limits.max_header_bytes)
+        // The read buffer's ceiling: it bounds a header block that never completes (431) and
+        // sets how much of a request body one read can take (large steps stream uploads faster).
+        .max_buf_size(config.limits.max_header_bytes.max(READ_BUFFER))
         .max_headers(100);
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
