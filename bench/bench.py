@@ -828,6 +828,77 @@ def main():
     report(rows, units, a, stamp, nproc, kernel, time.monotonic() - started, ciphers)
 
 
+def targets_table(rows, by):
+    """Issue 5's targets, each with what this run measured and whether yadokari meets it."""
+
+    def med(w, t="yadokari"):
+        s = by.get((w, t))
+        return s["median"] if s else None
+
+    def best(w, names=("apache", "lighttpd", "nginx")):
+        got = [(by[(w, n)]["median"], n) for n in names if (w, n) in by]
+        return max(got) if got else (None, None)
+
+    def rss(w):
+        v = [r["rss_mib"] for r in rows if r["workload"] == w and r["target"] == "yadokari"
+             and r.get("rss_mib") is not None]
+        return statistics.median(v) if v else None
+
+    out = ["| issue 5 target | measured | verdict |", "| --- | --- | --- |"]
+
+    def check(label, value, goal, text):
+        """Met when value >= goal; a negative goal means value <= -goal (an upper bound)."""
+        ok = value >= goal if goal >= 0 else value <= -goal
+        out.append(f"| {label} | {text} | {'met' if ok else 'MISSED'} |")
+
+    y, (b, bn) = med("cgi-c-ka-c64"), best("cgi-c-ka-c64")
+    c = med("cgi-c-ka-c64", "ceiling")
+    if y and b:
+        check("CGI C c=64: >= 1.3x best anchor", y / b, 1.3, f"{y / b:.2f}x {bn}")
+    if y and c:
+        check("CGI C c=64: >= 65% of the 2-thread ceiling", y / c, 0.65, f"{y / c:.0%}")
+    if y and bn:
+        yp, bp = by[("cgi-c-ka-c64", "yadokari")]["p99_ms"], by[("cgi-c-ka-c64", bn)]["p99_ms"]
+        if yp != "" and bp != "":
+            check("CGI C c=64: p99 <= best anchor's", bp - yp, 0,
+                  f"{yp:.1f} ms vs {bn} {bp:.1f} ms")
+    y, c = med("cgi-c-ka-c1"), med("cgi-c-ka-c1", "ceiling")
+    if y and c:
+        check("CGI C c=1: >= 60% of the 1-thread ceiling", y / c, 0.60, f"{y / c:.0%}")
+    y, k = med("cgi-c-close-c64"), med("cgi-c-ka-c64")
+    if y and k:
+        check("CGI C Connection: close c=64: within 10% of keep-alive", y / k, 0.90,
+              f"{y / k:.0%} of keep-alive")
+    for w, label in (("cgi-sh-c64", "sh"), ("cgi-pl-c64", "Perl")):
+        y, c = med(w), med(w, "ceiling")
+        if y and c:
+            check(f"{label} hello c=64: >= 80% of its ceiling", y / c, 0.80, f"{y / c:.0%}")
+    y, n, l = med("static-1k-c64"), med("static-1k-c64", "nginx"), med("static-1k-c64", "lighttpd")
+    if y and n:
+        check("static 1 KiB c=64: >= nginx", y / n, 1.0, f"{y / n:.2f}x nginx")
+    if y and l:
+        check("static 1 KiB c=64: >= lighttpd (stretch)", y / l, 1.0, f"{y / l:.2f}x lighttpd")
+    y, (b, bn) = med("static-1m-c64"), best("static-1m-c64")
+    if y and b:
+        check("static 1 MiB c=64: >= 0.95x best anchor", y / b, 0.95, f"{y / b:.2f}x {bn}")
+    y, l = med("post-10m-c1"), med("post-10m-c1", "lighttpd")
+    if y and l:
+        check("POST 10 MiB c=1: >= 1.0x lighttpd", y / l, 1.0, f"{y / l:.2f}x lighttpd")
+    for d, goal in (("upload", 1.2), ("download", 1.5)):
+        w = next((x for (x, t) in by if x.startswith(f"sftp-{d}-") and t == "yadokari"), None)
+        if w and med(w, "openssh"):
+            r = med(w) / med(w, "openssh")
+            check(f"SFTP {d}: >= {goal}x OpenSSH", r, goal, f"{r:.2f}x")
+    v = rss("mem-idle-pss")
+    if v is not None:
+        check("memory idle: RSS <= 8 MiB", v, -8, f"RSS {v:.1f} MiB (PSS {med('mem-idle-pss'):.1f})")
+    v = rss("mem-load-pss")
+    if v is not None:
+        check("memory under c=64 CGI load: RSS <= 16 MiB", v, -16,
+              f"RSS {v:.1f} MiB peak (PSS {med('mem-load-pss'):.1f} median)")
+    return out
+
+
 def report(rows, units, a, stamp, nproc, kernel, elapsed, ciphers):
     summary = summarize(rows, units)
     by = {(s["workload"], s["target"]): s for s in summary}
@@ -888,6 +959,7 @@ def report(rows, units, a, stamp, nproc, kernel, elapsed, ciphers):
             if s["workload"] == w:
                 s["ratio_best_anchor"], s["ratio_ceiling"] = rb, rc
         lines.append(f"| {w} | {units.get(w, '')} | " + " | ".join(cells) + f" | {rb} | {rc} |")
+    lines += [""] + targets_table(rows, by)
     text = "\n".join(lines)
     print("\n" + text, flush=True)
 
