@@ -629,13 +629,26 @@ def main():
                     "also 'ceiling', 'sftp', 'memory'")
     ap.add_argument("--targets", default="yadokari,apache,lighttpd,nginx")
     ap.add_argument("--results", default=os.path.join(BENCH, "results"))
+    ap.add_argument("--max-minutes", type=int, default=60,
+                    help="stop (and stop every server) after this long")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench.py must run as root (servers drop to nobody; sshd needs root)")
-    if not 1 <= a.rounds <= 50 or not 1 <= a.duration <= 600 or not 1 <= a.sftp_mib <= 4096:
-        sys.exit("--rounds 1..50, --duration 1..600, --sftp-mib 1..4096")
+    if (not 1 <= a.rounds <= 50 or not 1 <= a.duration <= 600 or not 1 <= a.sftp_mib <= 4096
+            or not 1 <= a.max_minutes <= 24 * 60):
+        sys.exit("--rounds 1..50, --duration 1..600, --sftp-mib 1..4096, --max-minutes 1..1440")
     only = [x for x in a.only.split(",") if x]
+
+    def interrupted(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # SIGTERM, SIGHUP and the overall deadline unwind like ^C, so the servers started here
+    # are always stopped.
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
+    signal.signal(signal.SIGALRM, interrupted)
+    signal.alarm(a.max_minutes * 60)
 
     def wanted(name):
         return not only or any(name.startswith(o) for o in only)
