@@ -6,9 +6,10 @@
  * its stdout on the pipe, read the output to EOF, waitpid. That is what every
  * CGI request must do at the least; a server can only add to it.
  *
- *   ceiling PROGRAM THREADS SECONDS
+ *   ceiling PROGRAM [THREADS [SECONDS]]
  *
- * prints one line: "spawns_per_sec=N spawns=N threads=N seconds=S".
+ * prints one line per run: "spawns_per_sec=N spawns=N threads=N seconds=S".
+ * Without THREADS it runs on 1 thread, then on 2; SECONDS defaults to 5.
  * Build: gcc -O2 -pthread -o ceiling ceiling.c
  */
 #define _GNU_SOURCE
@@ -83,27 +84,17 @@ static double now(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-int main(int argc, char **argv)
+static double measure(int threads, double seconds)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s PROGRAM THREADS SECONDS\n", argv[0]);
-        return 2;
-    }
-    program = argv[1];
-    int threads = atoi(argv[2]);
-    double seconds = atof(argv[3]);
-    if (threads < 1 || threads > 64 || seconds <= 0 || seconds > 600) {
-        fprintf(stderr, "THREADS must be 1..64 and SECONDS 0..600\n");
-        return 2;
-    }
     pthread_t tid[64];
-    unsigned long counts[64][8]; /* padded: one cache line per counter */
+    static unsigned long counts[64][8]; /* padded: one cache line per counter */
     memset(counts, 0, sizeof counts);
+    atomic_store(&stop, 0);
     double start = now();
     for (int i = 0; i < threads; i++)
         if (pthread_create(&tid[i], NULL, worker, counts[i]) != 0) {
             perror("pthread_create");
-            return 1;
+            exit(1);
         }
     struct timespec ts = {(time_t)seconds,
                           (long)((seconds - (time_t)seconds) * 1e9)};
@@ -118,5 +109,28 @@ int main(int argc, char **argv)
     double elapsed = now() - start;
     printf("spawns_per_sec=%.1f spawns=%lu threads=%d seconds=%.3f\n",
            total / elapsed, total, threads, elapsed);
+    fflush(stdout);
+    return total / elapsed;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || argc > 4) {
+        fprintf(stderr, "usage: %s PROGRAM [THREADS [SECONDS]]\n", argv[0]);
+        return 2;
+    }
+    program = argv[1];
+    int threads = argc > 2 ? atoi(argv[2]) : 0;
+    double seconds = argc > 3 ? atof(argv[3]) : 5;
+    if (threads < 0 || threads > 64 || seconds <= 0 || seconds > 600) {
+        fprintf(stderr, "THREADS must be 1..64 and SECONDS 0..600\n");
+        return 2;
+    }
+    if (threads) {
+        measure(threads, seconds);
+    } else {
+        measure(1, seconds);
+        measure(2, seconds);
+    }
     return 0;
 }
