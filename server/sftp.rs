@@ -244,7 +244,7 @@ pub fn start(
             u.site.display()
         );
     }
-    let endpoint = Endpoint::new(crate_config(s, users, host_key), shutdown);
+    let endpoint = Endpoint::new(crate_config(config, users, host_key), shutdown);
     let _ = ENDPOINT.set(endpoint.clone());
     if let Some(path) = file
         .map(Path::to_path_buf)
@@ -258,16 +258,53 @@ pub fn start(
 }
 
 fn crate_config(
-    s: &Settings,
+    config: &Config,
     users: Vec<sftp_upload::User>,
     host_key: sftp_upload::keys::PrivateKey,
 ) -> sftp_upload::Config {
+    let s = &config.sftp_settings;
     sftp_upload::Config {
         host_key,
         users: users.into_iter().map(Arc::new).collect(),
         honour_client_mode: s.honour_client_mode,
         limits: s.limits.clone(),
+        advisor: Some(advisor(Arc::new(config.clone()))),
     }
+}
+
+/// The web side's verdict on a file a user just uploaded or chmodded, through the very same
+/// resolution and permission gate a request goes through (as `yadokari explain` does), so the
+/// transfer log says "refused (500): ... Fix: chmod 755 hello.cgi" right after the upload.
+fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
+    Arc::new(move |site: &Path, rel: &Path| {
+        use std::os::unix::ffi::OsStrExt;
+        if site != config.document_root {
+            return None; // a site the HTTP side does not serve
+        }
+        let jail = yadokari_site::Jail::open(&config.document_root).ok()?;
+        let segments: Vec<Vec<u8>> = rel
+            .as_os_str()
+            .as_bytes()
+            .split(|&b| b == b'/')
+            .filter(|s| !s.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        let url = crate::url::UrlPath {
+            segments,
+            trailing_slash: false,
+        };
+        Some(match crate::resolve::resolve(&jail, &url, &config) {
+            crate::resolve::Resolution::Script(_) => "runs as a CGI script".to_string(),
+            crate::resolve::Resolution::Static { .. } => "served as a static file".to_string(),
+            crate::resolve::Resolution::Denied { denial, path } => {
+                let e = denial.explain(&path);
+                format!("refused ({}): {} Fix: {}", denial.status(), e.reason, e.fix)
+            }
+            crate::resolve::Resolution::NotFound | crate::resolve::Resolution::AddSlash => {
+                return None;
+            }
+        })
+    })
 }
 
 /// Re-reads the users and limits after SIGHUP or an edit of the file. The demo password is
@@ -280,11 +317,7 @@ pub fn reload(config: &Config) {
             // Keep the in-memory demo user of a configuration without users.
             users = old.users.iter().map(|u| (**u).clone()).collect();
         }
-        endpoint.replace_config(crate_config(
-            &config.sftp_settings,
-            users,
-            old.host_key.clone(),
-        ));
+        endpoint.replace_config(crate_config(config, users, old.host_key.clone()));
     }
 }
 

@@ -209,10 +209,18 @@ fn demo_put_chmod_run_and_reupload_keeps_mode() {
     let resp = r.server.get("/hello.cgi");
     assert_eq!(resp.status, 500);
     assert!(resp.text().contains("chmod 755"), "{}", resp.text());
+    // The transfer log tells the uploader what the web side will make of it.
+    let line = r.server.wait_for("refused (500)");
+    assert!(
+        line.contains("op=\"upload\"") && line.contains("chmod 755"),
+        "{line}"
+    );
 
     let o = r.batch(&s.key, "chmod 755 hello.cgi\n");
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(mode(&on_disk), 0o755);
+    let line = r.server.wait_for("runs as a CGI script");
+    assert!(line.contains("op=\"chmod\""), "{line}");
     let resp = r.server.get("/hello.cgi");
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(resp.text(), "hello from cgi\n");

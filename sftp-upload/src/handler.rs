@@ -90,6 +90,7 @@ pub struct Sftp {
     user: String,
     quota: Quota,
     max_handles: usize,
+    advisor: Option<(crate::Advisor, std::path::PathBuf)>,
 }
 
 /// What the session does with a request.
@@ -110,6 +111,20 @@ impl Sftp {
             user: user.to_string(),
             quota,
             max_handles,
+            advisor: None,
+        }
+    }
+
+    /// Logs, with each upload and chmod, what the web side will do with the file.
+    pub fn advise_with(&mut self, advisor: crate::Advisor, site: std::path::PathBuf) {
+        self.advisor = Some((advisor, site));
+    }
+
+    /// What the web side will do with `path`, for the transfer log ("" when not known).
+    fn web_verdict(&self, path: &SitePath) -> String {
+        match &self.advisor {
+            Some((advise, site)) => advise(site, path.rel()).unwrap_or_default(),
+            None => String::new(),
         }
     }
 
@@ -257,7 +272,12 @@ impl Sftp {
         }
         if f.writable {
             let outcome = if result.is_ok() { "ok" } else { "failed" };
-            tracing::info!(user = %self.user, op = "upload", path = %f.path.display(), bytes = f.written, ms, outcome, "transfer");
+            let web = if result.is_ok() {
+                self.web_verdict(&f.path)
+            } else {
+                String::new()
+            };
+            tracing::info!(user = %self.user, op = "upload", path = %f.path.display(), bytes = f.written, ms, outcome, web, "transfer");
         }
         if read > 0 || !f.writable {
             tracing::info!(user = %self.user, op = "download", path = %f.path.display(), bytes = read, ms, "transfer");
@@ -323,7 +343,8 @@ impl Sftp {
 
     fn log_chmod(&self, path: &SitePath, set: Option<u32>) {
         if let Some(mode) = set {
-            tracing::info!(user = %self.user, op = "chmod", path = %path.display(), mode = format_args!("{mode:04o}"), "transfer");
+            let web = self.web_verdict(path);
+            tracing::info!(user = %self.user, op = "chmod", path = %path.display(), mode = format_args!("{mode:04o}"), web, "transfer");
         }
     }
 

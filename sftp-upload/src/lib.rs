@@ -160,6 +160,12 @@ impl Default for Limits {
     }
 }
 
+/// What the web side will do with a file of a site: given the site's root and the file's path
+/// in it, a sentence for the transfer log ("runs as a CGI script", or the refusal with its
+/// reason and fix), or `None` when the site is not served. The binary answers it with the same
+/// permission gate the HTTP side uses, so an upload or a chmod is logged with its consequence.
+pub type Advisor = Arc<dyn Fn(&std::path::Path, &std::path::Path) -> Option<String> + Send + Sync>;
+
 /// The endpoint's configuration.
 #[derive(Clone)]
 pub struct Config {
@@ -172,6 +178,8 @@ pub struct Config {
     pub honour_client_mode: bool,
     /// Limits.
     pub limits: Limits,
+    /// What the web side makes of an uploaded or chmodded file, for the transfer log.
+    pub advisor: Option<Advisor>,
 }
 
 /// Shared state of the running endpoint.

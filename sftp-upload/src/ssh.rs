@@ -200,7 +200,10 @@ impl Handler for Connection {
         tracing::info!(peer = %self.peer, user = %user.name, site = %user.site.display(), "sftp session started");
         let config = self.endpoint.config();
         let quota = Quota::new(user.quota, self.endpoint.usage(&user.name));
-        let sftp = Sftp::new(files, &user.name, config.limits.max_handles, quota);
+        let mut sftp = Sftp::new(files, &user.name, config.limits.max_handles, quota);
+        if let Some(advisor) = &config.advisor {
+            sftp.advise_with(advisor.clone(), user.site.clone());
+        }
         let shutdown = self.endpoint.shutdown.clone();
         let name = user.name.clone();
         tokio::spawn(async move {
