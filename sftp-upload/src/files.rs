@@ -464,6 +464,20 @@ mod tests {
     }
 
     #[test]
+    fn an_upload_keeps_the_permission_bits_but_never_a_setuid_bit() {
+        let (dir, files) = site();
+        let target = dir.path().join("x.cgi");
+        std::fs::write(&target, b"old").expect("write");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o4750)).expect("chmod");
+        let flags = open_flags::WRITE | open_flags::CREAT | open_flags::TRUNC;
+        let t = files
+            .open_write(&p("x.cgi"), flags, &Attrs::default())
+            .expect("open");
+        t.upload.expect("atomic").commit(&t.file).expect("commit");
+        assert_eq!(mode_of(&target), 0o750);
+    }
+
+    #[test]
     fn chmod_drops_setid_and_chown_is_refused() {
         let (dir, files) = site();
         std::fs::write(dir.path().join("f"), b"x").expect("write");

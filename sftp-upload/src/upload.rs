@@ -90,12 +90,20 @@ impl Upload {
     /// Puts the finished file in place: it takes the mode the client set on the handle, or the
     /// old file's mode, or the mode of a new file; then it is renamed over the target.
     pub fn commit(mut self, file: &File) -> Result<(), FsError> {
-        let old = fstatat(&self.dir, self.target.as_os_str(), AtFlags::empty())
-            .ok()
-            .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
+        // SECURITY: not following a link at the target's name: its mode could be that of a
+        // file outside the site, and the rename replaces the link itself anyway.
+        let old = fstatat(
+            &self.dir,
+            self.target.as_os_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .ok()
+        .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
         let mode = match (self.explicit_mode, old) {
             (Some(m), _) => m,
-            (None, Some(st)) => st.st_mode & 0o7777,
+            // SECURITY: the permission bits are kept, never set-id or sticky bits: new content
+            // must not inherit a setuid bit someone else gave the old file.
+            (None, Some(st)) => st.st_mode & 0o777,
             (None, None) => self.fresh_mode,
         };
         chmod_fd(file.as_fd(), mode)?;
