@@ -16,31 +16,57 @@ use crate::body::Body;
 use crate::config::LogTarget;
 
 /// The destination of access log lines.
+///
+/// Lines are collected in a buffer and written when it fills or when [`AccessLog::flush`] runs
+/// (the server calls it a few times a second and at exit), like Apache's `BufferedLogs On`:
+/// a write system call per request was a tenth of the cost of a small static response. Whole
+/// lines only ever reach the file, so concurrent requests never interleave.
 pub struct AccessLog {
-    out: Mutex<Box<dyn Write + Send>>,
+    out: Mutex<io::BufWriter<Box<dyn Write + Send>>>,
 }
+
+/// How much the access log buffers before it writes.
+const BUFFER: usize = 64 * 1024;
+
+/// How often the server flushes the access log.
+pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl AccessLog {
     /// Opens `target` (appending to a file).
     pub fn open(target: &LogTarget) -> io::Result<AccessLog> {
         Ok(AccessLog {
-            out: Mutex::new(writer(target)?),
+            out: Mutex::new(io::BufWriter::with_capacity(BUFFER, writer(target)?)),
         })
     }
 
-    /// Reopens the target (after SIGHUP, so rotated files are let go).
+    /// Reopens the target (after SIGHUP, so rotated files are let go); what was buffered goes
+    /// to the old one first.
     pub fn reopen(&self, target: &LogTarget) -> io::Result<()> {
         let w = writer(target)?;
         if let Ok(mut out) = self.out.lock() {
-            *out = w;
+            let _ = out.flush();
+            *out = io::BufWriter::with_capacity(BUFFER, w);
         }
         Ok(())
     }
 
+    /// Writes out what is buffered.
+    pub fn flush(&self) {
+        if let Ok(mut out) = self.out.lock()
+            && let Err(e) = out.flush()
+        {
+            tracing::warn!(error = %e, "cannot write the access log");
+        }
+    }
+
     fn write_line(&self, line: &str) {
         if let Ok(mut out) = self.out.lock() {
-            // One write per line, so lines from concurrent requests never interleave.
-            if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+            // A line that does not fit makes the buffer write out first, so only whole lines
+            // reach the file.
+            if out.capacity() - out.buffer().len() < line.len() {
+                let _ = out.flush();
+            }
+            if let Err(e) = out.write_all(line.as_bytes()) {
                 tracing::warn!(error = %e, "cannot write the access log");
             }
         }

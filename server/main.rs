@@ -153,7 +153,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             overrides,
             shutdown.clone(),
         ));
-        listener::run(http, shared, shutdown).await;
+        tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                let mut every = tokio::time::interval(access_log::FLUSH_EVERY);
+                loop {
+                    every.tick().await;
+                    shared.access_log.flush();
+                }
+            }
+        });
+        listener::run(http, shared.clone(), shutdown).await;
+        shared.access_log.flush();
         sftp.stopped().await;
         tracing::info!("stopped");
         Ok(())
