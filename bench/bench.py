@@ -14,6 +14,7 @@ saved as CSV under bench/results/.
 
 import argparse
 import csv
+import ctypes
 import datetime
 import os
 import platform
@@ -122,17 +123,31 @@ def children_map():
     return kids
 
 
+KCMP = {"x86_64": 312, "aarch64": 272}.get(platform.machine())
+LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def same_memory(pid, other):
+    """Whether two processes share one address space (kcmp KCMP_VM): a vfork-style child
+    between clone and exec, whose smaps would count its parent's memory a second time."""
+    if KCMP is None or other is None:
+        return False
+    return LIBC.syscall(KCMP, pid, other, 1, 0, 0) == 0
+
+
 def tree_memory(roots):
     """(PSS KiB, RSS KiB, processes) summed over the roots and all their descendants."""
     kids = children_map()
-    todo, seen = list(roots), set()
+    todo, seen = [(r, None) for r in roots], set()
     pss = rss = 0
     while todo:
-        pid = todo.pop()
+        pid, parent = todo.pop()
         if pid in seen:
             continue
         seen.add(pid)
-        todo.extend(kids.get(pid, []))
+        todo.extend((k, pid) for k in kids.get(pid, []))
+        if same_memory(pid, parent):
+            continue
         try:
             with open(f"/proc/{pid}/smaps_rollup") as f:
                 for line in f:
