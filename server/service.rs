@@ -1,7 +1,6 @@
 //! One request: a span, the URL → the resolution → the action, and one place where every
 //! outcome becomes a response and a log line.
 
-use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
@@ -86,14 +85,6 @@ impl Shared {
     }
 }
 
-/// The information a request handler has about where the request came from.
-pub struct Peer {
-    /// The client.
-    pub remote: SocketAddr,
-    /// The server's address on the connection.
-    pub local: SocketAddr,
-}
-
 /// Handles one request, logging it when its response ends.
 pub async fn handle(
     req: Request<Incoming>,
@@ -114,15 +105,11 @@ pub async fn handle(
     // formats the method, URI and peer for every request (a few per cent of a small static
     // request). Events that matter carry their own fields (path, reason, script, pid).
     let span = tracing::debug_span!("request", method = %req.method(), uri = %req.uri(), peer = %conn.peer);
-    let peer = Peer {
-        remote: conn.peer,
-        local: conn.local,
-    };
     let response = if conn.activity.ambiguous_framing() {
         ambiguous_framing(&config)
     } else {
         let req = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
-        respond(req, &config, &peer, &shared).instrument(span).await
+        respond(req, &config, &conn, &shared).instrument(span).await
     };
     entry.status = response.status().as_u16();
     response.map(|b| LoggedBody::new(b, entry, shared.access_log.clone(), guard))
@@ -146,7 +133,7 @@ enum Acted {
 async fn respond(
     req: Request<RequestBody>,
     config: &Config,
-    peer: &Peer,
+    peer: &ConnInfo,
     shared: &Shared,
 ) -> Response<Body> {
     let original = req.uri().path().to_string();
@@ -178,7 +165,7 @@ async fn respond(
 async fn act(
     req: Request<RequestBody>,
     config: &Config,
-    peer: &Peer,
+    peer: &ConnInfo,
     shared: &Shared,
     redirected: Option<&str>,
 ) -> Acted {

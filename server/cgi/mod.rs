@@ -29,8 +29,8 @@ use tokio::time::Instant;
 
 use crate::body::{self, Body, RequestBody};
 use crate::config::Config;
+use crate::listener::ConnInfo;
 use crate::resolve::Script;
-use crate::service::Peer;
 use child::Child;
 use failure::Failure;
 
@@ -57,7 +57,7 @@ pub async fn run(
     req: Request<RequestBody>,
     script: &Script,
     config: &Config,
-    peer: &Peer,
+    peer: &ConnInfo,
     slots: &Arc<Semaphore>,
     redirected: Option<&str>,
 ) -> Result<Outcome, Failure> {
@@ -90,7 +90,7 @@ pub async fn run(
         version: parts.version,
         headers: &parts.headers,
         content_length,
-        remote: peer.remote,
+        remote: peer.peer,
         local: peer.local,
         document_root: &config.document_root,
         script_name: &script.script_name,
