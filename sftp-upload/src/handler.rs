@@ -321,7 +321,18 @@ impl Sftp {
     fn setstat(&mut self, id: u32, r: &mut Reader<'_>) -> Result<Bytes, FsError> {
         let path = Self::path(r)?;
         let attrs = r.attrs()?;
+        let before = match attrs.size {
+            Some(new) => {
+                let old = self.files.stat(&path, true)?.st_size as u64;
+                self.quota.check_growth(new.saturating_sub(old))?;
+                Some(old)
+            }
+            None => None,
+        };
         let set = self.files.setstat(&path, &attrs)?;
+        if let (Some(old), Some(new)) = (before, attrs.size) {
+            self.quota.resized(old, new);
+        }
         self.log_chmod(&path, set);
         Ok(ok(id))
     }
@@ -332,7 +343,18 @@ impl Sftp {
         let Some(Handle::File(f)) = self.handles.get_mut(h) else {
             return Err(FsError::Failed("invalid handle"));
         };
+        let before = match attrs.size {
+            Some(new) => {
+                let old = f.file.metadata()?.len();
+                self.quota.check_growth(new.saturating_sub(old))?;
+                Some(old)
+            }
+            None => None,
+        };
         let set = self.files.fsetstat(&f.file, &attrs, &f.path)?;
+        if let (Some(old), Some(new)) = (before, attrs.size) {
+            self.quota.resized(old, new);
+        }
         if let (Some(mode), Some(upload)) = (set, f.upload.as_mut()) {
             upload.set_explicit_mode(mode);
         }
@@ -437,7 +459,19 @@ impl Sftp {
     fn rename(&mut self, id: u32, r: &mut Reader<'_>, overwrite: bool) -> Result<Bytes, FsError> {
         let from = Self::path(r)?;
         let to = Self::path(r)?;
+        // A file replaced by posix-rename no longer counts against the quota.
+        let replaced = match (overwrite, self.files.stat(&from, false)) {
+            (true, Ok(src)) => self
+                .files
+                .stat(&to, false)
+                .ok()
+                .filter(|dst| (dst.st_dev, dst.st_ino) != (src.st_dev, src.st_ino)),
+            _ => None,
+        };
         self.files.rename(&from, &to, overwrite)?;
+        if let Some(st) = replaced {
+            self.quota.removed(&st);
+        }
         tracing::info!(user = %self.user, op = "rename", path = %from.display(), to = %to.display(), "transfer");
         Ok(ok(id))
     }

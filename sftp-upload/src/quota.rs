@@ -136,6 +136,11 @@ impl Quota {
         self.with(|u| u.bytes = u.bytes.saturating_sub(size));
     }
 
+    /// A file was truncated or extended from `old` to `new` bytes.
+    pub fn resized(&self, old: u64, new: u64) {
+        self.with(|u| u.bytes = u.bytes.saturating_sub(old).saturating_add(new));
+    }
+
     /// A file was removed.
     pub fn removed(&self, st: &FileStat) {
         if st.st_mode & libc::S_IFMT == libc::S_IFREG {

@@ -290,3 +290,81 @@ fn version_lists_the_extensions() {
         assert!(v.windows(name.len()).any(|w| w == *name));
     }
 }
+
+#[test]
+fn quota_counts_writes_truncation_and_replacing_renames() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("old.txt"), b"12345").expect("write");
+    let files = SiteFiles::open(dir.path(), "t", false).expect("site");
+    let limits = QuotaLimits {
+        bytes: Some(12),
+        files: None,
+    };
+    let mut s = Sftp::new(files, "t", 8, Quota::new(limits, Default::default()));
+    let h = open(
+        &mut s,
+        1,
+        b"/new.txt",
+        open_flags::WRITE | open_flags::CREAT | open_flags::TRUNC,
+    );
+    let write = |s: &mut Sftp, id, data: &'static [u8]| {
+        let h = h.clone();
+        status_code(&reply(
+            s,
+            &req(
+                fxp::WRITE,
+                id,
+                &[&|p| {
+                    p.string(&h).u64(0).string(data);
+                }],
+            ),
+        ))
+    };
+    assert_eq!(
+        write(&mut s, 2, b"1234567"),
+        StatusCode::Ok as u32,
+        "5 + 7 = 12 fits"
+    );
+    assert_eq!(
+        write(&mut s, 3, b"12345678"),
+        StatusCode::Failure as u32,
+        "13 does not"
+    );
+    let b = reply(
+        &mut s,
+        &req(
+            fxp::CLOSE,
+            4,
+            &[&|p| {
+                p.string(&h);
+            }],
+        ),
+    );
+    assert_eq!(
+        status_code(&b),
+        StatusCode::Failure as u32,
+        "a failed upload is not put in place"
+    );
+    assert!(!dir.path().join("new.txt").exists());
+    // Growing old.txt past the limit by truncation is refused; replacing it by rename frees it.
+    let b = reply(
+        &mut s,
+        &req(
+            fxp::SETSTAT,
+            5,
+            &[&|p| {
+                p.string(b"old.txt").attrs(&Attrs {
+                    size: Some(100),
+                    ..Attrs::default()
+                });
+            }],
+        ),
+    );
+    assert_eq!(status_code(&b), StatusCode::Failure as u32);
+    assert_eq!(
+        std::fs::metadata(dir.path().join("old.txt"))
+            .expect("stat")
+            .len(),
+        5
+    );
+}
