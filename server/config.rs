@@ -242,7 +242,7 @@ impl Default for RawCgi {
             limit_cpu_secs: 30,
             limit_memory_bytes: 1024 * 1024 * 1024,
             limit_open_files: 256,
-            limit_processes: 256,
+            limit_processes: 1024,
         }
     }
 }

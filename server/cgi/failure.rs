@@ -37,6 +37,9 @@ pub enum Failure {
     NoShebang,
     /// The account the script runs as may not execute it (or its interpreter).
     NotPermitted { user: String },
+    /// The account already runs as many processes as `cgi.limit_processes` allows
+    /// (RLIMIT_NPROC counts every process of the user, not only this script's).
+    TooManyProcesses { user: String },
     /// Setting up the child failed at `step`.
     Setup { step: Step, error: String },
     /// No complete header block before the output ended.
@@ -119,6 +122,11 @@ impl Failure {
                 format!("`{path}` has no `#!` line naming its interpreter, and it is not a compiled program."),
                 "Add a first line such as #!/bin/sh or #!/usr/bin/perl.".to_string(),
             ),
+            Failure::TooManyProcesses { user } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("`{path}` could not start: {user} already runs as many processes as cgi.limit_processes allows (the limit counts all of that user's processes)."),
+                "Raise cgi.limit_processes, or find what else runs as that user.".to_string(),
+            ),
             Failure::NotPermitted { user } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("`{path}` runs as {user}, who is not allowed to execute it (or its interpreter, or to enter its directory)."),
@@ -198,6 +206,7 @@ impl Failure {
             Failure::Bom => "bom",
             Failure::NoShebang => "no_shebang",
             Failure::NotPermitted { .. } => "not_permitted",
+            Failure::TooManyProcesses { .. } => "too_many_processes",
             Failure::Setup { .. } => "setup",
             Failure::NoHeaderBlock { .. } => "no_header_block",
             Failure::BadHead { .. } => "bad_head",
@@ -236,6 +245,9 @@ pub fn diagnose_exec(errno: i32, first: &[u8], user: &str) -> Failure {
             interpreter: interp,
         },
         (libc::ENOEXEC, None) => Failure::NoShebang,
+        (libc::EAGAIN, _) => Failure::TooManyProcesses {
+            user: user.to_string(),
+        },
         (libc::EACCES, _) | (libc::EPERM, _) => Failure::NotPermitted {
             user: user.to_string(),
         },
@@ -300,6 +312,10 @@ mod tests {
             diagnose_exec(libc::ENOEXEC, b"echo hi\n", "u"),
             Failure::NoShebang
         ));
+        // RLIMIT_NPROC is checked at execve: EAGAIN there means the user has too many processes.
+        let busy = diagnose_exec(libc::EAGAIN, b"#!/bin/sh\n", "the user `nobody`");
+        assert!(matches!(busy, Failure::TooManyProcesses { .. }));
+        assert_eq!(busy.explain("a.cgi").0, StatusCode::SERVICE_UNAVAILABLE);
         assert!(matches!(
             diagnose_exec(libc::EACCES, b"#!/bin/sh\n", "nobody"),
             Failure::NotPermitted { .. }
