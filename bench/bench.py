@@ -654,6 +654,11 @@ def main():
             or not 1 <= a.max_minutes <= 24 * 60):
         sys.exit("--rounds 1..50, --duration 1..600, --sftp-mib 1..4096, --max-minutes 1..1440")
     only = [x for x in a.only.split(",") if x]
+    try:  # the source the binary was just built from (bench/run builds right before)
+        a.rev = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"],
+                               capture_output=True, text=True, timeout=30).stdout.strip() or "?"
+    except (OSError, subprocess.TimeoutExpired):
+        a.rev = "?"
 
     def interrupted(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -936,7 +941,8 @@ def report(rows, units, a, stamp, nproc, kernel, elapsed, ciphers):
     order += ["mem-idle-pss", "mem-load-pss", "mem-after-http-pss", "mem-after-sftp-pss"]
     names = ["yadokari", "apache", "lighttpd", "nginx", "openssh", "ceiling"]
     lines = [f"yadokari benchmark {stamp}: nproc={nproc} kernel={kernel} rounds={a.rounds} "
-             f"duration={a.duration}s elapsed={elapsed / 60:.1f} min", "",
+             f"duration={a.duration}s elapsed={elapsed / 60:.1f} min, yadokari source at {a.rev}",
+             "",
              "Cells: median (min-max) over the rounds, then p99 latency in ms (median over the "
              "rounds) for HTTP; '!' marks a target with failed requests (see the raw CSV). "
              "The ceiling column is bench/ceiling.c spawning the same program (1 thread for "
