@@ -706,71 +706,24 @@ fn lftp_mirror_reverse_with_a_password() {
     assert_eq!(server.get("/index.html").text(), "<h1>mirrored</h1>");
 }
 
-#[test]
-fn stopping_the_server_mid_upload_keeps_the_old_file_and_leaves_no_temporary() {
-    if !have("sftp") {
-        return;
-    }
-    let s = SftpSite::new("[limits]\nshutdown_grace_secs = 0\n");
+/// Starts `put` of a `mib` MiB file over `bbs.cgi` (0755, old content) with the stock client,
+/// waits until its temporary appears, sends SIGTERM and checks that the server exits 0. Returns
+/// the site, the target, the still running client and the directory of the uploaded file.
+fn sigterm_during_upload(
+    grace_secs: u64,
+    mib: usize,
+) -> (
+    SftpSite,
+    std::path::PathBuf,
+    std::process::Child,
+    tempfile::TempDir,
+) {
+    let s = SftpSite::new(&format!("[limits]\nshutdown_grace_secs = {grace_secs}\n"));
     let target = s.site.file("bbs.cgi", "#!/bin/sh\nold\n", 0o755);
     let mut r = s.start();
     let work = tempfile::tempdir().expect("tempdir");
     let big = work.path().join("new.bin");
-    filled(&big, b'n', 1024);
-    let mut child = Command::new("sftp")
-        .args(ssh_options(r.addr.port()))
-        .arg("-i")
-        .arg(&s.key)
-        .args(["-o", "BatchMode=yes", "-b", "-"])
-        .arg(format!("demo@{}", r.addr.ip()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sftp");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        writeln!(stdin, "put {} bbs.cgi", big.display()).expect("batch");
-    }
-    let deadline = Instant::now() + PATIENCE;
-    while !std::fs::read_dir(s.site.htdocs())
-        .expect("ls")
-        .flatten()
-        .any(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(".ht-yadokari-upload-")
-        })
-    {
-        assert!(Instant::now() < deadline, "the upload never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    r.server.signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(r.server.wait_exit(), Some(0));
-    let _ = child.kill();
-    let _ = child.wait();
-    let left: Vec<_> = std::fs::read_dir(s.site.htdocs())
-        .expect("ls")
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert_eq!(left, vec![std::ffi::OsString::from("bbs.cgi")], "{left:?}");
-    assert_eq!(std::fs::read(&target).expect("old"), b"#!/bin/sh\nold\n");
-    assert_eq!(mode(&target), 0o755);
-}
-
-#[test]
-fn stopping_the_server_lets_a_running_upload_finish_within_the_grace_period() {
-    if !have("sftp") {
-        return;
-    }
-    let s = SftpSite::new("[limits]\nshutdown_grace_secs = 60\n");
-    let target = s.site.file("bbs.cgi", "#!/bin/sh\nold\n", 0o755);
-    let mut r = s.start();
-    let work = tempfile::tempdir().expect("tempdir");
-    let big = work.path().join("new.bin");
-    filled(&big, b'n', 128);
+    filled(&big, b'n', mib);
     let mut child = Command::new("sftp")
         .args(ssh_options(r.addr.port()))
         .arg("-i")
@@ -802,6 +755,33 @@ fn stopping_the_server_lets_a_running_upload_finish_within_the_grace_period() {
     }
     r.server.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(r.server.wait_exit(), Some(0));
+    (s, target, child, work)
+}
+
+#[test]
+fn stopping_the_server_mid_upload_keeps_the_old_file_and_leaves_no_temporary() {
+    if !have("sftp") {
+        return;
+    }
+    let (s, target, mut child, _work) = sigterm_during_upload(0, 1024);
+    let _ = child.kill();
+    let _ = child.wait();
+    let left: Vec<_> = std::fs::read_dir(s.site.htdocs())
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("bbs.cgi")], "{left:?}");
+    assert_eq!(std::fs::read(&target).expect("old"), b"#!/bin/sh\nold\n");
+    assert_eq!(mode(&target), 0o755);
+}
+
+#[test]
+fn stopping_the_server_lets_a_running_upload_finish_within_the_grace_period() {
+    if !have("sftp") {
+        return;
+    }
+    let (_s, target, mut child, _work) = sigterm_during_upload(60, 128);
     let _ = child.wait();
     let meta = std::fs::metadata(&target).expect("stat");
     assert_eq!(meta.len(), 128 * 1024 * 1024, "the upload finished");
