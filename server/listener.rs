@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -158,7 +157,6 @@ pub struct Activity {
     start: Instant,
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
-    framing: Mutex<FramingWatch>,
     ambiguous: AtomicBool,
 }
 
@@ -168,20 +166,14 @@ impl Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
-            framing: Mutex::new(FramingWatch::default()),
             ambiguous: AtomicBool::new(false),
         }
     }
 
     /// Records bytes read from the client.
-    fn read(&self, bytes: &[u8]) {
-        self.touch();
-        if let Ok(mut watch) = self.framing.lock() {
-            watch.feed(bytes);
-            if watch.ambiguous {
-                self.ambiguous.store(true, Ordering::Relaxed);
-            }
-        }
+    /// Records that the client sent a header block with both framings.
+    fn mark_ambiguous(&self) {
+        self.ambiguous.store(true, Ordering::Relaxed);
     }
 
     /// Whether the client sent a header block with both Content-Length and Transfer-Encoding.
@@ -208,7 +200,14 @@ impl Activity {
             if Instant::now() >= deadline && self.in_flight.load(Ordering::Relaxed) == 0 {
                 return;
             }
-            let wake = deadline.max(Instant::now() + Duration::from_millis(100));
+            // With a response in flight, nothing can be idle before a whole `idle` from now;
+            // otherwise wake at the deadline (never spinning faster than every 100 ms).
+            let now = Instant::now();
+            let wake = if self.in_flight.load(Ordering::Relaxed) > 0 {
+                now + idle
+            } else {
+                deadline.max(now + Duration::from_millis(100))
+            };
             tokio::time::sleep_until(wake.into()).await;
         }
     }
@@ -254,6 +253,7 @@ async fn connection(
     let io = TokioIo::new(Tracked {
         inner: stream,
         activity: activity.clone(),
+        framing: FramingWatch::default(),
         send_timeout: config.limits.send_timeout,
         stalled: None,
     });
@@ -300,6 +300,8 @@ async fn connection(
 struct Tracked {
     inner: TcpStream,
     activity: Arc<Activity>,
+    /// Watches the request bytes for CL+TE; only this reader touches it, so it needs no lock.
+    framing: FramingWatch,
     /// How long one write may wait for the client to take bytes.
     send_timeout: Duration,
     /// Armed while a write is blocked on a client that is not reading.
@@ -346,7 +348,12 @@ impl AsyncRead for Tracked {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.read(&buf.filled()[before..]);
+            let this = &mut *self;
+            this.activity.touch();
+            this.framing.feed(&buf.filled()[before..]);
+            if this.framing.ambiguous {
+                this.activity.mark_ambiguous();
+            }
         }
         poll
     }
