@@ -278,6 +278,8 @@ async fn serve_static(
         name,
         is_symlink: false,
         file: FileFacts::new(stat.st_mode, stat.st_uid),
+        // The directory's mode and the site's owner only matter for scripts; a static file is
+        // judged on its own type, mode and name.
         dir_mode: 0o755,
         role: Role::Static,
         site_owner: stat.st_uid,
