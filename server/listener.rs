@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::framing::FramingWatch;
+use crate::sendfile::{self, Run, SendQueue};
 use crate::service::{self, Shared};
 
 /// Runs the HTTP server on `listener` until `shutdown` is cancelled, then waits for open
@@ -231,6 +232,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// The connection's activity, for in-flight guards.
     pub activity: Arc<Activity>,
+    /// Files its static bodies hand to `sendfile` (see `sendfile.rs`).
+    pub send_queue: Arc<SendQueue>,
 }
 
 async fn connection(
@@ -245,14 +248,17 @@ async fn connection(
     };
     let config = shared.config();
     let activity = Arc::new(Activity::new());
+    let send_queue = Arc::new(SendQueue::default());
     let info = Arc::new(ConnInfo {
         peer,
         local,
         activity: activity.clone(),
+        send_queue: send_queue.clone(),
     });
     let io = TokioIo::new(Tracked {
         inner: stream,
         activity: activity.clone(),
+        send_queue,
         framing: FramingWatch::default(),
         send_timeout: config.limits.send_timeout,
         stalled: None,
@@ -296,10 +302,13 @@ async fn connection(
     }
 }
 
-/// A socket that records when it last read something.
+/// A socket that records when it last read something, bounds how long a write may wait, and
+/// sends file placeholders with `sendfile`.
 struct Tracked {
     inner: TcpStream,
     activity: Arc<Activity>,
+    /// The files behind the placeholders hyper writes.
+    send_queue: Arc<SendQueue>,
     /// Watches the request bytes for CL+TE; only this reader touches it, so it needs no lock.
     framing: FramingWatch,
     /// How long one write may wait for the client to take bytes.
@@ -337,6 +346,86 @@ impl Tracked {
         }
         Poll::Pending
     }
+
+    /// A write with placeholders in it: ordinary runs go out with `writev` (flagged MSG_MORE
+    /// when file bytes follow, so the header and the file's first bytes share packets), each
+    /// placeholder with `sendfile`. Stops at the first short write, as a write may.
+    fn write_with_files(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut written = 0;
+        let mut i = 0;
+        while i < bufs.len() {
+            let (result, want, next) = match sendfile::run_at(bufs, i) {
+                Run::File { at } => {
+                    let want = bufs[at].len();
+                    let queue = &self.send_queue;
+                    (
+                        poll_raw(&self.inner, cx, |s| queue.send_front(s, want)),
+                        want,
+                        at + 1,
+                    )
+                }
+                Run::Plain { from, to } => {
+                    let run = &bufs[from..to];
+                    let want = run.iter().map(|b| b.len()).sum();
+                    let more = to < bufs.len();
+                    (
+                        poll_raw(&self.inner, cx, |s| send_more(s, run, more)),
+                        want,
+                        to,
+                    )
+                }
+            };
+            match result {
+                Poll::Ready(Ok(n)) => {
+                    written += n;
+                    if n < want {
+                        break;
+                    }
+                }
+                // What was written already is the answer; the error or the wait comes again
+                // on the next call.
+                _ if written > 0 => break,
+                other => return other,
+            }
+            i = next;
+        }
+        Poll::Ready(Ok(written))
+    }
+}
+
+/// One non-blocking operation on the socket, retried when tokio's readiness was stale.
+fn poll_raw<T>(
+    socket: &TcpStream,
+    cx: &mut Context<'_>,
+    mut op: impl FnMut(&TcpStream) -> std::io::Result<T>,
+) -> Poll<std::io::Result<T>> {
+    loop {
+        std::task::ready!(socket.poll_write_ready(cx))?;
+        match socket.try_io(tokio::io::Interest::WRITABLE, || op(socket)) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            result => return Poll::Ready(result),
+        }
+    }
+}
+
+/// `sendmsg` of `bufs`, with MSG_MORE when more bytes follow at once.
+fn send_more(
+    socket: &TcpStream,
+    bufs: &[std::io::IoSlice<'_>],
+    more: bool,
+) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut flags = nix::sys::socket::MsgFlags::MSG_NOSIGNAL;
+    if more {
+        // nix names no MSG_MORE.
+        flags |= nix::sys::socket::MsgFlags::from_bits_retain(libc::MSG_MORE);
+    }
+    nix::sys::socket::sendmsg::<()>(socket.as_raw_fd(), bufs, &[], flags, None)
+        .map_err(std::io::Error::from)
 }
 
 impl AsyncRead for Tracked {
@@ -365,7 +454,11 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        let poll = if self.send_queue.pending() {
+            self.write_with_files(cx, &[std::io::IoSlice::new(buf)])
+        } else {
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        };
         self.bounded(cx, poll)
     }
 
@@ -374,7 +467,11 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let poll = if self.send_queue.pending() {
+            self.write_with_files(cx, bufs)
+        } else {
+            Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        };
         self.bounded(cx, poll)
     }
 

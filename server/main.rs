@@ -9,6 +9,7 @@ mod explain;
 mod framing;
 mod listener;
 mod resolve;
+mod sendfile;
 mod service;
 mod sftp;
 mod static_files;

@@ -207,7 +207,7 @@ async fn act(
                     .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
                 return Acted::Done(r);
             }
-            serve_static(req.method(), req.headers(), &jail, &rel, config).await
+            serve_static(req.method(), req.headers(), &jail, &rel, config, peer).await
         }
         Resolution::Script(script) => {
             let path = script.rel.to_string_lossy().into_owned();
@@ -256,6 +256,7 @@ async fn serve_static(
     jail: &Jail,
     rel: &std::path::Path,
     config: &Config,
+    conn: &ConnInfo,
 ) -> Response<Body> {
     // O_NONBLOCK: a FIFO swapped in after the check must not hang the open.
     let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
@@ -294,7 +295,7 @@ async fn serve_static(
     // The file is regular: reads no longer need O_NONBLOCK, and tokio reads it on its
     // blocking pool anyway.
     let file = std::fs::File::from(fd);
-    static_files::respond(method, headers, rel, file, &stat)
+    static_files::respond(method, headers, rel, file, &stat, &conn.send_queue)
 }
 
 /// 301 to the same path with a slash added, keeping the query string.

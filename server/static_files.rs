@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -12,17 +13,24 @@ use http_body_util::BodyExt;
 use nix::sys::stat::FileStat;
 
 use crate::body::{self, Body};
+use crate::sendfile::{self, SendQueue};
 
-/// Read size for streamed bodies.
+/// Read size for bodies copied through memory.
 const CHUNK: usize = 256 * 1024;
 
-/// Builds the response for an opened, gate-approved regular file.
+/// Bodies from this size on go out with `sendfile` (when the connection can): below it, one
+/// `pread` and one `writev` with the header cost less than a `writev` and a `sendfile`.
+const SENDFILE_FROM: u64 = 64 * 1024;
+
+/// Builds the response for an opened, gate-approved regular file. Large bodies are handed to
+/// `send_queue` (the connection's; see `sendfile.rs`).
 pub fn respond(
     method: &Method,
     headers: &HeaderMap,
     rel: &Path,
     file: File,
     stat: &FileStat,
+    send_queue: &Arc<SendQueue>,
 ) -> Response<Body> {
     let size = stat.st_size.max(0) as u64;
     let mtime = UNIX_EPOCH
@@ -74,7 +82,8 @@ pub fn respond(
     let body = if method == Method::HEAD || len == 0 {
         body::empty()
     } else {
-        stream(file, start, len)
+        let send_queue = (len >= SENDFILE_FROM).then(|| send_queue.clone());
+        stream(file, rel, start, len, send_queue)
     };
     builder.body(body).unwrap_or_else(|_| internal())
 }
@@ -85,26 +94,39 @@ fn internal() -> Response<Body> {
     r
 }
 
-/// Streams `len` bytes of `file` from `start`.
-fn stream(file: File, start: u64, len: u64) -> Body {
+/// Streams `len` bytes of `file` from `start`, through `send_queue` when given.
+fn stream(
+    file: File,
+    rel: &Path,
+    start: u64,
+    len: u64,
+    send_queue: Option<Arc<SendQueue>>,
+) -> Body {
     FileBody {
-        file,
+        file: Arc::new(file),
+        path: Arc::from(rel),
         offset: start,
         remaining: len,
+        send_queue,
     }
     .boxed_unsync()
 }
 
-/// A file's bytes as a body, read chunk by chunk with `pread` when hyper asks for more, so a
-/// large file never sits in memory and a slow client only holds one chunk.
+/// A file's bytes as a body, chunk by chunk when hyper asks for more, so a large file never
+/// sits in memory and a slow client only holds one chunk.
 ///
-/// The reads are synchronous on the runtime thread, as nginx and lighttpd do: a read from the
-/// page cache costs less than handing it to a blocking-pool thread and back (which tokio::fs
-/// does for every chunk, and which halved the small-file rate here).
+/// With a send queue, a chunk is a placeholder the socket fills with `sendfile` (see
+/// `sendfile.rs`); otherwise it is read with `pread`, synchronously on the runtime thread, as
+/// nginx and lighttpd do: a read from the page cache costs less than handing it to a
+/// blocking-pool thread and back (which tokio::fs does for every chunk, and which halved the
+/// small-file rate here).
 struct FileBody {
-    file: File,
+    file: Arc<File>,
+    /// Site-relative, for the log.
+    path: Arc<Path>,
     offset: u64,
     remaining: u64,
+    send_queue: Option<Arc<SendQueue>>,
 }
 
 impl http_body::Body for FileBody {
@@ -118,13 +140,19 @@ impl http_body::Body for FileBody {
         if self.remaining == 0 {
             return std::task::Poll::Ready(None);
         }
+        if let Some(queue) = &self.send_queue {
+            let want = self.remaining.min(sendfile::SPAN as u64) as usize;
+            if let Some(placeholder) = sendfile::placeholder(want) {
+                queue.push(self.file.clone(), self.path.clone(), self.offset, want);
+                self.offset += want as u64;
+                self.remaining -= want as u64;
+                return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(placeholder))));
+            }
+        }
         let want = self.remaining.min(CHUNK as u64) as usize;
         let mut buf = bytes::BytesMut::with_capacity(want);
         let result = match pread_into(&self.file, &mut buf, want, self.offset) {
-            Ok(0) => Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the file became shorter while it was being sent",
-            )),
+            Ok(0) => Err(sendfile::shrunk(&self.path, self.offset)),
             Ok(n) => {
                 self.offset += n as u64;
                 self.remaining -= n as u64;

@@ -1,5 +1,7 @@
 //! Static hosting through the permission gate, ranges, validators, HEAD and redirects.
 
+use std::io::{Read, Write};
+
 use crate::support::{Site, raw_body, raw_status};
 
 #[test]
@@ -264,4 +266,96 @@ fn a_1_gib_file_is_streamed_not_read_into_memory() {
         rss_kib < 200 * 1024,
         "the server holds {rss_kib} KiB while sending a 1 GiB file"
     );
+}
+
+/// Splits `n` HTTP responses with Content-Length bodies off the front of `bytes`.
+fn split_responses(mut bytes: &[u8], n: usize) -> Vec<(u16, Vec<u8>)> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a header block")
+            + 4;
+        let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("content-length");
+        let status = head[9..12].parse().expect("status");
+        out.push((status, bytes[end..end + len].to_vec()));
+        bytes = &bytes[end + len..];
+    }
+    assert!(
+        bytes.is_empty(),
+        "{} bytes after the responses",
+        bytes.len()
+    );
+    out
+}
+
+#[test]
+fn pipelined_large_and_small_files_arrive_whole_and_in_order() {
+    // Large bodies leave through sendfile, small ones through memory: on one connection they
+    // must still come out byte-exact and in request order.
+    let site = Site::new();
+    let big: Vec<u8> = (0..(3u32 << 20) + 12_345)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let other: Vec<u8> = big.iter().rev().copied().collect();
+    site.file("big.bin", &big, 0o644);
+    site.file("other.bin", &other, 0o644);
+    site.file("small.txt", "small", 0o644);
+    let server = site.start();
+    let mut s = server.connect();
+    s.write_all(
+        b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /other.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=100000-2200000\r\n\r\n\
+          GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).expect("read");
+    let responses = split_responses(&buf, 4);
+    assert_eq!(responses[0].0, 200);
+    assert!(responses[0].1 == big, "first body differs");
+    assert_eq!(responses[1], (200, b"small".to_vec()));
+    assert_eq!(responses[2].0, 206);
+    assert!(
+        responses[2].1 == other[100_000..=2_200_000],
+        "range differs"
+    );
+    assert!(responses[3].1 == big, "last body differs");
+}
+
+#[test]
+fn a_file_truncated_while_it_is_sent_ends_the_connection_not_the_server() {
+    let site = Site::new();
+    let path = site.file("grow.bin", vec![7u8; 64 << 20], 0o644);
+    let server = site.start();
+    let mut s = server.connect();
+    s.write_all(b"GET /grow.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = s.read(&mut buf).expect("read");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(1 << 20))
+        .expect("truncate");
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+    assert!(
+        total < 64 << 20,
+        "the whole 64 MiB arrived although the file shrank to 1 MiB"
+    );
+    server.wait_for("shorter while it was being sent");
+    let r = server.get("/grow.bin");
+    assert_eq!((r.status, r.body.len()), (200, 1 << 20));
 }
