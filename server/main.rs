@@ -158,9 +158,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let shared = shared.clone();
             async move {
                 let mut every = tokio::time::interval(access_log::FLUSH_EVERY);
-                loop {
+                for tick in 0u64.. {
                     every.tick().await;
                     shared.access_log.flush();
+                    if tick % TRIM_EVERY_TICKS == 0 {
+                        give_back_free_memory();
+                    }
                 }
             }
         });
@@ -170,6 +173,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// How often (in access-log flush ticks of 200 ms) freed memory is handed back: every 2 s.
+const TRIM_EVERY_TICKS: u64 = 10;
+
+/// Hands memory that is free but kept by glibc's arenas back to the system.
+///
+/// Under CGI load each worker thread's arena grew by about 0.1 MiB a second while the memory
+/// in use stayed under 1 MiB (malloc_stats: 13 MiB held, 0.9 MiB in use after a few minutes
+/// at c=64): freed chunks between live ones are never at an arena's top, so glibc does not
+/// trim them. `malloc_trim(0)` releases every free page (madvise), which took the resident
+/// size from 16 to 9 MiB; doing it every 2 s costs a few page faults when the memory is
+/// used again.
+fn give_back_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases memory that is already free; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn banner(config: &Config, http: std::net::SocketAddr) {
