@@ -48,7 +48,7 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Resolution::Static { rel } => {
+        Resolution::Static { rel, .. } => {
             println!("verdict: served as a static file ({})", rel.display());
             ExitCode::SUCCESS
         }

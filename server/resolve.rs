@@ -3,10 +3,12 @@
 //! run); `service.rs` acts on the [`Resolution`].
 
 use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nix::sys::stat::FileStat;
+use nix::fcntl::OFlag;
+use nix::sys::stat::{FileStat, Mode};
 use yadokari_site::policy::{self, check_directory};
 use yadokari_site::{Denial, FileFacts, FileKind, Jail, JailError, Role, Subject, Verdict};
 
@@ -22,8 +24,12 @@ pub enum Resolution {
     AddSlash,
     /// Refused, with the site-relative path the reason speaks of.
     Denied { denial: Denial, path: String },
-    /// A file to send.
-    Static { rel: PathBuf },
+    /// A file to send; `opened` is the file itself and its `fstat` when the resolution
+    /// already opened it (and judged it on that `fstat`).
+    Static {
+        rel: PathBuf,
+        opened: Option<(OwnedFd, FileStat)>,
+    },
     /// A script to run.
     Script(Box<Script>),
 }
@@ -83,9 +89,28 @@ fn walk(jail: &Jail, url: &UrlPath, config: &Config) -> Result<Resolution, Stop>
     let mut rel = PathBuf::new();
     let mut dir_mode = root.st_mode;
     let mut found: Option<(usize, FileStat, bool)> = None;
+    let mut opened = None;
+    // A last segment that can only be a static file (by its name and place) is opened at once
+    // and judged on its descriptor, as nginx does: one `openat2` + `fstat` instead of an
+    // `lstat` now and an open + `fstat` to serve it. O_NONBLOCK keeps a FIFO from hanging the
+    // open; device files, which only root can create, are opened read-only before the gate
+    // refuses them. Any failure falls back to `look`, which names the reason.
+    let open_last = !url.segments.is_empty()
+        && handler_for(url.segments.last().map_or(&[][..], Vec::as_slice), config).is_none()
+        && !is_script(&url.segments, config);
     for (i, segment) in url.segments.iter().enumerate() {
         rel.push(OsStr::from_bytes(segment));
-        let (stat, is_link) = look(jail, &rel)?;
+        let last = i + 1 == url.segments.len();
+        let (stat, is_link) = match (open_last && last).then(|| open_static(jail, &rel)) {
+            Some(Some((fd, stat))) => {
+                if FileKind::from_mode(stat.st_mode) == FileKind::Regular {
+                    opened = Some((fd, stat));
+                }
+                // Whether the name was a link only matters to scripts.
+                (stat, false)
+            }
+            _ => look(jail, &rel)?,
+        };
         match FileKind::from_mode(stat.st_mode) {
             FileKind::Directory => {
                 check_directory(stat.st_mode).map_err(|d| Stop::Denied(d, lossy(&rel)))?;
@@ -152,7 +177,7 @@ fn walk(jail: &Jail, url: &UrlPath, config: &Config) -> Result<Resolution, Stop>
         site_owner,
     };
     match policy::decide(&subject) {
-        Verdict::Serve => Ok(Resolution::Static { rel }),
+        Verdict::Serve => Ok(Resolution::Static { rel, opened }),
         Verdict::Run => {
             let mut script_name = Vec::new();
             for s in &file_segments {
@@ -169,6 +194,14 @@ fn walk(jail: &Jail, url: &UrlPath, config: &Config) -> Result<Resolution, Stop>
         }
         Verdict::Deny(denial) => Err(Stop::Denied(denial, lossy(&rel))),
     }
+}
+
+/// Opens `rel` for reading and `fstat`s it; `None` on any failure.
+fn open_static(jail: &Jail, rel: &Path) -> Option<(OwnedFd, FileStat)> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    let fd = jail.open_beneath(rel, flags, Mode::empty()).ok()?;
+    let stat = nix::sys::stat::fstat(&fd).ok()?;
+    Some((fd, stat))
 }
 
 /// The first index file of the directory `dir` that exists.

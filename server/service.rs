@@ -10,7 +10,8 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
+use nix::sys::stat::{FileStat, Mode};
+use std::os::fd::OwnedFd;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 use yadokari_site::denial::Explanation;
@@ -200,14 +201,23 @@ async fn act(
             tracing::warn!(status = status.as_u16(), reason = denial.code(), path = %path, why = %e.reason, fix = %e.fix, "refused");
             error_page::page(status, config.explain_errors.then_some(&e))
         }
-        Resolution::Static { rel } => {
+        Resolution::Static { rel, opened } => {
             if req.method() != Method::GET && req.method() != Method::HEAD {
                 let mut r = error_page::page(StatusCode::METHOD_NOT_ALLOWED, None);
                 r.headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
                 return Acted::Done(r);
             }
-            serve_static(req.method(), req.headers(), &jail, &rel, config, peer).await
+            serve_static(
+                req.method(),
+                req.headers(),
+                &jail,
+                &rel,
+                opened,
+                config,
+                peer,
+            )
+            .await
         }
         Resolution::Script(script) => {
             let path = script.rel.to_string_lossy().into_owned();
@@ -248,16 +258,23 @@ fn ambiguous_framing(config: &Config) -> Response<Body> {
     r
 }
 
-/// Opens the decided file inside the jail and checks that what was opened is still what the
-/// gate approved (a file swapped or chmodded in between is judged again, never trusted).
+/// Serves the decided file: the descriptor the resolution opened and judged, or else opens it
+/// now and judges what was opened again (a file swapped or chmodded in between is never
+/// trusted).
+#[allow(clippy::too_many_arguments)]
 async fn serve_static(
     method: &Method,
     headers: &http::HeaderMap,
     jail: &Jail,
     rel: &std::path::Path,
+    opened: Option<(OwnedFd, FileStat)>,
     config: &Config,
     conn: &ConnInfo,
 ) -> Response<Body> {
+    if let Some((fd, stat)) = opened {
+        let file = std::fs::File::from(fd);
+        return static_files::respond(method, headers, rel, file, &stat, &conn.send_queue);
+    }
     // O_NONBLOCK: a FIFO swapped in after the check must not hang the open.
     let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
     let fd = match jail.open_beneath(rel, flags, Mode::empty()) {

@@ -359,3 +359,23 @@ fn a_file_truncated_while_it_is_sent_ends_the_connection_not_the_server() {
     let r = server.get("/grow.bin");
     assert_eq!((r.status, r.body.len()), (200, 1 << 20));
 }
+
+#[test]
+fn a_fifo_is_refused_without_hanging_the_request() {
+    // The last segment of a static path is opened before it is judged (O_NONBLOCK): a FIFO
+    // with no writer must get its refusal, not hang the worker.
+    let site = Site::new();
+    site.file("a.txt", "hello", 0o644);
+    nix::unistd::mkfifo(
+        &site.path("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .expect("mkfifo");
+    std::os::unix::fs::symlink("pipe", site.path("link-to-pipe")).expect("symlink");
+    let server = site.start();
+    for path in ["/pipe", "/link-to-pipe"] {
+        let r = server.get(path);
+        assert_eq!(r.status, 403, "{path}");
+    }
+    assert_eq!(server.get("/a.txt").status, 200);
+}

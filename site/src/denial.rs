@@ -108,7 +108,7 @@ impl Denial {
                 "Copy the file into the site instead of linking to it.".to_string(),
             ),
             Denial::SpecialFile => (
-                format!("`{name}` is not a regular file (a FIFO, socket or device), so the server will not open it."),
+                format!("`{name}` is not a regular file (a FIFO, socket or device), so the server will not serve it."),
                 format!("Remove it, or replace it with a regular file: rm {name}"),
             ),
             Denial::NoIndex => (
