@@ -240,7 +240,7 @@ document_root = "{docroot}"
 http = "127.0.0.1:{self.port}"
 sftp = "127.0.0.1:{self.sftp_port}"
 explain_errors = false
-access_log = "/dev/null"
+access_log = "off"
 error_log = "{tmp}/logs/yadokari-error.log"
 log_level = "warn"
 

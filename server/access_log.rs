@@ -5,6 +5,7 @@ use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,6 +24,8 @@ use crate::config::LogTarget;
 /// lines only ever reach the file, so concurrent requests never interleave.
 pub struct AccessLog {
     out: Mutex<io::BufWriter<Box<dyn Write + Send>>>,
+    /// False for `access_log = "off"`: requests then capture nothing for it.
+    enabled: AtomicBool,
 }
 
 /// How much the access log buffers before it writes.
@@ -36,7 +39,13 @@ impl AccessLog {
     pub fn open(target: &LogTarget) -> io::Result<AccessLog> {
         Ok(AccessLog {
             out: Mutex::new(io::BufWriter::with_capacity(BUFFER, writer(target)?)),
+            enabled: AtomicBool::new(*target != LogTarget::Off),
         })
+    }
+
+    /// Whether requests are logged at all.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
     }
 
     /// Reopens the target (after SIGHUP, so rotated files are let go); what was buffered goes
@@ -47,6 +56,8 @@ impl AccessLog {
             let _ = out.flush();
             *out = io::BufWriter::with_capacity(BUFFER, w);
         }
+        self.enabled
+            .store(*target != LogTarget::Off, Ordering::Relaxed);
         Ok(())
     }
 
@@ -78,6 +89,7 @@ fn writer(target: &LogTarget) -> io::Result<Box<dyn Write + Send>> {
         LogTarget::Stdout => Box::new(io::stdout()),
         LogTarget::Stderr => Box::new(io::stderr()),
         LogTarget::File(path) => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
+        LogTarget::Off => Box::new(io::sink()),
     })
 }
 
@@ -177,12 +189,12 @@ pub struct LoggedBody<G: Send> {
 }
 
 impl<G: Send> LoggedBody<G> {
-    /// Wraps `inner`.
-    pub fn new(inner: Body, entry: Entry, log: Arc<AccessLog>, guard: G) -> Self {
+    /// Wraps `inner`; with no `entry` (the log is off) nothing is written.
+    pub fn new(inner: Body, entry: Option<Entry>, log: Arc<AccessLog>, guard: G) -> Self {
         LoggedBody {
             inner,
             bytes: 0,
-            entry: Some(entry),
+            entry,
             log,
             _guard: guard,
         }

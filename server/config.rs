@@ -58,6 +58,8 @@ pub enum LogTarget {
     Stderr,
     /// Appended to this file.
     File(PathBuf),
+    /// Not written (`off`, the access log only, as nginx's `access_log off`).
+    Off,
 }
 
 /// The validated configuration.
@@ -424,7 +426,10 @@ impl Config {
             http,
             sftp,
             explain_errors: server.explain_errors,
-            access_log: log_target(&server.access_log, &base, LogTarget::Stdout),
+            access_log: match server.access_log.as_str() {
+                "off" => LogTarget::Off,
+                text => log_target(text, &base, LogTarget::Stdout),
+            },
             error_log: log_target(&server.error_log, &base, LogTarget::Stderr),
             log_level: server.log_level,
             index_files: server.index_files,

@@ -233,7 +233,8 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
             let ansi = std::io::stdout().is_terminal();
             builder.with_ansi(ansi).with_writer(std::io::stdout).init()
         }
-        LogTarget::Stderr => {
+        // The error log is never `off` (only the access log may be).
+        LogTarget::Stderr | LogTarget::Off => {
             let ansi = std::io::stderr().is_terminal();
             builder.with_ansi(ansi).with_writer(std::io::stderr).init()
         }

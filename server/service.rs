@@ -94,14 +94,14 @@ pub async fn handle(
 ) -> Response<LoggedBody<InFlight>> {
     let guard = conn.activity.begin();
     let config = shared.config();
-    let mut entry = Entry {
+    let mut entry = shared.access_log.enabled().then(|| Entry {
         remote: conn.peer.ip(),
         time: SystemTime::now(),
         request_line: format!("{} {} {:?}", req.method(), req.uri(), req.version()),
         status: 0,
         referer: header_text(&req, header::REFERER),
         user_agent: header_text(&req, header::USER_AGENT),
-    };
+    });
     // A debug-level span: at the default info level it costs nothing, where an info span
     // formats the method, URI and peer for every request (a few per cent of a small static
     // request). Events that matter carry their own fields (path, reason, script, pid).
@@ -112,7 +112,9 @@ pub async fn handle(
         let req = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
         respond(req, &config, &conn, &shared).instrument(span).await
     };
-    entry.status = response.status().as_u16();
+    if let Some(entry) = &mut entry {
+        entry.status = response.status().as_u16();
+    }
     response.map(|b| LoggedBody::new(b, entry, shared.access_log.clone(), guard))
 }
 
@@ -137,7 +139,8 @@ async fn respond(
     peer: &ConnInfo,
     shared: &Shared,
 ) -> Response<Body> {
-    let original = req.uri().path().to_string();
+    // The URI shares the request's buffer: keeping it costs no copy.
+    let original = req.uri().clone();
     let mut req = req;
     let mut redirected: Option<&str> = None;
     for _ in 0..=MAX_REDIRECTS {
@@ -155,11 +158,11 @@ async fn respond(
                 parts.headers.remove(header::CONTENT_TYPE);
                 parts.headers.remove(header::TRANSFER_ENCODING);
                 req = Request::from_parts(parts, body::empty_request());
-                redirected = Some(&original);
+                redirected = Some(original.path());
             }
         }
     }
-    failure_response(&Failure::RedirectLoop, &original, config)
+    failure_response(&Failure::RedirectLoop, original.path(), config)
 }
 
 /// Acts on one URL: resolve it, then serve, run or refuse.
@@ -212,7 +215,7 @@ async fn act(
                 req.method(),
                 req.headers(),
                 &jail,
-                &rel,
+                rel,
                 opened,
                 config,
                 peer,
@@ -221,7 +224,17 @@ async fn act(
         }
         Resolution::Script(script) => {
             let path = script.rel.to_string_lossy().into_owned();
-            match cgi::run(req, &script, config, peer, &shared.scripts, redirected).await {
+            // Boxed: the script's future is large, and kept inline it would make every
+            // request's future (static ones too) that large to build and move.
+            let run = Box::pin(cgi::run(
+                req,
+                &script,
+                config,
+                peer,
+                &shared.scripts,
+                redirected,
+            ));
+            match run.await {
                 Ok(Outcome::Response(r)) => r,
                 Ok(Outcome::Redirect(location, parts)) => return Acted::Redirect(location, parts),
                 Err(failure) => failure_response(&failure, &path, config),
@@ -266,7 +279,7 @@ async fn serve_static(
     method: &Method,
     headers: &http::HeaderMap,
     jail: &Jail,
-    rel: &std::path::Path,
+    rel: std::path::PathBuf,
     opened: Option<(OwnedFd, FileStat)>,
     config: &Config,
     conn: &ConnInfo,
@@ -277,7 +290,7 @@ async fn serve_static(
     }
     // O_NONBLOCK: a FIFO swapped in after the check must not hang the open.
     let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
-    let fd = match jail.open_beneath(rel, flags, Mode::empty()) {
+    let fd = match jail.open_beneath(&rel, flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(e) => {
             tracing::info!(path = %rel.display(), error = %e, "static file vanished before it was opened");

@@ -2,12 +2,12 @@
 //! HEAD, and bodies streamed from the open file, never read whole into memory.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use nix::sys::stat::FileStat;
@@ -24,10 +24,13 @@ const SENDFILE_FROM: u64 = 64 * 1024;
 
 /// Builds the response for an opened, gate-approved regular file. Large bodies are handed to
 /// `send_queue` (the connection's; see `sendfile.rs`).
+///
+/// Every header value is built with at most one allocation, or none: this runs for every
+/// static request, where allocation was a twentieth of the server's CPU time.
 pub fn respond(
     method: &Method,
     headers: &HeaderMap,
-    rel: &Path,
+    rel: PathBuf,
     file: File,
     stat: &FileStat,
     send_queue: &Arc<SendQueue>,
@@ -37,24 +40,25 @@ pub fn respond(
         + Duration::from_secs(stat.st_mtime.max(0) as u64)
         + Duration::from_nanos(stat.st_mtime_nsec.max(0) as u64);
     let etag = etag(stat);
-    let last_modified = httpdate::fmt_http_date(mtime);
-
-    let mut builder = Response::builder()
-        .header(header::ETAG, &etag)
-        .header(header::LAST_MODIFIED, &last_modified)
-        .header(header::ACCEPT_RANGES, "bytes");
+    let mut response = Response::new(body::empty());
+    let out = response.headers_mut();
+    out.reserve(8);
+    out.insert(header::ETAG, text_value(etag.clone()));
+    out.insert(
+        header::LAST_MODIFIED,
+        text_value(httpdate::fmt_http_date(mtime)),
+    );
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
 
     if not_modified(headers, &etag, mtime) {
-        return builder
-            .status(StatusCode::NOT_MODIFIED)
-            .body(body::empty())
-            .unwrap_or_else(|_| internal());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        return response;
     }
 
-    let content_type = mime_guess::from_path(rel)
+    let content_type = mime_guess::from_path(&rel)
         .first_raw()
         .unwrap_or("application/octet-stream");
-    builder = builder.header(header::CONTENT_TYPE, content_type);
+    out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
 
     let range = if method == Method::GET && if_range_holds(headers, &etag, mtime) {
         headers
@@ -67,44 +71,45 @@ pub fn respond(
     let (status, start, len) = match range {
         None | Some(RangeSpec::Ignored) => (StatusCode::OK, 0, size),
         Some(RangeSpec::Unsatisfiable) => {
-            return builder
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
-                .body(body::empty())
-                .unwrap_or_else(|_| internal());
+            out.insert(header::CONTENT_RANGE, text_value(format!("bytes */{size}")));
+            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            return response;
         }
         Some(RangeSpec::Bytes { start, end }) => {
-            builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
+            out.insert(
+                header::CONTENT_RANGE,
+                text_value(format!("bytes {start}-{end}/{size}")),
+            );
             (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
         }
     };
-    builder = builder.status(status).header(header::CONTENT_LENGTH, len);
-    let body = if method == Method::HEAD || len == 0 {
-        body::empty()
-    } else {
+    out.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    *response.status_mut() = status;
+    if method != Method::HEAD && len > 0 {
         let send_queue = (len >= SENDFILE_FROM).then(|| send_queue.clone());
-        stream(file, rel, start, len, send_queue)
-    };
-    builder.body(body).unwrap_or_else(|_| internal())
+        *response.body_mut() = stream(file, rel, start, len, send_queue);
+    }
+    response
 }
 
-fn internal() -> Response<Body> {
-    let mut r = Response::new(body::empty());
-    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    r
+/// A header value from text we produced (digits, dates, quotes), taking the string's buffer
+/// instead of copying it.
+fn text_value(text: String) -> HeaderValue {
+    HeaderValue::from_maybe_shared(Bytes::from(text))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Streams `len` bytes of `file` from `start`, through `send_queue` when given.
 fn stream(
     file: File,
-    rel: &Path,
+    rel: PathBuf,
     start: u64,
     len: u64,
     send_queue: Option<Arc<SendQueue>>,
 ) -> Body {
     FileBody {
         file: Arc::new(file),
-        path: Arc::from(rel),
+        path: rel,
         offset: start,
         remaining: len,
         send_queue,
@@ -123,7 +128,7 @@ fn stream(
 struct FileBody {
     file: Arc<File>,
     /// Site-relative, for the log.
-    path: Arc<Path>,
+    path: PathBuf,
     offset: u64,
     remaining: u64,
     send_queue: Option<Arc<SendQueue>>,
@@ -143,7 +148,12 @@ impl http_body::Body for FileBody {
         if let Some(queue) = &self.send_queue {
             let want = self.remaining.min(sendfile::SPAN as u64) as usize;
             if let Some(placeholder) = sendfile::placeholder(want) {
-                queue.push(self.file.clone(), self.path.clone(), self.offset, want);
+                queue.push(
+                    self.file.clone(),
+                    Arc::from(self.path.as_path()),
+                    self.offset,
+                    want,
+                );
                 self.offset += want as u64;
                 self.remaining -= want as u64;
                 return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(placeholder))));

@@ -226,6 +226,20 @@ fn the_access_log_uses_the_combined_log_format() {
 }
 
 #[test]
+fn an_access_log_that_is_off_writes_nothing() {
+    let site = Site::new().config("[server]\naccess_log = \"off\"");
+    site.file("a.txt", "hello", 0o644);
+    site.file("secret.txt", "no", 0o600);
+    let server = site.start();
+    assert_eq!(server.get("/a.txt").status, 200);
+    // The refusal's warning is written after the first request's line would have been.
+    assert_eq!(server.get("/secret.txt").status, 403);
+    server.wait_for("refused");
+    let output = server.output();
+    assert!(!output.contains("\"GET /a.txt HTTP/1.1\""), "{output}");
+}
+
+#[test]
 fn a_1_gib_file_is_streamed_not_read_into_memory() {
     let site = Site::new();
     let path = site.file("huge.bin", b"", 0o644);
