@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes};
+use bytes::{BufMut, Bytes, BytesMut};
 use nix::fcntl::AtFlags;
 use nix::sys::stat::fstatat;
 
@@ -59,13 +59,9 @@ impl ReadJob {
         let buf = p.buf_mut();
         let start = buf.len();
         buf.put_u32(0);
-        buf.resize(start + 4 + len, 0);
         let mut got = 0;
         while got < len {
-            match self
-                .file
-                .read_at(&mut buf[start + 4 + got..], self.offset + got as u64)
-            {
+            match pread_spare(&self.file, buf, len - got, self.offset + got as u64) {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -75,11 +71,40 @@ impl ReadJob {
         if got == 0 {
             return status(self.id, StatusCode::Eof, "end of file");
         }
-        buf.truncate(start + 4 + got);
         buf[start..start + 4].copy_from_slice(&(got as u32).to_be_bytes());
         self.counter.fetch_add(got as u64, Ordering::Relaxed);
         p.finish()
     }
+}
+
+/// `pread` of up to `want` bytes at `offset`, appended to `buf` without zeroing its spare
+/// capacity first (zeroing every 32 KiB READ buffer was 2% of a download's CPU).
+fn pread_spare(
+    file: &File,
+    buf: &mut BytesMut,
+    want: usize,
+    offset: u64,
+) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    buf.reserve(want);
+    let spare = buf.spare_capacity_mut();
+    let want = want.min(spare.len());
+    // SAFETY: the kernel writes at most `want` bytes into `spare`, which is valid for writes of
+    // that length; `set_len` then covers exactly the bytes it wrote.
+    let n = unsafe {
+        libc::pread(
+            file.as_raw_fd(),
+            spare.as_mut_ptr().cast(),
+            want,
+            offset as libc::off_t,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let n = n as usize;
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
 
 /// The state of one SFTP session.

@@ -29,7 +29,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use russh::ChannelWriteHalf;
 use russh::server::Msg;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -181,11 +181,14 @@ fn wait_for_reads(reads: &(Mutex<usize>, Condvar)) {
 
 /// The writer: replies go out as the window allows; the in-flight permit of each is released
 /// once it is handed to the channel.
+///
+/// Replies that are ready together are joined into one batch, so the channel carries full
+/// packets (a 32 KiB READ reply alone would be a full packet and a 13-byte one), and the batch
+/// is handed over as owned bytes (`data_bytes`), which russh slices without copying again.
 async fn write_replies(
     channel: ChannelWriteHalf<Msg>,
     mut replies: mpsc::UnboundedReceiver<Reply>,
 ) {
-    let mut out = channel.make_writer();
     let mut batch = BytesMut::with_capacity(512 * 1024);
     let mut permits = Vec::new();
     while let Some((reply, permit)) = replies.recv().await {
@@ -200,13 +203,11 @@ async fn write_replies(
                 Err(_) => break,
             }
         }
-        if out.write_all(&batch).await.is_err() {
+        if channel.data_bytes(batch.split().freeze()).await.is_err() {
             break;
         }
-        batch.clear();
         permits.clear();
     }
-    let _ = out.flush().await;
     let _ = channel.eof().await;
     let _ = channel.close().await;
 }
