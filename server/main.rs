@@ -121,6 +121,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    limit_malloc_arenas();
     let overrides = args.overrides();
     let config = Config::load(args.config.as_deref(), &overrides)?;
     init_logging(&config)?;
@@ -173,6 +174,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Caps glibc's malloc arenas at cores + 1, before any thread starts.
+///
+/// glibc gives threads up to 8 arenas per core, and `malloc_trim` cannot shrink the top of an
+/// arena other than the main one, so every arena keeps what its last burst left there: after
+/// one 256 MiB SFTP upload and download the server held 15 arenas and 21 MiB resident with
+/// 0.3 MiB in use. With cores + 1 arenas it held 11-12 MiB, and neither the static rate (CPU per
+/// 1 KiB request, A/B) nor the SFTP rate moved; with 2 arenas the static rate fell a few per
+/// cent (threads contending for an arena's lock).
+fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let arenas = libc::c_int::try_from(cores + 1).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only sets an allocator parameter; called before any other thread.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
+        }
+    }
 }
 
 /// How often (in access-log flush ticks of 200 ms) freed memory is handed back: every 2 s.
