@@ -161,15 +161,16 @@ impl http_body::Body for FileBody {
         }
         let want = self.remaining.min(CHUNK as u64) as usize;
         let mut buf = bytes::BytesMut::with_capacity(want);
-        let result = match pread_into(&self.file, &mut buf, want, self.offset) {
-            Ok(0) => Err(sendfile::shrunk(&self.path, self.offset)),
-            Ok(n) => {
-                self.offset += n as u64;
-                self.remaining -= n as u64;
-                Ok(http_body::Frame::data(buf.freeze()))
-            }
-            Err(e) => Err(e),
-        };
+        let result =
+            match yadokari_site::read::pread_append(&self.file, &mut buf, want, self.offset) {
+                Ok(0) => Err(sendfile::shrunk(&self.path, self.offset)),
+                Ok(n) => {
+                    self.offset += n as u64;
+                    self.remaining -= n as u64;
+                    Ok(http_body::Frame::data(buf.freeze()))
+                }
+                Err(e) => Err(e),
+            };
         std::task::Poll::Ready(Some(result))
     }
 
@@ -180,36 +181,6 @@ impl http_body::Body for FileBody {
     fn size_hint(&self) -> http_body::SizeHint {
         http_body::SizeHint::with_exact(self.remaining)
     }
-}
-
-/// `pread` of up to `want` bytes into the spare capacity of `buf` (which has at least that
-/// much), without zeroing it first: for a 1 MiB file the zeroing is a third of the memory
-/// traffic of sending it.
-fn pread_into(
-    file: &File,
-    buf: &mut bytes::BytesMut,
-    want: usize,
-    offset: u64,
-) -> std::io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    let spare = buf.spare_capacity_mut();
-    let want = want.min(spare.len());
-    // SAFETY: the kernel writes at most `want` bytes into `spare`, which is valid for writes
-    // of that length; `set_len` then covers exactly the bytes it wrote.
-    let n = unsafe {
-        libc::pread(
-            file.as_raw_fd(),
-            spare.as_mut_ptr().cast(),
-            want,
-            offset as libc::off_t,
-        )
-    };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let n = n as usize;
-    unsafe { buf.set_len(n) };
-    Ok(n)
 }
 
 /// Apache's default ETag (`FileETag MTime Size`): size and modification time in microseconds.

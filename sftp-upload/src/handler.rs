@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use nix::fcntl::AtFlags;
 use nix::sys::stat::fstatat;
 
@@ -61,7 +61,12 @@ impl ReadJob {
         buf.put_u32(0);
         let mut got = 0;
         while got < len {
-            match pread_spare(&self.file, buf, len - got, self.offset + got as u64) {
+            match yadokari_site::read::pread_append(
+                &self.file,
+                buf,
+                len - got,
+                self.offset + got as u64,
+            ) {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -75,36 +80,6 @@ impl ReadJob {
         self.counter.fetch_add(got as u64, Ordering::Relaxed);
         p.finish()
     }
-}
-
-/// `pread` of up to `want` bytes at `offset`, appended to `buf` without zeroing its spare
-/// capacity first (zeroing every 32 KiB READ buffer was 2% of a download's CPU).
-fn pread_spare(
-    file: &File,
-    buf: &mut BytesMut,
-    want: usize,
-    offset: u64,
-) -> std::io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    buf.reserve(want);
-    let spare = buf.spare_capacity_mut();
-    let want = want.min(spare.len());
-    // SAFETY: the kernel writes at most `want` bytes into `spare`, which is valid for writes of
-    // that length; `set_len` then covers exactly the bytes it wrote.
-    let n = unsafe {
-        libc::pread(
-            file.as_raw_fd(),
-            spare.as_mut_ptr().cast(),
-            want,
-            offset as libc::off_t,
-        )
-    };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let n = n as usize;
-    unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
 }
 
 /// The state of one SFTP session.

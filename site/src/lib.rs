@@ -10,6 +10,7 @@
 pub mod denial;
 pub mod jail;
 pub mod policy;
+pub mod read;
 
 pub use denial::Denial;
 pub use jail::{Jail, JailError};
