@@ -237,6 +237,18 @@ fn an_access_log_that_is_off_writes_nothing() {
     server.wait_for("refused");
     let output = server.output();
     assert!(!output.contains("\"GET /a.txt HTTP/1.1\""), "{output}");
+
+    // Turned on again by a reload, the log gets the next request's line.
+    let config = std::fs::read_to_string(site.config_path()).expect("read");
+    std::fs::write(
+        site.config_path(),
+        config.replace("access_log = \"off\"", "access_log = \"-\""),
+    )
+    .expect("write");
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    server.wait_for("configuration reloaded");
+    assert_eq!(server.get("/a.txt?again").status, 200);
+    server.wait_for("\"GET /a.txt?again HTTP/1.1\" 200 5");
 }
 
 #[test]
