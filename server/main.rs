@@ -12,6 +12,7 @@ mod resolve;
 mod sendfile;
 mod service;
 mod sftp;
+mod socket;
 mod static_files;
 mod url;
 

@@ -1,6 +1,8 @@
 //! Resolution: a decoded request path → what it names in the site, decided by the permission
-//! gate. It only decides (stat calls through the jail, nothing opened for reading, nothing
-//! run); `service.rs` acts on the [`Resolution`].
+//! gate. It only decides: stat calls through the jail, and, for a last segment that can only be
+//! a static file, an open and `fstat` so that what is judged is the very file that will be sent
+//! (the descriptor travels in the [`Resolution`]). Nothing is read, sent or run here;
+//! `service.rs` acts on the [`Resolution`].
 
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;

@@ -7,7 +7,7 @@
 //! connection's [`SendQueue`] and yields a *placeholder* of the same length, a slice of one
 //! reserved mapping that holds no data. hyper frames and queues the placeholder like any
 //! chunk (its writev strategy keeps the slice, never copies it), and the connection's socket
-//! wrapper (`listener.rs`), seeing a slice that lies in the reserved mapping, sends the next
+//! wrapper (`socket.rs`), seeing a slice that lies in the reserved mapping, sends the next
 //! segment's bytes with `sendfile` instead of writing the slice. Segments are taken in the
 //! order bodies were polled, which is the order hyper writes them on one connection.
 //!
