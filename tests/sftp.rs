@@ -7,25 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub use crate::support::have;
 use crate::support::{PATIENCE, Server, Site};
-
-/// Whether a tool is installed; under CI=true a missing tool is a failure, elsewhere a skip.
-pub fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is required under CI=true (scripts/test installs it)"
-        );
-        eprintln!("skipping: {tool} is not installed");
-    }
-    found
-}
 
 /// A site with one SFTP user `demo` (site: the document root) and a client key for it.
 pub struct SftpSite {

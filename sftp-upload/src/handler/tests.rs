@@ -19,6 +19,17 @@ fn req(kind: u8, id: u32, fields: &[&dyn Fn(&mut Packet)]) -> Vec<u8> {
     p.finish()[4..].to_vec()
 }
 
+/// A request whose only field is one string (a path or a handle).
+fn string_req(kind: u8, id: u32, value: &[u8]) -> Vec<u8> {
+    req(
+        kind,
+        id,
+        &[&|p| {
+            p.string(value);
+        }],
+    )
+}
+
 fn reply(s: &mut Sftp, packet: &[u8]) -> Bytes {
     match s.handle(packet) {
         Action::Reply(b) => b,
@@ -80,16 +91,7 @@ fn write_read_eof_and_close() {
         !dir.path().join("f.txt").exists(),
         "not in place before close"
     );
-    let b = reply(
-        &mut s,
-        &req(
-            fxp::CLOSE,
-            3,
-            &[&|p| {
-                p.string(&h);
-            }],
-        ),
-    );
+    let b = reply(&mut s, &string_req(fxp::CLOSE, 3, &h));
     assert_eq!(status_code(&b), StatusCode::Ok as u32);
     assert_eq!(
         std::fs::read(dir.path().join("f.txt")).expect("read"),
@@ -129,31 +131,13 @@ fn readdir_comes_in_batches_then_eof() {
     for i in 0..250 {
         std::fs::write(dir.path().join(format!("f{i}")), b"x").expect("write");
     }
-    let b = reply(
-        &mut s,
-        &req(
-            fxp::OPENDIR,
-            1,
-            &[&|p| {
-                p.string(b"/");
-            }],
-        ),
-    );
+    let b = reply(&mut s, &string_req(fxp::OPENDIR, 1, b"/"));
     let (_, _, rest) = parse(&b);
     let h = Reader::new(&rest).string().expect("handle").to_vec();
     let mut total = 0;
     let mut batches = 0;
     loop {
-        let b = reply(
-            &mut s,
-            &req(
-                fxp::READDIR,
-                2,
-                &[&|p| {
-                    p.string(&h);
-                }],
-            ),
-        );
+        let b = reply(&mut s, &string_req(fxp::READDIR, 2, &h));
         let (kind, id, rest) = parse(&b);
         assert_eq!(id, 2);
         if kind == fxp::STATUS {
@@ -197,26 +181,11 @@ fn refusals_and_unknowns_answer_with_their_own_id() {
     assert_eq!(status_code(&b), StatusCode::PermissionDenied as u32);
     let b = reply(
         &mut s,
-        &req(
-            fxp::EXTENDED,
-            42,
-            &[&|p| {
-                p.string(b"no-such@example.com");
-            }],
-        ),
+        &string_req(fxp::EXTENDED, 42, b"no-such@example.com"),
     );
     assert_eq!(parse(&b).1, 42);
     assert_eq!(status_code(&b), StatusCode::OpUnsupported as u32);
-    let b = reply(
-        &mut s,
-        &req(
-            fxp::STAT,
-            43,
-            &[&|p| {
-                p.string(b"/missing");
-            }],
-        ),
-    );
+    let b = reply(&mut s, &string_req(fxp::STAT, 43, b"/missing"));
     assert_eq!(status_code(&b), StatusCode::NoSuchFile as u32);
     let b = reply(&mut s, &req(99, 44, &[]));
     assert_eq!(
@@ -242,44 +211,17 @@ fn refusals_and_unknowns_answer_with_their_own_id() {
 #[test]
 fn realpath_clamps_and_handles_are_capped() {
     let (_dir, mut s) = session();
-    let b = reply(
-        &mut s,
-        &req(
-            fxp::REALPATH,
-            7,
-            &[&|p| {
-                p.string(b"../../a/./b/..");
-            }],
-        ),
-    );
+    let b = reply(&mut s, &string_req(fxp::REALPATH, 7, b"../../a/./b/.."));
     let (kind, _, rest) = parse(&b);
     assert_eq!(kind, fxp::NAME);
     let mut r = Reader::new(&rest);
     assert_eq!(r.u32().expect("count"), 1);
     assert_eq!(r.string().expect("name"), b"/a");
     for i in 0..8 {
-        let b = reply(
-            &mut s,
-            &req(
-                fxp::OPENDIR,
-                i,
-                &[&|p| {
-                    p.string(b"/");
-                }],
-            ),
-        );
+        let b = reply(&mut s, &string_req(fxp::OPENDIR, i, b"/"));
         assert_eq!(parse(&b).0, fxp::HANDLE);
     }
-    let b = reply(
-        &mut s,
-        &req(
-            fxp::OPENDIR,
-            9,
-            &[&|p| {
-                p.string(b"/");
-            }],
-        ),
-    );
+    let b = reply(&mut s, &string_req(fxp::OPENDIR, 9, b"/"));
     assert_eq!(status_code(&b), StatusCode::Failure as u32);
 }
 
@@ -330,16 +272,7 @@ fn quota_counts_writes_truncation_and_replacing_renames() {
         StatusCode::Failure as u32,
         "13 does not"
     );
-    let b = reply(
-        &mut s,
-        &req(
-            fxp::CLOSE,
-            4,
-            &[&|p| {
-                p.string(&h);
-            }],
-        ),
-    );
+    let b = reply(&mut s, &string_req(fxp::CLOSE, 4, &h));
     assert_eq!(
         status_code(&b),
         StatusCode::Failure as u32,
