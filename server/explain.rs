@@ -48,9 +48,13 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Resolution::Static { rel, .. } => {
-            println!("verdict: served as a static file ({})", rel.display());
+        Resolution::Static(file) => {
+            println!("verdict: served as a static file ({})", file.rel.display());
             ExitCode::SUCCESS
+        }
+        Resolution::Fault { path, error } => {
+            println!("verdict: the server cannot open {path}: {error} (500)");
+            ExitCode::FAILURE
         }
         Resolution::Script(s) => {
             let path = s.rel.to_string_lossy().into_owned();

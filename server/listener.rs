@@ -4,8 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -15,8 +14,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::app::App;
+use crate::conn::{Activity, ConnInfo};
 use crate::sendfile::SendQueue;
-use crate::service::{self, Shared};
+use crate::service;
 use crate::socket::ClientSocket;
 
 /// Runs the HTTP server on `listener` until `shutdown` is cancelled, then waits for open
@@ -27,7 +28,7 @@ use crate::socket::ClientSocket;
 /// it, so a request never pays for waking another thread or moving between them (on this
 /// 2-core machine kind, the work-stealing scheduler's wake-ups were a tenth of the CPU time of
 /// a small static request).
-pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
     let listener = match listener.into_std() {
         Ok(l) => l,
         Err(e) => {
@@ -36,7 +37,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
         }
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let slots = Arc::new(Semaphore::new(shared.config().limits.max_connections));
+    let slots = Arc::new(Semaphore::new(app.config().limits.max_connections));
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
         let listener = match listener.try_clone() {
@@ -46,10 +47,10 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
                 break;
             }
         };
-        let (shared, shutdown, slots) = (shared.clone(), shutdown.clone(), slots.clone());
+        let (app, shutdown, slots) = (app.clone(), shutdown.clone(), slots.clone());
         let worker = std::thread::Builder::new()
             .name(format!("http-{i}"))
-            .spawn(move || worker(listener, shared, shutdown, slots));
+            .spawn(move || worker(listener, app, shutdown, slots));
         match worker {
             Ok(handle) => workers.push(handle),
             Err(e) => tracing::error!(error = %e, "cannot start an HTTP worker thread"),
@@ -65,7 +66,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
 /// One worker thread: a single-threaded runtime that accepts and serves its own connections.
 fn worker(
     listener: std::net::TcpListener,
-    shared: Arc<Shared>,
+    app: Arc<App>,
     shutdown: CancellationToken,
     slots: Arc<Semaphore>,
 ) {
@@ -91,10 +92,10 @@ fn worker(
             }
         };
         let tracker = TaskTracker::new();
-        accept_loop(&listener, &shared, &shutdown, &slots, &tracker).await;
+        accept_loop(&listener, &app, &shutdown, &slots, &tracker).await;
         drop(listener);
         tracker.close();
-        let grace = shared.config().limits.shutdown_grace;
+        let grace = app.config().limits.shutdown_grace;
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!(
                 grace_secs = grace.as_secs(),
@@ -106,7 +107,7 @@ fn worker(
 
 async fn accept_loop(
     listener: &TcpListener,
-    shared: &Arc<Shared>,
+    app: &Arc<App>,
     shutdown: &CancellationToken,
     slots: &Arc<Semaphore>,
     tracker: &TaskTracker,
@@ -129,10 +130,10 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
-                let shared = shared.clone();
+                let app = app.clone();
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
-                    connection(stream, peer, shared, shutdown).await;
+                    connection(stream, peer, app, shutdown).await;
                     drop(permit);
                 });
             }
@@ -149,101 +150,17 @@ async fn accept_loop(
 /// The ceiling of a connection's read buffer (see `max_buf_size` above).
 const READ_BUFFER: usize = 256 * 1024;
 
-/// What a connection's idle timer needs: when it last saw activity, and how many responses it
-/// has in flight (an idle timer must not cut a slow response).
-pub struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
-    in_flight: AtomicUsize,
-    ambiguous: AtomicBool,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            ambiguous: AtomicBool::new(false),
-        }
-    }
-
-    /// Records that the client sent a header block with both framings.
-    pub fn mark_ambiguous(&self) {
-        self.ambiguous.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether the client sent a header block with both Content-Length and Transfer-Encoding.
-    pub fn ambiguous_framing(&self) -> bool {
-        self.ambiguous.load(Ordering::Relaxed)
-    }
-
-    /// Records that bytes were read from the client.
-    pub fn touch(&self) {
-        self.last_ms
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    /// Marks a request as begun; the guard ends it.
-    pub fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
-    }
-
-    /// Resolves once the connection has had no request in flight and read nothing for `idle`.
-    async fn idle_for(&self, idle: Duration) {
-        loop {
-            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let deadline = last + idle;
-            if Instant::now() >= deadline && self.in_flight.load(Ordering::Relaxed) == 0 {
-                return;
-            }
-            // With a response in flight, nothing can be idle before a whole `idle` from now;
-            // otherwise wake at the deadline (never spinning faster than every 100 ms).
-            let now = Instant::now();
-            let wake = if self.in_flight.load(Ordering::Relaxed) > 0 {
-                now + idle
-            } else {
-                deadline.max(now + Duration::from_millis(100))
-            };
-            tokio::time::sleep_until(wake.into()).await;
-        }
-    }
-}
-
-/// A request in flight on a connection; dropped when its response has ended.
-pub struct InFlight(Arc<Activity>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// The connection as the service sees it.
-pub struct ConnInfo {
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// Our address on this connection.
-    pub local: SocketAddr,
-    /// The connection's activity, for in-flight guards.
-    pub activity: Arc<Activity>,
-    /// Files its static bodies hand to `sendfile` (see `sendfile.rs`).
-    pub send_queue: Arc<SendQueue>,
-}
-
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    shared: Arc<Shared>,
+    app: Arc<App>,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else {
         return;
     };
-    let config = shared.config();
+    let config = app.config();
     let activity = Arc::new(Activity::new());
     let send_queue = Arc::new(SendQueue::default());
     let info = Arc::new(ConnInfo {
@@ -259,9 +176,9 @@ async fn connection(
         config.limits.send_timeout,
     ));
     let svc = service_fn(move |req| {
-        let shared = shared.clone();
+        let app = app.clone();
         let info = info.clone();
-        async move { Ok::<_, std::convert::Infallible>(service::handle(req, shared, info).await) }
+        async move { Ok::<_, std::convert::Infallible>(service::handle(req, app, info).await) }
     });
     let mut builder = http1::Builder::new();
     builder

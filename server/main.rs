@@ -1,9 +1,13 @@
-//! yadokari: args → config → logging → bind listeners → run until shutdown → exit code.
+//! yadokari: args → config → logging → bind listeners → the [`app::App`] → run until shutdown
+//! → exit code.
 
 mod access_log;
+mod app;
 mod body;
 mod cgi;
 mod config;
+mod conn;
+mod error;
 mod error_page;
 mod explain;
 mod framing;
@@ -27,8 +31,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::access_log::AccessLog;
+use crate::app::{App, ConfigSource};
 use crate::config::{Config, LogTarget, Overrides};
-use crate::service::Shared;
 
 /// A rental server in one binary: static files, CGI scripts chosen by their permission bits,
 /// and jailed SFTP uploads.
@@ -123,8 +127,11 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     limit_malloc_arenas();
-    let overrides = args.overrides();
-    let config = Config::load(args.config.as_deref(), &overrides)?;
+    let source = ConfigSource {
+        file: args.config.clone(),
+        overrides: args.overrides(),
+    };
+    let config = source.load()?;
     init_logging(&config)?;
     let access_log = AccessLog::open(&config.access_log).context("cannot open the access log")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -132,49 +139,56 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
-        let installed = Signals::install()?;
-        let http = tokio::net::TcpListener::bind(config.http)
-            .await
-            .with_context(|| format!("cannot listen on {} for HTTP", config.http))?;
-        let http_addr = http.local_addr()?;
-        let sftp_listener = tokio::net::TcpListener::bind(config.sftp)
-            .await
-            .with_context(|| format!("cannot listen on {} for SFTP", config.sftp))?;
-        banner(&config, http_addr);
-        let shared = Arc::new(Shared::new(config, access_log));
+        let signals = Signals::install()?;
+        let (http, sftp_listener) = bind(&config).await?;
+        banner(&config, http.local_addr()?);
         let shutdown = CancellationToken::new();
         let sftp = sftp::start(
-            &shared.config(),
-            args.config.as_deref(),
+            &config,
+            source.file.as_deref(),
             sftp_listener,
             shutdown.clone(),
         )?;
-        tokio::spawn(signals(
-            installed,
-            shared.clone(),
-            args.config.clone(),
-            overrides,
-            shutdown.clone(),
+        let app = Arc::new(App::new(
+            config,
+            source,
+            access_log,
+            Some(sftp.endpoint.clone()),
         ));
-        tokio::spawn({
-            let shared = shared.clone();
-            async move {
-                let mut every = tokio::time::interval(access_log::FLUSH_EVERY);
-                for tick in 0u64.. {
-                    every.tick().await;
-                    shared.access_log.flush();
-                    if tick % TRIM_EVERY_TICKS == 0 {
-                        give_back_free_memory();
-                    }
-                }
-            }
-        });
-        listener::run(http, shared.clone(), shutdown).await;
-        shared.access_log.flush();
+        tokio::spawn(signals.handle(app.clone(), shutdown.clone()));
+        tokio::spawn(app.clone().watch_config_file());
+        tokio::spawn(housekeeping(app.clone()));
+        listener::run(http, app.clone(), shutdown).await;
+        app.access_log.flush();
         sftp.stopped().await;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Binds the HTTP and SFTP listeners.
+async fn bind(
+    config: &Config,
+) -> anyhow::Result<(tokio::net::TcpListener, tokio::net::TcpListener)> {
+    let http = tokio::net::TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("cannot listen on {} for HTTP", config.http))?;
+    let sftp = tokio::net::TcpListener::bind(config.sftp)
+        .await
+        .with_context(|| format!("cannot listen on {} for SFTP", config.sftp))?;
+    Ok((http, sftp))
+}
+
+/// Flushes the access log a few times a second and hands free memory back every few seconds.
+async fn housekeeping(app: Arc<App>) {
+    let mut every = tokio::time::interval(access_log::FLUSH_EVERY);
+    for tick in 0u64.. {
+        every.tick().await;
+        app.access_log.flush();
+        if tick % TRIM_EVERY_TICKS == 0 {
+            give_back_free_memory();
+        }
+    }
 }
 
 /// Caps glibc's malloc arenas at cores + 1, before any thread starts.
@@ -264,10 +278,10 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGINT/SIGTERM: graceful stop. SIGHUP: re-read the configuration; a bad one is refused and
-/// the old one kept.
 /// The signals the server acts on, installed before it serves anything: a SIGHUP or SIGTERM
 /// that arrives early must be handled, not take the default action (which ends the process).
+/// SIGINT/SIGTERM: graceful stop. SIGHUP: re-read the configuration; a bad one is refused and
+/// the old one kept.
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
@@ -282,47 +296,17 @@ impl Signals {
             hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
         })
     }
-}
 
-async fn signals(
-    signals: Signals,
-    shared: Arc<Shared>,
-    file: Option<PathBuf>,
-    overrides: Overrides,
-    shutdown: CancellationToken,
-) {
-    let Signals {
-        mut int,
-        mut term,
-        mut hup,
-    } = signals;
-    loop {
-        tokio::select! {
-            _ = int.recv() => break,
-            _ = term.recv() => break,
-            _ = hup.recv() => reload(&shared, file.as_deref(), &overrides),
-        }
-    }
-    shutdown.cancel();
-    tracing::info!("shutting down: no new connections; letting in-flight requests finish");
-}
-
-fn reload(shared: &Shared, file: Option<&std::path::Path>, overrides: &Overrides) {
-    match Config::load(file, overrides) {
-        Ok(new) => {
-            let old = shared.config();
-            if new.http != old.http || new.sftp != old.sftp {
-                tracing::warn!(
-                    "listen addresses changed in the configuration; they take effect at the next restart"
-                );
+    /// Acts on signals until SIGINT or SIGTERM, which start the graceful shutdown.
+    async fn handle(mut self, app: Arc<App>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = self.int.recv() => break,
+                _ = self.term.recv() => break,
+                _ = self.hup.recv() => app.reload_from_source("SIGHUP"),
             }
-            if let Err(e) = shared.access_log.reopen(&new.access_log) {
-                tracing::error!(error = %e, "cannot reopen the access log; keeping the old one");
-            }
-            sftp::reload(&new);
-            shared.replace_config(new);
-            tracing::info!("configuration reloaded");
         }
-        Err(e) => tracing::error!(error = %e, "configuration not reloaded; keeping the old one"),
+        shutdown.cancel();
+        tracing::info!("shutting down: no new connections; letting in-flight requests finish");
     }
 }

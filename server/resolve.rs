@@ -1,8 +1,11 @@
 //! Resolution: a decoded request path → what it names in the site, decided by the permission
-//! gate. It only decides: stat calls through the jail, and, for a last segment that can only be
-//! a static file, an open and `fstat` so that what is judged is the very file that will be sent
-//! (the descriptor travels in the [`Resolution`]). Nothing is read, sent or run here;
+//! gate. It only decides: stat calls through the jail, and for a static file an open and an
+//! `fstat`, so that what is judged is the very file that will be sent (its descriptor travels
+//! in the [`Resolution`]; nothing is judged twice). Nothing is read, sent or run here;
 //! `service.rs` acts on the [`Resolution`].
+//!
+//! Three steps: [`descend`] walks the segments to the first regular file (or the end), the
+//! tail becomes `PATH_INFO` or an index file ([`target`]), and [`judge`] asks the gate.
 
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
@@ -17,6 +20,9 @@ use yadokari_site::{Denial, FileFacts, FileKind, Jail, JailError, Role, Subject,
 use crate::config::Config;
 use crate::url::UrlPath;
 
+#[cfg(test)]
+mod tests;
+
 /// What a request path names, and what the gate says about it.
 #[derive(Debug)]
 pub enum Resolution {
@@ -26,14 +32,24 @@ pub enum Resolution {
     AddSlash,
     /// Refused, with the site-relative path the reason speaks of.
     Denied { denial: Denial, path: String },
-    /// A file to send; `opened` is the file itself and its `fstat` when the resolution
-    /// already opened it (and judged it on that `fstat`).
-    Static {
-        rel: PathBuf,
-        opened: Option<(OwnedFd, FileStat)>,
-    },
+    /// A file to send, already open, judged on its own `fstat`.
+    Static(StaticFile),
     /// A script to run.
     Script(Box<Script>),
+    /// The file was judged servable but could not be opened for a reason other than its
+    /// absence (out of descriptors, say): a fault of the server, not of the request.
+    Fault { path: String, error: std::io::Error },
+}
+
+/// A static file, open: what the gate judged is what will be sent.
+#[derive(Debug)]
+pub struct StaticFile {
+    /// Path relative to the site root.
+    pub rel: PathBuf,
+    /// The open file.
+    pub file: std::fs::File,
+    /// Its `fstat`.
+    pub stat: FileStat,
 }
 
 /// A script found on the path, with what CGI needs to know about where it is.
@@ -53,20 +69,235 @@ pub struct Script {
 
 /// Resolves `url` inside the site held by `jail`.
 pub fn resolve(jail: &Jail, url: &UrlPath, config: &Config) -> Resolution {
-    match walk(jail, url, config) {
+    let resolved = site_owner(jail).and_then(|owner| {
+        let descent = descend(jail, url, config)?;
+        let found = target(jail, url, descent, config)?;
+        judge(jail, found, owner, config)
+    });
+    match resolved {
         Ok(resolution) => resolution,
         Err(Stop::NotFound) => Resolution::NotFound,
+        Err(Stop::AddSlash) => Resolution::AddSlash,
         Err(Stop::Denied(denial, path)) => Resolution::Denied { denial, path },
+        Err(Stop::Fault(path, error)) => Resolution::Fault { path, error },
     }
 }
 
+/// Why resolution ended before a file was judged.
 enum Stop {
     NotFound,
+    AddSlash,
     Denied(Denial, String),
+    Fault(String, std::io::Error),
 }
 
 fn lossy(rel: &Path) -> String {
     rel.to_string_lossy().into_owned()
+}
+
+/// The site's owner (the owner of its root directory), once the root itself may be entered.
+fn site_owner(jail: &Jail) -> Result<u32, Stop> {
+    let root = jail.stat(Path::new("")).map_err(|_| Stop::NotFound)?;
+    check_directory(root.st_mode).map_err(|d| Stop::Denied(d, "/".into()))?;
+    Ok(root.st_uid)
+}
+
+/// A file the walk reached: its place, its `stat`, whether its name is a link, and the file
+/// itself when it was opened (then `stat` is its `fstat`).
+struct Found {
+    rel: PathBuf,
+    /// The URL segments up to and including the file.
+    segments: Vec<Vec<u8>>,
+    path_info: Vec<u8>,
+    stat: FileStat,
+    is_link: bool,
+    opened: Option<OwnedFd>,
+    /// The mode of the directory the file is in.
+    dir_mode: u32,
+}
+
+/// Where the segment walk stopped: the first regular file (with how many segments led to it),
+/// or the directory every segment named.
+struct Descent {
+    rel: PathBuf,
+    dir_mode: u32,
+    file: Option<(usize, FileStat, bool, Option<OwnedFd>)>,
+}
+
+/// Walks the segments through the jail, each directory checked on the way, to the first
+/// regular file. A last segment that can only be a static file (by its name and place) is
+/// opened at once and judged on its descriptor, as nginx does: one `openat2` + `fstat`
+/// instead of an `lstat` now and an open + `fstat` to serve it. O_NONBLOCK keeps a FIFO from
+/// hanging the open; device files, which only root can create, are opened read-only before
+/// the gate refuses them. Any failure falls back to `look`, which names the reason.
+fn descend(jail: &Jail, url: &UrlPath, config: &Config) -> Result<Descent, Stop> {
+    let mut rel = PathBuf::new();
+    let mut dir_mode = jail
+        .stat(Path::new(""))
+        .map_err(|_| Stop::NotFound)?
+        .st_mode;
+    let open_last = url
+        .segments
+        .last()
+        .is_some_and(|_| only_static(&url.segments, config));
+    for (i, segment) in url.segments.iter().enumerate() {
+        rel.push(OsStr::from_bytes(segment));
+        let last = i + 1 == url.segments.len();
+        let (stat, is_link, opened) = match (open_last && last).then(|| open_static(jail, &rel)) {
+            // Whether the name was a link only matters to scripts.
+            Some(Some((fd, stat))) => (stat, false, Some(fd)),
+            _ => {
+                let (stat, is_link) = look(jail, &rel)?;
+                (stat, is_link, None)
+            }
+        };
+        match FileKind::from_mode(stat.st_mode) {
+            FileKind::Directory => {
+                check_directory(stat.st_mode).map_err(|d| Stop::Denied(d, lossy(&rel)))?;
+                dir_mode = stat.st_mode;
+            }
+            FileKind::Regular => {
+                let file = Some((i + 1, stat, is_link, opened));
+                return Ok(Descent {
+                    rel,
+                    dir_mode,
+                    file,
+                });
+            }
+            FileKind::Symlink | FileKind::Special => {
+                return Err(Stop::Denied(Denial::SpecialFile, lossy(&rel)));
+            }
+        }
+    }
+    Ok(Descent {
+        rel,
+        dir_mode,
+        file: None,
+    })
+}
+
+/// The file the request is for: the one the walk stopped at, with the rest of the URL as
+/// `PATH_INFO`, or the directory's index file (a directory without its slash is redirected).
+fn target(jail: &Jail, url: &UrlPath, descent: Descent, config: &Config) -> Result<Found, Stop> {
+    let Descent {
+        mut rel,
+        dir_mode,
+        file,
+    } = descent;
+    if let Some((n, stat, is_link, opened)) = file {
+        let mut path_info = Vec::new();
+        for s in &url.segments[n..] {
+            path_info.push(b'/');
+            path_info.extend_from_slice(s);
+        }
+        // `/file.html/` names no directory: like Apache, a trailing slash after a file is
+        // path info too.
+        if url.trailing_slash {
+            path_info.push(b'/');
+        }
+        let segments = url.segments[..n].to_vec();
+        return Ok(Found {
+            rel,
+            segments,
+            path_info,
+            stat,
+            is_link,
+            opened,
+            dir_mode,
+        });
+    }
+    if !url.trailing_slash {
+        return Err(Stop::AddSlash);
+    }
+    let mut segments = url.segments.clone();
+    let (name, stat, is_link, opened) = index(jail, &rel, &segments, config)?;
+    rel.push(&name);
+    segments.push(name.into_bytes());
+    Ok(Found {
+        rel,
+        segments,
+        path_info: Vec::new(),
+        stat,
+        is_link,
+        opened,
+        dir_mode,
+    })
+}
+
+/// Asks the gate about the file found. A static file is judged on the `fstat` of the
+/// descriptor that will be sent (opened here if the walk had not opened it).
+fn judge(jail: &Jail, found: Found, site_owner: u32, config: &Config) -> Result<Resolution, Stop> {
+    let name = found.segments.last().map(Vec::as_slice).unwrap_or(b"");
+    let interpreter = handler_for(name, config);
+    let role = if interpreter.is_some() {
+        Role::Handler
+    } else if is_script(&found.segments, config) {
+        Role::Script
+    } else {
+        Role::Static
+    };
+    if role == Role::Static && !found.path_info.is_empty() {
+        // Apache's default for static files (AcceptPathInfo Default): extra path is a 404.
+        return Err(Stop::NotFound);
+    }
+    let subject = |stat: &FileStat, is_link: bool| Subject {
+        name,
+        is_symlink: is_link,
+        file: FileFacts::new(stat.st_mode, stat.st_uid),
+        dir_mode: found.dir_mode & 0o7777,
+        role,
+        site_owner,
+    };
+    let mut stat = found.stat;
+    let mut verdict = policy::decide(&subject(&stat, found.is_link));
+    let mut opened = found.opened;
+    if let (Verdict::Serve, None) = (&verdict, &opened) {
+        // Judged on `lstat`/`stat` only (the walk could not open it): open it now and judge
+        // what was opened, which may have been swapped in since.
+        let Some((fd, fstat)) = open_static(jail, &found.rel) else {
+            return Err(open_failure(jail, &found.rel));
+        };
+        stat = fstat;
+        verdict = policy::decide(&subject(&stat, false));
+        opened = Some(fd);
+    }
+    match (verdict, opened) {
+        (Verdict::Serve, Some(fd)) => Ok(Resolution::Static(StaticFile {
+            rel: found.rel,
+            file: std::fs::File::from(fd),
+            stat,
+        })),
+        // Only a static file is served, and it is always open by now.
+        (Verdict::Serve, None) => Err(Stop::NotFound),
+        (Verdict::Run, _) => {
+            let mut script_name = Vec::new();
+            for s in &found.segments {
+                script_name.push(b'/');
+                script_name.extend_from_slice(s);
+            }
+            Ok(Resolution::Script(Box::new(Script {
+                rel: found.rel,
+                script_name,
+                path_info: found.path_info,
+                interpreter,
+                stat,
+            })))
+        }
+        (Verdict::Deny(denial), _) => Err(Stop::Denied(denial, lossy(&found.rel))),
+    }
+}
+
+/// Why a file that `look` found could not be opened: gone since (404), refused by the system
+/// (the gate then names the reason from its `stat`), or a fault of the server.
+fn open_failure(jail: &Jail, rel: &Path) -> Stop {
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    match jail.open_beneath(rel, flags, Mode::empty()) {
+        Err(JailError::NotFound) => Stop::NotFound,
+        Err(JailError::Outside) => Stop::Denied(Denial::OutsideSite, lossy(rel)),
+        Err(JailError::Io(e)) => Stop::Fault(lossy(rel), e),
+        // It opens now: it changed between the two tries; let the client ask again.
+        Ok(_) => Stop::NotFound,
+    }
 }
 
 /// `lstat` and, for a symlink, `stat` (which must stay in the site), mapped to a [`Stop`].
@@ -83,134 +314,34 @@ fn look(jail: &Jail, rel: &Path) -> Result<(FileStat, bool), Stop> {
     }
 }
 
-fn walk(jail: &Jail, url: &UrlPath, config: &Config) -> Result<Resolution, Stop> {
-    let root = jail.stat(Path::new("")).map_err(|_| Stop::NotFound)?;
-    check_directory(root.st_mode).map_err(|d| Stop::Denied(d, "/".into()))?;
-    let site_owner = root.st_uid;
-
-    let mut rel = PathBuf::new();
-    let mut dir_mode = root.st_mode;
-    let mut found: Option<(usize, FileStat, bool)> = None;
-    let mut opened = None;
-    // A last segment that can only be a static file (by its name and place) is opened at once
-    // and judged on its descriptor, as nginx does: one `openat2` + `fstat` instead of an
-    // `lstat` now and an open + `fstat` to serve it. O_NONBLOCK keeps a FIFO from hanging the
-    // open; device files, which only root can create, are opened read-only before the gate
-    // refuses them. Any failure falls back to `look`, which names the reason.
-    let open_last = !url.segments.is_empty()
-        && handler_for(url.segments.last().map_or(&[][..], Vec::as_slice), config).is_none()
-        && !is_script(&url.segments, config);
-    for (i, segment) in url.segments.iter().enumerate() {
-        rel.push(OsStr::from_bytes(segment));
-        let last = i + 1 == url.segments.len();
-        let (stat, is_link) = match (open_last && last).then(|| open_static(jail, &rel)) {
-            Some(Some((fd, stat))) => {
-                if FileKind::from_mode(stat.st_mode) == FileKind::Regular {
-                    opened = Some((fd, stat));
-                }
-                // Whether the name was a link only matters to scripts.
-                (stat, false)
-            }
-            _ => look(jail, &rel)?,
-        };
-        match FileKind::from_mode(stat.st_mode) {
-            FileKind::Directory => {
-                check_directory(stat.st_mode).map_err(|d| Stop::Denied(d, lossy(&rel)))?;
-                dir_mode = stat.st_mode;
-            }
-            FileKind::Regular => {
-                found = Some((i + 1, stat, is_link));
-                break;
-            }
-            FileKind::Symlink | FileKind::Special => {
-                return Err(Stop::Denied(Denial::SpecialFile, lossy(&rel)));
-            }
-        }
-    }
-
-    let (file_segments, path_info, stat, is_link) = match found {
-        Some((n, stat, is_link)) => {
-            let mut info = Vec::new();
-            for s in &url.segments[n..] {
-                info.push(b'/');
-                info.extend_from_slice(s);
-            }
-            if url.trailing_slash && n < url.segments.len() {
-                info.push(b'/');
-            }
-            // `/file.html/` names no directory: like Apache, a trailing slash after a file is
-            // path info too.
-            if url.trailing_slash && n == url.segments.len() && !url.segments.is_empty() {
-                info.push(b'/');
-            }
-            (url.segments[..n].to_vec(), info, stat, is_link)
-        }
-        None => {
-            if !url.trailing_slash {
-                return Ok(Resolution::AddSlash);
-            }
-            let (name, stat, is_link) = index(jail, &rel, config)?;
-            rel.push(&name);
-            let mut segments = url.segments.clone();
-            segments.push(name.into_bytes());
-            (segments, Vec::new(), stat, is_link)
-        }
-    };
-
-    let name = file_segments.last().map(Vec::as_slice).unwrap_or(b"");
-    let interpreter = handler_for(name, config);
-    let role = if interpreter.is_some() {
-        Role::Handler
-    } else if is_script(&file_segments, config) {
-        Role::Script
-    } else {
-        Role::Static
-    };
-    if role == Role::Static && !path_info.is_empty() {
-        // Apache's default for static files (AcceptPathInfo Default): extra path is a 404.
-        return Err(Stop::NotFound);
-    }
-    let subject = Subject {
-        name,
-        is_symlink: is_link,
-        file: FileFacts::new(stat.st_mode, stat.st_uid),
-        dir_mode: dir_mode & 0o7777,
-        role,
-        site_owner,
-    };
-    match policy::decide(&subject) {
-        Verdict::Serve => Ok(Resolution::Static { rel, opened }),
-        Verdict::Run => {
-            let mut script_name = Vec::new();
-            for s in &file_segments {
-                script_name.push(b'/');
-                script_name.extend_from_slice(s);
-            }
-            Ok(Resolution::Script(Box::new(Script {
-                rel,
-                script_name,
-                path_info,
-                interpreter,
-                stat,
-            })))
-        }
-        Verdict::Deny(denial) => Err(Stop::Denied(denial, lossy(&rel))),
-    }
-}
-
-/// Opens `rel` for reading and `fstat`s it; `None` on any failure.
+/// Opens `rel` for reading and `fstat`s it; `None` on any failure or when it is not a
+/// regular file.
 fn open_static(jail: &Jail, rel: &Path) -> Option<(OwnedFd, FileStat)> {
     let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
     let fd = jail.open_beneath(rel, flags, Mode::empty()).ok()?;
     let stat = nix::sys::stat::fstat(&fd).ok()?;
-    Some((fd, stat))
+    (FileKind::from_mode(stat.st_mode) == FileKind::Regular).then_some((fd, stat))
 }
 
-/// The first index file of the directory `dir` that exists.
-fn index(jail: &Jail, dir: &Path, config: &Config) -> Result<(String, FileStat, bool), Stop> {
+/// The first index file of the directory `dir` (URL `segments`) that exists, opened when it
+/// can only be a static file.
+fn index(
+    jail: &Jail,
+    dir: &Path,
+    segments: &[Vec<u8>],
+    config: &Config,
+) -> Result<(String, FileStat, bool, Option<OwnedFd>), Stop> {
     for name in &config.index_files {
-        match look(jail, &dir.join(name)) {
-            Ok((stat, is_link)) => return Ok((name.clone(), stat, is_link)),
+        let rel = dir.join(name);
+        let mut named = segments.to_vec();
+        named.push(name.as_bytes().to_vec());
+        if only_static(&named, config)
+            && let Some((fd, stat)) = open_static(jail, &rel)
+        {
+            return Ok((name.clone(), stat, false, Some(fd)));
+        }
+        match look(jail, &rel) {
+            Ok((stat, is_link)) => return Ok((name.clone(), stat, is_link, None)),
             Err(Stop::NotFound) => continue,
             Err(denied) => return Err(denied),
         }
@@ -221,6 +352,12 @@ fn index(jail: &Jail, dir: &Path, config: &Config) -> Result<(String, FileStat, 
         lossy(dir)
     };
     Err(Stop::Denied(Denial::NoIndex, shown))
+}
+
+/// Whether the file these segments name can only be static (no handler, not a script).
+fn only_static(segments: &[Vec<u8>], config: &Config) -> bool {
+    let name = segments.last().map_or(&[][..], Vec::as_slice);
+    handler_for(name, config).is_none() && !is_script(segments, config)
 }
 
 fn is_script(segments: &[Vec<u8>], config: &Config) -> bool {

@@ -1,195 +1,29 @@
-//! The binary's side of the SFTP endpoint: the `[sftp]` and `[[users]]` sections of the
-//! configuration (raw → validated, like the rest of [`crate::config`]), start-up (host key
-//! generated on first start, the demo user's first password, the listener), keeping the running
-//! endpoint's users in step with the file; the `yadokari user ...` subcommands that edit it are
-//! in [`users`].
+//! The binary's side of the SFTP endpoint: start-up (host key generated on first start, the
+//! demo user's first password, the banner lines, the listener) and turning [`Config`] into the
+//! endpoint's own [`sftp_upload::Config`], at start and at every reload. The `yadokari user ...`
+//! subcommands that edit the users are in [`users`]; the `[sftp]` and `[[users]]` sections are
+//! read and checked with the rest of the configuration (`config/sftp.rs`).
 //!
-//! The protocol itself lives in the `sftp-upload` crate; this module only turns configuration
-//! into its [`sftp_upload::Config`].
+//! The protocol itself lives in the `sftp-upload` crate.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
-use serde::Deserialize;
 use sftp_upload::{Endpoint, QuotaLimits};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError, DEFAULT_CONFIG, Overrides};
+use crate::config::{Config, DEFAULT_CONFIG};
 
 mod users;
 
 pub use users::{UserCommand, user_command};
 use users::{config_file, edit_config, user_entry};
 
-/// The `[sftp]` section as written.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawSftp {
-    host_key: PathBuf,
-    honour_client_mode: bool,
-    idle_timeout_secs: u64,
-    auth_delay_ms: u64,
-    max_auth_failures: u32,
-    failure_window_secs: u64,
-    ban_secs: u64,
-    max_handles: usize,
-    max_sessions_per_user: usize,
-    max_connections: usize,
-    login_grace_secs: u64,
-}
-
-impl Default for RawSftp {
-    fn default() -> Self {
-        let l = sftp_upload::Limits::default();
-        RawSftp {
-            host_key: PathBuf::from("ssh_host_ed25519_key"),
-            honour_client_mode: false,
-            idle_timeout_secs: l.idle_timeout.as_secs(),
-            auth_delay_ms: l.auth_delay.as_millis() as u64,
-            max_auth_failures: l.max_failures,
-            failure_window_secs: l.failure_window.as_secs(),
-            ban_secs: l.ban.as_secs(),
-            max_handles: l.max_handles,
-            max_sessions_per_user: l.max_sessions_per_user,
-            max_connections: l.max_connections,
-            login_grace_secs: l.login_grace.as_secs(),
-        }
-    }
-}
-
-/// One `[[users]]` entry as written.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawUser {
-    name: String,
-    site: Option<PathBuf>,
-    authorized_keys: Option<PathBuf>,
-    password_hash: Option<String>,
-    quota_bytes: Option<u64>,
-    quota_files: Option<u64>,
-}
-
-/// The validated SFTP settings.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// Where the host key lives; `None` without a configuration file (an ephemeral key).
-    pub host_key: Option<PathBuf>,
-    /// Honour the client's modes for new files.
-    pub honour_client_mode: bool,
-    /// Limits.
-    pub limits: sftp_upload::Limits,
-    /// Users, with absolute paths.
-    pub users: Vec<sftp_upload::User>,
-}
-
-/// Validates the raw sections. `base` is the configuration file's directory (None: built-in
-/// defaults); `err` names the file and key.
-pub fn validate(
-    raw: RawSftp,
-    users: Vec<RawUser>,
-    base: Option<&Path>,
-    document_root: &Path,
-    shutdown_grace: Duration,
-    err: &dyn Fn(&str, String) -> ConfigError,
-) -> Result<Settings, ConfigError> {
-    for (key, v) in [
-        ("sftp.idle_timeout_secs", raw.idle_timeout_secs),
-        ("sftp.max_auth_failures", raw.max_auth_failures as u64),
-        ("sftp.max_handles", raw.max_handles as u64),
-        (
-            "sftp.max_sessions_per_user",
-            raw.max_sessions_per_user as u64,
-        ),
-        ("sftp.max_connections", raw.max_connections as u64),
-        ("sftp.login_grace_secs", raw.login_grace_secs),
-    ] {
-        if v == 0 {
-            return Err(err(key, "must be greater than 0".into()));
-        }
-    }
-    let resolve = |p: &Path| match base {
-        Some(b) => b.join(p),
-        None => p.to_path_buf(),
-    };
-    let mut out = Vec::new();
-    for u in users {
-        let valid = !u.name.is_empty()
-            && u.name.len() <= 32
-            && u.name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !valid {
-            return Err(err(
-                "users.name",
-                format!(
-                    "`{}` is not a user name (letters, digits, . _ -; at most 32)",
-                    u.name
-                ),
-            ));
-        }
-        if out.iter().any(|o: &sftp_upload::User| o.name == u.name) {
-            return Err(err("users.name", format!("`{}` appears twice", u.name)));
-        }
-        let site = match &u.site {
-            Some(s) => std::fs::canonicalize(resolve(s))
-                .ok()
-                .filter(|p| p.is_dir())
-                .ok_or_else(|| {
-                    err(
-                        "users.site",
-                        format!("user `{}`: {} is not a directory", u.name, s.display()),
-                    )
-                })?,
-            None => document_root.to_path_buf(),
-        };
-        if let Some(h) = &u.password_hash
-            && !sftp_upload::auth::is_password_hash(h)
-        {
-            return Err(err(
-                "users.password_hash",
-                format!(
-                    "user `{}`: not a PHC argon2 hash; set it with `yadokari user passwd {}`",
-                    u.name, u.name
-                ),
-            ));
-        }
-        out.push(sftp_upload::User {
-            name: u.name,
-            site,
-            authorized_keys: u.authorized_keys.as_deref().map(resolve),
-            password_hash: u.password_hash,
-            quota: QuotaLimits {
-                bytes: u.quota_bytes,
-                files: u.quota_files,
-            },
-        });
-    }
-    Ok(Settings {
-        host_key: base.map(|b| b.join(&raw.host_key)),
-        honour_client_mode: raw.honour_client_mode,
-        limits: sftp_upload::Limits {
-            idle_timeout: Duration::from_secs(raw.idle_timeout_secs),
-            auth_delay: Duration::from_millis(raw.auth_delay_ms),
-            max_failures: raw.max_auth_failures,
-            failure_window: Duration::from_secs(raw.failure_window_secs),
-            ban: Duration::from_secs(raw.ban_secs),
-            max_handles: raw.max_handles,
-            max_sessions_per_user: raw.max_sessions_per_user,
-            max_connections: raw.max_connections,
-            login_grace: Duration::from_secs(raw.login_grace_secs),
-            shutdown_grace,
-        },
-        users: out,
-    })
-}
-
-/// The running endpoint, for reloads.
-static ENDPOINT: OnceLock<Arc<Endpoint>> = OnceLock::new();
-
-/// The SFTP side, started.
+/// The SFTP side, started: the endpoint's handle (for reloads) and its task.
 pub struct Running {
+    /// The running endpoint; [`reload`] puts a new configuration in force on it.
+    pub endpoint: Arc<Endpoint>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -207,20 +41,9 @@ pub fn start(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
-    let s = &config.sftp_settings;
     let addr = listener.local_addr()?;
-    let host_key = match &s.host_key {
-        Some(path) => {
-            let (key, created) =
-                sftp_upload::hostkey::load_or_create(path).map_err(anyhow::Error::msg)?;
-            if created {
-                println!("generated the SSH host key {}", path.display());
-            }
-            key
-        }
-        None => sftp_upload::hostkey::generate().context("cannot generate an SSH host key")?,
-    };
-    let mut users: Vec<_> = s.users.clone();
+    let host_key = host_key(config)?;
+    let mut users: Vec<_> = config.sftp_settings.users.clone();
     let first_password = ensure_credentials(&mut users, config, file)?;
     println!("listening sftp={addr}");
     println!(
@@ -245,16 +68,26 @@ pub fn start(
         );
     }
     let endpoint = Endpoint::new(crate_config(config, users, host_key), shutdown);
-    let _ = ENDPOINT.set(endpoint.clone());
-    if let Some(path) = file
-        .map(Path::to_path_buf)
-        .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()))
-    {
-        tokio::spawn(watch_file(path, endpoint.clone()));
-    }
     Ok(Running {
-        task: tokio::spawn(sftp_upload::run(listener, endpoint)),
+        task: tokio::spawn(sftp_upload::run(listener, endpoint.clone())),
+        endpoint,
     })
+}
+
+/// The host key from its file (generated there on first start), or an ephemeral one when the
+/// server runs without a configuration file.
+fn host_key(config: &Config) -> anyhow::Result<sftp_upload::keys::PrivateKey> {
+    match &config.sftp_settings.host_key {
+        Some(path) => {
+            let (key, created) =
+                sftp_upload::hostkey::load_or_create(path).map_err(anyhow::Error::msg)?;
+            if created {
+                println!("generated the SSH host key {}", path.display());
+            }
+            Ok(key)
+        }
+        None => sftp_upload::hostkey::generate().context("cannot generate an SSH host key"),
+    }
 }
 
 fn crate_config(
@@ -300,6 +133,9 @@ fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
                 let e = denial.explain(&path);
                 format!("refused ({}): {} Fix: {}", denial.status(), e.reason, e.fix)
             }
+            crate::resolve::Resolution::Fault { error, .. } => {
+                format!("the server cannot open it: {error}")
+            }
             crate::resolve::Resolution::NotFound | crate::resolve::Resolution::AddSlash => {
                 return None;
             }
@@ -307,41 +143,16 @@ fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
     })
 }
 
-/// Re-reads the users and limits after SIGHUP or an edit of the file. The demo password is
-/// only ever created at start-up.
-pub fn reload(config: &Config) {
-    if let Some(endpoint) = ENDPOINT.get() {
-        let old = endpoint.config();
-        let mut users = config.sftp_settings.users.clone();
-        if users.is_empty() {
-            // Keep the in-memory demo user of a configuration without users.
-            users = old.users.iter().map(|u| (**u).clone()).collect();
-        }
-        endpoint.replace_config(crate_config(config, users, old.host_key.clone()));
+/// Puts `config`'s users and limits in force on the running `endpoint` (new logins; open
+/// sessions keep what they started with). The demo password is only ever created at start-up.
+pub fn reload(endpoint: &Endpoint, config: &Config) {
+    let old = endpoint.config();
+    let mut users = config.sftp_settings.users.clone();
+    if users.is_empty() {
+        // Keep the in-memory demo user of a configuration without users.
+        users = old.users.iter().map(|u| (**u).clone()).collect();
     }
-}
-
-/// Polls the configuration file and reloads the SFTP users when it changes, so `yadokari user`
-/// edits apply to a running server without a restart or a signal.
-async fn watch_file(path: PathBuf, endpoint: Arc<Endpoint>) {
-    let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let mut last = stamp(&path);
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let now = stamp(&path);
-        if now == last {
-            continue;
-        }
-        last = now;
-        match Config::load(Some(&path), &Overrides::default()) {
-            Ok(c) => {
-                let _ = &endpoint;
-                reload(&c);
-                tracing::info!(file = %path.display(), "sftp users reloaded");
-            }
-            Err(e) => tracing::error!(error = %e, "sftp users not reloaded; keeping the old ones"),
-        }
-    }
+    endpoint.replace_config(crate_config(config, users, old.host_key.clone()));
 }
 
 /// On the very first start nobody can log in: give the demo user (or the first user, or a new
@@ -400,75 +211,4 @@ fn random_password() -> anyhow::Result<String> {
         .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load(text: &str) -> Result<Config, ConfigError> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(dir.path().join("htdocs")).expect("mkdir");
-        std::fs::create_dir(dir.path().join("alice")).expect("mkdir");
-        let file = dir.path().join("y.toml");
-        std::fs::write(&file, text).expect("write");
-        Config::load(Some(&file), &Overrides::default())
-    }
-
-    #[test]
-    fn users_default_to_the_document_root_and_paths_resolve_against_the_file() {
-        let c = load(
-            "[[users]]\nname = \"demo\"\nauthorized_keys = \"ak\"\n\
-             [[users]]\nname = \"alice\"\nsite = \"alice\"\nquota_bytes = 10\n",
-        )
-        .expect("valid");
-        let s = &c.sftp_settings;
-        assert_eq!(s.users.len(), 2);
-        assert_eq!(s.users[0].site, c.document_root);
-        assert!(
-            s.users[0]
-                .authorized_keys
-                .as_ref()
-                .expect("ak")
-                .ends_with("ak")
-        );
-        assert!(s.users[1].site.ends_with("alice"));
-        assert_eq!(s.users[1].quota.bytes, Some(10));
-        assert!(
-            s.host_key
-                .as_ref()
-                .expect("key")
-                .ends_with("ssh_host_ed25519_key")
-        );
-        assert!(!s.honour_client_mode);
-    }
-
-    #[test]
-    fn bad_entries_name_the_key() {
-        let rows = [
-            ("[[users]]\nname = \"a b\"\n", "users.name"),
-            (
-                "[[users]]\nname = \"x\"\n[[users]]\nname = \"x\"\n",
-                "users.name",
-            ),
-            ("[[users]]\nname = \"x\"\nsite = \"nope\"\n", "users.site"),
-            (
-                "[[users]]\nname = \"x\"\npassword_hash = \"hunter2\"\n",
-                "users.password_hash",
-            ),
-            ("[sftp]\nmax_handles = 0\n", "sftp.max_handles"),
-            (
-                "[[users]]\nname = \"x\"\npasword_hash = \"typo\"\n",
-                "pasword_hash",
-            ),
-        ];
-        for (text, key) in rows {
-            let e = load(text).expect_err(text).to_string();
-            assert!(e.contains(key), "{text}: {e}");
-        }
-        let e = load("[[users]]\nname = \"x\"\npassword_hash = \"hunter2\"\n")
-            .expect_err("invalid")
-            .to_string();
-        assert!(!e.contains("hunter2"), "a bad hash is not echoed: {e}");
-    }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::conn::Activity;
 use crate::framing::FramingWatch;
-use crate::listener::Activity;
 use crate::sendfile::{self, Run, SendQueue};
 
 /// A socket that records when it last read something, bounds how long a write may wait, and

@@ -13,6 +13,7 @@ use http_body_util::BodyExt;
 use nix::sys::stat::FileStat;
 
 use crate::body::{self, Body};
+use crate::resolve::StaticFile;
 use crate::sendfile::{self, SendQueue};
 
 /// Read size for bodies copied through memory.
@@ -30,11 +31,11 @@ const SENDFILE_FROM: u64 = 64 * 1024;
 pub fn respond(
     method: &Method,
     headers: &HeaderMap,
-    rel: PathBuf,
-    file: File,
-    stat: &FileStat,
+    file: StaticFile,
     send_queue: &Arc<SendQueue>,
 ) -> Response<Body> {
+    let StaticFile { rel, file, stat } = file;
+    let stat = &stat;
     let size = stat.st_size.max(0) as u64;
     let mtime = UNIX_EPOCH
         + Duration::from_secs(stat.st_mtime.max(0) as u64)

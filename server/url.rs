@@ -47,6 +47,8 @@ impl fmt::Display for UrlError {
     }
 }
 
+impl std::error::Error for UrlError {}
+
 impl UrlPath {
     /// The segments joined with `/`, without a leading slash: the path relative to the root.
     pub fn relative(&self) -> Vec<u8> {

@@ -8,13 +8,14 @@ use yadokari_site::denial::Explanation;
 use super::head::HeadError;
 use super::spawn::{ExitStatus, Step};
 
-/// A failure to run a script or to make a response of its output.
+/// A failure to run a script or to make a response of its output. `Display` gives the reason
+/// in a sentence; `source()` the I/O error behind it, when there is one.
 #[derive(Debug)]
 pub enum Failure {
     /// The request body is over `limits.max_request_body_bytes`.
     BodyTooLarge { limit: u64 },
     /// The request body could not be read or spooled.
-    BodyUnreadable { error: String },
+    BodyUnreadable { error: std::io::Error },
     /// Every script slot stayed busy for the whole queue wait.
     Busy { slots: usize },
     /// The script is owned by a uid with no account.
@@ -24,7 +25,7 @@ pub enum Failure {
     /// The script would run as root.
     WouldRunAsRoot,
     /// Pipes or the process could not be created.
-    Resources { error: String },
+    Resources { error: std::io::Error },
     /// The interpreter of a handler is missing.
     HandlerMissing { interpreter: String },
     /// `#!` names an interpreter that does not exist.
@@ -41,7 +42,7 @@ pub enum Failure {
     /// (RLIMIT_NPROC counts every process of the user, not only this script's).
     TooManyProcesses { user: String },
     /// Setting up the child failed at `step`.
-    Setup { step: Step, error: String },
+    Setup { step: Step, error: std::io::Error },
     /// No complete header block before the output ended.
     NoHeaderBlock {
         first_bytes: String,
@@ -61,7 +62,24 @@ pub enum Failure {
 impl Failure {
     /// The status and the explanation, for the script at site-relative `path`.
     pub fn explain(&self, path: &str) -> (StatusCode, Explanation) {
-        let (status, reason, fix) = match self {
+        let (status, reason, fix) = self
+            .serving(path)
+            .or_else(|| self.account(path))
+            .or_else(|| self.exec(path))
+            .or_else(|| self.output(path))
+            .unwrap_or_else(|| {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("`{path}` failed: {}.", self.code()),
+                    "Check the error log.".to_string(),
+                )
+            });
+        (status, Explanation { reason, fix })
+    }
+
+    /// The request, the server's resources and its bounds.
+    fn serving(&self, path: &str) -> Option<(StatusCode, String, String)> {
+        Some(match self {
             Failure::BodyTooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("The request body is larger than the {limit} bytes this server accepts."),
@@ -77,14 +95,44 @@ impl Failure {
                 format!("All {slots} script slots are busy."),
                 "Try again in a moment (or raise cgi.max_concurrent).".to_string(),
             ),
+            Failure::Resources { error } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("The server could not start `{path}`: {error}."),
+                "Check the error log; the machine may be out of processes or descriptors."
+                    .to_string(),
+            ),
+            Failure::HeaderTimeout { secs } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "`{path}` printed no header block within {secs} seconds, so it was stopped."
+                ),
+                "Make it print its headers sooner (or raise cgi.header_timeout_secs).".to_string(),
+            ),
+            Failure::RedirectLoop => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("`{path}` led to more than 10 internal redirects (a Location: loop)."),
+                "Make the Location: header point at a page that does not redirect again."
+                    .to_string(),
+            ),
+            _ => return None,
+        })
+    }
+
+    /// Who the script runs as, and what that account may do.
+    fn account(&self, path: &str) -> Option<(StatusCode, String, String)> {
+        Some(match self {
             Failure::NoAccount { uid } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("`{path}` belongs to uid {uid}, which has no account, so there is nobody to run it as."),
+                format!(
+                    "`{path}` belongs to uid {uid}, which has no account, so there is nobody to run it as."
+                ),
                 format!("chown it to an existing user: chown USER {path}"),
             ),
             Failure::NoFallbackUser { name } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("`{path}` is owned by a system account, so it would run as `{name}`, but that user does not exist."),
+                format!(
+                    "`{path}` is owned by a system account, so it would run as `{name}`, but that user does not exist."
+                ),
                 "Set cgi.fallback_user to an existing unprivileged user.".to_string(),
             ),
             Failure::WouldRunAsRoot => (
@@ -92,11 +140,35 @@ impl Failure {
                 format!("`{path}` would run as root, which the server never allows."),
                 "Set cgi.fallback_user to an unprivileged user.".to_string(),
             ),
-            Failure::Resources { error } => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("The server could not start `{path}`: {error}."),
-                "Check the error log; the machine may be out of processes or descriptors.".to_string(),
+            Failure::TooManyProcesses { user } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "`{path}` could not start: {user} already runs as many processes as cgi.limit_processes allows (the limit counts all of that user's processes)."
+                ),
+                "Raise cgi.limit_processes, or find what else runs as that user.".to_string(),
             ),
+            Failure::NotPermitted { user } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "`{path}` runs as {user}, who is not allowed to execute it (or its interpreter, or to enter its directory)."
+                ),
+                format!("chmod 755 {path}, and make sure its directory is 755."),
+            ),
+            Failure::Setup { step, error } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "Starting `{path}` failed while {}: {error}.",
+                    step_text(*step)
+                ),
+                "Check the cgi.limit_* settings and the error log.".to_string(),
+            ),
+            _ => return None,
+        })
+    }
+
+    /// The interpreter and the first line of the script.
+    fn exec(&self, path: &str) -> Option<(StatusCode, String, String)> {
+        Some(match self {
             Failure::HandlerMissing { interpreter } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("`{path}` is run by {interpreter}, which is not installed."),
@@ -122,27 +194,21 @@ impl Failure {
                 format!("`{path}` has no `#!` line naming its interpreter, and it is not a compiled program."),
                 "Add a first line such as #!/bin/sh or #!/usr/bin/perl.".to_string(),
             ),
-            Failure::TooManyProcesses { user } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("`{path}` could not start: {user} already runs as many processes as cgi.limit_processes allows (the limit counts all of that user's processes)."),
-                "Raise cgi.limit_processes, or find what else runs as that user.".to_string(),
-            ),
-            Failure::NotPermitted { user } => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("`{path}` runs as {user}, who is not allowed to execute it (or its interpreter, or to enter its directory)."),
-                format!("chmod 755 {path}, and make sure its directory is 755."),
-            ),
-            Failure::Setup { step, error } => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("Starting `{path}` failed while {}: {error}.", step_text(*step)),
-                "Check the cgi.limit_* settings and the error log.".to_string(),
-            ),
+            _ => return None,
+        })
+    }
+
+    /// What the script printed.
+    fn output(&self, path: &str) -> Option<(StatusCode, String, String)> {
+        Some(match self {
             Failure::NoHeaderBlock { first_bytes, exit } => {
                 let ended = exit.map(|e| format!(" {e}")).unwrap_or_default();
                 let reason = if first_bytes.is_empty() {
                     format!("`{path}`{ended} without printing anything.")
                 } else {
-                    format!("`{path}`{ended} without printing a header block; its output began with \"{first_bytes}\".")
+                    format!(
+                        "`{path}`{ended} without printing a header block; its output began with \"{first_bytes}\"."
+                    )
                 };
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -176,18 +242,8 @@ impl Failure {
                 };
                 (StatusCode::INTERNAL_SERVER_ERROR, reason, fix)
             }
-            Failure::HeaderTimeout { secs } => (
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("`{path}` printed no header block within {secs} seconds, so it was stopped."),
-                "Make it print its headers sooner (or raise cgi.header_timeout_secs).".to_string(),
-            ),
-            Failure::RedirectLoop => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("`{path}` led to more than 10 internal redirects (a Location: loop)."),
-                "Make the Location: header point at a page that does not redirect again.".to_string(),
-            ),
-        };
-        (status, Explanation { reason, fix })
+            _ => return None,
+        })
     }
 
     /// A short stable name, for log fields.
@@ -212,6 +268,23 @@ impl Failure {
             Failure::BadHead { .. } => "bad_head",
             Failure::HeaderTimeout { .. } => "header_timeout",
             Failure::RedirectLoop => "redirect_loop",
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.explain("the script").1.reason)
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Failure::BodyUnreadable { error }
+            | Failure::Resources { error }
+            | Failure::Setup { error, .. } => Some(error),
+            _ => None,
         }
     }
 }
@@ -253,7 +326,7 @@ pub fn diagnose_exec(errno: i32, first: &[u8], user: &str) -> Failure {
         },
         (e, _) => Failure::Setup {
             step: Step::Exec,
-            error: std::io::Error::from_raw_os_error(e).to_string(),
+            error: std::io::Error::from_raw_os_error(e),
         },
     }
 }

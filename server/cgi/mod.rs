@@ -17,6 +17,7 @@ use std::ffi::CString;
 use std::io::{Seek, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
@@ -24,15 +25,16 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use nix::fcntl::OFlag;
 use tokio::net::unix::pipe;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::body::{self, Body, RequestBody};
 use crate::config::Config;
-use crate::listener::ConnInfo;
+use crate::conn::ConnInfo;
 use crate::resolve::Script;
 use child::Child;
 use failure::Failure;
+use head::CgiHead;
 
 /// What running a script produced.
 pub enum Outcome {
@@ -52,132 +54,56 @@ enum Stdin {
     Spooled(std::fs::File, u64),
 }
 
-/// Runs `script` for `req`.
+impl Stdin {
+    /// `CONTENT_LENGTH`: the body's real length, when there is a body.
+    fn len(&self) -> Option<u64> {
+        match self {
+            Stdin::Empty => None,
+            Stdin::Stream(_, n) | Stdin::Spooled(_, n) => Some(*n),
+        }
+    }
+}
+
+/// The script slots (`cgi.max_concurrent`): a semaphore and how many permits it was made with.
+pub struct ScriptSlots {
+    semaphore: Arc<Semaphore>,
+    size: usize,
+}
+
+impl ScriptSlots {
+    /// `size` slots.
+    pub fn new(size: usize) -> ScriptSlots {
+        ScriptSlots {
+            semaphore: Arc::new(Semaphore::new(size)),
+            size,
+        }
+    }
+
+    /// A slot, waiting at most `wait`; `Busy` when none came free.
+    async fn take(&self, wait: std::time::Duration) -> Result<OwnedSemaphorePermit, Failure> {
+        match tokio::time::timeout(wait, self.semaphore.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Failure::Busy { slots: self.size }),
+        }
+    }
+}
+
+/// Runs `script` for `req`: prepare the body, take a slot, build the launch, start the
+/// script, read its header block, and make the response.
 pub async fn run(
     req: Request<RequestBody>,
     script: &Script,
     config: &Config,
-    peer: &ConnInfo,
-    slots: &Arc<Semaphore>,
+    conn: &ConnInfo,
+    slots: &ScriptSlots,
     redirected: Option<&str>,
 ) -> Result<Outcome, Failure> {
     let (parts, body) = req.into_parts();
     let stdin = prepare_body(&parts, body, config.limits.max_request_body).await?;
-    let content_length = match &stdin {
-        Stdin::Empty => None,
-        Stdin::Stream(_, n) | Stdin::Spooled(_, n) => Some(*n),
-    };
-
-    let slot =
-        match tokio::time::timeout(config.cgi.queue_wait, slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            _ => {
-                return Err(Failure::Busy {
-                    slots: config.cgi.max_concurrent,
-                });
-            }
-        };
-
-    let identity = identity::for_owner(script.stat.st_uid, &config.cgi)?;
-    let filename = config.document_root.join(&script.rel);
-    let redirect_status = match (redirected, &script.interpreter) {
-        (Some(_), _) | (None, Some(_)) => Some(200),
-        (None, None) => None,
-    };
-    let facts = env::Facts {
-        method: parts.method.as_str(),
-        uri: &parts.uri,
-        version: parts.version,
-        headers: &parts.headers,
-        content_length,
-        remote: peer.peer,
-        local: peer.local,
-        document_root: &config.document_root,
-        script_name: &script.script_name,
-        path_info: &script.path_info,
-        script_filename: &filename,
-        pass_authorization: config.cgi.pass_authorization,
-        redirect_status,
-        redirect_url: redirected,
-    };
-    let envp = env::build(&facts);
-    let cstr = |b: &[u8]| {
-        CString::new(b).map_err(|_| Failure::Resources {
-            error: "a path contains a NUL byte".into(),
-        })
-    };
-    let script_c = cstr(filename.as_os_str().as_bytes())?;
-    let (program, argv) = match &script.interpreter {
-        Some(interp) => {
-            let interp_c = cstr(interp.as_os_str().as_bytes())?;
-            (interp_c.clone(), vec![interp_c, script_c])
-        }
-        None => (script_c.clone(), vec![script_c]),
-    };
-    let dir = filename.parent().unwrap_or(&config.document_root);
-    let cwd = cstr(dir.as_os_str().as_bytes())?;
-
-    let resources = |e: std::io::Error| Failure::Resources {
-        error: e.to_string(),
-    };
-    let (stdout_r, stdout_w) = pipe_pair(End::Read).map_err(resources)?;
-    let (stderr_r, stderr_w) = pipe_pair(End::Read).map_err(resources)?;
-    let (stdin_child, stdin_parent, body_stream): (
-        Option<OwnedFd>,
-        Option<OwnedFd>,
-        Option<RequestBody>,
-    ) = match stdin {
-        Stdin::Empty => (None, None, None),
-        Stdin::Spooled(file, _) => (Some(OwnedFd::from(file)), None, None),
-        Stdin::Stream(body, _) => {
-            let (r, w) = pipe_pair(End::Write).map_err(resources)?;
-            (Some(r), Some(w), Some(body))
-        }
-    };
-    let null = dev_null().map_err(resources)?;
-    let stdin_fd = stdin_child.as_ref().map_or(null, |fd| fd.as_fd());
-    let spec = spawn::Spec {
-        program,
-        argv,
-        envp,
-        cwd,
-        stdio: [stdin_fd, stdout_w.as_fd(), stderr_w.as_fd()],
-        identity: identity.as_ref(),
-        limits: spawn::Limits {
-            cpu_secs: config.cgi.limit_cpu_secs,
-            memory_bytes: config.cgi.limit_memory_bytes,
-            open_files: config.cgi.limit_open_files,
-            processes: config.cgi.limit_processes,
-        },
-    };
-    let spawned = spawn::spawn(&spec);
-    // The child's ends must close here, or we would never see end-of-file.
-    drop((stdin_child, stdout_w, stderr_w));
-    let spawned = spawned.map_err(|e| match (e.step, e.error.raw_os_error()) {
-        (Some(spawn::Step::Exec), Some(errno)) => {
-            exec_failure(script, &filename, errno, identity.as_ref())
-        }
-        (Some(step), _) => Failure::Setup {
-            step,
-            error: e.error.to_string(),
-        },
-        (None, _) => Failure::Resources {
-            error: e.error.to_string(),
-        },
-    })?;
-    let mut child = Child::new(spawned, slot).map_err(resources)?;
+    let slot = slots.take(config.cgi.queue_wait).await?;
+    let launch = Launch::new(&parts, &stdin, script, config, conn, redirected)?;
+    let (mut child, mut stdout) = start(&launch, stdin, slot, script)?;
     let started = Instant::now();
-    let label = script.rel.to_string_lossy().into_owned();
-    tracing::debug!(script = %label, pid = child.pid(), "script started");
-
-    let stderr = pipe::Receiver::from_owned_fd_unchecked(stderr_r).map_err(resources)?;
-    tokio::spawn(pump::log_stderr(stderr, label, child.pid()));
-    if let (Some(fd), Some(body)) = (stdin_parent, body_stream) {
-        let sender = pipe::Sender::from_owned_fd_unchecked(fd).map_err(resources)?;
-        tokio::spawn(pump::feed_stdin(body, sender));
-    }
-    let mut stdout = pipe::Receiver::from_owned_fd_unchecked(stdout_r).map_err(resources)?;
-
     let nph = script
         .rel
         .file_name()
@@ -190,60 +116,219 @@ pub async fn run(
     .await;
     let (head, rest) = match head {
         Ok(result) => result?,
+        // Dropping the child kills its whole group.
         Err(_) => {
-            // Dropping the child kills its whole group.
             return Err(Failure::HeaderTimeout {
                 secs: header_wait.as_secs(),
             });
         }
     };
+    let output = Output {
+        rest,
+        stdout,
+        child,
+        deadline: started + config.cgi.run_timeout,
+    };
+    respond(head, output, parts)
+}
 
+/// Everything the script is started with, built before anything is spawned.
+struct Launch {
+    program: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: CString,
+    identity: Option<spawn::Identity>,
+    filename: PathBuf,
+    limits: spawn::Limits,
+}
+
+impl Launch {
+    /// Who runs it, with what environment, where, and under which limits.
+    fn new(
+        parts: &http::request::Parts,
+        stdin: &Stdin,
+        script: &Script,
+        config: &Config,
+        conn: &ConnInfo,
+        redirected: Option<&str>,
+    ) -> Result<Launch, Failure> {
+        let identity = identity::for_owner(script.stat.st_uid, &config.cgi)?;
+        let filename = config.document_root.join(&script.rel);
+        let redirect_status = match (redirected, &script.interpreter) {
+            (Some(_), _) | (None, Some(_)) => Some(200),
+            (None, None) => None,
+        };
+        let facts = env::Facts {
+            method: parts.method.as_str(),
+            uri: &parts.uri,
+            version: parts.version,
+            headers: &parts.headers,
+            content_length: stdin.len(),
+            remote: conn.peer,
+            local: conn.local,
+            document_root: &config.document_root,
+            script_name: &script.script_name,
+            path_info: &script.path_info,
+            script_filename: &filename,
+            pass_authorization: config.cgi.pass_authorization,
+            redirect_status,
+            redirect_url: redirected,
+        };
+        let envp = env::build(&facts);
+        let script_c = c_string(filename.as_os_str())?;
+        let (program, argv) = match &script.interpreter {
+            Some(interp) => {
+                let interp_c = c_string(interp.as_os_str())?;
+                (interp_c.clone(), vec![interp_c, script_c])
+            }
+            None => (script_c.clone(), vec![script_c]),
+        };
+        let cwd = c_string(
+            filename
+                .parent()
+                .unwrap_or(&config.document_root)
+                .as_os_str(),
+        )?;
+        let c = &config.cgi;
+        Ok(Launch {
+            program,
+            argv,
+            envp,
+            cwd,
+            identity,
+            filename,
+            limits: spawn::Limits {
+                cpu_secs: c.limit_cpu_secs,
+                memory_bytes: c.limit_memory_bytes,
+                open_files: c.limit_open_files,
+                processes: c.limit_processes,
+            },
+        })
+    }
+}
+
+fn c_string(text: &std::ffi::OsStr) -> Result<CString, Failure> {
+    CString::new(text.as_bytes()).map_err(|_| Failure::Resources {
+        error: std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a path contains a NUL byte",
+        ),
+    })
+}
+
+/// Spawns the script with its pipes and starts the tasks that feed its stdin and log its
+/// stderr; returns the owned child and its stdout.
+fn start(
+    launch: &Launch,
+    stdin: Stdin,
+    slot: OwnedSemaphorePermit,
+    script: &Script,
+) -> Result<(Child, pipe::Receiver), Failure> {
+    let resources = |error: std::io::Error| Failure::Resources { error };
+    let (stdout_r, stdout_w) = pipe_pair(End::Read).map_err(resources)?;
+    let (stderr_r, stderr_w) = pipe_pair(End::Read).map_err(resources)?;
+    let (stdin_child, feed) = match stdin {
+        Stdin::Empty => (None, None),
+        Stdin::Spooled(file, _) => (Some(OwnedFd::from(file)), None),
+        Stdin::Stream(body, _) => {
+            let (r, w) = pipe_pair(End::Write).map_err(resources)?;
+            (Some(r), Some((w, body)))
+        }
+    };
+    let null = dev_null().map_err(resources)?;
+    let spec = spawn::Spec {
+        program: launch.program.clone(),
+        argv: launch.argv.clone(),
+        envp: launch.envp.clone(),
+        cwd: launch.cwd.clone(),
+        stdio: [
+            stdin_child.as_ref().map_or(null, |fd| fd.as_fd()),
+            stdout_w.as_fd(),
+            stderr_w.as_fd(),
+        ],
+        identity: launch.identity.as_ref(),
+        limits: launch.limits,
+    };
+    let spawned = spawn::spawn(&spec);
+    // The child's ends must close here, or we would never see end-of-file.
+    drop((stdin_child, stdout_w, stderr_w));
+    let spawned = spawned.map_err(|e| spawn_failure(e, script, launch))?;
+    let child = Child::new(spawned, slot).map_err(resources)?;
+    let label = script.rel.to_string_lossy().into_owned();
+    tracing::debug!(script = %label, pid = child.pid(), "script started");
+    let stderr = pipe::Receiver::from_owned_fd_unchecked(stderr_r).map_err(resources)?;
+    tokio::spawn(pump::log_stderr(stderr, label, child.pid()));
+    if let Some((fd, body)) = feed {
+        let sender = pipe::Sender::from_owned_fd_unchecked(fd).map_err(resources)?;
+        tokio::spawn(pump::feed_stdin(body, sender));
+    }
+    let stdout = pipe::Receiver::from_owned_fd_unchecked(stdout_r).map_err(resources)?;
+    Ok((child, stdout))
+}
+
+/// What a failed spawn means: an `execve` errno is diagnosed from the script's first bytes.
+fn spawn_failure(e: spawn::SpawnError, script: &Script, launch: &Launch) -> Failure {
+    match (e.step, e.error.raw_os_error()) {
+        (Some(spawn::Step::Exec), Some(errno)) => {
+            exec_failure(script, &launch.filename, errno, launch.identity.as_ref())
+        }
+        (Some(step), _) => Failure::Setup {
+            step,
+            error: e.error,
+        },
+        (None, _) => Failure::Resources { error: e.error },
+    }
+}
+
+/// The script's output after its header block, and the script itself.
+struct Output {
+    rest: bytes::Bytes,
+    stdout: pipe::Receiver,
+    child: Child,
+    deadline: Instant,
+}
+
+/// The response for a parsed header block: a local `Location:` without a status is an
+/// internal redirect; otherwise status, location and headers, with a body that streams the
+/// rest of the output (none for HEAD, whose output is drained so the script can finish).
+fn respond(head: CgiHead, output: Output, parts: http::request::Parts) -> Result<Outcome, Failure> {
     if let Some(location) = &head.location
         && location.starts_with('/')
         && head.status.is_none()
     {
         return Ok(Outcome::Redirect(location.clone(), parts));
     }
+    let malformed = |line: String| Failure::BadHead {
+        error: head::HeadError::Malformed { line },
+        exit: None,
+    };
     let mut status = head.status.unwrap_or(StatusCode::OK);
     let mut response = Response::builder();
     if let Some(location) = &head.location {
         if head.status.is_none() {
             status = StatusCode::FOUND;
         }
-        match HeaderValue::from_str(location) {
-            Ok(v) => response = response.header(header::LOCATION, v),
-            Err(_) => {
-                return Err(Failure::BadHead {
-                    error: head::HeadError::Malformed {
-                        line: format!("Location: {location}"),
-                    },
-                    exit: None,
-                });
-            }
-        }
+        let value = HeaderValue::from_str(location)
+            .map_err(|_| malformed(format!("Location: {location}")))?;
+        response = response.header(header::LOCATION, value);
     }
     for (name, value) in head.headers {
         response = response.header(name, value);
     }
-    let deadline = started + config.cgi.run_timeout;
+    let mut stream =
+        pump::ScriptBody::new(output.rest, output.stdout, output.child, output.deadline);
     let body = if parts.method == Method::HEAD {
-        // HEAD runs the script and sends no body: drain its output so it can finish.
-        let mut drain = pump::ScriptBody::new(rest, stdout, child, deadline);
-        tokio::spawn(async move { while let Some(Ok(_)) = drain.frame().await {} });
+        tokio::spawn(async move { while let Some(Ok(_)) = stream.frame().await {} });
         body::empty()
     } else {
-        pump::ScriptBody::new(rest, stdout, child, deadline).boxed_unsync()
+        stream.boxed_unsync()
     };
     response
         .status(status)
         .body(body)
         .map(Outcome::Response)
-        .map_err(|e| Failure::BadHead {
-            error: head::HeadError::Malformed {
-                line: e.to_string(),
-            },
-            exit: None,
-        })
+        .map_err(|e| malformed(e.to_string()))
 }
 
 /// Validates and prepares the request body: 413 before anything is spawned when it is over the
@@ -271,15 +356,13 @@ async fn prepare_body(
     if !parts.headers.contains_key(header::TRANSFER_ENCODING) {
         return Ok(Stdin::Empty);
     }
-    let unreadable = |e: std::io::Error| Failure::BodyUnreadable {
-        error: e.to_string(),
-    };
+    let unreadable = |error: std::io::Error| Failure::BodyUnreadable { error };
     let mut file = tempfile::tempfile().map_err(unreadable)?;
     let mut total = 0u64;
     let mut body = body;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| Failure::BodyUnreadable {
-            error: e.to_string(),
+            error: std::io::Error::other(e),
         })?;
         if let Some(data) = frame.data_ref() {
             total += data.len() as u64;

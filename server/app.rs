@@ -1,0 +1,163 @@
+//! The application object: everything the running server shares (the configuration in force,
+//! the document root held open, the access log, the script slots, the SFTP endpoint's handle)
+//! and the one way any of it changes, [`App::reload`], which SIGHUP and the configuration file
+//! watcher both call, with the command line's overrides kept.
+//!
+//! Like mini-redis's `Db`, it is created once in `main`, passed down by `Arc`, and there are no
+//! globals: the HTTP workers read it per request, the SFTP endpoint gets its share through
+//! [`crate::sftp::reload`].
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sftp_upload::Endpoint;
+use yadokari_site::Jail;
+
+use crate::access_log::AccessLog;
+use crate::cgi::ScriptSlots;
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG, Overrides};
+
+/// Where the configuration comes from: the file given (or the default one) and the command
+/// line's overrides, which every reload applies again.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigSource {
+    /// `--config FILE`, if given.
+    pub file: Option<PathBuf>,
+    /// `--http`, `--sftp`, `--root`.
+    pub overrides: Overrides,
+}
+
+impl ConfigSource {
+    /// Reads and validates the configuration.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(self.file.as_deref(), &self.overrides)
+    }
+
+    /// The file that is read: the one given, or the default one when it exists.
+    fn path(&self) -> Option<PathBuf> {
+        self.file
+            .clone()
+            .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()))
+    }
+}
+
+/// What the running server shares.
+pub struct App {
+    config: RwLock<Arc<Config>>,
+    /// The document root, held open (reopened on reload): one descriptor for every request
+    /// instead of an open and a close each.
+    root: RwLock<Option<Arc<Jail>>>,
+    /// The access log.
+    pub access_log: Arc<AccessLog>,
+    /// Script slots, sized at start.
+    pub scripts: ScriptSlots,
+    /// The SFTP endpoint, when it runs.
+    sftp: Option<Arc<Endpoint>>,
+    source: ConfigSource,
+}
+
+impl App {
+    /// The application for `config`, read from `source`, with the running SFTP endpoint.
+    pub fn new(
+        config: Config,
+        source: ConfigSource,
+        access_log: AccessLog,
+        sftp: Option<Arc<Endpoint>>,
+    ) -> App {
+        App {
+            root: RwLock::new(Jail::open(&config.document_root).ok().map(Arc::new)),
+            scripts: ScriptSlots::new(config.cgi.max_concurrent),
+            config: RwLock::new(Arc::new(config)),
+            access_log: Arc::new(access_log),
+            sftp,
+            source,
+        }
+    }
+
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The document root's jail; opened again if it could not be opened before.
+    pub fn jail(&self, config: &Config) -> std::io::Result<Arc<Jail>> {
+        if let Ok(slot) = self.root.read()
+            && let Some(jail) = slot.as_ref()
+        {
+            return Ok(jail.clone());
+        }
+        let jail = Arc::new(Jail::open(&config.document_root)?);
+        if let Ok(mut slot) = self.root.write() {
+            *slot = Some(jail.clone());
+        }
+        Ok(jail)
+    }
+
+    /// Reads the configuration again from where it came from (the same file, the same
+    /// command-line overrides) and puts it in force; a configuration that does not load is
+    /// refused with its error logged, and the old one kept.
+    pub fn reload_from_source(&self, why: &str) {
+        match self.source.load() {
+            Ok(new) => self.reload(new, why),
+            Err(e) => {
+                tracing::error!(error = %e, why, "configuration not reloaded; keeping the old one")
+            }
+        }
+    }
+
+    /// Puts `new` in force for everything that starts from now on: requests, logins, the
+    /// access log. Keys that only take effect at restart are named in a warning.
+    pub fn reload(&self, new: Config, why: &str) {
+        let old = self.config();
+        let later = old.restart_only_changes(&new);
+        if !later.is_empty() {
+            tracing::warn!(
+                keys = %later.join(", "),
+                "these settings changed but only take effect at the next restart"
+            );
+        }
+        if let Err(e) = self.access_log.reopen(&new.access_log) {
+            tracing::error!(error = %e, "cannot reopen the access log; keeping the old one");
+        }
+        if let Some(endpoint) = &self.sftp {
+            crate::sftp::reload(endpoint, &new);
+        }
+        let jail = Jail::open(&new.document_root).ok().map(Arc::new);
+        if let Ok(mut slot) = self.root.write() {
+            *slot = jail;
+        }
+        match self.config.write() {
+            Ok(mut c) => *c = Arc::new(new),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
+        }
+        tracing::info!(why, "configuration reloaded");
+    }
+
+    /// Watches the configuration file and reloads when it changes, so that `yadokari user ...`
+    /// edits apply to a running server without a restart or a signal. Runs until dropped.
+    pub async fn watch_config_file(self: Arc<Self>) {
+        let Some(path) = self.source.path() else {
+            return;
+        };
+        let mut last = modified(&path);
+        loop {
+            tokio::time::sleep(WATCH_EVERY).await;
+            let now = modified(&path);
+            if now != last {
+                last = now;
+                self.reload_from_source("the configuration file changed");
+            }
+        }
+    }
+}
+
+/// How often the configuration file's modification time is looked at.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}

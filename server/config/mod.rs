@@ -1,0 +1,468 @@
+//! Configuration: the TOML file plus command-line overrides → one validated [`Config`], built
+//! by the same function in production and in tests.
+//!
+//! [`raw`] mirrors the file (unknown keys are errors, so a typo is never silently ignored);
+//! [`Config::load`] reads it, then validates it section by section (here for the HTTP side,
+//! in [`sftp`] for the SFTP side), resolving relative paths against the file's directory and
+//! naming the file, the key and the problem when something is wrong.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use raw::{RawCgi, RawConfig, RawLimits, RawServer};
+
+mod raw;
+mod sftp;
+
+pub use sftp::Settings;
+
+/// Where the config is looked for when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "conf/yadokari.toml";
+
+/// A configuration problem, naming where it is.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file (or `command line`).
+    pub source: String,
+    /// The key, dotted (`limits.max_connections`), when one is to blame.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{}: key `{key}`: {}", self.source, self.problem),
+            None => write!(f, "{}: {}", self.source, self.problem),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Values given on the command line, which win over the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--http ADDR`
+    pub http: Option<String>,
+    /// `--sftp ADDR`
+    pub sftp: Option<String>,
+    /// `--root DIR`
+    pub root: Option<PathBuf>,
+}
+
+/// Where a log goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard output (`-` for the access log).
+    Stdout,
+    /// Standard error (`-` for the error log).
+    Stderr,
+    /// Appended to this file.
+    File(PathBuf),
+    /// Not written (`off`, the access log only, as nginx's `access_log off`).
+    Off,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The document root, absolute.
+    pub document_root: PathBuf,
+    /// HTTP listen address.
+    pub http: SocketAddr,
+    /// SFTP listen address.
+    pub sftp: SocketAddr,
+    /// Show the reason and fix of a refusal on the error page (they always go to the log).
+    pub explain_errors: bool,
+    /// Access log (Combined Log Format).
+    pub access_log: LogTarget,
+    /// Error log.
+    pub error_log: LogTarget,
+    /// Error log level filter (`info`, `debug`, or a tracing filter).
+    pub log_level: String,
+    /// Directory index names, tried in order.
+    pub index_files: Vec<String>,
+    /// Limits.
+    pub limits: Limits,
+    /// CGI.
+    pub cgi: Cgi,
+    /// The SFTP endpoint: its settings and hosting users.
+    pub sftp_settings: Settings,
+}
+
+/// Every bound and cap of the HTTP side.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// From waiting for a request to having its whole header block.
+    pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may sit idle between requests.
+    pub keep_alive_timeout: Duration,
+    /// Open connections at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Largest request header block, in bytes (431 above it).
+    pub max_header_bytes: usize,
+    /// Largest request body, in bytes (413 above it).
+    pub max_request_body: u64,
+    /// How long in-flight requests may run on after SIGINT/SIGTERM.
+    pub shutdown_grace: Duration,
+    /// How long a response may wait for a client that does not read.
+    pub send_timeout: Duration,
+}
+
+/// CGI settings.
+#[derive(Clone, Debug)]
+pub struct Cgi {
+    /// URL directories whose regular files are all scripts, as segments (`/cgi-bin/` → `cgi-bin`).
+    pub directories: Vec<Vec<Vec<u8>>>,
+    /// File name endings that make a file a script anywhere (`.cgi`).
+    pub extensions: Vec<String>,
+    /// File name endings run through an interpreter (`.php` → `/usr/bin/php-cgi`).
+    pub handlers: Vec<(String, PathBuf)>,
+    /// Pass `Authorization` to scripts as `HTTP_AUTHORIZATION` (Apache's `CGIPassAuth`).
+    pub pass_authorization: bool,
+    /// How long a script may take to send its header block (504 after it).
+    pub header_timeout: Duration,
+    /// How long a script may run in all.
+    pub run_timeout: Duration,
+    /// Scripts running at once.
+    pub max_concurrent: usize,
+    /// How long a request waits for a free script slot before 503.
+    pub queue_wait: Duration,
+    /// Largest header block a script may send, in bytes.
+    pub max_header_bytes: usize,
+    /// Lowest uid that counts as an ordinary user (runs as itself when the server is root).
+    pub min_uid: u32,
+    /// The account scripts owned by root or system accounts run as when the server is root.
+    pub fallback_user: String,
+    /// RLIMIT_CPU, seconds.
+    pub limit_cpu_secs: u64,
+    /// RLIMIT_AS, bytes.
+    pub limit_memory_bytes: u64,
+    /// RLIMIT_NOFILE.
+    pub limit_open_files: u64,
+    /// RLIMIT_NPROC.
+    pub limit_processes: u64,
+}
+
+impl Config {
+    /// Loads `file` (or [`DEFAULT_CONFIG`] when it exists, or the built-in defaults), applies
+    /// `overrides` and validates everything.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let file = match file {
+            Some(f) => Some(f.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()),
+        };
+        let (raw, origin) = read(file)?;
+        let server = raw.server;
+        let (document_root, http, sftp) = places(&server, overrides, &origin)?;
+        if server
+            .index_files
+            .iter()
+            .any(|n| n.is_empty() || n.contains('/'))
+        {
+            return Err(origin.err("server.index_files", "each entry must be a plain file name"));
+        }
+        let limits = limits(raw.limits, &origin)?;
+        let cgi = cgi(raw.cgi, &origin)?;
+        let sftp_settings = sftp::settings(
+            raw.sftp,
+            raw.users,
+            &origin,
+            &document_root,
+            limits.shutdown_grace,
+        )?;
+        Ok(Config {
+            document_root,
+            http,
+            sftp,
+            explain_errors: server.explain_errors,
+            access_log: match server.access_log.as_str() {
+                "off" => LogTarget::Off,
+                text => log_target(text, &origin.base, LogTarget::Stdout),
+            },
+            error_log: log_target(&server.error_log, &origin.base, LogTarget::Stderr),
+            log_level: server.log_level,
+            index_files: server.index_files,
+            limits,
+            cgi,
+            sftp_settings,
+        })
+    }
+
+    /// The keys whose new values in `new` this running server cannot apply: they take effect
+    /// at the next start. A reload names them in a warning instead of ignoring them silently.
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        let (old_sftp, new_sftp) = (&self.sftp_settings, &new.sftp_settings);
+        let (ol, nl) = (&old_sftp.limits, &new_sftp.limits);
+        [
+            ("server.http", self.http != new.http),
+            ("server.sftp", self.sftp != new.sftp),
+            ("server.error_log", self.error_log != new.error_log),
+            ("server.log_level", self.log_level != new.log_level),
+            (
+                "limits.max_connections",
+                self.limits.max_connections != new.limits.max_connections,
+            ),
+            (
+                "cgi.max_concurrent",
+                self.cgi.max_concurrent != new.cgi.max_concurrent,
+            ),
+            ("sftp.host_key", old_sftp.host_key != new_sftp.host_key),
+            (
+                "sftp.max_connections",
+                ol.max_connections != nl.max_connections,
+            ),
+            ("sftp.max_auth_failures", ol.max_failures != nl.max_failures),
+            (
+                "sftp.failure_window_secs",
+                ol.failure_window != nl.failure_window,
+            ),
+            ("sftp.ban_secs", ol.ban != nl.ban),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
+}
+
+/// Where the values come from: the file (or the built-in defaults) and the directory relative
+/// paths are resolved against; it names both in errors.
+pub(crate) struct Origin {
+    /// The file, when there is one.
+    file: Option<PathBuf>,
+    /// The file's directory, absolute (the current directory without a file).
+    base: PathBuf,
+    /// How errors name it: the file's path, or `built-in defaults`.
+    name: String,
+}
+
+impl Origin {
+    /// An error about `key` of this origin.
+    fn err(&self, key: &str, problem: impl Into<String>) -> ConfigError {
+        ConfigError {
+            source: self.name.clone(),
+            key: Some(key.to_string()),
+            problem: problem.into(),
+        }
+    }
+
+    /// `path` resolved against the file's directory.
+    fn resolve(&self, path: &Path) -> PathBuf {
+        self.base.join(path)
+    }
+
+    /// Refuses 0 for `key`.
+    fn positive(&self, key: &str, value: u64) -> Result<(), ConfigError> {
+        if value == 0 {
+            Err(self.err(key, "must be greater than 0"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Reads and parses `file` (the built-in defaults without one).
+fn read(file: Option<PathBuf>) -> Result<(RawConfig, Origin), ConfigError> {
+    let name = file.as_ref().map_or_else(
+        || "built-in defaults".to_string(),
+        |p| p.display().to_string(),
+    );
+    let whole = |problem: String| ConfigError {
+        source: name.clone(),
+        key: None,
+        problem,
+    };
+    let cwd = std::env::current_dir()
+        .map_err(|e| whole(format!("cannot read the current directory: {e}")))?;
+    let raw = match &file {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| whole(format!("cannot read it: {e}")))?;
+            toml::from_str(&text).map_err(|e| whole(e.to_string().trim_end().to_string()))?
+        }
+        None => RawConfig::default(),
+    };
+    let base = match file.as_deref().and_then(Path::parent) {
+        Some(dir) => cwd.join(dir),
+        None => cwd,
+    };
+    Ok((raw, Origin { file, base, name }))
+}
+
+/// The document root and the listen addresses, each from the command line when given there.
+fn places(
+    server: &RawServer,
+    overrides: &Overrides,
+    origin: &Origin,
+) -> Result<(PathBuf, SocketAddr, SocketAddr), ConfigError> {
+    let cli = |key: &str, problem: String| ConfigError {
+        source: "command line".into(),
+        key: Some(key.to_string()),
+        problem,
+    };
+    let document_root = match &overrides.root {
+        // `--root` is relative to where the command runs, not to the file.
+        Some(root) => existing_dir(&std::path::absolute(root).unwrap_or_else(|_| root.clone()))
+            .map_err(|p| cli("--root", p))?,
+        None => existing_dir(&origin.resolve(&server.document_root))
+            .map_err(|p| origin.err("server.document_root", p))?,
+    };
+    let http = match &overrides.http {
+        Some(a) => parse_addr(a).map_err(|p| cli("--http", p))?,
+        None => parse_addr(&server.http).map_err(|p| origin.err("server.http", p))?,
+    };
+    let sftp = match &overrides.sftp {
+        Some(a) => parse_addr(a).map_err(|p| cli("--sftp", p))?,
+        None => parse_addr(&server.sftp).map_err(|p| origin.err("server.sftp", p))?,
+    };
+    Ok((document_root, http, sftp))
+}
+
+/// The `[limits]` section, checked.
+fn limits(l: RawLimits, origin: &Origin) -> Result<Limits, ConfigError> {
+    origin.positive(
+        "limits.header_read_timeout_secs",
+        l.header_read_timeout_secs,
+    )?;
+    origin.positive("limits.keep_alive_timeout_secs", l.keep_alive_timeout_secs)?;
+    origin.positive("limits.max_connections", l.max_connections as u64)?;
+    origin.positive("limits.send_timeout_secs", l.send_timeout_secs)?;
+    if l.max_header_bytes < 8192 {
+        return Err(origin.err("limits.max_header_bytes", "must be at least 8192"));
+    }
+    Ok(Limits {
+        header_read_timeout: Duration::from_secs(l.header_read_timeout_secs),
+        keep_alive_timeout: Duration::from_secs(l.keep_alive_timeout_secs),
+        max_connections: l.max_connections,
+        max_header_bytes: l.max_header_bytes,
+        max_request_body: l.max_request_body_bytes,
+        shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
+        send_timeout: Duration::from_secs(l.send_timeout_secs),
+    })
+}
+
+/// The `[cgi]` section, checked: URL directories, extensions, absolute interpreters.
+fn cgi(c: RawCgi, origin: &Origin) -> Result<Cgi, ConfigError> {
+    let mut directories = Vec::new();
+    for d in &c.directories {
+        let path = crate::url::parse(d)
+            .ok()
+            .filter(|p| !p.segments.is_empty())
+            .ok_or_else(|| {
+                origin.err(
+                    "cgi.directories",
+                    format!("`{d}` is not a URL directory like /cgi-bin/"),
+                )
+            })?;
+        directories.push(path.segments);
+    }
+    let extension = |e: &str| e.starts_with('.') && e.len() >= 2;
+    if let Some(e) = c.extensions.iter().find(|e| !extension(e)) {
+        return Err(origin.err("cgi.extensions", format!("`{e}` must look like \".cgi\"")));
+    }
+    let mut handlers = Vec::new();
+    for (ext, interp) in &c.handlers {
+        if !extension(ext) {
+            return Err(origin.err("cgi.handlers", format!("`{ext}` must look like \".php\"")));
+        }
+        if !interp.is_absolute() {
+            return Err(origin.err(
+                "cgi.handlers",
+                format!("the interpreter for `{ext}` must be an absolute path"),
+            ));
+        }
+        handlers.push((ext.clone(), interp.clone()));
+    }
+    origin.positive("cgi.header_timeout_secs", c.header_timeout_secs)?;
+    origin.positive("cgi.run_timeout_secs", c.run_timeout_secs)?;
+    origin.positive("cgi.max_concurrent", c.max_concurrent as u64)?;
+    if c.max_header_bytes < 1024 {
+        return Err(origin.err("cgi.max_header_bytes", "must be at least 1024"));
+    }
+    Ok(Cgi {
+        directories,
+        extensions: c.extensions,
+        handlers,
+        pass_authorization: c.pass_authorization,
+        header_timeout: Duration::from_secs(c.header_timeout_secs),
+        run_timeout: Duration::from_secs(c.run_timeout_secs),
+        max_concurrent: c.max_concurrent,
+        queue_wait: Duration::from_millis(c.queue_wait_ms),
+        max_header_bytes: c.max_header_bytes,
+        min_uid: c.min_uid,
+        fallback_user: c.fallback_user,
+        limit_cpu_secs: c.limit_cpu_secs,
+        limit_memory_bytes: c.limit_memory_bytes,
+        limit_open_files: c.limit_open_files,
+        limit_processes: c.limit_processes,
+    })
+}
+
+fn existing_dir(path: &Path) -> Result<PathBuf, String> {
+    match std::fs::canonicalize(path) {
+        Ok(p) if p.is_dir() => Ok(p),
+        Ok(p) => Err(format!("{} is not a directory", p.display())),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("`{text}` is not an address like 127.0.0.1:8080 or [::1]:0"))
+}
+
+fn log_target(text: &str, base: &Path, dash: LogTarget) -> LogTarget {
+    match text {
+        "-" | "" => dash,
+        path => LogTarget::File(base.join(path)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("htdocs")).expect("mkdir");
+        let file = dir.path().join("y.toml");
+        std::fs::write(&file, text).expect("write");
+        Config::load(Some(&file), &Overrides::default())
+    }
+
+    #[test]
+    fn defaults_resolve_relative_to_the_file() {
+        let c = load_text("").expect("valid");
+        assert!(c.document_root.ends_with("htdocs"));
+        assert_eq!(c.http.port(), 8080);
+        assert_eq!(c.cgi.directories, vec![vec![b"cgi-bin".to_vec()]]);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = load_text("[limits]\nmax_conections = 3\n")
+            .expect_err("invalid")
+            .to_string();
+        assert!(e.contains("max_conections"), "{e}");
+        assert!(e.contains("y.toml"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_key() {
+        let e = load_text("[server]\nhttp = \"nope\"\n")
+            .expect_err("invalid")
+            .to_string();
+        assert!(e.contains("key `server.http`"), "{e}");
+        let e = load_text("[limits]\nmax_connections = 0\n")
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            e.contains("key `limits.max_connections`: must be greater than 0"),
+            "{e}"
+        );
+    }
+}

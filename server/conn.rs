@@ -1,0 +1,96 @@
+//! The facts of one client connection that several layers share: who is on it
+//! ([`ConnInfo`]), when it last moved and how many responses it has in flight ([`Activity`],
+//! [`InFlight`]). The listener creates them, the socket wrapper updates them, the service and
+//! CGI read them; keeping them here lets every arrow point down (listener → service → cgi).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::sendfile::SendQueue;
+
+/// What a connection's idle timer needs: when it last saw activity, and how many responses it
+/// has in flight (an idle timer must not cut a slow response).
+pub struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+    ambiguous: AtomicBool,
+}
+
+impl Activity {
+    /// A fresh connection's activity: nothing read yet, nothing in flight.
+    pub fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            ambiguous: AtomicBool::new(false),
+        }
+    }
+
+    /// Records that the client sent a header block with both framings.
+    pub fn mark_ambiguous(&self) {
+        self.ambiguous.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the client sent a header block with both Content-Length and Transfer-Encoding.
+    pub fn ambiguous_framing(&self) -> bool {
+        self.ambiguous.load(Ordering::Relaxed)
+    }
+
+    /// Records that bytes were read from the client.
+    pub fn touch(&self) {
+        self.last_ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Marks a request as begun; the guard ends it.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// Resolves once the connection has had no request in flight and read nothing for `idle`.
+    pub async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + idle;
+            if Instant::now() >= deadline && self.in_flight.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            // With a response in flight, nothing can be idle before a whole `idle` from now;
+            // otherwise wake at the deadline (never spinning faster than every 100 ms).
+            let now = Instant::now();
+            let wake = if self.in_flight.load(Ordering::Relaxed) > 0 {
+                now + idle
+            } else {
+                deadline.max(now + Duration::from_millis(100))
+            };
+            tokio::time::sleep_until(wake.into()).await;
+        }
+    }
+}
+
+/// A request in flight on a connection; dropped when its response has ended.
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The connection as the service sees it.
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Our address on this connection.
+    pub local: SocketAddr,
+    /// The connection's activity, for in-flight guards.
+    pub activity: Arc<Activity>,
+    /// Files its static bodies hand to `sendfile` (see `sendfile.rs`).
+    pub send_queue: Arc<SendQueue>,
+}
