@@ -5,6 +5,7 @@ mod support;
 mod cgi;
 mod cgi_programs;
 mod lifecycle;
+mod reload;
 mod sftp;
 mod sftp_auth;
 mod sftp_protocol;
