@@ -138,6 +138,7 @@ fn signals_to_reset() -> &'static [libc::c_int] {
             .filter(|&sig| {
                 // SAFETY: querying a disposition, with a zeroed out-parameter.
                 let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+                // SAFETY: a null new action only reads the disposition into `old`.
                 let r = unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
                 r == 0 && (old.sa_sigaction != libc::SIG_DFL || sig == libc::SIGPIPE)
             })
@@ -217,6 +218,7 @@ pub fn spawn(spec: &Spec<'_>) -> Result<Spawned, SpawnError> {
     let failure = args.failure.load(Ordering::Acquire);
     if failure != 0 {
         // The child has exited (127); reap it now so no zombie stays.
+        // SAFETY: siginfo_t is plain data, valid all zero.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: plain waitid on our own child's pidfd.
         unsafe {
@@ -327,6 +329,7 @@ pub fn kill_group(pgid: i32) {
 /// Reaps the exited process behind `pidfd` without blocking; returns its wait status, or
 /// `None` when it has not exited yet.
 pub fn try_reap(pidfd: BorrowedFd<'_>) -> Option<ExitStatus> {
+    // SAFETY: siginfo_t is plain data, valid all zero.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: waitid on our own child's pidfd, with a zeroed siginfo to detect "not yet".
     let r = unsafe {
@@ -341,6 +344,7 @@ pub fn try_reap(pidfd: BorrowedFd<'_>) -> Option<ExitStatus> {
     if r != 0 || unsafe { info.si_pid() } == 0 {
         return None;
     }
+    // SAFETY: as above: waitid succeeded and filled in a child's exit.
     let status = unsafe { info.si_status() };
     Some(if info.si_code == libc::CLD_EXITED {
         ExitStatus::Code(status)
