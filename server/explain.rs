@@ -8,7 +8,7 @@ use yadokari_site::Jail;
 
 use crate::cgi::failure::{self, Failure};
 use crate::config::Config;
-use crate::resolve::{self, Resolution};
+use crate::resolve::{self, Resolution, Script};
 use crate::url::UrlPath;
 
 /// Prints the verdict on `path`; exit 0 when it is served or run, 1 when it is refused or
@@ -56,40 +56,7 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
             println!("verdict: the server cannot open {path}: {error} (500)");
             ExitCode::FAILURE
         }
-        Resolution::Script(s) => {
-            let path = s.rel.to_string_lossy().into_owned();
-            let problem = match &s.interpreter {
-                Some(i) if !i.is_file() => Some(Failure::HandlerMissing {
-                    interpreter: i.display().to_string(),
-                }),
-                Some(_) => None,
-                None => {
-                    let mut first = [0u8; 256];
-                    let n = std::fs::File::open(config.document_root.join(&s.rel))
-                        .and_then(|mut f| std::io::Read::read(&mut f, &mut first))
-                        .unwrap_or(0);
-                    failure::predict_exec(&first[..n])
-                }
-            };
-            if let Some(problem) = problem {
-                let (status, e) = problem.explain(&path);
-                println!(
-                    "verdict: the permission bits let it run, but it will fail ({})",
-                    status.as_u16()
-                );
-                println!("why: {}", e.reason);
-                println!("fix: {}", e.fix);
-                return ExitCode::FAILURE;
-            }
-            match &s.interpreter {
-                Some(i) => println!(
-                    "verdict: runs as a CGI script through {} ({path})",
-                    i.display()
-                ),
-                None => println!("verdict: runs as a CGI script ({path})"),
-            }
-            ExitCode::SUCCESS
-        }
+        Resolution::Script(s) => script_verdict(config, &s),
         Resolution::Denied { denial, path } => {
             let e = denial.explain(&path);
             println!("verdict: refused ({})", denial.status());
@@ -98,6 +65,43 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A script the gate lets run: whether it will really start (its handler installed, its `#!`
+/// line sound), predicted without running it.
+fn script_verdict(config: &Config, s: &Script) -> ExitCode {
+    let path = s.rel.to_string_lossy().into_owned();
+    let problem = match &s.interpreter {
+        Some(i) if !i.is_file() => Some(Failure::HandlerMissing {
+            interpreter: i.display().to_string(),
+        }),
+        Some(_) => None,
+        None => {
+            let mut first = [0u8; 256];
+            let n = std::fs::File::open(config.document_root.join(&s.rel))
+                .and_then(|mut f| std::io::Read::read(&mut f, &mut first))
+                .unwrap_or(0);
+            failure::predict_exec(&first[..n])
+        }
+    };
+    if let Some(problem) = problem {
+        let (status, e) = problem.explain(&path);
+        println!(
+            "verdict: the permission bits let it run, but it will fail ({})",
+            status.as_u16()
+        );
+        println!("why: {}", e.reason);
+        println!("fix: {}", e.fix);
+        return ExitCode::FAILURE;
+    }
+    match &s.interpreter {
+        Some(i) => println!(
+            "verdict: runs as a CGI script through {} ({path})",
+            i.display()
+        ),
+        None => println!("verdict: runs as a CGI script ({path})"),
+    }
+    ExitCode::SUCCESS
 }
 
 /// The URL path of a file given as a filesystem path inside the document root. The parent is

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::App;
+use crate::config::Limits;
 use crate::conn::{Activity, ConnInfo};
 use crate::sendfile::SendQueue;
 use crate::service;
@@ -150,6 +151,21 @@ async fn accept_loop(
 /// The ceiling of a connection's read buffer (see `max_buf_size` above).
 const READ_BUFFER: usize = 256 * 1024;
 
+/// hyper's HTTP/1.1 settings from the configured limits.
+fn http_builder(limits: &Limits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true)
+        .max_header_size(limits.max_header_bytes)
+        // The read buffer's ceiling: it bounds a header block that never completes (431) and
+        // sets how much of a request body one read can take (large steps stream uploads faster).
+        .max_buf_size(limits.max_header_bytes.max(READ_BUFFER))
+        .max_headers(100);
+    builder
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -180,17 +196,7 @@ async fn connection(
         let info = info.clone();
         async move { Ok::<_, std::convert::Infallible>(service::handle(req, app, info).await) }
     });
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.limits.header_read_timeout)
-        .keep_alive(true)
-        .max_header_size(config.limits.max_header_bytes)
-        // The read buffer's ceiling: it bounds a header block that never completes (431) and
-        // sets how much of a request body one read can take (large steps stream uploads faster).
-        .max_buf_size(config.limits.max_header_bytes.max(READ_BUFFER))
-        .max_headers(100);
-    let conn = builder.serve_connection(io, svc);
+    let conn = http_builder(&config.limits).serve_connection(io, svc);
     tokio::pin!(conn);
     let idle = config.limits.keep_alive_timeout;
     let mut closing = false;

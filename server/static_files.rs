@@ -61,28 +61,9 @@ pub fn respond(
         .unwrap_or("application/octet-stream");
     out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
 
-    let range = if method == Method::GET && if_range_holds(headers, &etag, mtime) {
-        headers
-            .get(header::RANGE)
-            .and_then(|r| r.to_str().ok())
-            .map(|r| parse_range(r, size))
-    } else {
-        None
-    };
-    let (status, start, len) = match range {
-        None | Some(RangeSpec::Ignored) => (StatusCode::OK, 0, size),
-        Some(RangeSpec::Unsatisfiable) => {
-            out.insert(header::CONTENT_RANGE, text_value(format!("bytes */{size}")));
-            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-            return response;
-        }
-        Some(RangeSpec::Bytes { start, end }) => {
-            out.insert(
-                header::CONTENT_RANGE,
-                text_value(format!("bytes {start}-{end}/{size}")),
-            );
-            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
-        }
+    let Some((status, start, len)) = selection(method, headers, &etag, mtime, size, out) else {
+        *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+        return response;
     };
     out.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     *response.status_mut() = status;
@@ -91,6 +72,40 @@ pub fn respond(
         *response.body_mut() = stream(file, rel, start, len, send_queue);
     }
     response
+}
+
+/// Which bytes to send: (status, start, length) of the whole file or of the one range asked
+/// for (its Content-Range set in `out`), or `None` for a range that cannot be satisfied.
+fn selection(
+    method: &Method,
+    headers: &HeaderMap,
+    etag: &str,
+    mtime: SystemTime,
+    size: u64,
+    out: &mut HeaderMap,
+) -> Option<(StatusCode, u64, u64)> {
+    let range = if method == Method::GET && if_range_holds(headers, etag, mtime) {
+        headers
+            .get(header::RANGE)
+            .and_then(|r| r.to_str().ok())
+            .map(|r| parse_range(r, size))
+    } else {
+        None
+    };
+    match range {
+        None | Some(RangeSpec::Ignored) => Some((StatusCode::OK, 0, size)),
+        Some(RangeSpec::Unsatisfiable) => {
+            out.insert(header::CONTENT_RANGE, text_value(format!("bytes */{size}")));
+            None
+        }
+        Some(RangeSpec::Bytes { start, end }) => {
+            out.insert(
+                header::CONTENT_RANGE,
+                text_value(format!("bytes {start}-{end}/{size}")),
+            );
+            Some((StatusCode::PARTIAL_CONTENT, start, end - start + 1))
+        }
+    }
 }
 
 /// A header value from text we produced (digits, dates, quotes), taking the string's buffer

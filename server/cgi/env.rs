@@ -93,7 +93,18 @@ pub fn build(f: &Facts<'_>) -> Vec<CString> {
         set("REDIRECT_URL", url.as_bytes());
     }
     set("PATH", SAFE_PATH.as_bytes());
+    header_variables(f, &mut set);
+    env.into_iter()
+        .filter_map(|(mut name, value)| {
+            name.push(b'=');
+            name.extend_from_slice(&value);
+            CString::new(name).ok()
+        })
+        .collect()
+}
 
+/// `HTTP_*` for every header a script may see, duplicates joined (`; ` for Cookie).
+fn header_variables(f: &Facts<'_>, set: &mut impl FnMut(&str, &[u8])) {
     for name in f.headers.keys() {
         if let Some(var) = header_variable(name.as_str(), f.pass_authorization) {
             let joiner: &[u8] = if name == http::header::COOKIE {
@@ -118,14 +129,6 @@ pub fn build(f: &Facts<'_>) -> Vec<CString> {
             }
         }
     }
-
-    env.into_iter()
-        .filter_map(|(mut name, value)| {
-            name.push(b'=');
-            name.extend_from_slice(&value);
-            CString::new(name).ok()
-        })
-        .collect()
 }
 
 /// `HTTP_*` for a request header, or `None` when the header must not reach the script.

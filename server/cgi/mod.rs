@@ -155,27 +155,7 @@ impl Launch {
     ) -> Result<Launch, Failure> {
         let identity = identity::for_owner(script.stat.st_uid, &config.cgi)?;
         let filename = config.document_root.join(&script.rel);
-        let redirect_status = match (redirected, &script.interpreter) {
-            (Some(_), _) | (None, Some(_)) => Some(200),
-            (None, None) => None,
-        };
-        let facts = env::Facts {
-            method: parts.method.as_str(),
-            uri: &parts.uri,
-            version: parts.version,
-            headers: &parts.headers,
-            content_length: stdin.len(),
-            remote: conn.peer,
-            local: conn.local,
-            document_root: &config.document_root,
-            script_name: &script.script_name,
-            path_info: &script.path_info,
-            script_filename: &filename,
-            pass_authorization: config.cgi.pass_authorization,
-            redirect_status,
-            redirect_url: redirected,
-        };
-        let envp = env::build(&facts);
+        let envp = environment(parts, stdin, script, config, conn, redirected, &filename);
         let script_c = c_string(filename.as_os_str())?;
         let (program, argv) = match &script.interpreter {
             Some(interp) => {
@@ -206,6 +186,38 @@ impl Launch {
             },
         })
     }
+}
+
+/// The script's environment (see `env.rs`).
+fn environment(
+    parts: &http::request::Parts,
+    stdin: &Stdin,
+    script: &Script,
+    config: &Config,
+    conn: &ConnInfo,
+    redirected: Option<&str>,
+    filename: &std::path::Path,
+) -> Vec<CString> {
+    let redirect_status = match (redirected, &script.interpreter) {
+        (Some(_), _) | (None, Some(_)) => Some(200),
+        (None, None) => None,
+    };
+    env::build(&env::Facts {
+        method: parts.method.as_str(),
+        uri: &parts.uri,
+        version: parts.version,
+        headers: &parts.headers,
+        content_length: stdin.len(),
+        remote: conn.peer,
+        local: conn.local,
+        document_root: &config.document_root,
+        script_name: &script.script_name,
+        path_info: &script.path_info,
+        script_filename: filename,
+        pass_authorization: config.cgi.pass_authorization,
+        redirect_status,
+        redirect_url: redirected,
+    })
 }
 
 fn c_string(text: &std::ffi::OsStr) -> Result<CString, Failure> {

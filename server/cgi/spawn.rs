@@ -183,11 +183,22 @@ pub fn spawn(spec: &Spec<'_>) -> Result<Spawned, SpawnError> {
         nreset: reset.len(),
         failure: AtomicI32::new(0),
     };
+    let (pid, pidfd) = clone_child(&args)?;
+    match args.failure.load(Ordering::Acquire) {
+        0 => Ok(Spawned { pid, pidfd }),
+        failure => Err(reap_failed(pidfd, failure)),
+    }
+}
+
+/// Clones the child onto this thread's spare stack; returns its pid and pidfd once it has
+/// exec'd or exited (CLONE_VFORK).
+fn clone_child(args: &ChildArgs) -> Result<(i32, OwnedFd), SpawnError> {
     let mut pidfd: libc::c_int = -1;
     // SAFETY: the stack is ours and outlives the child's use of it (CLONE_VFORK suspends this
     // thread until the child has exec'd or exited). All signals are blocked around the clone so
     // that no handler of ours ever runs on the child's stack in shared memory; the child resets
-    // dispositions and the mask before exec. `args` lives on this frame for the same span.
+    // dispositions and the mask before exec. `args` (and the vectors its pointers point into,
+    // in `spawn`'s frame) outlive this call.
     let pid = STACK.with(|stack| unsafe {
         let mut stack = stack.borrow_mut();
         let top = stack.as_mut_ptr().add(CHILD_STACK);
@@ -200,7 +211,7 @@ pub fn spawn(spec: &Spec<'_>) -> Result<Spawned, SpawnError> {
             child_main,
             top,
             libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
-            &args as *const ChildArgs as *mut libc::c_void,
+            args as *const ChildArgs as *mut libc::c_void,
             &mut pidfd as *mut libc::c_int,
         );
         let clone_error = io::Error::last_os_error();
@@ -215,34 +226,35 @@ pub fn spawn(spec: &Spec<'_>) -> Result<Spawned, SpawnError> {
     })?;
     // SAFETY: CLONE_PIDFD stored a fresh descriptor that nothing else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    let failure = args.failure.load(Ordering::Acquire);
-    if failure != 0 {
-        // The child has exited (127); reap it now so no zombie stays.
-        // SAFETY: siginfo_t is plain data, valid all zero.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: plain waitid on our own child's pidfd.
-        unsafe {
-            libc::waitid(
-                libc::P_PIDFD,
-                pidfd.as_raw_fd() as libc::id_t,
-                &mut info,
-                libc::WEXITED,
-            )
-        };
-        let step = match failure / 1000 {
-            1 => Step::ProcessGroup,
-            2 => Step::Limits,
-            3 => Step::Descriptors,
-            4 => Step::Identity,
-            5 => Step::WorkingDirectory,
-            _ => Step::Exec,
-        };
-        return Err(SpawnError {
-            step: Some(step),
-            error: io::Error::from_raw_os_error(failure % 1000),
-        });
+    Ok((pid, pidfd))
+}
+
+/// Reaps a child that reported `failure` (step * 1000 + errno) and exited 127, so no zombie
+/// stays, and names the step.
+fn reap_failed(pidfd: OwnedFd, failure: i32) -> SpawnError {
+    // SAFETY: siginfo_t is plain data, valid all zero.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: plain waitid on our own child's pidfd.
+    unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED,
+        )
+    };
+    let step = match failure / 1000 {
+        1 => Step::ProcessGroup,
+        2 => Step::Limits,
+        3 => Step::Descriptors,
+        4 => Step::Identity,
+        5 => Step::WorkingDirectory,
+        _ => Step::Exec,
+    };
+    SpawnError {
+        step: Some(step),
+        error: io::Error::from_raw_os_error(failure % 1000),
     }
-    Ok(Spawned { pid, pidfd })
 }
 
 /// The child, between clone and exec. Only async-signal-safe calls; no allocation, no locks.
