@@ -66,7 +66,7 @@ impl AccessLog {
         if let Ok(mut out) = self.out.lock()
             && let Err(e) = out.flush()
         {
-            tracing::warn!(error = %e, "cannot write the access log");
+            give_up(&mut out, &e);
         }
     }
 
@@ -74,14 +74,25 @@ impl AccessLog {
         if let Ok(mut out) = self.out.lock() {
             // A line that does not fit makes the buffer write out first, so only whole lines
             // reach the file.
-            if out.capacity() - out.buffer().len() < line.len() {
-                let _ = out.flush();
-            }
-            if let Err(e) = out.write_all(line.as_bytes()) {
-                tracing::warn!(error = %e, "cannot write the access log");
+            let flushed = if out.capacity() - out.buffer().len() < line.len() {
+                out.flush()
+            } else {
+                Ok(())
+            };
+            if let Err(e) = flushed.and_then(|()| out.write_all(line.as_bytes())) {
+                give_up(&mut out, &e);
             }
         }
     }
+}
+
+/// A destination that refuses writes (a closed standard output, a full disk) is said once in
+/// the error log and then dropped, with what was buffered for it, until the log is reopened
+/// (SIGHUP): otherwise every request would log the same failure again and the buffer never
+/// drain.
+fn give_up(out: &mut io::BufWriter<Box<dyn Write + Send>>, error: &io::Error) {
+    tracing::warn!(error = %error, "cannot write the access log; it is off until the server reloads its configuration (SIGHUP)");
+    *out = io::BufWriter::with_capacity(BUFFER, Box::new(io::sink()));
 }
 
 fn writer(target: &LogTarget) -> io::Result<Box<dyn Write + Send>> {

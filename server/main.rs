@@ -3,6 +3,7 @@
 
 mod access_log;
 mod app;
+mod banner;
 mod body;
 mod cgi;
 mod config;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access_log::AccessLog;
 use crate::app::{App, ConfigSource};
+use crate::banner::banner;
 use crate::config::{Config, LogTarget, Overrides};
 
 /// A rental server in one binary: static files, CGI scripts chosen by their permission bits,
@@ -231,14 +233,15 @@ fn give_back_free_memory() {
 }
 
 fn banner(config: &Config, http: std::net::SocketAddr) {
-    println!(
+    banner!(
         "yadokari {} serving {}",
         env!("CARGO_PKG_VERSION"),
         config.document_root.display()
     );
-    println!("listening http={http}");
-    println!(
-        "Open http://{http}/ in a browser. `yadokari explain FILE` says why a file is served, run or refused."
+    banner!("listening http={http}");
+    banner!(
+        "Open http://{}/ in a browser. `yadokari explain FILE` says why a file is served, run or refused.",
+        banner::reachable(http)
     );
 }
 

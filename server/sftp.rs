@@ -13,6 +13,7 @@ use anyhow::Context;
 use sftp_upload::{Endpoint, QuotaLimits};
 use tokio_util::sync::CancellationToken;
 
+use crate::banner::banner;
 use crate::config::{Config, DEFAULT_CONFIG};
 
 mod users;
@@ -45,25 +46,26 @@ pub fn start(
     let host_key = host_key(config)?;
     let mut users: Vec<_> = config.sftp_settings.users.clone();
     let first_password = ensure_credentials(&mut users, config, file)?;
-    println!("listening sftp={addr}");
-    println!(
+    banner!("listening sftp={addr}");
+    banner!(
         "SSH host key fingerprint: {}",
         sftp_upload::hostkey::fingerprint(&host_key)
     );
     if let Some((user, password)) = &first_password {
-        println!("SFTP user `{user}` has no key or password yet; its password is now: {password}");
+        banner!("SFTP user `{user}` has no key or password yet; its password is now: {password}");
         if file.is_some() || Path::new(DEFAULT_CONFIG).exists() {
-            println!("  (shown only this once; change it with `yadokari user passwd {user}`)");
+            banner!("  (shown only this once; change it with `yadokari user passwd {user}`)");
         } else {
-            println!("  (no configuration file: it lasts until the server stops)");
+            banner!("  (no configuration file: it lasts until the server stops)");
         }
     }
     if let Some(u) = users.first() {
-        println!(
+        let to = crate::banner::reachable(addr);
+        banner!(
             "Upload with: sftp -P {} {}@{}   (files land in {})",
-            addr.port(),
+            to.port(),
             u.name,
-            addr.ip(),
+            crate::banner::host(to.ip()),
             u.site.display()
         );
     }
@@ -82,7 +84,7 @@ fn host_key(config: &Config) -> anyhow::Result<sftp_upload::keys::PrivateKey> {
             let (key, created) =
                 sftp_upload::hostkey::load_or_create(path).map_err(anyhow::Error::msg)?;
             if created {
-                println!("generated the SSH host key {}", path.display());
+                banner!("generated the SSH host key {}", path.display());
             }
             Ok(key)
         }
