@@ -51,7 +51,7 @@ fn get(addr: &str, path: &str) -> String {
 fn the_banner_is_on_standard_error_and_standard_output_has_only_the_access_log() {
     let site = Site::new();
     site.file("a.txt", "a", 0o644);
-    let (mut child, banner, addr) = start(&site, &[], "listening http=");
+    let (child, banner, addr) = start(&site, &[], "listening http=");
     assert!(
         banner.iter().any(|l| l.starts_with("yadokari ")),
         "{banner:?}"
