@@ -7,7 +7,7 @@ use std::io;
 use nix::errno::Errno;
 use yadokari_site::JailError;
 
-use crate::wire::StatusCode;
+use crate::wire::{Malformed, StatusCode};
 
 /// A failed file operation.
 #[derive(Debug)]
@@ -97,6 +97,12 @@ impl From<io::Error> for FsError {
             Some(n) => Errno::from_raw(n).into(),
             None => FsError::Io(e),
         }
+    }
+}
+
+impl From<Malformed> for FsError {
+    fn from(_: Malformed) -> FsError {
+        FsError::BadMessage
     }
 }
 
