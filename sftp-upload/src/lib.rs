@@ -53,6 +53,7 @@
 //! - [`guard`]: the per-connection kill switch (login grace time, end of shutdown grace);
 //! - [`quota`], [`handles`], [`longname`], [`reply`], [`wire`], [`path`], [`error`], [`hostkey`].
 
+pub mod accounts;
 pub mod auth;
 pub mod error;
 pub mod files;
