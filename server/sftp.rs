@@ -145,7 +145,7 @@ pub fn validate(
             None => document_root.to_path_buf(),
         };
         if let Some(h) = &u.password_hash
-            && !sftp_upload::auth::is_password_hash(h)
+            && !sftp_upload::accounts::is_password_hash(h)
         {
             return Err(err(
                 "users.password_hash",
@@ -212,20 +212,22 @@ pub fn start(
     let host_key = match &s.host_key {
         Some(path) => {
             let (key, created) =
-                sftp_upload::hostkey::load_or_create(path).map_err(anyhow::Error::msg)?;
+                sftp_upload::accounts::load_or_create_host_key(path).map_err(anyhow::Error::msg)?;
             if created {
                 println!("generated the SSH host key {}", path.display());
             }
             key
         }
-        None => sftp_upload::hostkey::generate().context("cannot generate an SSH host key")?,
+        None => {
+            sftp_upload::accounts::generate_host_key().context("cannot generate an SSH host key")?
+        }
     };
     let mut users: Vec<_> = s.users.clone();
     let first_password = ensure_credentials(&mut users, config, file)?;
     println!("listening sftp={addr}");
     println!(
         "SSH host key fingerprint: {}",
-        sftp_upload::hostkey::fingerprint(&host_key)
+        sftp_upload::accounts::host_key_fingerprint(&host_key)
     );
     if let Some((user, password)) = &first_password {
         println!("SFTP user `{user}` has no key or password yet; its password is now: {password}");
@@ -356,13 +358,13 @@ fn ensure_credentials(
         u.password_hash.is_some()
             || u.authorized_keys
                 .as_deref()
-                .is_some_and(|p| !sftp_upload::auth::authorized_keys(p, &u.name).is_empty())
+                .is_some_and(|p| !sftp_upload::accounts::authorized_keys(p, &u.name).is_empty())
     });
     if has_credentials {
         return Ok(None);
     }
     let password = random_password()?;
-    let hash = sftp_upload::auth::hash_password(&password).map_err(anyhow::Error::msg)?;
+    let hash = sftp_upload::accounts::hash_password(&password).map_err(anyhow::Error::msg)?;
     if users.is_empty() {
         users.push(sftp_upload::User {
             name: "demo".into(),
