@@ -15,10 +15,12 @@ use crate::files::SiteFiles;
 use crate::path::SitePath;
 use crate::wire::open_flags;
 
-/// Limits; `None` is unlimited.
+/// A user's quota; `None` is unlimited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QuotaLimits {
+    /// Bytes in regular files in the user's site, at most.
     pub bytes: Option<u64>,
+    /// Regular files in the user's site, at most.
     pub files: Option<u64>,
 }
 
