@@ -5,7 +5,7 @@
 //! key that `yadokari user key` adds is accepted exactly as it was checked. Nothing here ever
 //! logs a password or a private key.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -17,7 +17,7 @@ use russh::keys::{HashAlg, PrivateKey, PublicKey};
 /// A new random Ed25519 host key.
 pub fn generate_host_key() -> std::io::Result<PrivateKey> {
     let mut seed = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut seed)?;
+    yadokari_site::random::fill(&mut seed)?;
     let pair = Ed25519Keypair::from_seed(&seed);
     PrivateKey::new(KeypairData::Ed25519(pair), "yadokari host key")
         .map_err(|e| std::io::Error::other(e.to_string()))

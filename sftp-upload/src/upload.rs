@@ -130,10 +130,7 @@ impl Drop for Upload {
 /// A few random bits for temporary names, so they cannot be predicted by a script on the site.
 fn nonce() -> u32 {
     let mut b = [0u8; 4];
-    if let Ok(mut f) = File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut b);
-    }
+    let _ = yadokari_site::random::fill(&mut b);
     u32::from_ne_bytes(b)
 }
 
