@@ -59,6 +59,7 @@
 //! - `upload`: atomic uploads (temporary file renamed into place on close);
 //! - `identity`: as root, a session's requests run with the site owner's fsuid/fsgid;
 //! - `guard`: the per-connection kill switch (login grace time, end of shutdown grace);
+//! - `walk`: a walk over a site that never follows a link (quota counting, the stale-upload sweep);
 //! - `quota`, `handles`, `longname`, `reply`, `wire`, `path`, `error`.
 
 pub mod accounts;
@@ -76,6 +77,7 @@ mod reply;
 mod session;
 mod ssh;
 mod upload;
+mod walk;
 mod wire;
 
 use std::collections::HashMap;
@@ -299,15 +301,9 @@ fn sweep_stale_uploads(config: &Config) {
         let Ok(files) = files::SiteFiles::open(&user.site, &user.name, false) else {
             continue;
         };
-        if let Ok(root) = files.jail().open_beneath(
-            std::path::Path::new(""),
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
-            nix::sys::stat::Mode::empty(),
-        ) {
-            let n = upload::sweep(&root, 64);
-            if n > 0 {
-                tracing::info!(site = %user.site.display(), removed = n, "removed unfinished uploads left by an earlier run");
-            }
+        let n = upload::sweep(files.jail());
+        if n > 0 {
+            tracing::info!(site = %user.site.display(), removed = n, "removed unfinished uploads left by an earlier run");
         }
     }
 }

@@ -18,8 +18,11 @@ use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{Mode, fstatat};
 use nix::unistd::UnlinkatFlags;
 
+use yadokari_site::Jail;
+
 use crate::error::FsError;
 use crate::files::chmod_fd;
+use crate::walk::walk_site;
 
 /// Every temporary upload file's name starts with this.
 pub const TEMP_PREFIX: &[u8] = b".ht-yadokari-upload-";
@@ -134,43 +137,18 @@ fn nonce() -> u32 {
     u32::from_ne_bytes(b)
 }
 
-/// Removes temporary upload files left by a crash anywhere in the site below `dir`, without
+/// Removes the temporary upload files a crash left anywhere in the site of `jail`, without
 /// following links. Returns how many it removed.
-pub fn sweep(dir: &OwnedFd, depth: usize) -> usize {
-    let Ok(dup) = dir.try_clone() else { return 0 };
-    let Ok(mut d) = nix::dir::Dir::from_fd(dup) else {
-        return 0;
-    };
+pub fn sweep(jail: &Jail) -> usize {
     let mut removed = 0;
-    let mut subdirs = Vec::new();
-    for entry in d.iter().flatten() {
-        let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
+    walk_site(jail, |dir, name, st| {
+        if st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && Upload::is_temp_name(name.to_bytes())
+            && nix::unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).is_ok()
+        {
+            removed += 1;
         }
-        let name = OsStr::from_bytes(name).to_os_string();
-        let Ok(st) = fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
-            continue;
-        };
-        let kind = st.st_mode & libc::S_IFMT;
-        if kind == libc::S_IFREG && Upload::is_temp_name(name.as_bytes()) {
-            if nix::unistd::unlinkat(dir, name.as_os_str(), UnlinkatFlags::NoRemoveDir).is_ok() {
-                removed += 1;
-            }
-        } else if kind == libc::S_IFDIR && depth > 0 {
-            subdirs.push(name);
-        }
-    }
-    for name in subdirs {
-        if let Ok(sub) = nix::fcntl::openat(
-            dir,
-            name.as_os_str(),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            removed += sweep(&sub, depth - 1);
-        }
-    }
+    });
     removed
 }
 
@@ -185,13 +163,8 @@ mod tests {
         std::fs::write(dir.path().join("keep"), b"x").expect("write");
         std::fs::write(dir.path().join(".ht-yadokari-upload-1"), b"x").expect("write");
         std::fs::write(dir.path().join("sub/.ht-yadokari-upload-2"), b"x").expect("write");
-        let fd = nix::fcntl::open(
-            dir.path(),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-            Mode::empty(),
-        )
-        .expect("open");
-        assert_eq!(sweep(&fd, 16), 2);
+        let jail = Jail::open(dir.path()).expect("jail");
+        assert_eq!(sweep(&jail), 2);
         assert!(dir.path().join("keep").exists());
     }
 }
