@@ -10,7 +10,7 @@
 //! Being the one crate both the binary and `sftp-upload` depend on, it is also where the few
 //! helpers both need live, instead of a copy on each side: [`read`] (a pread into a buffer's
 //! spare capacity, for static bodies and SFTP READs) and [`random`] (bytes from the kernel, for
-//! host keys, temporary names and first passwords).
+//! host keys and first passwords).
 
 pub mod denial;
 pub mod jail;

@@ -1,6 +1,6 @@
 //! Random bytes from the kernel (`/dev/urandom`), for the secrets yadokari makes itself: the
-//! seed of a new SSH host key and the names of temporary uploads on the SFTP side, the first
-//! password of the demo user on the binary's side.
+//! seed of a new SSH host key on the SFTP side, the first password of the demo user on the
+//! binary's side.
 //!
 //! It lives in this crate because this is the one crate both the binary and `sftp-upload`
 //! depend on; it has nothing to do with the site model otherwise, and it stays this small so
