@@ -6,7 +6,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::sftp::{
-    Running, SftpSite, client_key, paramiko, python, run_with_input, ssh_options, text, user_cmd,
+    Running, SftpSite, client_key, paramiko, password_options, python, run_with_input, ssh_options,
+    text, user_cmd,
 };
 use crate::support::{PATIENCE, Server, Site, have};
 
@@ -130,18 +131,7 @@ fn a_wrong_password_can_be_retried_in_the_same_connection() {
     let mut cmd = Command::new("timeout");
     cmd.args(["60", "setsid", "-w", "sftp"])
         .args(ssh_options(r.addr.port()))
-        .args([
-            "-o",
-            "PubkeyAuthentication=no",
-            "-o",
-            "PreferredAuthentications=password",
-            "-o",
-            "NumberOfPasswordPrompts=3",
-            "-o",
-            "BatchMode=no",
-            "-b",
-            "-",
-        ])
+        .args(password_options(3))
         .arg(format!("demo@{}", r.addr.ip()))
         .env("SSH_ASKPASS", &askpass)
         .env("SSH_ASKPASS_REQUIRE", "force")

@@ -119,19 +119,7 @@ impl Running {
         let mut cmd = Command::new("timeout");
         cmd.args(["60", "sshpass", "-p", password, "sftp"])
             .args(ssh_options(self.addr.port()))
-            .args([
-                "-o",
-                "PubkeyAuthentication=no",
-                "-o",
-                "PreferredAuthentications=password",
-                "-o",
-                "NumberOfPasswordPrompts=1",
-                // sftp -b turns BatchMode on, which forbids passwords; the first value wins.
-                "-o",
-                "BatchMode=no",
-                "-b",
-                "-",
-            ])
+            .args(password_options(1))
             .arg(format!("{user}@{}", self.addr.ip()));
         run_with_input(cmd, batch)
     }
@@ -183,6 +171,27 @@ pub fn ssh_options(port: u16) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .chain([port.to_string()])
+    .collect()
+}
+
+/// Options for a password login in batch mode, with `prompts` attempts, then `-b -`.
+pub fn password_options(prompts: u32) -> Vec<String> {
+    let prompts = format!("NumberOfPasswordPrompts={prompts}");
+    [
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "PreferredAuthentications=password",
+        "-o",
+        &prompts,
+        // sftp -b turns BatchMode on, which forbids passwords; the first value wins.
+        "-o",
+        "BatchMode=no",
+        "-b",
+        "-",
+    ]
+    .iter()
+    .map(|s| s.to_string())
     .collect()
 }
 
