@@ -20,10 +20,15 @@ use crate::wire::{Packet, Reader, StatusCode, fxp, open_flags, status};
 
 /// A READ to run off the request thread.
 pub struct ReadJob {
+    /// The request's id, for the reply.
     pub id: u32,
+    /// The open file.
     pub file: Arc<File>,
+    /// Where to read from.
     pub offset: u64,
+    /// How much the client asked for (capped at [`MAX_DATA`]).
     pub len: u32,
+    /// The handle's count of bytes read, for the transfer log.
     pub counter: Arc<AtomicU64>,
 }
 
