@@ -49,7 +49,7 @@ pub fn start(
     banner!("listening sftp={addr}");
     banner!(
         "SSH host key fingerprint: {}",
-        sftp_upload::hostkey::fingerprint(&host_key)
+        sftp_upload::accounts::host_key_fingerprint(&host_key)
     );
     if let Some((user, password)) = &first_password {
         banner!("SFTP user `{user}` has no key or password yet; its password is now: {password}");
@@ -82,13 +82,15 @@ fn host_key(config: &Config) -> anyhow::Result<sftp_upload::keys::PrivateKey> {
     match &config.sftp_settings.host_key {
         Some(path) => {
             let (key, created) =
-                sftp_upload::hostkey::load_or_create(path).map_err(anyhow::Error::msg)?;
+                sftp_upload::accounts::load_or_create_host_key(path).map_err(anyhow::Error::msg)?;
             if created {
                 banner!("generated the SSH host key {}", path.display());
             }
             Ok(key)
         }
-        None => sftp_upload::hostkey::generate().context("cannot generate an SSH host key"),
+        None => {
+            sftp_upload::accounts::generate_host_key().context("cannot generate an SSH host key")
+        }
     }
 }
 
@@ -169,13 +171,13 @@ fn ensure_credentials(
         u.password_hash.is_some()
             || u.authorized_keys
                 .as_deref()
-                .is_some_and(|p| !sftp_upload::auth::authorized_keys(p, &u.name).is_empty())
+                .is_some_and(|p| !sftp_upload::accounts::authorized_keys(p, &u.name).is_empty())
     });
     if has_credentials {
         return Ok(None);
     }
     let password = random_password()?;
-    let hash = sftp_upload::auth::hash_password(&password).map_err(anyhow::Error::msg)?;
+    let hash = sftp_upload::accounts::hash_password(&password).map_err(anyhow::Error::msg)?;
     if users.is_empty() {
         users.push(sftp_upload::User {
             name: "demo".into(),
@@ -208,7 +210,7 @@ fn ensure_credentials(
 fn random_password() -> anyhow::Result<String> {
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut bytes = [0u8; 16];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+    yadokari_site::random::fill(&mut bytes)?;
     Ok(bytes
         .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)

@@ -4,9 +4,8 @@
 
 use nix::sys::signal::Signal;
 
-use crate::sftp::{Running, SftpSite, have, sftp_addr, text};
-use crate::sftp_auth::user_cmd;
-use crate::support::Site;
+use crate::support::sftp::{Running, SftpSite, text, user_cmd};
+use crate::support::{Site, have};
 
 #[test]
 fn a_user_edit_keeps_the_root_given_on_the_command_line() {
@@ -22,8 +21,7 @@ fn a_user_edit_keeps_the_root_given_on_the_command_line() {
     let server = s
         .site
         .start_with(&["--root", root.to_str().expect("utf-8")]);
-    let addr = sftp_addr(&server);
-    let r = Running { server, addr };
+    let r = Running::of(server);
     let listing = |r: &Running| {
         let o = r.batch(&s.key, "ls\n");
         assert!(o.status.success(), "{}", text(&o));

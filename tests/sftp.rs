@@ -3,164 +3,11 @@
 //! atomic uploads and big transfers.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub use crate::support::have;
-use crate::support::{PATIENCE, Server, Site};
-
-/// A site with one SFTP user `demo` (site: the document root) and a client key for it.
-pub struct SftpSite {
-    pub site: Site,
-    pub key: PathBuf,
-}
-
-impl SftpSite {
-    /// `extra` is added to the configuration (after the `[[users]]` entry).
-    pub fn new(extra: &str) -> SftpSite {
-        let site = Site::new();
-        let key = client_key(site.dir.path(), "id_demo");
-        let pubkey = std::fs::read_to_string(key.with_extension("pub")).expect("pub");
-        std::fs::write(site.dir.path().join("authorized_keys"), pubkey).expect("write");
-        let site = site.config(&format!(
-            "[[users]]\nname = \"demo\"\nauthorized_keys = \"authorized_keys\"\n{extra}"
-        ));
-        SftpSite { site, key }
-    }
-
-    pub fn start(&self) -> Running {
-        let server = self.site.start();
-        let addr = sftp_addr(&server);
-        Running { server, addr }
-    }
-}
-
-/// A client key pair made with `ssh-keygen`.
-pub fn client_key(dir: &Path, name: &str) -> PathBuf {
-    let key = dir.join(name);
-    let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&key)
-        .status()
-        .expect("ssh-keygen");
-    assert!(st.success());
-    key
-}
-
-/// The address from `listening sftp=ADDR`.
-pub fn sftp_addr(server: &Server) -> std::net::SocketAddr {
-    let line = server.wait_for("listening sftp=");
-    line.trim()
-        .trim_start_matches("listening sftp=")
-        .parse()
-        .unwrap_or_else(|_| panic!("bad line {line:?}"))
-}
-
-pub struct Running {
-    pub server: Server,
-    pub addr: std::net::SocketAddr,
-}
-
-impl Running {
-    /// Runs `sftp -b -` with `batch` as user `user` with `key`, under a timeout.
-    pub fn batch_as(
-        &self,
-        user: &str,
-        key: Option<&Path>,
-        batch: impl AsRef<[u8]>,
-        timeout: Duration,
-    ) -> Output {
-        let mut cmd = Command::new("timeout");
-        cmd.arg(timeout.as_secs().to_string()).arg("sftp");
-        cmd.args(ssh_options(self.addr.port()));
-        match key {
-            Some(k) => {
-                cmd.arg("-i").arg(k);
-                cmd.args(["-o", "BatchMode=yes"]);
-            }
-            None => {
-                cmd.args(["-o", "BatchMode=yes", "-o", "PubkeyAuthentication=no"]);
-            }
-        }
-        cmd.args(["-b", "-"])
-            .arg(format!("{user}@{}", self.addr.ip()));
-        run_with_input(cmd, batch)
-    }
-
-    /// `sftp -b -` as demo with its key.
-    pub fn batch(&self, key: &Path, batch: impl AsRef<[u8]>) -> Output {
-        self.batch_as("demo", Some(key), batch, PATIENCE)
-    }
-}
-
-/// Options every client run uses: no user config, no host key checks, quiet.
-pub fn ssh_options(port: u16) -> Vec<String> {
-    [
-        "-F",
-        "/dev/null",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "ConnectTimeout=20",
-        "-P",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([port.to_string()])
-    .collect()
-}
-
-pub fn run_with_input(mut cmd: Command, input: impl AsRef<[u8]>) -> Output {
-    use std::io::Write;
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn client");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_ref())
-        .expect("write batch");
-    child.wait_with_output().expect("wait client")
-}
-
-pub fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
-}
-
-/// A file of `mib` MiB of `byte`, written in pieces (never the whole file in memory).
-fn filled(path: &Path, byte: u8, mib: usize) {
-    use std::io::Write;
-    let chunk = vec![byte; 1024 * 1024];
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
-    for _ in 0..mib {
-        f.write_all(&chunk).expect("write");
-    }
-    f.flush().expect("flush");
-}
-
-fn local(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, content).expect("write local file");
-    p
-}
+use crate::support::sftp::{SftpSite, filled, local, mode, text, upload_temporary};
+use crate::support::{eventually, have};
 
 const HELLO: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nhello from cgi\\n'\n";
 
@@ -470,40 +317,9 @@ fn killed_upload_leaves_the_old_file_and_no_temporary() {
     let work = tempfile::tempdir().expect("tempdir");
     let big = work.path().join("new.bin");
     filled(&big, b'n', 512);
-    let mut cmd = Command::new("sftp");
-    cmd.args(ssh_options(r.addr.port()))
-        .arg("-i")
-        .arg(&s.key)
-        .args(["-o", "BatchMode=yes", "-b", "-"])
-        .arg(format!("demo@{}", r.addr.ip()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = cmd.spawn().expect("sftp");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        writeln!(stdin, "put {} bbs.cgi", big.display()).expect("batch");
-    }
+    let mut child = r.spawn_put(&s.key, &big, "bbs.cgi");
     // Wait until the upload is under way (its temporary file exists), then kill the client.
-    let deadline = Instant::now() + PATIENCE;
-    let temp = loop {
-        let found = std::fs::read_dir(s.site.htdocs())
-            .expect("ls")
-            .flatten()
-            .find(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with(".ht-yadokari-upload-")
-            });
-        if let Some(e) = found
-            && e.metadata().map(|m| m.len() > 0).unwrap_or(false)
-        {
-            break e.path();
-        }
-        assert!(Instant::now() < deadline, "the upload never started");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let temp = upload_temporary(&s.site.htdocs());
     let temp_url = format!("/{}", temp.file_name().expect("name").to_string_lossy());
     assert_eq!(
         r.server.get(&temp_url).status,
@@ -512,11 +328,7 @@ fn killed_upload_leaves_the_old_file_and_no_temporary() {
     );
     child.kill().expect("kill");
     let _ = child.wait();
-    let deadline = Instant::now() + PATIENCE;
-    while temp.exists() {
-        assert!(Instant::now() < deadline, "temporary file left behind");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(eventually(|| !temp.exists()), "temporary file left behind");
     assert_eq!(std::fs::read(&target).expect("old"), b"#!/bin/sh\nold\n");
     assert_eq!(mode(&target), 0o755);
 }
@@ -658,11 +470,7 @@ fn lftp_mirror_reverse_with_a_password() {
         return;
     }
     let s = SftpSite::new("");
-    s.site.write_config();
-    let o = crate::sftp_auth::user_cmd(&s.site.config_path(), &["passwd", "demo"], "mirror pw\n");
-    assert!(o.status.success(), "{}", text(&o));
-    let server = Server::spawn(&["--config", s.site.config_path().to_str().expect("utf-8")]);
-    let addr = sftp_addr(&server);
+    let r = s.start_with_password("demo", "mirror pw");
     let work = tempfile::tempdir().expect("tempdir");
     let src = work.path().join("site");
     std::fs::create_dir_all(src.join("cgi-bin")).expect("mkdir");
@@ -672,8 +480,8 @@ fn lftp_mirror_reverse_with_a_password() {
         "set sftp:auto-confirm yes; set net:max-retries 1; set net:timeout 20; \
          set sftp:connect-program 'ssh -a -x -F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'; \
          open -u demo,'mirror pw' -p {} sftp://{}; mirror -R {} /; bye",
-        addr.port(),
-        addr.ip(),
+        r.addr.port(),
+        r.addr.ip(),
         src.display()
     );
     let o = Command::new("timeout")
@@ -686,7 +494,7 @@ fn lftp_mirror_reverse_with_a_password() {
         "<h1>mirrored</h1>"
     );
     assert!(s.site.path("cgi-bin/bbs.cgi").exists());
-    assert_eq!(server.get("/index.html").text(), "<h1>mirrored</h1>");
+    assert_eq!(r.server.get("/index.html").text(), "<h1>mirrored</h1>");
 }
 
 /// Starts `put` of a `mib` MiB file over `bbs.cgi` (0755, old content) with the stock client,
@@ -707,35 +515,8 @@ fn sigterm_during_upload(
     let work = tempfile::tempdir().expect("tempdir");
     let big = work.path().join("new.bin");
     filled(&big, b'n', mib);
-    let mut child = Command::new("sftp")
-        .args(ssh_options(r.addr.port()))
-        .arg("-i")
-        .arg(&s.key)
-        .args(["-o", "BatchMode=yes", "-b", "-"])
-        .arg(format!("demo@{}", r.addr.ip()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sftp");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        writeln!(stdin, "put {} bbs.cgi", big.display()).expect("batch");
-    }
-    let deadline = Instant::now() + PATIENCE;
-    while !std::fs::read_dir(s.site.htdocs())
-        .expect("ls")
-        .flatten()
-        .any(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(".ht-yadokari-upload-")
-        })
-    {
-        assert!(Instant::now() < deadline, "the upload never started");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let child = r.spawn_put(&s.key, &big, "bbs.cgi");
+    upload_temporary(&s.site.htdocs());
     r.server.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(r.server.wait_exit(), Some(0));
     (s, target, child, work)

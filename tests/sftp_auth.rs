@@ -2,67 +2,14 @@
 //! connection), wrong keys, unknown users, the ban after repeated failures, the first-start demo
 //! password, two users jailed apart, and `yadokari user ...` editing a running server's users.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::sftp::{SftpSite, client_key, have, run_with_input, sftp_addr, ssh_options, text};
-use crate::support::{BIN, PATIENCE, Server, Site};
-
-/// `sftp -b -` with a password through sshpass.
-fn batch_password(addr: std::net::SocketAddr, user: &str, password: &str, batch: &str) -> Output {
-    let mut cmd = Command::new("timeout");
-    cmd.args(["60", "sshpass", "-p", password, "sftp"])
-        .args(ssh_options(addr.port()))
-        .args([
-            "-o",
-            "PubkeyAuthentication=no",
-            "-o",
-            "PreferredAuthentications=password",
-            "-o",
-            "NumberOfPasswordPrompts=1",
-            // sftp -b turns BatchMode on, which forbids passwords; the first value wins.
-            "-o",
-            "BatchMode=no",
-            "-b",
-            "-",
-        ])
-        .arg(format!("{user}@{}", addr.ip()));
-    run_with_input(cmd, batch)
-}
-
-/// Runs `yadokari user ...` against `config`, with `stdin`.
-pub fn user_cmd(config: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("user").args(args).arg("--config").arg(config);
-    run_with_input(cmd, stdin)
-}
-
-/// Python with paramiko (Debian's python3-paramiko), or None to skip.
-pub fn paramiko() -> Option<&'static str> {
-    const PY: &str = "/usr/bin/python3";
-    let ok = Command::new(PY)
-        .args(["-c", "import paramiko"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "python3-paramiko is required under CI=true"
-        );
-        eprintln!("skipping: python3-paramiko is not installed");
-        return None;
-    }
-    Some(PY)
-}
-
-/// Runs a Python script with arguments, under a timeout.
-pub fn python(py: &str, script: &str, args: &[&str]) -> Output {
-    let mut cmd = Command::new("timeout");
-    cmd.args(["120", py, "-c", script]).args(args);
-    run_with_input(cmd, "")
-}
+use crate::support::sftp::{
+    Running, SftpSite, client_key, paramiko, password_options, python, run_with_input, ssh_options,
+    text, user_cmd,
+};
+use crate::support::{PATIENCE, Server, Site, have};
 
 #[test]
 fn key_login_works_and_wrong_keys_and_unknown_users_are_refused() {
@@ -140,28 +87,19 @@ fn password_set_with_user_passwd_logs_in_and_a_wrong_one_is_refused() {
         return;
     }
     let s = SftpSite::new("");
-    s.site.write_config();
-    let o = user_cmd(
-        &s.site.config_path(),
-        &["passwd", "demo"],
-        "correct horse\n",
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    let r = s.start_with_password("demo", "correct horse");
     let config = std::fs::read_to_string(s.site.config_path()).expect("config");
     assert!(config.contains("$argon2id$"), "{config}");
     assert!(
         !config.contains("correct horse"),
         "never the password itself"
     );
-    // Start on the edited file (Site::start would rewrite it).
-    let server = Server::spawn(&["--config", s.site.config_path().to_str().expect("utf-8")]);
-    let addr = sftp_addr(&server);
-    let o = batch_password(addr, "demo", "correct horse", "pwd\n");
+    let o = r.batch_password("demo", "correct horse", "pwd\n");
     assert!(o.status.success(), "{}", text(&o));
-    let o = batch_password(addr, "demo", "wrong horse", "pwd\n");
+    let o = r.batch_password("demo", "wrong horse", "pwd\n");
     assert!(!o.status.success(), "{}", text(&o));
     assert!(
-        !server.output().contains("wrong horse"),
+        !r.server.output().contains("wrong horse"),
         "passwords are never logged"
     );
 }
@@ -173,11 +111,7 @@ fn a_wrong_password_can_be_retried_in_the_same_connection() {
     }
     let s = SftpSite::new("");
     s.site.file("a.txt", "x", 0o644);
-    s.site.write_config();
-    let o = user_cmd(&s.site.config_path(), &["passwd", "demo"], "right one\n");
-    assert!(o.status.success(), "{}", text(&o));
-    let server = Server::spawn(&["--config", s.site.config_path().to_str().expect("utf-8")]);
-    let addr = sftp_addr(&server);
+    let r = s.start_with_password("demo", "right one");
     // The stock client asks SSH_ASKPASS for each attempt: wrong first, right second.
     let dir = s.site.dir.path();
     let askpass = dir.join("askpass");
@@ -196,20 +130,9 @@ fn a_wrong_password_can_be_retried_in_the_same_connection() {
     .expect("chmod");
     let mut cmd = Command::new("timeout");
     cmd.args(["60", "setsid", "-w", "sftp"])
-        .args(ssh_options(addr.port()))
-        .args([
-            "-o",
-            "PubkeyAuthentication=no",
-            "-o",
-            "PreferredAuthentications=password",
-            "-o",
-            "NumberOfPasswordPrompts=3",
-            "-o",
-            "BatchMode=no",
-            "-b",
-            "-",
-        ])
-        .arg(format!("demo@{}", addr.ip()))
+        .args(ssh_options(r.addr.port()))
+        .args(password_options(3))
+        .arg(format!("demo@{}", r.addr.ip()))
         .env("SSH_ASKPASS", &askpass)
         .env("SSH_ASKPASS_REQUIRE", "force")
         .env("DISPLAY", ":0");
@@ -266,8 +189,8 @@ fn first_start_prints_the_demo_password_once_and_stores_only_its_hash() {
         return;
     }
     let site = Site::new().config("[[users]]\nname = \"demo\"\n");
-    let server = site.start();
-    let line = server.wait_for("its password is now: ");
+    let r = Running::of(site.start());
+    let line = r.server.wait_for("its password is now: ");
     let password = line
         .split("its password is now: ")
         .nth(1)
@@ -275,7 +198,7 @@ fn first_start_prints_the_demo_password_once_and_stores_only_its_hash() {
         .trim()
         .to_string();
     assert_eq!(password.len(), 16, "{line}");
-    server.wait_for("SSH host key fingerprint: SHA256:");
+    r.server.wait_for("SSH host key fingerprint: SHA256:");
     let config = std::fs::read_to_string(site.config_path()).expect("config");
     assert!(config.contains("password_hash = \"$argon2id$"), "{config}");
     assert!(!config.contains(&password));
@@ -284,11 +207,11 @@ fn first_start_prints_the_demo_password_once_and_stores_only_its_hash() {
         &std::fs::metadata(&key).expect("host key").permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
-    let o = batch_password(sftp_addr(&server), "demo", &password, "pwd\n");
+    let o = r.batch_password("demo", &password, "pwd\n");
     assert!(o.status.success(), "{}", text(&o));
-    drop(server);
+    drop(r);
     // The second start finds credentials and prints no password.
-    let server = Server::spawn(&["--config", site.config_path().to_str().expect("utf-8")]);
+    let server = site.start_as_written();
     server.wait_for("listening sftp=");
     server.wait_for("SSH host key fingerprint");
     assert!(!server.output().contains("password is now"));
@@ -318,11 +241,10 @@ fn two_users_are_jailed_apart() {
          [[users]]\nname = \"bob\"\nsite = \"bob\"\nauthorized_keys = \"ak_bob\"\n",
     )
     .expect("config");
-    let server = Server::spawn(&["--config", config.to_str().expect("utf-8")]);
-    let r = crate::sftp::Running {
-        addr: sftp_addr(&server),
-        server,
-    };
+    let r = Running::of(Server::spawn(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]));
     let o = r.batch_as("alice", Some(&ka), "ls -a /\nls ../bob\n", PATIENCE);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("alice.txt"), "{}", text(&o));
@@ -440,17 +362,7 @@ fn sessions_per_user_are_capped() {
     let s = SftpSite::new("[sftp]\nmax_sessions_per_user = 1\n");
     let r = s.start();
     // One session held open (its batch waits on stdin).
-    let mut held = Command::new("sftp")
-        .args(ssh_options(r.addr.port()))
-        .arg("-i")
-        .arg(&s.key)
-        .args(["-o", "BatchMode=yes", "-b", "-"])
-        .arg(format!("demo@{}", r.addr.ip()))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("sftp");
+    let mut held = r.spawn_batch(&s.key);
     let deadline = Instant::now() + PATIENCE;
     while !r.server.output().contains("sftp session started") {
         assert!(Instant::now() < deadline, "the first session never started");

@@ -2,8 +2,7 @@
 //! channel: big pipelined downloads under a timeout, operations the OpenSSH CLI does not
 //! expose, a packet over the limit, and malformed requests answered with their own id.
 
-use crate::sftp::{SftpSite, text};
-use crate::sftp_auth::{paramiko, python};
+use crate::support::sftp::{SftpSite, paramiko, python, text};
 
 /// Connects with the key in argv[3] and runs the body of each test.
 const PRELUDE: &str = r#"

@@ -1,7 +1,10 @@
 //! The harness: a site in a temporary directory, the real `yadokari` binary started on port 0,
 //! its printed address read back, and clients (ureq, and raw bytes over a socket) to talk to it.
+//! The SFTP clients and the sites with SFTP users are in [`sftp`].
 
 #![allow(dead_code)]
+
+pub mod sftp;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -160,6 +163,12 @@ impl Site {
     /// Starts the server on this site.
     pub fn start(&self) -> Server {
         self.write_config();
+        self.start_as_written()
+    }
+
+    /// Starts the server on the configuration file as it is, without writing it first (after a
+    /// `yadokari user ...` edit, or for a second start).
+    pub fn start_as_written(&self) -> Server {
         Server::spawn(&["--config", self.config_path().to_str().expect("utf-8 path")])
     }
 

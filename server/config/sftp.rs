@@ -152,7 +152,7 @@ fn user(
         None => document_root.to_path_buf(),
     };
     if let Some(h) = &u.password_hash
-        && !sftp_upload::auth::is_password_hash(h)
+        && !sftp_upload::accounts::is_password_hash(h)
     {
         return Err(origin.err(
             "users.password_hash",

@@ -86,7 +86,8 @@ pub fn user_command(cmd: UserCommand, file: Option<&Path>) -> anyhow::Result<()>
             if password.is_empty() {
                 bail!("an empty password is not allowed");
             }
-            let hash = sftp_upload::auth::hash_password(&password).map_err(anyhow::Error::msg)?;
+            let hash =
+                sftp_upload::accounts::hash_password(&password).map_err(anyhow::Error::msg)?;
             edit_config(&path, |doc| {
                 user_entry(doc, &name)?["password_hash"] = toml_edit::value(hash.clone());
                 Ok(())
@@ -99,7 +100,7 @@ pub fn user_command(cmd: UserCommand, file: Option<&Path>) -> anyhow::Result<()>
                 let keys = u
                     .authorized_keys
                     .as_deref()
-                    .map(|p| sftp_upload::auth::authorized_keys(p, &u.name).len())
+                    .map(|p| sftp_upload::accounts::authorized_keys(p, &u.name).len())
                     .unwrap_or(0);
                 println!(
                     "{}\tsite={}\tkeys={keys}\tpassword={}",
@@ -215,7 +216,7 @@ fn add_keys(ak: &Path, key_file: &Path, user: &str) -> anyhow::Result<usize> {
     use std::os::unix::fs::OpenOptionsExt;
     let text = std::fs::read_to_string(key_file)
         .with_context(|| format!("cannot read {}", key_file.display()))?;
-    let existing = sftp_upload::auth::authorized_keys(ak, user);
+    let existing = sftp_upload::accounts::authorized_keys(ak, user);
     let mut lines = Vec::new();
     for line in text
         .lines()
@@ -228,7 +229,7 @@ fn add_keys(ak: &Path, key_file: &Path, user: &str) -> anyhow::Result<usize> {
                 key_file.display()
             )
         })?;
-        if !sftp_upload::auth::key_allowed(&existing, &key) {
+        if !sftp_upload::accounts::key_allowed(&existing, &key) {
             lines.push(line.to_string());
         }
     }

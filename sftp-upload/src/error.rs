@@ -7,7 +7,7 @@ use std::io;
 use nix::errno::Errno;
 use yadokari_site::JailError;
 
-use crate::wire::StatusCode;
+use crate::wire::{Malformed, StatusCode};
 
 /// A failed file operation.
 #[derive(Debug)]
@@ -54,18 +54,14 @@ impl FsError {
     }
 }
 
+/// The status of an error the system gave. `ENOENT`, `ENOTDIR` and `EXDEV` never get here:
+/// every errno passes through the jail's classification first ([`JailError`]'s
+/// `From<Errno>`), which makes them [`FsError::NotFound`] and [`FsError::Outside`].
 fn io_status(e: &io::Error) -> (StatusCode, String) {
     match e.raw_os_error().map(Errno::from_raw) {
-        Some(Errno::ENOENT | Errno::ENOTDIR) => {
-            (StatusCode::NoSuchFile, "No such file or directory".into())
-        }
         Some(Errno::EACCES | Errno::EPERM | Errno::EROFS) => {
             (StatusCode::PermissionDenied, "Permission denied".into())
         }
-        Some(Errno::EXDEV) => (
-            StatusCode::PermissionDenied,
-            "outside your site: paths and links must stay inside it".into(),
-        ),
         Some(Errno::EEXIST) => (StatusCode::Failure, "already exists".into()),
         Some(Errno::ENOTEMPTY) => (StatusCode::Failure, "directory not empty".into()),
         Some(Errno::EISDIR) => (StatusCode::Failure, "is a directory".into()),
@@ -81,13 +77,11 @@ fn io_status(e: &io::Error) -> (StatusCode, String) {
     }
 }
 
+/// Through the jail's classification, the one copy both sides of the product use: what is
+/// "not found" and what is "outside the site" is decided in `yadokari_site::jail`.
 impl From<Errno> for FsError {
     fn from(e: Errno) -> FsError {
-        match e {
-            Errno::ENOENT | Errno::ENOTDIR => FsError::NotFound,
-            Errno::EXDEV => FsError::Outside,
-            e => FsError::Io(io::Error::from(e)),
-        }
+        JailError::from(e).into()
     }
 }
 
@@ -100,12 +94,19 @@ impl From<io::Error> for FsError {
     }
 }
 
+impl From<Malformed> for FsError {
+    fn from(_: Malformed) -> FsError {
+        FsError::BadMessage
+    }
+}
+
 impl From<JailError> for FsError {
     fn from(e: JailError) -> FsError {
         match e {
             JailError::NotFound => FsError::NotFound,
             JailError::Outside => FsError::Outside,
-            JailError::Io(e) => e.into(),
+            // Already classified: the jail makes its Io only of the other errnos.
+            JailError::Io(e) => FsError::Io(e),
         }
     }
 }
@@ -142,12 +143,16 @@ mod tests {
     fn errno_table() {
         let rows = [
             (Errno::ENOENT, StatusCode::NoSuchFile),
+            (Errno::ENOTDIR, StatusCode::NoSuchFile),
+            (Errno::EXDEV, StatusCode::PermissionDenied),
             (Errno::EACCES, StatusCode::PermissionDenied),
             (Errno::EEXIST, StatusCode::Failure),
             (Errno::ENOTEMPTY, StatusCode::Failure),
         ];
         for (errno, code) in rows {
             assert_eq!(FsError::from(errno).status().0, code, "{errno}");
+            let io = io::Error::from_raw_os_error(errno as i32);
+            assert_eq!(FsError::from(io).status().0, code, "{errno} as io::Error");
         }
     }
 }

@@ -13,7 +13,8 @@
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, RenameFlags};
@@ -366,9 +367,15 @@ fn regular(st: &FileStat) -> Result<(), FsError> {
     }
 }
 
-/// `/proc/self/fd/N` for a descriptor.
+/// `/proc/self/fd/N`: a path the kernel resolves to the very file `fd` refers to, whatever was
+/// renamed or swapped in since it was opened.
+pub fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// [`fd_path`], for the C calls.
 fn proc_path(fd: BorrowedFd<'_>) -> CString {
-    CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL in a number")
+    CString::new(fd_path(fd).into_os_string().into_vec()).expect("no NUL in a number")
 }
 
 /// Reopens an `O_PATH` descriptor with real access, through `/proc/self/fd`: the same inode

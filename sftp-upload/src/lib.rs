@@ -1,8 +1,8 @@
 //! yadokari's embedded SFTP endpoint: hosting users upload, list and chmod their site over SSH,
 //! each jailed to it, as on a rental server's FTP.
 //!
-//! One public entry point, [`run`], takes a bound listener, the configuration and a shutdown
-//! token. SSH is russh (the host key and the users' keys are `ssh-key` types re-exported by
+//! One public entry point, [`run`], takes a bound listener and the [`Endpoint`] (the
+//! configuration and a shutdown token). SSH is russh (the host key and the users' keys are `ssh-key` types re-exported by
 //! `russh::keys`, so the two never disagree on versions); the SFTP protocol is this crate's own.
 //!
 //! # Why an own SFTP v3 codec rather than russh-sftp
@@ -13,9 +13,9 @@
 //! ~30 MB); an oversized packet desynchronises the stream; names are `String`, so Shift_JIS
 //! names from old CGI kits become U+FFFD; attributes built from `Metadata` corrupt file types;
 //! long names are not `ls -l`; symlink arguments are swapped; no extensions; parse errors are
-//! answered with request id 0. Here: names are bytes end to end ([`wire`], [`path`]), packet
+//! answered with request id 0. Here: names are bytes end to end (`wire`, `path`), packet
 //! lengths are checked before allocating, every reply carries its request's id, and the session
-//! ([`session`]) never stops reading the channel while replies wait for window space.
+//! (`session`) never stops reading the channel while replies wait for window space.
 //!
 //! # Choices worth knowing
 //!
@@ -26,7 +26,7 @@
 //!   (no CMake), about a minute on 2 cores. `rsa` is on so that users' RSA keys work.
 //! - Each SFTP session's requests run in order on one blocking-pool thread (READs fan out to
 //!   others), so that, when the server is root, the thread can take the site owner's
-//!   file-system identity ([`identity`]) for the whole session.
+//!   file-system identity (`identity`) for the whole session.
 //! - `bench/sftp.sh` measures this endpoint against OpenSSH's sshd + internal-sftp; on the
 //!   development machine (2 cores, loopback, 256 MiB): upload 2.6x and download 1.7x sshd's
 //!   throughput with chacha20-poly1305.
@@ -41,34 +41,44 @@
 //! - paramiko's retry of a failed password re-sends the `ssh-userauth` service request, which
 //!   russh does not answer; OpenSSH clients retry within one request flow and work.
 //!
-//! # Map
+//! # Public surface
 //!
-//! - [`ssh`]: authentication and channels (only the `sftp` subsystem);
-//! - [`auth`]: `authorized_keys`, argon2id passwords, the failed-login [`auth::Defender`];
-//! - [`session`]: reader / request thread / writer of one SFTP session;
-//! - [`handler`]: one request → one reply, and the transfer log;
-//! - [`files`]: the user's site through the shared jail, with the rental-server mode rules;
-//! - [`upload`]: atomic uploads (temporary file renamed into place on close);
-//! - [`identity`]: as root, a session's requests run with the site owner's fsuid/fsgid;
-//! - [`guard`]: the per-connection kill switch (login grace time, end of shutdown grace);
-//! - [`quota`], [`handles`], [`longname`], [`reply`], [`wire`], [`path`], [`error`], [`hostkey`].
+//! The contract with the binary, and nothing else: [`run`] and [`Endpoint`]; the configuration
+//! ([`Config`], [`User`], [`Limits`], [`QuotaLimits`], [`Advisor`], and the [`keys`] types in
+//! it); and [`accounts`], what the binary needs to manage accounts (host key, password hashes,
+//! `authorized_keys`). Every other module is private to the crate, so it can change shape
+//! without the binary noticing.
+//!
+//! # Map of the private modules
+//!
+//! - `ssh`: authentication and channels (only the `sftp` subsystem);
+//! - `defender`: failed logins per address, and the ban;
+//! - `session`: reader / request thread / writer of one SFTP session;
+//! - `handler`: one request → one reply, and the transfer log (split by request family);
+//! - `files`: the user's site through the shared jail, with the rental-server mode rules;
+//! - `upload`: atomic uploads (temporary file renamed into place on close);
+//! - `identity`: as root, a session's requests run with the site owner's fsuid/fsgid;
+//! - `guard`: the per-connection kill switch (login grace time, end of shutdown grace);
+//! - `walk`: a walk over a site that never follows a link (quota counting, the stale-upload sweep);
+//! - `quota`, `handles`, `longname`, `reply`, `wire`, `path`, `error`.
 
-pub mod auth;
-pub mod error;
-pub mod files;
-pub mod guard;
-pub mod handler;
-pub mod handles;
-pub mod hostkey;
-pub mod identity;
-pub mod longname;
-pub mod path;
-pub mod quota;
-pub mod reply;
-pub mod session;
-pub mod ssh;
-pub mod upload;
-pub mod wire;
+pub mod accounts;
+mod defender;
+mod error;
+mod files;
+mod guard;
+mod handler;
+mod handles;
+mod identity;
+mod longname;
+mod path;
+mod quota;
+mod reply;
+mod session;
+mod ssh;
+mod upload;
+mod walk;
+mod wire;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -187,14 +197,14 @@ pub struct Config {
 /// Shared state of the running endpoint.
 pub struct Endpoint {
     config: RwLock<Arc<Config>>,
-    defender: auth::Defender,
+    defender: defender::Defender,
     sessions: Mutex<HashMap<String, Arc<AtomicUsize>>>,
     usage: Mutex<HashMap<String, quota::SharedUsage>>,
     shutdown: CancellationToken,
 }
 
 /// A held SFTP session slot of a user; released on drop.
-pub struct SessionSlot(Arc<AtomicUsize>);
+struct SessionSlot(Arc<AtomicUsize>);
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
@@ -206,7 +216,7 @@ impl Endpoint {
     /// The endpoint for `config`.
     pub fn new(config: Config, shutdown: CancellationToken) -> Arc<Endpoint> {
         let l = &config.limits;
-        let defender = auth::Defender::new(l.max_failures, l.failure_window, l.ban);
+        let defender = defender::Defender::new(l.max_failures, l.failure_window, l.ban);
         Arc::new(Endpoint {
             config: RwLock::new(Arc::new(config)),
             defender,
@@ -282,7 +292,7 @@ impl Endpoint {
 }
 
 /// Removes temporary upload files that a crash left in the users' sites (blocking).
-pub fn sweep_stale_uploads(config: &Config) {
+fn sweep_stale_uploads(config: &Config) {
     let mut seen = std::collections::HashSet::new();
     for user in &config.users {
         if !seen.insert(user.site.clone()) {
@@ -291,15 +301,9 @@ pub fn sweep_stale_uploads(config: &Config) {
         let Ok(files) = files::SiteFiles::open(&user.site, &user.name, false) else {
             continue;
         };
-        if let Ok(root) = files.jail().open_beneath(
-            std::path::Path::new(""),
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
-            nix::sys::stat::Mode::empty(),
-        ) {
-            let n = upload::sweep(&root, 64);
-            if n > 0 {
-                tracing::info!(site = %user.site.display(), removed = n, "removed unfinished uploads left by an earlier run");
-            }
+        let n = upload::sweep(files.jail());
+        if n > 0 {
+            tracing::info!(site = %user.site.display(), removed = n, "removed unfinished uploads left by an earlier run");
         }
     }
 }

@@ -4,21 +4,22 @@
 //! before anything is written, so nothing already stored is lost; a temporary upload file counts
 //! while it exists (the old and the new version are both on disk until the rename).
 
-use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
-use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{FileStat, Mode, fstatat};
+use nix::sys::stat::FileStat;
 
 use crate::error::FsError;
 use crate::files::SiteFiles;
 use crate::path::SitePath;
+use crate::walk::walk_site;
 use crate::wire::open_flags;
 
-/// Limits; `None` is unlimited.
+/// A user's quota; `None` is unlimited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QuotaLimits {
+    /// Bytes in regular files in the user's site, at most.
     pub bytes: Option<u64>,
+    /// Regular files in the user's site, at most.
     pub files: Option<u64>,
 }
 
@@ -56,13 +57,12 @@ impl Quota {
         let mut u = self.usage.lock().unwrap_or_else(|e| e.into_inner());
         if u.is_none() {
             let mut usage = Usage::default();
-            if let Ok(root) = files.jail().open_beneath(
-                std::path::Path::new(""),
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-                Mode::empty(),
-            ) {
-                count(&root, 64, &mut usage);
-            }
+            walk_site(files.jail(), |_, _, st| {
+                if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+                    usage.bytes += st.st_size as u64;
+                    usage.files += 1;
+                }
+            });
             *u = Some(usage);
         }
     }
@@ -148,41 +148,6 @@ impl Quota {
                 u.bytes = u.bytes.saturating_sub(st.st_size as u64);
                 u.files = u.files.saturating_sub(1);
             });
-        }
-    }
-}
-
-fn count(dir: &OwnedFd, depth: usize, usage: &mut Usage) {
-    let Ok(dup) = dir.try_clone() else { return };
-    let Ok(mut d) = nix::dir::Dir::from_fd(dup) else {
-        return;
-    };
-    let mut subdirs = Vec::new();
-    for entry in d.iter().flatten() {
-        let name = entry.file_name();
-        if name.to_bytes() == b"." || name.to_bytes() == b".." {
-            continue;
-        }
-        let Ok(st) = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) else {
-            continue;
-        };
-        match st.st_mode & libc::S_IFMT {
-            libc::S_IFREG => {
-                usage.bytes += st.st_size as u64;
-                usage.files += 1;
-            }
-            libc::S_IFDIR if depth > 0 => subdirs.push(name.to_owned()),
-            _ => {}
-        }
-    }
-    for name in subdirs {
-        if let Ok(sub) = nix::fcntl::openat(
-            dir,
-            name.as_c_str(),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            count(&sub, depth - 1, usage);
         }
     }
 }

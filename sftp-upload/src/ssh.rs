@@ -11,7 +11,7 @@ use russh::keys::HashAlg;
 use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 
-use crate::auth;
+use crate::accounts;
 use crate::files::SiteFiles;
 use crate::handler::Sftp;
 use crate::quota::Quota;
@@ -65,7 +65,7 @@ impl Connection {
 
     fn key_ok(&self, user: &User, key: &russh::keys::PublicKey) -> bool {
         match &user.authorized_keys {
-            Some(path) => auth::key_allowed(&auth::authorized_keys(path, &user.name), key),
+            Some(path) => accounts::key_allowed(&accounts::authorized_keys(path, &user.name), key),
             None => false,
         }
     }
@@ -129,7 +129,7 @@ impl Handler for Connection {
         let password = password.to_string();
         let ok = match hash {
             Some(hash) => {
-                tokio::task::spawn_blocking(move || auth::password_matches(&hash, &password))
+                tokio::task::spawn_blocking(move || accounts::password_matches(&hash, &password))
                     .await
                     .unwrap_or(false)
             }

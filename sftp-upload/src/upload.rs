@@ -6,37 +6,63 @@
 //! a request that guesses the name gets 403, never a half-written script. Dropping an
 //! [`Upload`] that was not committed (connection cut, client killed, server stopped) removes
 //! the temporary file; [`sweep`] removes those a crash left behind, at start-up.
+//!
+//! # The temporary file, through `tempfile`
+//!
+//! The `tempfile` crate picks the random name, retries on a clash, and removes the file when
+//! the upload is dropped uncommitted ([`tempfile::TempPath`]); the commit is its `persist`.
+//! `tempfile` works with paths, not with directory descriptors, so the directory is named to it
+//! as `/proc/self/fd/N` of the descriptor the jail opened (`openat2(RESOLVE_BENEATH)`): the
+//! kernel resolves that path to the very directory that was checked, so a directory or link the
+//! customer swaps in meanwhile cannot redirect the create, the rename or the removal. Each
+//! guarantee, and what keeps it:
+//!
+//! - created new, never over something: `O_CREAT | O_EXCL`, with `O_NOFOLLOW`, in the opener
+//!   this module gives `tempfile` ([`Builder::make_in`](tempfile::Builder::make_in)), so a file
+//!   or symlink planted under the name is never opened or followed: `EEXIST`, another name;
+//! - mode 0600 while it is written, the client's access mode (`O_WRONLY` or `O_RDWR`,
+//!   `O_APPEND`) as asked: the same opener;
+//! - owned by the site's owner when the server is root: it is created on the session's request
+//!   thread, which holds the owner's file-system identity (`identity`), and handed over by
+//!   `SiteFiles` as before;
+//! - removed on abort: `TempPath`'s drop, through the same `/proc/self/fd/N` path (the field
+//!   order of [`Upload`] keeps the directory open until then);
+//! - swept at start-up: [`sweep`], by the name prefix.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
-use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{Mode, fstatat};
 use nix::unistd::UnlinkatFlags;
+use tempfile::TempPath;
+use yadokari_site::Jail;
 
 use crate::error::FsError;
-use crate::files::chmod_fd;
+use crate::files::{chmod_fd, fd_path};
+use crate::walk::walk_site;
 
 /// Every temporary upload file's name starts with this.
 pub const TEMP_PREFIX: &[u8] = b".ht-yadokari-upload-";
+/// Random characters after the prefix (62 possible each).
+const RANDOM_CHARS: usize = 16;
 
-/// An upload in progress: the temporary file's directory and names.
+/// An upload in progress: the temporary file, its directory and the target's name.
 pub struct Upload {
+    /// The temporary file, named as `/proc/self/fd/N/...` of `dir`; removed when dropped.
+    /// Declared before `dir`, so that it is dropped while `dir` is still open.
+    temp: TempPath,
     dir: OwnedFd,
-    temp: OsString,
     target: OsString,
     /// The mode of a new file (used when there is no old one to keep).
     fresh_mode: u32,
     /// A mode the client set explicitly on the open handle (`put -p`), which wins.
     explicit_mode: Option<u32>,
-    done: bool,
 }
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Upload {
     /// Creates the temporary file for `target` in `dir`.
@@ -46,35 +72,24 @@ impl Upload {
         access: OFlag,
         fresh_mode: u32,
     ) -> Result<(Upload, File), FsError> {
-        for _ in 0..16 {
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let mut name = TEMP_PREFIX.to_vec();
-            name.extend_from_slice(
-                format!("{}-{n}-{:08x}", std::process::id(), nonce()).as_bytes(),
-            );
-            let temp = OsString::from(OsStr::from_bytes(&name));
-            match nix::fcntl::openat(
-                &dir,
-                temp.as_os_str(),
-                access | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o600),
-            ) {
-                Ok(fd) => {
-                    let upload = Upload {
-                        dir,
-                        temp,
-                        target,
-                        fresh_mode,
-                        explicit_mode: None,
-                        done: false,
-                    };
-                    return Ok((upload, File::from(fd)));
-                }
-                Err(Errno::EEXIST) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Errno::EEXIST.into())
+        let flags = access | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let create = |path: &Path| -> io::Result<File> {
+            let fd = nix::fcntl::open(path, flags, Mode::from_bits_truncate(0o600))?;
+            Ok(File::from(fd))
+        };
+        let (file, temp) = tempfile::Builder::new()
+            .prefix(OsStr::from_bytes(TEMP_PREFIX))
+            .rand_bytes(RANDOM_CHARS)
+            .make_in(fd_path(dir.as_fd()), create)?
+            .into_parts();
+        let upload = Upload {
+            temp,
+            dir,
+            target,
+            fresh_mode,
+            explicit_mode: None,
+        };
+        Ok((upload, file))
     }
 
     /// Whether `name` is a temporary upload file (hidden from listings).
@@ -89,7 +104,7 @@ impl Upload {
 
     /// Puts the finished file in place: it takes the mode the client set on the handle, or the
     /// old file's mode, or the mode of a new file; then it is renamed over the target.
-    pub fn commit(mut self, file: &File) -> Result<(), FsError> {
+    pub fn commit(self, file: &File) -> Result<(), FsError> {
         // SECURITY: not following a link at the target's name: its mode could be that of a
         // file outside the site, and the rename replaces the link itself anyway.
         let old = fstatat(
@@ -107,73 +122,28 @@ impl Upload {
             (None, None) => self.fresh_mode,
         };
         chmod_fd(file.as_fd(), mode)?;
-        nix::fcntl::renameat(
-            &self.dir,
-            self.temp.as_os_str(),
-            &self.dir,
-            self.target.as_os_str(),
-        )?;
-        self.done = true;
-        Ok(())
+        let Upload {
+            temp, dir, target, ..
+        } = self;
+        // A failed rename hands the temporary back inside the error, whose drop removes it
+        // (while `dir` is still open).
+        temp.persist(fd_path(dir.as_fd()).join(target))
+            .map_err(|e| FsError::from(e.error))
     }
 }
 
-impl Drop for Upload {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ =
-                nix::unistd::unlinkat(&self.dir, self.temp.as_os_str(), UnlinkatFlags::NoRemoveDir);
-        }
-    }
-}
-
-/// A few random bits for temporary names, so they cannot be predicted by a script on the site.
-fn nonce() -> u32 {
-    let mut b = [0u8; 4];
-    if let Ok(mut f) = File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut b);
-    }
-    u32::from_ne_bytes(b)
-}
-
-/// Removes temporary upload files left by a crash anywhere in the site below `dir`, without
+/// Removes the temporary upload files a crash left anywhere in the site of `jail`, without
 /// following links. Returns how many it removed.
-pub fn sweep(dir: &OwnedFd, depth: usize) -> usize {
-    let Ok(dup) = dir.try_clone() else { return 0 };
-    let Ok(mut d) = nix::dir::Dir::from_fd(dup) else {
-        return 0;
-    };
+pub fn sweep(jail: &Jail) -> usize {
     let mut removed = 0;
-    let mut subdirs = Vec::new();
-    for entry in d.iter().flatten() {
-        let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
+    walk_site(jail, |dir, name, st| {
+        if st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && Upload::is_temp_name(name.to_bytes())
+            && nix::unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).is_ok()
+        {
+            removed += 1;
         }
-        let name = OsStr::from_bytes(name).to_os_string();
-        let Ok(st) = fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
-            continue;
-        };
-        let kind = st.st_mode & libc::S_IFMT;
-        if kind == libc::S_IFREG && Upload::is_temp_name(name.as_bytes()) {
-            if nix::unistd::unlinkat(dir, name.as_os_str(), UnlinkatFlags::NoRemoveDir).is_ok() {
-                removed += 1;
-            }
-        } else if kind == libc::S_IFDIR && depth > 0 {
-            subdirs.push(name);
-        }
-    }
-    for name in subdirs {
-        if let Ok(sub) = nix::fcntl::openat(
-            dir,
-            name.as_os_str(),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            removed += sweep(&sub, depth - 1);
-        }
-    }
+    });
     removed
 }
 
@@ -188,13 +158,49 @@ mod tests {
         std::fs::write(dir.path().join("keep"), b"x").expect("write");
         std::fs::write(dir.path().join(".ht-yadokari-upload-1"), b"x").expect("write");
         std::fs::write(dir.path().join("sub/.ht-yadokari-upload-2"), b"x").expect("write");
-        let fd = nix::fcntl::open(
-            dir.path(),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-            Mode::empty(),
-        )
-        .expect("open");
-        assert_eq!(sweep(&fd, 16), 2);
+        let jail = Jail::open(dir.path()).expect("jail");
+        assert_eq!(sweep(&jail), 2);
         assert!(dir.path().join("keep").exists());
+    }
+
+    fn temporaries(dir: &Path) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .expect("ls")
+            .flatten()
+            .filter(|e| Upload::is_temp_name(e.file_name().as_bytes()))
+            .map(|e| e.path())
+            .collect()
+    }
+
+    #[test]
+    fn a_swapped_directory_cannot_redirect_the_commit_or_the_removal() {
+        use std::os::unix::fs::PermissionsExt;
+        let site = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(site.path().join("d")).expect("mkdir");
+        let jail = Jail::open(site.path()).expect("jail");
+        let begin = |name: &str| {
+            let (dir, target) = jail
+                .open_parent(Path::new(name))
+                .expect("parent")
+                .expect("not the root");
+            Upload::begin(dir, target, OFlag::O_WRONLY, 0o644).expect("begin")
+        };
+        let (kept, file) = begin("d/kept");
+        let (dropped, _) = begin("d/dropped");
+        let temps = temporaries(&site.path().join("d"));
+        assert_eq!(temps.len(), 2);
+        for t in &temps {
+            let mode = std::fs::metadata(t).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", t.display());
+        }
+        // The customer moves the directory away and puts a link to somewhere else in its place.
+        std::fs::rename(site.path().join("d"), site.path().join("moved")).expect("rename");
+        std::os::unix::fs::symlink(outside.path(), site.path().join("d")).expect("symlink");
+        kept.commit(&file).expect("commit");
+        drop(dropped);
+        assert!(site.path().join("moved/kept").exists());
+        assert!(temporaries(&site.path().join("moved")).is_empty());
+        assert_eq!(std::fs::read_dir(outside.path()).expect("ls").count(), 0);
     }
 }

@@ -134,11 +134,6 @@ impl<'a> Reader<'a> {
         Reader { buf }
     }
 
-    /// Bytes not read yet.
-    pub fn remaining(&self) -> usize {
-        self.buf.len()
-    }
-
     fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
         if self.buf.len() < n {
             return Err(Malformed);

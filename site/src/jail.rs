@@ -43,6 +43,9 @@ impl std::error::Error for JailError {
     }
 }
 
+/// The one classification of errnos both sides of the product use: the HTTP side answers 404 or
+/// 403 from it, and the SFTP side's errors (`FsError`) pass every errno through it, so "no such
+/// file" and "outside the site" mean the same thing on both.
 impl From<Errno> for JailError {
     fn from(e: Errno) -> JailError {
         match e {

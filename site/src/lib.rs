@@ -6,10 +6,16 @@
 //! in this one small crate, with no async runtime and no protocol in it, is what makes "one
 //! copy" true: the HTTP server resolves requests through it, `yadokari explain` prints its
 //! verdicts, and the SFTP endpoint confines every file operation with the same jail.
+//!
+//! Being the one crate both the binary and `sftp-upload` depend on, it is also where the few
+//! helpers both need live, instead of a copy on each side: [`read`] (a pread into a buffer's
+//! spare capacity, for static bodies and SFTP READs) and [`random`] (bytes from the kernel, for
+//! host keys and first passwords).
 
 pub mod denial;
 pub mod jail;
 pub mod policy;
+pub mod random;
 pub mod read;
 
 pub use denial::Denial;

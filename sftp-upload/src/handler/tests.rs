@@ -1,7 +1,12 @@
 //! In-process protocol tests: packets in, packets out, on a temporary site.
 
-use super::*;
-use crate::quota::QuotaLimits;
+use bytes::Bytes;
+
+use super::extensions::ANNOUNCED;
+use super::{Action, Sftp};
+use crate::files::SiteFiles;
+use crate::quota::{Quota, QuotaLimits};
+use crate::wire::{Attrs, Packet, Reader, StatusCode, fxp, open_flags};
 
 fn session() -> (tempfile::TempDir, Sftp) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -228,7 +233,7 @@ fn realpath_clamps_and_handles_are_capped() {
 #[test]
 fn version_lists_the_extensions() {
     let v = Sftp::version();
-    for (name, _) in EXTENSIONS {
+    for (name, _) in ANNOUNCED {
         assert!(v.windows(name.len()).any(|w| w == *name));
     }
 }
