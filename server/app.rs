@@ -34,6 +34,27 @@ impl ConfigSource {
         Config::load(self.file.as_deref(), &self.overrides)
     }
 
+    /// Warns when the file holds password hashes and the group or others may read it (it is
+    /// written 0600 whenever it holds one; a hand edit or a copy may have loosened it).
+    pub fn warn_if_secrets_exposed(&self, config: &Config) {
+        use std::os::unix::fs::MetadataExt;
+        let Some(path) = self.path() else { return };
+        let secrets = config
+            .sftp_settings
+            .users
+            .iter()
+            .any(|u| u.password_hash.is_some());
+        let mode = std::fs::metadata(&path).map_or(0, |m| m.mode());
+        if secrets && mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                mode = %format!("{:04o}", mode & 0o7777),
+                fix = %format!("chmod 600 {}", path.display()),
+                "the configuration holds password hashes and others may read it: every script on this server can read them"
+            );
+        }
+    }
+
     /// The file that is read: the one given, or the default one when it exists.
     fn path(&self) -> Option<PathBuf> {
         self.file

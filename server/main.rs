@@ -135,6 +135,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let config = source.load()?;
     init_logging(&config)?;
+    source.warn_if_secrets_exposed(&config);
     let access_log = AccessLog::open(&config.access_log).context("cannot open the access log")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

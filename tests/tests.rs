@@ -2,6 +2,7 @@
 
 mod support;
 
+mod accounts;
 mod banner;
 mod cgi;
 mod cgi_programs;

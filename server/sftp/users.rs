@@ -36,98 +36,122 @@ pub enum UserCommand {
 pub fn user_command(cmd: UserCommand, file: Option<&Path>) -> anyhow::Result<()> {
     let path = config_file(file)?;
     match cmd {
-        UserCommand::Add { name, site } => {
-            edit_config(&path, |doc| {
-                if user_entry(doc, &name).is_ok() {
-                    bail!("user `{name}` already exists");
-                }
-                let mut t = toml_edit::Table::new();
-                t["name"] = toml_edit::value(name.clone());
-                if let Some(site) = &site {
-                    let abs = std::fs::canonicalize(site)
-                        .with_context(|| format!("{} is not a directory", site.display()))?;
-                    t["site"] = toml_edit::value(abs.display().to_string());
-                }
-                t["authorized_keys"] = toml_edit::value(format!("authorized_keys.{name}"));
-                users_array(doc)?.push(t);
+        UserCommand::Add { name, site } => add(&path, &name, site.as_deref()),
+        UserCommand::Key { name, file } => key(&path, &name, &file),
+        UserCommand::Passwd { name } => passwd(&path, &name),
+        UserCommand::List => list(&path),
+        UserCommand::Remove { name } => remove(&path, &name),
+    }
+}
+
+/// `user add NAME [--site DIR]`.
+fn add(path: &Path, name: &str, site: Option<&Path>) -> anyhow::Result<()> {
+    edit_config(path, |doc| {
+        if user_entry(doc, name).is_ok() {
+            bail!("user `{name}` already exists");
+        }
+        let mut t = toml_edit::Table::new();
+        t["name"] = toml_edit::value(name);
+        if let Some(site) = site {
+            let abs = std::fs::canonicalize(site)
+                .with_context(|| format!("{} is not a directory", site.display()))?;
+            t["site"] = toml_edit::value(abs.display().to_string());
+        }
+        t["authorized_keys"] = toml_edit::value(format!("authorized_keys.{name}"));
+        users_array(doc)?.push(t);
+        Ok(())
+    })?;
+    println!(
+        "added user `{name}`; give them a key with `yadokari user key {name} FILE` or a password with `yadokari user passwd {name}`"
+    );
+    Ok(())
+}
+
+/// `user key NAME FILE`: the keys of FILE added to NAME's `authorized_keys` (its entry gets
+/// one when it has none).
+fn key(path: &Path, name: &str, key_file: &Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let user = config
+        .sftp_settings
+        .users
+        .iter()
+        .find(|u| u.name == name)
+        .with_context(|| format!("no user `{name}` in {}", path.display()))?;
+    let ak = match &user.authorized_keys {
+        Some(p) => p.clone(),
+        None => {
+            let rel = format!("authorized_keys.{name}");
+            edit_config(path, |doc| {
+                user_entry(doc, name)?["authorized_keys"] = toml_edit::value(rel.clone());
                 Ok(())
             })?;
-            println!(
-                "added user `{name}`; give them a key with `yadokari user key {name} FILE` or a password with `yadokari user passwd {name}`"
-            );
+            path.parent().unwrap_or(Path::new(".")).join(rel)
         }
-        UserCommand::Key {
-            name,
-            file: key_file,
-        } => {
-            let config = Config::load(Some(&path), &Overrides::default())?;
-            let user = config
-                .sftp_settings
-                .users
-                .iter()
-                .find(|u| u.name == name)
-                .with_context(|| format!("no user `{name}` in {}", path.display()))?;
-            let ak = match &user.authorized_keys {
-                Some(p) => p.clone(),
-                None => {
-                    let rel = format!("authorized_keys.{name}");
-                    edit_config(&path, |doc| {
-                        user_entry(doc, &name)?["authorized_keys"] = toml_edit::value(rel.clone());
-                        Ok(())
-                    })?;
-                    path.parent().unwrap_or(Path::new(".")).join(rel)
-                }
-            };
-            let added = add_keys(&ak, &key_file, &name)?;
-            println!("added {added} key(s) to {}", ak.display());
-        }
-        UserCommand::Passwd { name } => {
-            let password = read_password()?;
-            if password.is_empty() {
-                bail!("an empty password is not allowed");
-            }
-            let hash =
-                sftp_upload::accounts::hash_password(&password).map_err(anyhow::Error::msg)?;
-            edit_config(&path, |doc| {
-                user_entry(doc, &name)?["password_hash"] = toml_edit::value(hash.clone());
-                Ok(())
-            })?;
-            println!("password of `{name}` set");
-        }
-        UserCommand::List => {
-            let config = Config::load(Some(&path), &Overrides::default())?;
-            for u in &config.sftp_settings.users {
-                let keys = u
-                    .authorized_keys
-                    .as_deref()
-                    .map(|p| sftp_upload::accounts::authorized_keys(p, &u.name).len())
-                    .unwrap_or(0);
-                println!(
-                    "{}\tsite={}\tkeys={keys}\tpassword={}",
-                    u.name,
-                    u.site.display(),
-                    if u.password_hash.is_some() {
-                        "yes"
-                    } else {
-                        "no"
-                    }
-                );
-            }
-        }
-        UserCommand::Remove { name } => {
-            edit_config(&path, |doc| {
-                let users = users_array(doc)?;
-                let before = users.len();
-                users.retain(|t| t.get("name").and_then(|v| v.as_str()) != Some(name.as_str()));
-                if users.len() == before {
-                    bail!("no user `{name}`");
-                }
-                Ok(())
-            })?;
-            println!("removed user `{name}` (their files stay where they are)");
-        }
+    };
+    let added = add_keys(&ak, key_file, name)?;
+    println!("added {added} key(s) to {}", ak.display());
+    Ok(())
+}
+
+/// The shortest password `user passwd` accepts.
+const MIN_PASSWORD: usize = 8;
+
+/// `user passwd NAME`: the password asked twice (two lines from a pipe), its hash stored.
+fn passwd(path: &Path, name: &str) -> anyhow::Result<()> {
+    let password = read_password()?;
+    if password.chars().count() < MIN_PASSWORD {
+        bail!("the password must have at least {MIN_PASSWORD} characters; nothing changed");
+    }
+    let hash = sftp_upload::accounts::hash_password(&password).map_err(anyhow::Error::msg)?;
+    edit_config(path, |doc| {
+        user_entry(doc, name)?["password_hash"] = toml_edit::value(hash.clone());
+        Ok(())
+    })?;
+    println!("password of `{name}` set");
+    Ok(())
+}
+
+/// `user list`: one line per user.
+fn list(path: &Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    for u in &config.sftp_settings.users {
+        let keys = u
+            .authorized_keys
+            .as_deref()
+            .map(|p| sftp_upload::accounts::authorized_keys(p, &u.name).len())
+            .unwrap_or(0);
+        let password = if u.password_hash.is_some() {
+            "yes"
+        } else {
+            "no"
+        };
+        println!(
+            "{}\tsite={}\tkeys={keys}\tpassword={password}",
+            u.name,
+            u.site.display()
+        );
     }
     Ok(())
+}
+
+/// `user remove NAME`: the entry goes, the files stay.
+fn remove(path: &Path, name: &str) -> anyhow::Result<()> {
+    edit_config(path, |doc| {
+        let users = users_array(doc)?;
+        let before = users.len();
+        users.retain(|t| t.get("name").and_then(|v| v.as_str()) != Some(name));
+        if users.len() == before {
+            bail!("no user `{name}`");
+        }
+        Ok(())
+    })?;
+    println!("removed user `{name}` (their files stay where they are)");
+    Ok(())
+}
+
+/// The configuration at `path`, as the server would load it.
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(Some(path), &Overrides::default())?)
 }
 
 pub(super) fn config_file(file: Option<&Path>) -> anyhow::Result<PathBuf> {
@@ -144,7 +168,12 @@ pub(super) fn config_file(file: Option<&Path>) -> anyhow::Result<PathBuf> {
 }
 
 /// Edits the TOML file keeping its comments and layout, validates the result with the same
-/// loader the server uses, and only then replaces the file (atomically).
+/// loader the server uses, and only then replaces the file (atomically, through a temporary
+/// beside it).
+///
+/// SECURITY: the new file keeps the old one's owner and group (`user passwd` run as root must
+/// not hand a customer's file to root), and while it holds a password hash it is 0600 whatever
+/// its mode was, so no script running as another user can read the hashes.
 pub(super) fn edit_config(
     path: &Path,
     f: impl FnOnce(&mut toml_edit::DocumentMut) -> anyhow::Result<()>,
@@ -155,38 +184,54 @@ pub(super) fn edit_config(
         .parse()
         .with_context(|| format!("{}: not TOML", path.display()))?;
     f(&mut doc)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     };
-    let mut tmp = tempfile_in(dir)?;
-    tmp.1.write_all(doc.to_string().as_bytes())?;
-    tmp.1.sync_all()?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(&tmp.0, meta.permissions());
-    }
-    if let Err(e) = Config::load(Some(&tmp.0), &Overrides::default()) {
-        let _ = std::fs::remove_file(&tmp.0);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".yadokari.toml.")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    tmp.write_all(doc.to_string().as_bytes())?;
+    tmp.as_file().sync_all()?;
+    let old = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    keep_owner_and_mode(tmp.as_file(), &old, holds_secret(&doc))?;
+    if let Err(mut e) = Config::load(Some(tmp.path()), &Overrides::default()) {
+        // The error names the file being edited, not the temporary it was tried in.
+        e.source = path.display().to_string();
         bail!("the edited configuration would not load: {e}");
     }
-    std::fs::rename(&tmp.0, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
 }
 
-fn tempfile_in(dir: &Path) -> anyhow::Result<(PathBuf, std::fs::File)> {
-    for n in 0..100 {
-        let p = dir.join(format!(".yadokari.toml.{}.{n}", std::process::id()));
-        if let Ok(f) = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&p)
-        {
-            return Ok((p, f));
-        }
+/// Whether the document holds a password hash.
+fn holds_secret(doc: &toml_edit::DocumentMut) -> bool {
+    doc.get("users")
+        .and_then(|u| u.as_array_of_tables())
+        .is_some_and(|users| users.iter().any(|t| t.contains_key("password_hash")))
+}
+
+/// Gives `file` the owner, group and mode of `old`; the mode without any bit for the group
+/// and others when `secret`.
+fn keep_owner_and_mode(
+    file: &std::fs::File,
+    old: &std::fs::Metadata,
+    secret: bool,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if nix::unistd::Uid::effective().is_root() {
+        std::os::unix::fs::fchown(file, Some(old.uid()), Some(old.gid()))
+            .context("cannot give the edited configuration its owner")?;
     }
-    bail!("cannot create a temporary file in {}", dir.display())
+    let mut mode = old.mode() & 0o7777;
+    if secret {
+        mode &= 0o700;
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .context("cannot set the edited configuration's mode")?;
+    Ok(())
 }
 
 fn users_array(doc: &mut toml_edit::DocumentMut) -> anyhow::Result<&mut toml_edit::ArrayOfTables> {
@@ -218,16 +263,24 @@ fn add_keys(ak: &Path, key_file: &Path, user: &str) -> anyhow::Result<usize> {
         .with_context(|| format!("cannot read {}", key_file.display()))?;
     let existing = sftp_upload::accounts::authorized_keys(ak, user);
     let mut lines = Vec::new();
+    if text.contains("PRIVATE KEY-----") {
+        bail!(
+            "{} is a private key, which must stay with its owner; give the public key instead (the .pub file beside it)",
+            key_file.display()
+        );
+    }
     for line in text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
-        let key = sftp_upload::keys::PublicKey::from_openssh(line).with_context(|| {
-            format!(
-                "{}: not an OpenSSH public key: {line:.40}",
-                key_file.display()
-            )
+        let key = sftp_upload::keys::PublicKey::from_openssh(line).map_err(|_| {
+            let problem = if has_options(line) {
+                "this key line starts with options (such as from= or command=), which are not supported; give the key alone".to_string()
+            } else {
+                format!("not an OpenSSH public key: {line:.40}")
+            };
+            anyhow::anyhow!("{}: {problem}", key_file.display())
         })?;
         if !sftp_upload::accounts::key_allowed(&existing, &key) {
             lines.push(line.to_string());
@@ -251,18 +304,34 @@ fn add_keys(ak: &Path, key_file: &Path, user: &str) -> anyhow::Result<usize> {
     Ok(lines.len())
 }
 
-/// The new password: prompted twice without echo on a terminal, else the first line of stdin.
+/// Whether an `authorized_keys` line has options before its key type (`from="..." ssh-ed25519
+/// AAAA...`): a later word is a key type.
+fn has_options(line: &str) -> bool {
+    line.split_whitespace()
+        .skip(1)
+        .any(|w| w.starts_with("ssh-") || w.starts_with("ecdsa-") || w.starts_with("sk-"))
+}
+
+/// The new password, asked twice: prompted without echo on a terminal, else the first two
+/// lines of standard input (the password and its confirmation). They must match.
 fn read_password() -> anyhow::Result<String> {
     let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        let mut line = String::new();
-        stdin.lock().read_line(&mut line)?;
-        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
-    }
-    let first = prompt_hidden("New password: ")?;
-    let second = prompt_hidden("Again: ")?;
+    let (first, second) = if stdin.is_terminal() {
+        (prompt_hidden("New password: ")?, prompt_hidden("Again: ")?)
+    } else {
+        let mut lines = stdin.lock().lines();
+        let mut next = || -> anyhow::Result<String> {
+            match lines.next() {
+                Some(line) => Ok(line?.trim_end_matches('\r').to_string()),
+                None => bail!(
+                    "give the password twice on standard input, one line each (the password, then its confirmation); nothing changed"
+                ),
+            }
+        };
+        (next()?, next()?)
+    };
     if first != second {
-        bail!("the passwords differ; nothing changed");
+        bail!("the two passwords differ; nothing changed");
     }
     Ok(first)
 }

@@ -41,7 +41,7 @@ impl SftpSite {
         let o = user_cmd(
             &self.site.config_path(),
             &["passwd", user],
-            &format!("{password}\n"),
+            &format!("{password}\n{password}\n"),
         );
         assert!(o.status.success(), "{}", text(&o));
         Running::of(self.site.start_as_written())
