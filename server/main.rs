@@ -13,6 +13,7 @@ mod error_page;
 mod explain;
 mod framing;
 mod listener;
+mod reaper;
 mod resolve;
 mod sendfile;
 mod service;
@@ -99,6 +100,7 @@ impl ServeArgs {
 }
 
 fn main() -> ExitCode {
+    close_inherited_descriptors();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(args),
@@ -161,6 +163,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(signals.handle(app.clone(), shutdown.clone()));
         tokio::spawn(app.clone().watch_config_file());
         tokio::spawn(housekeeping(app.clone()));
+        match reaper::become_subreaper() {
+            Ok(()) => {
+                tokio::spawn(reaper::run(app.scripts.running()));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot become the reaper of scripts' leftovers; a script's daemons may outlive it"),
+        }
         listener::run(http, app.clone(), shutdown).await;
         app.access_log.flush();
         sftp.stopped().await;
@@ -190,6 +198,36 @@ async fn housekeeping(app: Arc<App>) {
         app.access_log.flush();
         if tick % TRIM_EVERY_TICKS == 0 {
             give_back_free_memory();
+        }
+    }
+}
+
+/// Marks every descriptor above standard error close-on-exec, first thing: descriptors this
+/// process inherited (`yadokari 7>>file`) would otherwise reach every script, across the switch
+/// to the script's user.
+fn close_inherited_descriptors() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on descriptors; nothing
+    // else in the process holds them yet.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == 0 {
+        return;
+    }
+    // Older kernels: one fcntl per open descriptor.
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let fds: Vec<i32> = fds
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd > 2)
+            .collect();
+        for fd in fds {
+            // SAFETY: F_SETFD on a descriptor number; a closed one only gives EBADF.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
     }
 }

@@ -240,8 +240,15 @@ pub struct Server {
 impl Server {
     /// Runs the binary with `args` and waits for its `listening http=` line.
     pub fn spawn(args: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(args)
+        let mut cmd = Command::new(BIN);
+        cmd.args(args);
+        Server::spawn_command(cmd)
+    }
+
+    /// Runs `cmd` (which ends by running the binary, e.g. through `sh -c '... exec BIN'`) and
+    /// waits for its `listening http=` line.
+    pub fn spawn_command(mut cmd: Command) -> Server {
+        let mut child = cmd
             .env("YADOKARI_TEST_SERVER_SECRET", "leaked")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -5,6 +5,7 @@ mod support;
 mod accounts;
 mod banner;
 mod cgi;
+mod cgi_isolation;
 mod cgi_programs;
 mod lifecycle;
 mod reload;

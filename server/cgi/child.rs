@@ -5,9 +5,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use super::Slot;
 use super::spawn::{self, ExitStatus, Spawned};
 
 /// A script process, its process group, and the concurrency slot it occupies.
@@ -15,13 +15,15 @@ pub struct Child {
     pid: i32,
     pidfd: Option<AsyncFd<OwnedFd>>,
     status: Option<ExitStatus>,
-    _slot: Option<OwnedSemaphorePermit>,
+    /// Held until the script is reaped: its concurrency slot and its place among the running.
+    _slot: Option<Slot>,
 }
 
 impl Child {
     /// Takes ownership of a freshly spawned process.
-    pub fn new(spawned: Spawned, slot: OwnedSemaphorePermit) -> std::io::Result<Child> {
+    pub fn new(spawned: Spawned, mut slot: Slot) -> std::io::Result<Child> {
         let pid = spawned.pid;
+        slot.register(pid);
         // SAFETY: the OwnedFd is moved into the AsyncFd, which alone owns and closes it.
         let registered = unsafe {
             AsyncFd::register_with_interest(spawned.pidfd, tokio::io::Interest::READABLE)
