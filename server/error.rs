@@ -15,6 +15,7 @@ use yadokari_site::denial::Explanation;
 use crate::body::Body;
 use crate::cgi::failure::Failure;
 use crate::error_page;
+use crate::host::HostError;
 use crate::url::UrlError;
 
 /// Why a request got an error page instead of what it asked for.
@@ -24,6 +25,8 @@ pub enum HttpError {
     BadPath(UrlError),
     /// Both Content-Length and Transfer-Encoding: a request-smuggling shape (400, closed).
     AmbiguousFraming,
+    /// No Host, two of them, or one that is not a host name (400).
+    BadHost(HostError),
     /// Nothing there (404).
     NotFound,
     /// A method other than GET or HEAD for a static file (405).
@@ -54,7 +57,9 @@ impl HttpError {
     /// The status it answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            HttpError::BadPath(_) | HttpError::AmbiguousFraming => StatusCode::BAD_REQUEST,
+            HttpError::BadPath(_) | HttpError::AmbiguousFraming | HttpError::BadHost(_) => {
+                StatusCode::BAD_REQUEST
+            }
             HttpError::NotFound => StatusCode::NOT_FOUND,
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::Denied { denial, .. } => {
@@ -81,6 +86,10 @@ impl HttpError {
                     .into(),
                 "Send only one of them.",
             )),
+            HttpError::BadHost(e) => Some(plain(
+                format!("{}.", capitalise(&e.to_string())),
+                "Send exactly one Host header naming the site, e.g. `Host: example.com`.",
+            )),
             HttpError::Denied { denial, path } => Some(denial.explain(path)),
             HttpError::Script { failure, path } => Some(failure.explain(path).1),
             HttpError::NotFound | HttpError::MethodNotAllowed | HttpError::Internal { .. } => None,
@@ -96,6 +105,7 @@ impl HttpError {
             HttpError::AmbiguousFraming => {
                 tracing::info!(status, "refused: both Content-Length and Transfer-Encoding")
             }
+            HttpError::BadHost(_) => tracing::info!(status, why, "refused: bad Host"),
             HttpError::NotFound => tracing::debug!("not found"),
             HttpError::MethodNotAllowed => tracing::debug!("method not allowed"),
             HttpError::Denied { denial, path } => {
@@ -149,6 +159,7 @@ impl std::error::Error for HttpError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             HttpError::BadPath(e) => Some(e),
+            HttpError::BadHost(e) => Some(e),
             HttpError::Script { failure, .. } => Some(failure),
             HttpError::Internal { source, .. } => Some(source.as_ref()),
             _ => None,

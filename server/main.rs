@@ -12,6 +12,7 @@ mod error;
 mod error_page;
 mod explain;
 mod framing;
+mod host;
 mod listener;
 mod reaper;
 mod resolve;

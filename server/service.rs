@@ -42,8 +42,11 @@ pub async fn handle(
     // formats the method, URI and peer for every request (a few per cent of a small static
     // request). Events that matter carry their own fields (path, reason, script, pid).
     let span = tracing::debug_span!("request", method = %req.method(), uri = %req.uri(), peer = %conn.peer);
+    let host = crate::host::check(req.version(), req.uri(), req.headers());
     let response = if conn.activity.ambiguous_framing() {
         HttpError::AmbiguousFraming.response(config.explain_errors)
+    } else if let Err(e) = host {
+        HttpError::BadHost(e).response(config.explain_errors)
     } else {
         let req = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
         respond(req, &config, &conn, &app).instrument(span).await

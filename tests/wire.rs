@@ -144,3 +144,52 @@ fn a_client_that_stops_reading_is_cut_off() {
     let _ = s.read_to_end(&mut rest);
     assert!(rest.len() < 32 << 20, "the whole file was sent anyway");
 }
+
+#[test]
+fn host_is_required_once_and_must_be_a_host_name() {
+    let site = Site::new();
+    site.file(
+        "cgi-bin/name.cgi",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n%s' \"$SERVER_NAME\"\n",
+        0o755,
+    );
+    let server = site.start();
+    for (request, status) in [
+        (
+            &b"GET /cgi-bin/name.cgi HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
+            400,
+        ),
+        (
+            b"GET /cgi-bin/name.cgi HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (
+            b"GET /cgi-bin/name.cgi HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (
+            b"GET /cgi-bin/name.cgi HTTP/1.1\r\nHost: a/../b\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (b"GET /cgi-bin/name.cgi HTTP/1.0\r\n\r\n", 200),
+        (
+            b"GET /cgi-bin/name.cgi HTTP/1.1\r\nHost: ok.example:80\r\nConnection: close\r\n\r\n",
+            200,
+        ),
+    ] {
+        let raw = server.raw(request);
+        assert_eq!(
+            raw_status(&raw),
+            status,
+            "{}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    // The absolute form's authority wins over Host, and is what the script is told.
+    let raw = server.raw(
+        b"GET http://abs.example/cgi-bin/name.cgi HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(raw_status(&raw), 200);
+    let body = String::from_utf8_lossy(crate::support::raw_body(&raw)).into_owned();
+    assert!(body.contains("abs.example") && !body.contains("other"), "{body}");
+}

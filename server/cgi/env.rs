@@ -151,11 +151,12 @@ fn header_variable(name: &str, pass_authorization: bool) -> Option<String> {
 
 /// `SERVER_NAME`: the Host header without its port, or the local address.
 fn server_name(f: &Facts<'_>) -> String {
-    let host = f
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| f.uri.host());
+    // An absolute-form request target's authority wins over Host (RFC 9112 §3.2.2).
+    let host = f.uri.host().or_else(|| {
+        f.headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
     match host {
         Some(h) if h.starts_with('[') => match h.find(']') {
             Some(end) => h[..=end].to_string(),
