@@ -765,3 +765,51 @@ fn as_root_scripts_run_as_their_owner_or_the_fallback_user() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn reason_phrases_are_kept_and_informational_statuses_refused() {
+    let site = Site::new();
+    site.file(
+        "cgi-bin/nph-custom.cgi",
+        "#!/bin/sh\nprintf 'HTTP/1.1 299 Custom Thing\\r\\nContent-Type: text/plain\\r\\n\\r\\nnph'\n",
+        0o755,
+    );
+    site.file(
+        "cgi-bin/custom.cgi",
+        "#!/bin/sh\nprintf 'Status: 299 Custom Thing\\nContent-Type: text/plain\\n\\nparsed'\n",
+        0o755,
+    );
+    site.file(
+        "cgi-bin/info.cgi",
+        "#!/bin/sh\nprintf 'Status: %s\\nContent-Type: text/plain\\n\\nx' \"$QUERY_STRING\"\n",
+        0o755,
+    );
+    site.file(
+        "cgi-bin/nph-switch.cgi",
+        "#!/bin/sh\nprintf 'HTTP/1.1 101 Switching Protocols\\r\\n\\r\\n'\n",
+        0o755,
+    );
+    let server = site.start();
+    let status_line = |path: &str| {
+        let raw = server
+            .raw(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        text.lines().next().unwrap_or("").to_string()
+    };
+    assert_eq!(
+        status_line("/cgi-bin/nph-custom.cgi"),
+        "HTTP/1.1 299 Custom Thing"
+    );
+    assert_eq!(
+        status_line("/cgi-bin/custom.cgi"),
+        "HTTP/1.1 299 Custom Thing"
+    );
+    for code in ["100", "101", "102", "103", "199"] {
+        let path = format!("/cgi-bin/info.cgi?{code}");
+        let r = server.get(&path);
+        assert_eq!(r.status, 500, "{code}");
+        assert!(r.text().contains("informational"), "{code}: {}", r.text());
+    }
+    assert!(status_line("/cgi-bin/nph-switch.cgi").starts_with("HTTP/1.1 500"));
+    server.wait_for("informational_status");
+}

@@ -191,5 +191,8 @@ fn host_is_required_once_and_must_be_a_host_name() {
     );
     assert_eq!(raw_status(&raw), 200);
     let body = String::from_utf8_lossy(crate::support::raw_body(&raw)).into_owned();
-    assert!(body.contains("abs.example") && !body.contains("other"), "{body}");
+    assert!(
+        body.contains("abs.example") && !body.contains("other"),
+        "{body}"
+    );
 }

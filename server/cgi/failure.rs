@@ -53,6 +53,9 @@ pub enum Failure {
         error: HeadError,
         exit: Option<ExitStatus>,
     },
+    /// A `Status:` (or nph- status line) of 1xx: informational responses are the server's to
+    /// send, never a script's final answer.
+    Informational { status: u16 },
     /// No header block within `cgi.header_timeout_secs`.
     HeaderTimeout { secs: u64 },
     /// More than the allowed internal redirects.
@@ -201,6 +204,13 @@ impl Failure {
     /// What the script printed.
     fn output(&self, path: &str) -> Option<(StatusCode, String, String)> {
         Some(match self {
+            Failure::Informational { status } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "`{path}` answered with status {status}, but a CGI script cannot send an informational (1xx) status: it is not a final response."
+                ),
+                "Send a final status such as `Status: 200 OK` (or leave Status out).".to_string(),
+            ),
             Failure::NoHeaderBlock { first_bytes, exit } => {
                 let ended = exit.map(|e| format!(" {e}")).unwrap_or_default();
                 let reason = if first_bytes.is_empty() {
@@ -266,6 +276,7 @@ impl Failure {
             Failure::Setup { .. } => "setup",
             Failure::NoHeaderBlock { .. } => "no_header_block",
             Failure::BadHead { .. } => "bad_head",
+            Failure::Informational { .. } => "informational_status",
             Failure::HeaderTimeout { .. } => "header_timeout",
             Failure::RedirectLoop => "redirect_loop",
         }

@@ -12,6 +12,8 @@ use http::header::{HeaderName, HeaderValue};
 pub struct CgiHead {
     /// From `Status:` (or the `nph-` status line).
     pub status: Option<StatusCode>,
+    /// The reason phrase after the code (`299 Custom Thing`), when the script gave one.
+    pub reason: Option<Vec<u8>>,
     /// `Location:`.
     pub location: Option<String>,
     /// Every other header, in order, repeated ones kept separate.
@@ -60,6 +62,7 @@ pub fn parse(buf: &[u8], limit: usize, nph: bool) -> Result<CgiHead, HeadError> 
     }
     let mut head = CgiHead {
         status: None,
+        reason: None,
         location: None,
         headers: Vec::new(),
         len,
@@ -67,7 +70,8 @@ pub fn parse(buf: &[u8], limit: usize, nph: bool) -> Result<CgiHead, HeadError> 
     let mut lines = lines.into_iter();
     if nph {
         let first = lines.next().unwrap_or(b"");
-        head.status = Some(status_line(first)?);
+        let (status, reason) = status_line(first)?;
+        (head.status, head.reason) = (Some(status), reason);
     }
     for line in lines {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
@@ -81,10 +85,9 @@ pub fn parse(buf: &[u8], limit: usize, nph: bool) -> Result<CgiHead, HeadError> 
             return Err(malformed(line));
         };
         if name == "status" && !nph {
-            head.status = Some(
-                status_value(value.as_bytes())
-                    .ok_or_else(|| HeadError::InvalidStatus { line: lossy(line) })?,
-            );
+            let (status, reason) = status_value(value.as_bytes())
+                .ok_or_else(|| HeadError::InvalidStatus { line: lossy(line) })?;
+            (head.status, head.reason) = (Some(status), reason);
         } else if name == http::header::LOCATION && !nph {
             head.location = Some(String::from_utf8_lossy(value.as_bytes()).into_owned());
         } else if !HOP_BY_HOP.contains(&name.as_str()) {
@@ -112,17 +115,20 @@ fn split_block(buf: &[u8]) -> Option<(Vec<&[u8]>, usize)> {
     None
 }
 
-fn status_value(value: &[u8]) -> Option<StatusCode> {
+/// `NNN[ reason]`: the status and the reason phrase, if any.
+fn status_value(value: &[u8]) -> Option<(StatusCode, Option<Vec<u8>>)> {
     let code = value.get(..3)?;
     if value.len() > 3 && value[3] != b' ' {
         return None;
     }
-    StatusCode::from_bytes(code)
+    let status = StatusCode::from_bytes(code)
         .ok()
-        .filter(|s| (100..600).contains(&s.as_u16()))
+        .filter(|s| (100..600).contains(&s.as_u16()))?;
+    let reason = trim(value.get(4..).unwrap_or(b""));
+    Some((status, (!reason.is_empty()).then(|| reason.to_vec())))
 }
 
-fn status_line(line: &[u8]) -> Result<StatusCode, HeadError> {
+fn status_line(line: &[u8]) -> Result<(StatusCode, Option<Vec<u8>>), HeadError> {
     let bad = || HeadError::BadStatusLine { line: lossy(line) };
     let rest = line.strip_prefix(b"HTTP/").ok_or_else(bad)?;
     let space = rest.iter().position(|&b| b == b' ').ok_or_else(bad)?;

@@ -367,7 +367,19 @@ fn respond(head: CgiHead, output: Output, parts: http::request::Parts) -> Result
         exit: None,
     };
     let mut status = head.status.unwrap_or(StatusCode::OK);
+    if status.is_informational() {
+        return Err(Failure::Informational {
+            status: status.as_u16(),
+        });
+    }
     let mut response = Response::builder();
+    // The script's own reason phrase (`Status: 299 Custom Thing`) goes out as it was given.
+    if let Some(reason) = head
+        .reason
+        .and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok())
+    {
+        response = response.extension(reason);
+    }
     if let Some(location) = &head.location {
         if head.status.is_none() {
             status = StatusCode::FOUND;
