@@ -61,6 +61,23 @@ impl AccessLog {
         Ok(())
     }
 
+    /// Logs a request that never reached the service: hyper refused its head (400, 431), so
+    /// there is no request line to show (`"-"`, as Apache logs an unreadable one).
+    pub fn rejected(&self, remote: IpAddr, status: u16) {
+        if !self.enabled() {
+            return;
+        }
+        let entry = Entry {
+            remote,
+            time: SystemTime::now(),
+            request_line: "-".into(),
+            status,
+            referer: None,
+            user_agent: None,
+        };
+        self.write_line(&entry.line(0));
+    }
+
     /// Writes out what is buffered.
     pub fn flush(&self) {
         if let Ok(mut out) = self.out.lock()

@@ -27,6 +27,8 @@ pub enum HttpError {
     AmbiguousFraming,
     /// No Host, two of them, or one that is not a host name (400).
     BadHost(HostError),
+    /// A Transfer-Encoding other than `chunked` alone (501, closed: the body's end is unknown).
+    UnsupportedCoding,
     /// Nothing there (404).
     NotFound,
     /// A method other than GET or HEAD for a static file (405).
@@ -60,6 +62,7 @@ impl HttpError {
             HttpError::BadPath(_) | HttpError::AmbiguousFraming | HttpError::BadHost(_) => {
                 StatusCode::BAD_REQUEST
             }
+            HttpError::UnsupportedCoding => StatusCode::NOT_IMPLEMENTED,
             HttpError::NotFound => StatusCode::NOT_FOUND,
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::Denied { denial, .. } => {
@@ -90,6 +93,10 @@ impl HttpError {
                 format!("{}.", capitalise(&e.to_string())),
                 "Send exactly one Host header naming the site, e.g. `Host: example.com`.",
             )),
+            HttpError::UnsupportedCoding => Some(plain(
+                "The request body has a Transfer-Encoding other than chunked, which this server does not decode.".into(),
+                "Send the body with Content-Length, or with Transfer-Encoding: chunked alone.",
+            )),
             HttpError::Denied { denial, path } => Some(denial.explain(path)),
             HttpError::Script { failure, path } => Some(failure.explain(path).1),
             HttpError::NotFound | HttpError::MethodNotAllowed | HttpError::Internal { .. } => None,
@@ -106,6 +113,9 @@ impl HttpError {
                 tracing::info!(status, "refused: both Content-Length and Transfer-Encoding")
             }
             HttpError::BadHost(_) => tracing::info!(status, why, "refused: bad Host"),
+            HttpError::UnsupportedCoding => {
+                tracing::info!(status, "refused: a transfer coding other than chunked")
+            }
             HttpError::NotFound => tracing::debug!("not found"),
             HttpError::MethodNotAllowed => tracing::debug!("method not allowed"),
             HttpError::Denied { denial, path } => {
@@ -133,7 +143,7 @@ impl HttpError {
             HttpError::MethodNotAllowed => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             }
-            HttpError::AmbiguousFraming => {
+            HttpError::AmbiguousFraming | HttpError::UnsupportedCoding => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {

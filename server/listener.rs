@@ -177,6 +177,7 @@ async fn connection(
         return;
     };
     let config = app.config();
+    let access_log = app.access_log.clone();
     let activity = Arc::new(Activity::new());
     let send_queue = Arc::new(SendQueue::default());
     let info = Arc::new(ConnInfo {
@@ -205,6 +206,11 @@ async fn connection(
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    if e.is_parse_too_large() {
+                        access_log.rejected(peer.ip(), 431);
+                    } else if e.is_parse() {
+                        access_log.rejected(peer.ip(), 400);
+                    }
                 }
                 break;
             }

@@ -47,6 +47,8 @@ pub async fn handle(
         HttpError::AmbiguousFraming.response(config.explain_errors)
     } else if let Err(e) = host {
         HttpError::BadHost(e).response(config.explain_errors)
+    } else if unsupported_coding(req.headers()) {
+        HttpError::UnsupportedCoding.response(config.explain_errors)
     } else {
         let req = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
         respond(req, &config, &conn, &app).instrument(span).await
@@ -55,6 +57,22 @@ pub async fn handle(
         entry.status = response.status().as_u16();
     }
     response.map(|b| LoggedBody::new(b, entry, app.access_log.clone(), guard))
+}
+
+/// Whether the request's Transfer-Encoding is anything but a lone `chunked`: hyper takes
+/// `gzip, chunked` as chunked and would hand the still gzip-coded body on as if it were plain.
+fn unsupported_coding(headers: &http::HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|c| c.trim_ascii())
+        .filter(|c| !c.is_empty());
+    match (codings.next(), codings.next()) {
+        (None, _) => false,
+        (Some(only), None) => !only.eq_ignore_ascii_case(b"chunked"),
+        (Some(_), Some(_)) => true,
+    }
 }
 
 fn header_text<B>(req: &Request<B>, name: header::HeaderName) -> Option<String> {

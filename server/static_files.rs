@@ -51,6 +51,9 @@ pub fn respond(
     );
     out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
 
+    if !preconditions_hold(headers, &etag, mtime) {
+        return crate::error_page::page(StatusCode::PRECONDITION_FAILED, None);
+    }
     if not_modified(headers, &etag, mtime) {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         return response;
@@ -205,6 +208,23 @@ fn etag(stat: &FileStat) -> String {
     format!("\"{:x}-{:x}\"", stat.st_size, usec)
 }
 
+/// RFC 9110 §13.2.2, steps 1 and 2: If-Match (strong comparison, or `*`), or without it
+/// If-Unmodified-Since; false means 412.
+fn preconditions_hold(headers: &HeaderMap, etag: &str, mtime: SystemTime) -> bool {
+    if let Some(im) = headers.get(header::IF_MATCH) {
+        return im.to_str().is_ok_and(|list| {
+            list.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || t == etag)
+        });
+    }
+    headers
+        .get(header::IF_UNMODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .is_none_or(|since| whole_seconds(mtime) <= since)
+}
+
 /// RFC 9110 §13.2.2: If-None-Match first; If-Modified-Since only without it.
 fn not_modified(headers: &HeaderMap, etag: &str, mtime: SystemTime) -> bool {
     if let Some(inm) = headers.get(header::IF_NONE_MATCH) {
@@ -234,7 +254,10 @@ fn if_range_holds(headers: &HeaderMap, etag: &str, mtime: SystemTime) -> bool {
     if value.starts_with('"') {
         return value == etag;
     }
-    httpdate::parse_http_date(value).is_ok_and(|d| whole_seconds(mtime) == d)
+    // A date is only a strong validator when the file is at least a second older than now:
+    // two versions written within one second share their Last-Modified (RFC 9110 §8.8.2.2).
+    let strong = mtime + Duration::from_secs(1) <= SystemTime::now();
+    strong && httpdate::parse_http_date(value).is_ok_and(|d| whole_seconds(mtime) == d)
 }
 
 fn whole_seconds(t: SystemTime) -> SystemTime {

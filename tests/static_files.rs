@@ -405,3 +405,68 @@ fn a_fifo_is_refused_without_hanging_the_request() {
     }
     assert_eq!(server.get("/a.txt").status, 200);
 }
+
+#[test]
+fn if_match_and_if_unmodified_since_give_412() {
+    let site = Site::new();
+    site.file("a.txt", "abc", 0o644);
+    let server = site.start();
+    let etag = server
+        .get("/a.txt")
+        .header("etag")
+        .expect("etag")
+        .to_string();
+    let status = |headers: &[(&str, &str)]| server.request("GET", "/a.txt", headers).status;
+    assert_eq!(status(&[("If-Match", &etag)]), 200);
+    assert_eq!(status(&[("If-Match", "*")]), 200);
+    assert_eq!(status(&[("If-Match", "\"other\", \"nope\"")]), 412);
+    assert_eq!(status(&[("If-Match", &format!("W/{etag}"))]), 412);
+    assert_eq!(
+        status(&[("If-Unmodified-Since", "Thu, 01 Jan 1970 00:00:00 GMT")]),
+        412
+    );
+    assert_eq!(
+        status(&[("If-Unmodified-Since", "Fri, 01 Jan 2100 00:00:00 GMT")]),
+        200
+    );
+}
+
+#[test]
+fn if_range_with_a_date_needs_a_file_older_than_a_second() {
+    let site = Site::new();
+    let old = site.file("old.txt", "abcdef", 0o644);
+    // Last modified long ago: its date is a strong validator.
+    let past = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .and_then(|f| f.set_modified(past))
+        .expect("set mtime");
+    let server = site.start();
+    let lm = server
+        .get("/old.txt")
+        .header("last-modified")
+        .expect("lm")
+        .to_string();
+    let r = server.request(
+        "GET",
+        "/old.txt",
+        &[("Range", "bytes=0-1"), ("If-Range", &lm)],
+    );
+    assert_eq!((r.status, r.text()), (206, "ab".to_string()));
+
+    // Written just now: another write within this second would keep the same date, so the
+    // date cannot vouch for the content and the whole file is sent.
+    site.file("new.txt", "abcdef", 0o644);
+    let lm = server
+        .get("/new.txt")
+        .header("last-modified")
+        .expect("lm")
+        .to_string();
+    let r = server.request(
+        "GET",
+        "/new.txt",
+        &[("Range", "bytes=0-1"), ("If-Range", &lm)],
+    );
+    assert_eq!(r.status, 200);
+}

@@ -196,3 +196,39 @@ fn host_is_required_once_and_must_be_a_host_name() {
         "{body}"
     );
 }
+
+#[test]
+fn transfer_codings_other_than_chunked_get_501() {
+    let site = Site::new();
+    site.file(
+        "cgi-bin/count.cgi",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\nwc -c\n",
+        0o755,
+    );
+    let server = site.start();
+    for coding in ["gzip, chunked", "identity, chunked", "GZIP,CHUNKED"] {
+        let raw = server.raw(
+            format!(
+                "POST /cgi-bin/count.cgi HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {coding}\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(raw_status(&raw), 501, "{coding}");
+    }
+    let raw = server.raw(
+        b"POST /cgi-bin/count.cgi HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    );
+    assert_eq!(raw_status(&raw), 200);
+}
+
+#[test]
+fn a_request_hyper_refuses_still_gets_an_access_log_line() {
+    let site = Site::new();
+    let server = site.start();
+    assert_eq!(
+        raw_status(&server.raw(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n")),
+        400
+    );
+    let line = server.wait_for("\"-\" 400");
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+}
