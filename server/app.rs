@@ -134,6 +134,9 @@ impl App {
     /// access log. Keys that only take effect at restart are named in a warning.
     pub fn reload(&self, new: Config, why: &str) {
         let old = self.config();
+        for warning in new.warnings() {
+            tracing::warn!("{warning}");
+        }
         let later = old.restart_only_changes(&new);
         if !later.is_empty() {
             tracing::warn!(

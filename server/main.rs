@@ -139,6 +139,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = source.load()?;
     init_logging(&config)?;
     source.warn_if_secrets_exposed(&config);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let access_log = AccessLog::open(&config.access_log).context("cannot open the access log")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -168,3 +168,18 @@ fn sigterm_lets_an_in_flight_download_finish_and_exits_zero() {
     assert_eq!(body.len(), content.len(), "the in-flight download was cut");
     assert_eq!(server.wait_exit(), Some(0));
 }
+
+#[test]
+fn a_mistyped_log_level_or_fallback_user_stops_the_start_and_a_missing_handler_is_warned() {
+    for level in ["verbose", "warning", "debg"] {
+        let err = refused_start(&format!("[server]\nlog_level = \"{level}\""));
+        assert!(err.contains("server.log_level"), "{err}");
+        assert!(err.contains("error, warn, info, debug, trace"), "{err}");
+    }
+    let err = refused_start("[cgi]\nfallback_user = \"no-such-account\"");
+    assert!(err.contains("cgi.fallback_user"), "{err}");
+    let site = Site::new().config("[cgi.handlers]\n\".xyz\" = \"/no/such/interpreter\"");
+    let server = site.start();
+    let line = server.wait_for("is not installed");
+    assert!(line.contains("/no/such/interpreter"), "{line}");
+}

@@ -166,6 +166,8 @@ impl Config {
         {
             return Err(origin.err("server.index_files", "each entry must be a plain file name"));
         }
+        let log_level =
+            log_level(&server.log_level).map_err(|p| origin.err("server.log_level", p))?;
         let limits = limits(raw.limits, &origin)?;
         let cgi = cgi(raw.cgi, &origin)?;
         let sftp_settings = sftp::settings(
@@ -185,12 +187,28 @@ impl Config {
                 text => log_target(text, &origin.base, LogTarget::Stdout),
             },
             error_log: log_target(&server.error_log, &origin.base, LogTarget::Stderr),
-            log_level: server.log_level,
+            log_level,
             index_files: server.index_files,
             limits,
             cgi,
             sftp_settings,
         })
+    }
+
+    /// What is allowed but probably wrong, to be logged at start and at every reload: a
+    /// handler whose interpreter is not installed (yet: the package may come later).
+    pub fn warnings(&self) -> Vec<String> {
+        self.cgi
+            .handlers
+            .iter()
+            .filter(|(_, interp)| !interp.is_file())
+            .map(|(ext, interp)| {
+                format!(
+                    "cgi.handlers: {} (for `{ext}` files) is not installed; those files will fail with a 500 until it is",
+                    interp.display()
+                )
+            })
+            .collect()
     }
 
     /// The keys whose new values in `new` this running server cannot apply: they take effect
@@ -383,6 +401,15 @@ fn cgi(c: RawCgi, origin: &Origin) -> Result<Cgi, ConfigError> {
     if c.max_header_bytes < 1024 {
         return Err(origin.err("cgi.max_header_bytes", "must be at least 1024"));
     }
+    if !matches!(nix::unistd::User::from_name(&c.fallback_user), Ok(Some(_))) {
+        return Err(origin.err(
+            "cgi.fallback_user",
+            format!(
+                "there is no user `{}` on this system (scripts owned by root or system accounts run as it)",
+                c.fallback_user
+            ),
+        ));
+    }
     Ok(Cgi {
         directories,
         extensions: c.extensions,
@@ -400,6 +427,31 @@ fn cgi(c: RawCgi, origin: &Origin) -> Result<Cgi, ConfigError> {
         limit_open_files: c.limit_open_files,
         limit_processes: c.limit_processes,
     })
+}
+
+/// The levels `server.log_level` takes, alone or per target (`info,hyper=debug`).
+const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// `server.log_level`: a level, or comma-separated `level` / `target=level` directives; a word
+/// that is not a level (`verbose`, `warning`) would silently turn the log off for everything
+/// but a target of that name, so it is an error.
+fn log_level(text: &str) -> Result<String, String> {
+    let bad = |d: &str| {
+        format!(
+            "`{d}` is not a log level; use one of {} (or target=level)",
+            LEVELS.join(", ")
+        )
+    };
+    for directive in text.split(',').map(str::trim) {
+        let level = directive.rsplit('=').next().unwrap_or(directive);
+        let target_ok = directive
+            .split_once('=')
+            .is_none_or(|(target, _)| !target.is_empty());
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) || !target_ok {
+            return Err(bad(directive));
+        }
+    }
+    Ok(text.to_string())
 }
 
 fn existing_dir(path: &Path) -> Result<PathBuf, String> {
@@ -449,6 +501,36 @@ mod tests {
             .to_string();
         assert!(e.contains("max_conections"), "{e}");
         assert!(e.contains("y.toml"), "{e}");
+    }
+
+    #[test]
+    fn log_levels_and_the_fallback_user_are_checked() {
+        for level in ["info", "DEBUG", "warn,hyper=debug", "off"] {
+            let c = load_text(&format!("[server]\nlog_level = \"{level}\"\n")).expect(level);
+            assert_eq!(c.log_level, level);
+        }
+        for level in ["verbose", "warning", "debg", "info,=debug"] {
+            let e = load_text(&format!("[server]\nlog_level = \"{level}\"\n"))
+                .expect_err(level)
+                .to_string();
+            assert!(e.contains("server.log_level"), "{e}");
+            assert!(e.contains("error, warn, info, debug, trace"), "{e}");
+        }
+        let e = load_text("[cgi]\nfallback_user = \"no-such-user-here\"\n")
+            .expect_err("no such user")
+            .to_string();
+        assert!(
+            e.contains("cgi.fallback_user") && e.contains("no-such-user-here"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_handler_is_a_warning() {
+        let c = load_text("[cgi.handlers]\n\".xyz\" = \"/no/such/interpreter\"\n").expect("valid");
+        let w = c.warnings();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("/no/such/interpreter"), "{w:?}");
     }
 
     #[test]
