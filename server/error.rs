@@ -14,6 +14,7 @@ use yadokari_site::denial::Explanation;
 
 use crate::body::Body;
 use crate::cgi::failure::Failure;
+use crate::config::Config;
 use crate::error_page;
 use crate::host::HostError;
 use crate::url::UrlError;
@@ -74,7 +75,7 @@ impl HttpError {
     }
 
     /// The reason and fix a person is told (and the log gets), when there is one to give.
-    fn explanation(&self) -> Option<Explanation> {
+    fn explanation(&self, config: Option<&Config>) -> Option<Explanation> {
         let plain = |reason: String, fix: &str| Explanation {
             reason,
             fix: fix.to_string(),
@@ -97,7 +98,10 @@ impl HttpError {
                 "The request body has a Transfer-Encoding other than chunked, which this server does not decode.".into(),
                 "Send the body with Content-Length, or with Transfer-Encoding: chunked alone.",
             )),
-            HttpError::Denied { denial, path } => Some(denial.explain(path)),
+            HttpError::Denied { denial, path } => Some(match config {
+                Some(config) => crate::resolve::explain(denial, path, config),
+                None => denial.explain(path),
+            }),
             HttpError::Script { failure, path } => Some(failure.explain(path).1),
             HttpError::NotFound | HttpError::MethodNotAllowed | HttpError::Internal { .. } => None,
         }
@@ -131,12 +135,12 @@ impl HttpError {
     }
 
     /// Logs it and renders its page: the status, Apache's wording, and the reason and fix when
-    /// `explain` (the configuration's `explain_errors`) is on.
-    pub fn response(&self, explain: bool) -> Response<Body> {
+    /// the configuration's `explain_errors` is on.
+    pub fn response(&self, config: &Config) -> Response<Body> {
         let status = self.status();
-        let explanation = self.explanation();
+        let explanation = self.explanation(Some(config));
         self.log(status, explanation.as_ref());
-        let shown = explanation.as_ref().filter(|_| explain);
+        let shown = explanation.as_ref().filter(|_| config.explain_errors);
         let mut r = error_page::page(status, shown);
         let headers = r.headers_mut();
         match self {
@@ -157,7 +161,7 @@ impl HttpError {
 
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self, self.explanation()) {
+        match (self, self.explanation(None)) {
             (HttpError::Internal { what, source }, _) => write!(f, "{what}: {source}"),
             (_, Some(e)) => f.write_str(&e.reason),
             (_, None) => write!(f, "{}", self.status()),
@@ -189,8 +193,23 @@ fn capitalise(s: &str) -> String {
 mod tests {
     use super::*;
 
+    fn config() -> Config {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = Config::load(
+            None,
+            &crate::config::Overrides {
+                root: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            },
+        )
+        .expect("config");
+        c.explain_errors = true;
+        c
+    }
+
     #[test]
     fn each_kind_has_its_status_and_its_headers() {
+        let config = config();
         let rows: Vec<(HttpError, u16)> = vec![
             (HttpError::BadPath(UrlError::Nul), 400),
             (HttpError::AmbiguousFraming, 400),
@@ -216,7 +235,7 @@ mod tests {
             ),
         ];
         for (e, status) in rows {
-            let r = e.response(true);
+            let r = e.response(&config);
             assert_eq!(r.status(), status, "{e:?}");
             if status == 503 {
                 assert_eq!(r.headers()[header::RETRY_AFTER], "1");
@@ -238,7 +257,7 @@ mod tests {
         );
         assert!(e.to_string().contains("EMFILE"));
         assert!(std::error::Error::source(&e).is_some());
-        let r = e.response(true);
+        let r = e.response(&config());
         assert_eq!(r.status(), 500);
     }
 }

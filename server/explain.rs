@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use yadokari_site::Jail;
 
-use crate::cgi::failure::{self, Failure};
 use crate::config::Config;
 use crate::resolve::{self, Resolution, Script};
 use crate::url::UrlPath;
@@ -58,7 +57,7 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
         }
         Resolution::Script(s) => script_verdict(config, &s),
         Resolution::Denied { denial, path } => {
-            let e = denial.explain(&path);
+            let e = resolve::explain(&denial, &path, config);
             println!("verdict: refused ({})", denial.status());
             println!("why: {}", e.reason);
             println!("fix: {}", e.fix);
@@ -71,19 +70,7 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
 /// line sound), predicted without running it.
 fn script_verdict(config: &Config, s: &Script) -> ExitCode {
     let path = s.rel.to_string_lossy().into_owned();
-    let problem = match &s.interpreter {
-        Some(i) if !i.is_file() => Some(Failure::HandlerMissing {
-            interpreter: i.display().to_string(),
-        }),
-        Some(_) => None,
-        None => {
-            let mut first = [0u8; 256];
-            let n = std::fs::File::open(config.document_root.join(&s.rel))
-                .and_then(|mut f| std::io::Read::read(&mut f, &mut first))
-                .unwrap_or(0);
-            failure::predict_exec(&first[..n])
-        }
-    };
+    let problem = crate::cgi::predict::predict(config, s);
     if let Some(problem) = problem {
         let (status, e) = problem.explain(&path);
         println!(
@@ -104,9 +91,21 @@ fn script_verdict(config: &Config, s: &Script) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The URL path asked about: a path outside the document root that starts with `/` is taken
+/// as a URL path (`/cgi-bin/x.cgi`), anything else as a file of the site.
+fn url_of(config: &Config, path: &Path) -> Result<UrlPath, String> {
+    if let Some(text) = path.to_str()
+        && text.starts_with('/')
+        && !path.starts_with(&config.document_root)
+    {
+        return crate::url::parse(text).map_err(|e| e.to_string());
+    }
+    file_url(config, path)
+}
+
 /// The URL path of a file given as a filesystem path inside the document root. The parent is
 /// canonicalised, not the file, so a symlink is judged as the link it is.
-fn url_of(config: &Config, path: &Path) -> Result<UrlPath, String> {
+fn file_url(config: &Config, path: &Path) -> Result<UrlPath, String> {
     let absolute = std::env::current_dir()
         .map_err(|e| e.to_string())?
         .join(path);

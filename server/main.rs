@@ -61,7 +61,7 @@ enum Command {
         /// The document root (overrides the configuration).
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
-        /// A file or directory inside the document root.
+        /// A file or directory inside the document root, or a URL path (`/cgi-bin/x.cgi`).
         path: PathBuf,
     },
     /// Manage the hosting users (SFTP logins) kept in the configuration file.

@@ -67,6 +67,15 @@ pub struct Script {
     pub stat: FileStat,
 }
 
+/// The reason and fix of `denial` for the site-relative `path`, with what only the
+/// configuration knows (the index file names).
+pub fn explain(denial: &Denial, path: &str, config: &Config) -> yadokari_site::denial::Explanation {
+    match denial {
+        Denial::NoIndex => Denial::no_index(path, &config.index_files),
+        other => other.explain(path),
+    }
+}
+
 /// Resolves `url` inside the site held by `jail`.
 pub fn resolve(jail: &Jail, url: &UrlPath, config: &Config) -> Resolution {
     let resolved = site_owner(jail).and_then(|owner| {

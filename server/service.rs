@@ -44,11 +44,11 @@ pub async fn handle(
     let span = tracing::debug_span!("request", method = %req.method(), uri = %req.uri(), peer = %conn.peer);
     let host = crate::host::check(req.version(), req.uri(), req.headers());
     let response = if conn.activity.ambiguous_framing() {
-        HttpError::AmbiguousFraming.response(config.explain_errors)
+        HttpError::AmbiguousFraming.response(&config)
     } else if let Err(e) = host {
-        HttpError::BadHost(e).response(config.explain_errors)
+        HttpError::BadHost(e).response(&config)
     } else if unsupported_coding(req.headers()) {
-        HttpError::UnsupportedCoding.response(config.explain_errors)
+        HttpError::UnsupportedCoding.response(&config)
     } else {
         let req = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
         respond(req, &config, &conn, &app).instrument(span).await
@@ -104,7 +104,7 @@ async fn respond(
         let acted = act(req, config, conn, app, redirected).await;
         let (location, mut parts) = match acted {
             Ok(Acted::Done(response)) => return response,
-            Err(e) => return e.response(config.explain_errors),
+            Err(e) => return e.response(config),
             Ok(Acted::Redirect(location, parts)) => (location, parts),
         };
         let Ok(uri) = location.parse::<http::Uri>() else {
@@ -112,7 +112,7 @@ async fn respond(
                 "a script redirected to an invalid local URL",
                 format!("Location: {location}"),
             );
-            return e.response(config.explain_errors);
+            return e.response(config);
         };
         tracing::debug!(%location, "internal redirect");
         parts.method = Method::GET;
@@ -127,7 +127,7 @@ async fn respond(
         failure: Failure::RedirectLoop,
         path: original.path().to_string(),
     }
-    .response(config.explain_errors)
+    .response(config)
 }
 
 /// Acts on one URL: resolve it, then serve, run or refuse.

@@ -131,10 +131,21 @@ fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
             trailing_slash: false,
         };
         Some(match crate::resolve::resolve(&jail, &url, &config) {
-            crate::resolve::Resolution::Script(_) => "runs as a CGI script".to_string(),
+            // The same prediction `explain` makes: a script the gate lets run may still fail
+            // to start (its owner has no account, its #! line is broken, ...).
+            crate::resolve::Resolution::Script(script) => {
+                match crate::cgi::predict::predict(&config, &script) {
+                    None => "runs as a CGI script".to_string(),
+                    Some(failure) => {
+                        let path = script.rel.to_string_lossy();
+                        let (status, e) = failure.explain(&path);
+                        format!("refused ({}): {} Fix: {}", status.as_u16(), e.reason, e.fix)
+                    }
+                }
+            }
             crate::resolve::Resolution::Static { .. } => "served as a static file".to_string(),
             crate::resolve::Resolution::Denied { denial, path } => {
-                let e = denial.explain(&path);
+                let e = crate::resolve::explain(&denial, &path, &config);
                 format!("refused ({}): {} Fix: {}", denial.status(), e.reason, e.fix)
             }
             crate::resolve::Resolution::Fault { error, .. } => {

@@ -207,9 +207,13 @@ fn the_gate_decides_which_scripts_run() {
         (
             "/cgi-bin/link.cgi",
             "is a symbolic link",
-            "Replace the link",
+            "upload the script itself",
         ),
-        ("/cgi-bin/crlf.cgi", "`/bin/sh\\r`", "sed -i"),
+        (
+            "/cgi-bin/crlf.cgi",
+            "`/bin/sh\\r`",
+            "LF (Unix) line endings",
+        ),
         ("/cgi-bin/bom.cgi", "byte-order mark", "without BOM"),
         (
             "/cgi-bin/nointerp.cgi",

@@ -38,6 +38,13 @@ pub enum Failure {
     NoShebang,
     /// The account the script runs as may not execute it (or its interpreter).
     NotPermitted { user: String },
+    /// The account the script runs as may not enter a directory on its path.
+    DirNotEnterable {
+        dir: String,
+        mode: u32,
+        fix_mode: u32,
+        user: String,
+    },
     /// The account already runs as many processes as `cgi.limit_processes` allows
     /// (RLIMIT_NPROC counts every process of the user, not only this script's).
     TooManyProcesses { user: String },
@@ -124,12 +131,28 @@ impl Failure {
     /// Who the script runs as, and what that account may do.
     fn account(&self, path: &str) -> Option<(StatusCode, String, String)> {
         Some(match self {
+            Failure::DirNotEnterable {
+                dir,
+                mode,
+                fix_mode,
+                user,
+            } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "`{path}` runs as {user}, who may not enter the directory `{dir}` ({mode:04o}), so it cannot start."
+                ),
+                format!(
+                    "chmod {fix_mode:o} {dir} (over SFTP, or in your client's permissions dialog)"
+                ),
+            ),
             Failure::NoAccount { uid } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!(
                     "`{path}` belongs to uid {uid}, which has no account, so there is nobody to run it as."
                 ),
-                format!("chown it to an existing user: chown USER {path}"),
+                format!(
+                    "Upload it again over SFTP (what you upload belongs to the site's owner), or ask the host to run: chown USER {path}"
+                ),
             ),
             Failure::NoFallbackUser { name } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -155,7 +178,9 @@ impl Failure {
                 format!(
                     "`{path}` runs as {user}, who is not allowed to execute it (or its interpreter, or to enter its directory)."
                 ),
-                format!("chmod 755 {path}, and make sure its directory is 755."),
+                format!(
+                    "chmod 755 {path}, and make sure its directory is 755 (over SFTP, or in your client's permissions dialog)."
+                ),
             ),
             Failure::Setup { step, error } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -185,12 +210,12 @@ impl Failure {
             Failure::CrlfShebang { interpreter } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("`{path}` has Windows (CRLF) line endings: the system looks for the interpreter `{}\\r`, which does not exist.", interpreter),
-                format!("Convert it to Unix line endings: sed -i 's/\\r$//' {path} (or upload it in text mode)."),
+                "Save it with LF (Unix) line endings in your editor, then upload it again.".to_string(),
             ),
             Failure::Bom => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("`{path}` starts with a UTF-8 byte-order mark (EF BB BF) before `#!`, so the system does not see its #! line."),
-                format!("Save it as UTF-8 without BOM: sed -i '1s/^\\xEF\\xBB\\xBF//' {path}"),
+                "Save it as UTF-8 without BOM (\"UTF-8\", not \"UTF-8 with BOM\") in your editor, then upload it again.".to_string(),
             ),
             Failure::NoShebang => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -272,6 +297,7 @@ impl Failure {
             Failure::Bom => "bom",
             Failure::NoShebang => "no_shebang",
             Failure::NotPermitted { .. } => "not_permitted",
+            Failure::DirNotEnterable { .. } => "dir_not_enterable",
             Failure::TooManyProcesses { .. } => "too_many_processes",
             Failure::Setup { .. } => "setup",
             Failure::NoHeaderBlock { .. } => "no_header_block",

@@ -10,6 +10,7 @@ pub mod env;
 pub mod failure;
 mod head;
 mod identity;
+pub mod predict;
 mod pump;
 pub mod spawn;
 
@@ -191,6 +192,8 @@ struct Launch {
     cwd: CString,
     identity: Option<spawn::Identity>,
     filename: PathBuf,
+    /// The site's root, where the directories the script's user must enter start.
+    root: PathBuf,
     limits: spawn::Limits,
 }
 
@@ -229,6 +232,7 @@ impl Launch {
             cwd,
             identity,
             filename,
+            root: config.document_root.clone(),
             limits: spawn::Limits {
                 cpu_secs: c.limit_cpu_secs,
                 memory_bytes: c.limit_memory_bytes,
@@ -332,6 +336,18 @@ fn start(
 
 /// What a failed spawn means: an `execve` errno is diagnosed from the script's first bytes.
 fn spawn_failure(e: spawn::SpawnError, script: &Script, launch: &Launch) -> Failure {
+    let denied = matches!(e.error.raw_os_error(), Some(libc::EACCES | libc::EPERM));
+    let in_dirs = matches!(
+        e.step,
+        Some(spawn::Step::WorkingDirectory | spawn::Step::Exec)
+    );
+    if denied
+        && in_dirs
+        && let Some(blocked) =
+            predict::blocked_directory(&launch.root, script, launch.identity.as_ref())
+    {
+        return blocked;
+    }
     match (e.step, e.error.raw_os_error()) {
         (Some(spawn::Step::Exec), Some(errno)) => {
             exec_failure(script, &launch.filename, errno, launch.identity.as_ref())
@@ -468,11 +484,8 @@ fn exec_failure(
             interpreter: interp.display().to_string(),
         };
     }
-    let mut first = [0u8; 256];
-    let n = std::fs::File::open(filename)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut first))
-        .unwrap_or(0);
-    failure::diagnose_exec(errno, &first[..n], &identity::describe(identity))
+    let first = predict::first_bytes(filename);
+    failure::diagnose_exec(errno, &first, &identity::describe(identity))
 }
 
 /// Which end of a pipe the server keeps.

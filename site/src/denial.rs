@@ -97,50 +97,70 @@ impl Denial {
             ),
             Denial::NotReadable { mode } => (
                 format!("`{name}` is {mode:04o}: others may not read it, and the web server counts as \"others\", so it is not sent."),
-                format!("chmod {:o} {name}", mode | 0o444),
+                format!("chmod {:o} {name}{VIA_SFTP}", mode | 0o444),
             ),
             Denial::DirNotSearchable { mode } => (
                 format!("The directory `{name}` is {mode:04o}: others may not enter it, and the web server counts as \"others\"."),
-                format!("chmod {:o} {name}", mode | 0o111),
+                format!("chmod {:o} {name}{VIA_SFTP}", mode | 0o111),
             ),
             Denial::OutsideSite => (
                 format!("`{name}` leads outside the site (a symbolic link or `..` pointing elsewhere), so the server does not follow it."),
-                "Copy the file into the site instead of linking to it.".to_string(),
+                "Upload the file itself into the site instead of linking to it.".to_string(),
             ),
             Denial::SpecialFile => (
                 format!("`{name}` is not a regular file (a FIFO, socket or device), so the server will not serve it."),
-                format!("Remove it, or replace it with a regular file: rm {name}"),
+                format!("Delete it (rm {name} over SFTP) and upload a regular file in its place."),
             ),
-            Denial::NoIndex => (
-                format!("`{name}` is a directory with no index.html, index.htm or index.cgi, and directory listings are off."),
-                format!("Upload an index.html into {name}."),
-            ),
+            Denial::NoIndex => return Denial::no_index(name, &["index.html", "index.htm", "index.cgi"]),
             Denial::NotExecutable { mode } => (
                 format!("`{name}` is {mode:04o}: nobody may execute it, so the server will not run it as a script."),
-                format!("chmod {:o} {name}", script_fix(mode)),
+                format!("chmod {:o} {name}{VIA_SFTP}", script_fix(mode)),
             ),
             Denial::WritableByOthers { mode } => (
                 format!("`{name}` is {mode:04o}: {} can write it, so the server refuses to run it.", writers(mode)),
-                format!("chmod {:o} {name}", script_fix(mode)),
+                format!("chmod {:o} {name}{VIA_SFTP}", script_fix(mode)),
             ),
             Denial::DirWritableByOthers { mode } => (
                 format!("The directory `{dir}` is {mode:04o}: {} can write it, so the server refuses to run scripts in it.", writers(mode)),
-                format!("chmod {:o} {dir}", mode & !0o022),
+                format!("chmod {:o} {dir}{VIA_SFTP}", mode & !0o022),
             ),
             Denial::SetId { mode } => (
                 format!("`{name}` is {mode:04o}: it has the setuid or setgid bit, which a script must never have, so the server refuses to run it."),
-                format!("chmod {:o} {name}", script_fix(mode)),
+                format!("chmod {:o} {name}{VIA_SFTP}", script_fix(mode)),
             ),
             Denial::OwnerMismatch { uid, owner } => (
                 format!("`{name}` belongs to {}, but the site belongs to {}: a script runs as its owner, so it must be the site's owner.", user_label(uid), user_label(owner)),
-                format!("chown {} {name} (or upload it again as the site's user)", user_label(owner)),
+                format!("Upload it again over SFTP as the site's user (what you upload belongs to the site's owner), or ask the host to run: chown {} {name}", user_label(owner)),
             ),
             Denial::ScriptSymlink => (
                 format!("`{name}` is a symbolic link, and scripts are never run through links."),
-                format!("Replace the link with the script itself (cp --remove-destination \"$(readlink {name})\" {name})."),
+                format!("Delete the link {name} and upload the script itself under that name."),
             ),
         };
         Explanation { reason, fix }
+    }
+}
+
+/// How a rental customer changes a mode: they have SFTP, not a shell.
+const VIA_SFTP: &str = " (over SFTP, or in your client's permissions dialog)";
+
+impl Denial {
+    /// The explanation of [`Denial::NoIndex`] for the directory `dir`, naming the index files
+    /// the server looks for (its `index_files`), in order.
+    pub fn no_index(dir: &str, names: &[impl AsRef<str>]) -> Explanation {
+        let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+        let listed = match names.as_slice() {
+            [] => "no index file (none is configured)".to_string(),
+            [one] => format!("no {one}"),
+            [rest @ .., last] => format!("no {} or {last}", rest.join(", ")),
+        };
+        let first = names.first().copied().unwrap_or("index.html");
+        Explanation {
+            reason: format!(
+                "`{dir}` is a directory with {listed}, and directory listings are off."
+            ),
+            fix: format!("Upload an {first} into {dir}."),
+        }
     }
 }
 
