@@ -40,7 +40,7 @@ pub enum HttpError {
     Script { failure: Failure, path: String },
     /// A fault of the server, not of the request: `what` it was doing, and the cause (500).
     Internal {
-        what: &'static str,
+        what: String,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
@@ -48,11 +48,11 @@ pub enum HttpError {
 impl HttpError {
     /// A server fault while doing `what`.
     pub fn internal(
-        what: &'static str,
+        what: impl Into<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> HttpError {
         HttpError::Internal {
-            what,
+            what: what.into(),
             source: source.into(),
         }
     }
@@ -70,6 +70,9 @@ impl HttpError {
                 StatusCode::from_u16(denial.status()).unwrap_or(StatusCode::FORBIDDEN)
             }
             HttpError::Script { failure, path } => failure.explain(path).0,
+            HttpError::Internal { source, .. } if out_of_descriptors(source.as_ref()) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             HttpError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -179,6 +182,13 @@ impl std::error::Error for HttpError {
             _ => None,
         }
     }
+}
+
+/// Whether a fault's cause is running out of descriptors: it passes, so 503 and Retry-After.
+fn out_of_descriptors(source: &(dyn std::error::Error + 'static)) -> bool {
+    source
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(crate::descriptors::exhausted)
 }
 
 fn capitalise(s: &str) -> String {

@@ -8,6 +8,7 @@ mod body;
 mod cgi;
 mod config;
 mod conn;
+mod descriptors;
 mod error;
 mod error_page;
 mod explain;
@@ -137,6 +138,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         overrides: args.overrides(),
     };
     let config = source.load()?;
+    let limit = descriptors::raise_limit().context("cannot read the open-file limit")?;
+    descriptors::check(&config, limit).map_err(anyhow::Error::msg)?;
     init_logging(&config)?;
     source.warn_if_secrets_exposed(&config);
     for warning in config.warnings() {

@@ -313,6 +313,8 @@ fn open_failure(jail: &Jail, rel: &Path) -> Stop {
 fn look(jail: &Jail, rel: &Path) -> Result<(FileStat, bool), Stop> {
     let map = |e: JailError| match e {
         JailError::Outside => Stop::Denied(Denial::OutsideSite, lossy(rel)),
+        // Out of descriptors is the server's trouble, not a missing file.
+        JailError::Io(e) if crate::descriptors::exhausted(&e) => Stop::Fault(lossy(rel), e),
         JailError::NotFound | JailError::Io(_) => Stop::NotFound,
     };
     let l = jail.lstat(rel).map_err(map)?;

@@ -147,8 +147,8 @@ async fn act(
         Resolution::AddSlash => add_slash(&req),
         Resolution::Denied { denial, path } => return Err(HttpError::Denied { denial, path }),
         Resolution::Fault { path, error } => {
-            let error = std::io::Error::new(error.kind(), format!("{path}: {error}"));
-            return Err(HttpError::internal("cannot open a static file", error));
+            let what = format!("cannot open {}", path.escape_debug());
+            return Err(HttpError::internal(what, error));
         }
         Resolution::Static(file) => {
             if req.method() != Method::GET && req.method() != Method::HEAD {

@@ -106,7 +106,11 @@ impl Failure {
                 "Try again in a moment (or raise cgi.max_concurrent).".to_string(),
             ),
             Failure::Resources { error } => (
-                StatusCode::INTERNAL_SERVER_ERROR,
+                if crate::descriptors::exhausted(error) {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                },
                 format!("The server could not start `{path}`: {error}."),
                 "Check the error log; the machine may be out of processes or descriptors."
                     .to_string(),

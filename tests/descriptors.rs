@@ -1,0 +1,91 @@
+//! File descriptors: the soft limit is raised at start, caps the limit cannot honour are
+//! refused with the numbers, and running out is a 503, never a 404 for a file that exists.
+
+use std::io::{Read, Write};
+use std::process::Command;
+
+use crate::support::{BIN, Server, Site, have};
+
+/// `Max open files` of `pid`: (soft, hard).
+fn nofile(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files");
+    let mut words = line.split_whitespace().skip(3);
+    (
+        words.next().expect("soft").to_string(),
+        words.next().expect("hard").to_string(),
+    )
+}
+
+fn under_ulimit(site: &Site, ulimit: &str) -> Command {
+    site.write_config();
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        &format!("ulimit {ulimit}; exec \"$0\" --config \"$1\""),
+    ])
+    .arg(BIN)
+    .arg(site.config_path());
+    cmd
+}
+
+#[test]
+fn the_soft_limit_is_raised_to_the_hard_one() {
+    let site = Site::new();
+    let server = Server::spawn_command(under_ulimit(&site, "-Sn 64"));
+    let (soft, hard) = nofile(server.pid());
+    assert_eq!(soft, hard);
+}
+
+#[test]
+fn caps_the_limit_cannot_honour_are_refused_with_the_numbers() {
+    let site = Site::new();
+    let out = under_ulimit(&site, "-n 256").output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("file descriptors"), "{err}");
+    assert!(err.contains("limits.max_connections"), "{err}");
+    assert!(err.contains("256"), "{err}");
+}
+
+#[test]
+fn running_out_of_descriptors_is_a_503_not_a_404() {
+    if !have("prlimit") {
+        return;
+    }
+    let site = Site::new();
+    site.file("a.txt", "a", 0o644);
+    let server = site.start();
+    // One kept-alive connection, already accepted: its next request needs one descriptor more
+    // (the file), and the limit will allow none.
+    let mut conn = server.connect();
+    let ask = b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+    conn.write_all(ask).expect("write");
+    let mut buf = [0u8; 4096];
+    let n = conn.read(&mut buf).expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // The limit bounds descriptor numbers: set it to the lowest free one.
+    let open: std::collections::HashSet<usize> =
+        std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+            .expect("fds")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+    let lowest_free = (0..).find(|n| !open.contains(n)).expect("a free number");
+    let limit = format!("--nofile={lowest_free}");
+    let st = Command::new("prlimit")
+        .args(["--pid", &server.pid().to_string(), &limit])
+        .status()
+        .expect("prlimit");
+    assert!(st.success());
+    conn.write_all(ask).expect("write");
+    let n = conn.read(&mut buf).expect("read");
+    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+}
