@@ -10,6 +10,7 @@ mod config;
 mod conn;
 mod descriptors;
 mod error;
+mod error_log;
 mod error_page;
 mod explain;
 mod framing;
@@ -24,7 +25,6 @@ mod socket;
 mod static_files;
 mod url;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access_log::AccessLog;
 use crate::app::{App, ConfigSource};
 use crate::banner::banner;
-use crate::config::{Config, LogTarget, Overrides};
+use crate::config::{Config, Overrides};
 
 /// A rental server in one binary: static files, CGI scripts chosen by their permission bits,
 /// and jailed SFTP uploads.
@@ -140,7 +140,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = source.load()?;
     let limit = descriptors::raise_limit().context("cannot read the open-file limit")?;
     descriptors::check(&config, limit).map_err(anyhow::Error::msg)?;
-    init_logging(&config)?;
+    error_log::init(&config)?;
     source.warn_if_secrets_exposed(&config);
     for warning in config.warnings() {
         tracing::warn!("{warning}");
@@ -289,42 +289,6 @@ fn banner(config: &Config, http: std::net::SocketAddr) {
         "Open http://{}/ in a browser. `yadokari explain FILE` says why a file is served, run or refused.",
         banner::reachable(http)
     );
-}
-
-fn init_logging(config: &Config) -> anyhow::Result<()> {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(&config.log_level).with_context(|| {
-        format!(
-            "server.log_level: `{}` is not a log filter",
-            config.log_level
-        )
-    })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    match &config.error_log {
-        LogTarget::File(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("cannot open the error log {}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .init();
-        }
-        LogTarget::Stdout => {
-            let ansi = std::io::stdout().is_terminal();
-            builder.with_ansi(ansi).with_writer(std::io::stdout).init()
-        }
-        // The error log is never `off` (only the access log may be).
-        LogTarget::Stderr | LogTarget::Off => {
-            let ansi = std::io::stderr().is_terminal();
-            builder.with_ansi(ansi).with_writer(std::io::stderr).init()
-        }
-    }
-    Ok(())
 }
 
 /// The signals the server acts on, installed before it serves anything: a SIGHUP or SIGTERM

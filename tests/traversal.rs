@@ -107,3 +107,22 @@ fn generated_paths_never_reach_outside() {
         })
         .expect("no generated path escapes");
 }
+
+#[test]
+fn a_name_with_a_newline_cannot_forge_a_log_line() {
+    let site = crate::support::Site::new();
+    site.file(".ht\nERROR forged line", "x", 0o644);
+    let server = site.start();
+    let r = server.get("/.ht%0AERROR%20forged%20line");
+    assert_eq!(r.status, 403);
+    let line = server.wait_for("reason=\"hidden\"");
+    assert!(line.contains("\\nERROR forged line"), "{line}");
+    assert!(
+        !server
+            .output()
+            .lines()
+            .any(|l| l.starts_with("ERROR forged")),
+        "{}",
+        server.output()
+    );
+}

@@ -1,0 +1,135 @@
+//! The error log: tracing's formatter, to standard error or a file, at the configured level,
+//! behind a writer that keeps every event on one line.
+//!
+//! SECURITY: events quote names a client chooses (request paths, uploaded file names, a
+//! script's stderr). A name holding a newline would otherwise start a line of its own that
+//! reads like another event (log forging). The formatter hands over one whole event per
+//! write; [`OneLine`] escapes every control character in it but the final newline (and tab,
+//! and the terminal's colour escapes when colours are on), so whatever a client sends stays
+//! inside its own line.
+
+use std::io::{self, IsTerminal, Write};
+
+use anyhow::Context;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::config::{Config, LogTarget};
+
+/// Starts the error log for `config` (once per process).
+pub fn init(config: &Config) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&config.log_level).with_context(|| {
+        format!(
+            "server.log_level: `{}` is not a log filter",
+            config.log_level
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match &config.error_log {
+        LogTarget::File(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the error log {}", path.display()))?;
+            let writer = OneLine::new(std::sync::Mutex::new(file), false);
+            builder.with_ansi(false).with_writer(writer).init();
+        }
+        LogTarget::Stdout => {
+            let ansi = io::stdout().is_terminal();
+            let writer = OneLine::new(io::stdout, ansi);
+            builder.with_ansi(ansi).with_writer(writer).init()
+        }
+        // The error log is never `off` (only the access log may be).
+        LogTarget::Stderr | LogTarget::Off => {
+            let ansi = io::stderr().is_terminal();
+            let writer = OneLine::new(io::stderr, ansi);
+            builder.with_ansi(ansi).with_writer(writer).init()
+        }
+    }
+    Ok(())
+}
+
+/// Makes writers that escape control characters inside an event.
+pub struct OneLine<M> {
+    inner: M,
+    /// Let ESC through (the formatter's colours on a terminal).
+    ansi: bool,
+}
+
+impl<M> OneLine<M> {
+    fn new(inner: M, ansi: bool) -> OneLine<M> {
+        OneLine { inner, ansi }
+    }
+}
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for OneLine<M> {
+    type Writer = OneLineWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        OneLineWriter {
+            inner: self.inner.make_writer(),
+            ansi: self.ansi,
+        }
+    }
+}
+
+/// A writer that escapes control characters in what it is given, but a final newline.
+pub struct OneLineWriter<W> {
+    inner: W,
+    ansi: bool,
+}
+
+impl<W: Write> Write for OneLineWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write_all(&escape(buf, self.ansi))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// `buf` with every control byte but tab (and ESC when `ansi`) written as `\n`, `\r` or
+/// `\xNN`; a final newline is kept as it is.
+fn escape(buf: &[u8], ansi: bool) -> Vec<u8> {
+    let (body, end) = match buf.strip_suffix(b"\n") {
+        Some(body) => (body, &b"\n"[..]),
+        None => (buf, &b""[..]),
+    };
+    let mut out = Vec::with_capacity(buf.len() + 8);
+    for &b in body {
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.push(b),
+            0x1b if ansi => out.push(b),
+            b if b < 0x20 || b == 0x7f => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+            b => out.push(b),
+        }
+    }
+    out.extend_from_slice(end);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_stays_on_its_line() {
+        assert_eq!(
+            escape(b"WARN refused path=a\nFAKE ERROR line\r\x07\n", false),
+            b"WARN refused path=a\\nFAKE ERROR line\\r\\x07\n"
+        );
+        assert_eq!(
+            escape(b"\x1b[33mWARN\x1b[0m\n", true),
+            b"\x1b[33mWARN\x1b[0m\n"
+        );
+        assert_eq!(escape(b"\x1b[33m\n", false), b"\\x1b[33m\n");
+        assert_eq!(escape(b"tab\there\n", false), b"tab\there\n");
+    }
+}
