@@ -163,6 +163,7 @@ async fn act(
             let run = Box::pin(cgi::run(
                 req,
                 &script,
+                &jail,
                 config,
                 conn,
                 &app.scripts,

@@ -92,3 +92,58 @@ print(os.read(r, 32).decode())
         "the double-forked daemon {pid} is still running"
     );
 }
+
+#[test]
+fn a_cgi_directory_swapped_for_a_link_never_runs_a_script_outside_the_site() {
+    let site = Site::new();
+    let script =
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n%s' \"$(basename \"$(pwd)\")\"\n";
+    site.file("cgi-bin/run.cgi", script, 0o755);
+    // The same script outside the site: running it would print the outside directory's name.
+    let outside = site.dir.path().join("OUTSIDE");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::write(outside.join("run.cgi"), script).expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    for p in [outside.clone(), outside.join("run.cgi")] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let server = site.start();
+    let real = site.path("cgi-bin");
+    let parked = site.path("cgi-bin.real");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, real, parked, outside) =
+            (stop.clone(), real.clone(), parked.clone(), outside.clone());
+        std::thread::spawn(move || {
+            // Bounded: it stops when the requests are done, or after 20,000 swaps.
+            for _ in 0..20_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                // Each state held a moment, so requests land in both: with the old
+                // exec-by-path, about one request in ten ran the script outside.
+                let hold = std::time::Duration::from_micros(300);
+                let _ = std::fs::rename(&real, &parked);
+                let _ = std::os::unix::fs::symlink(&outside, &real);
+                std::thread::sleep(hold);
+                let _ = std::fs::remove_file(&real);
+                let _ = std::fs::rename(&parked, &real);
+                std::thread::sleep(hold);
+            }
+        })
+    };
+    let mut inside = 0;
+    for _ in 0..800 {
+        let r = server.get("/cgi-bin/run.cgi");
+        let text = r.text();
+        assert!(!text.contains("OUTSIDE"), "a script outside the site ran");
+        if r.status == 200 {
+            inside += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().expect("swapper");
+    let r = server.get("/cgi-bin/run.cgi");
+    assert_eq!((r.status, r.text()), (200, "cgi-bin".to_string()));
+    eprintln!("{inside} of 800 racing requests ran the script inside the site");
+}

@@ -63,6 +63,8 @@ pub enum Failure {
     /// A `Status:` (or nph- status line) of 1xx: informational responses are the server's to
     /// send, never a script's final answer.
     Informational { status: u16 },
+    /// The script, or its directory, was replaced between the gate's check and the start.
+    Changed,
     /// No header block within `cgi.header_timeout_secs`.
     HeaderTimeout { secs: u64 },
     /// More than the allowed internal redirects.
@@ -90,6 +92,13 @@ impl Failure {
     /// The request, the server's resources and its bounds.
     fn serving(&self, path: &str) -> Option<(StatusCode, String, String)> {
         Some(match self {
+            Failure::Changed => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "`{path}` (or its directory) was replaced while the server was starting it, so what was checked is not what would run; it was not run."
+                ),
+                "Try again: the next request checks the new file.".to_string(),
+            ),
             Failure::BodyTooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("The request body is larger than the {limit} bytes this server accepts."),
@@ -307,6 +316,7 @@ impl Failure {
             Failure::NoHeaderBlock { .. } => "no_header_block",
             Failure::BadHead { .. } => "bad_head",
             Failure::Informational { .. } => "informational_status",
+            Failure::Changed => "changed_while_starting",
             Failure::HeaderTimeout { .. } => "header_timeout",
             Failure::RedirectLoop => "redirect_loop",
         }

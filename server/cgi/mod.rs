@@ -36,6 +36,7 @@ use crate::resolve::Script;
 use child::Child;
 use failure::Failure;
 use head::CgiHead;
+use yadokari_site::{Jail, JailError};
 
 /// What running a script produced.
 pub enum Outcome {
@@ -145,6 +146,7 @@ impl Drop for Slot {
 pub async fn run(
     req: Request<RequestBody>,
     script: &Script,
+    jail: &Jail,
     config: &Config,
     conn: &ConnInfo,
     slots: &ScriptSlots,
@@ -153,7 +155,7 @@ pub async fn run(
     let (parts, body) = req.into_parts();
     let stdin = prepare_body(&parts, body, config.limits.max_request_body).await?;
     let slot = slots.take(config.cgi.queue_wait).await?;
-    let launch = Launch::new(&parts, &stdin, script, config, conn, redirected)?;
+    let launch = Launch::new(&parts, &stdin, script, jail, config, conn, redirected)?;
     let (mut child, mut stdout) = start(&launch, stdin, slot, script)?;
     let started = Instant::now();
     let nph = script
@@ -189,11 +191,15 @@ struct Launch {
     program: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
-    cwd: CString,
+    /// The script's directory, opened through the jail: its working directory, and where
+    /// `program` is found for a script that runs itself.
+    dir: OwnedFd,
     identity: Option<spawn::Identity>,
     filename: PathBuf,
     /// The site's root, where the directories the script's user must enter start.
     root: PathBuf,
+    /// The script runs itself (no handler): exec its name in `dir`, never through a link.
+    nofollow: bool,
     limits: spawn::Limits,
 }
 
@@ -203,6 +209,7 @@ impl Launch {
         parts: &http::request::Parts,
         stdin: &Stdin,
         script: &Script,
+        jail: &Jail,
         config: &Config,
         conn: &ConnInfo,
         redirected: Option<&str>,
@@ -210,29 +217,26 @@ impl Launch {
         let identity = identity::for_owner(script.stat.st_uid, &config.cgi)?;
         let filename = config.document_root.join(&script.rel);
         let envp = environment(parts, stdin, script, config, conn, redirected, &filename);
+        let (dir, name) = pinned_directory(jail, script)?;
         let script_c = c_string(filename.as_os_str())?;
         let (program, argv) = match &script.interpreter {
             Some(interp) => {
                 let interp_c = c_string(interp.as_os_str())?;
                 (interp_c.clone(), vec![interp_c, script_c])
             }
-            None => (script_c.clone(), vec![script_c]),
+            // As suEXEC does: the name, run in its directory (argv[0] keeps the full path).
+            None => (c_string(&name)?, vec![script_c]),
         };
-        let cwd = c_string(
-            filename
-                .parent()
-                .unwrap_or(&config.document_root)
-                .as_os_str(),
-        )?;
         let c = &config.cgi;
         Ok(Launch {
             program,
             argv,
             envp,
-            cwd,
+            dir,
             identity,
             filename,
             root: config.document_root.clone(),
+            nofollow: script.interpreter.is_none(),
             limits: spawn::Limits {
                 cpu_secs: c.limit_cpu_secs,
                 memory_bytes: c.limit_memory_bytes,
@@ -275,6 +279,29 @@ fn environment(
     })
 }
 
+/// The script's directory opened through the jail (never outside the site), and the script's
+/// name in it, after checking that the name is still the very file the gate judged.
+fn pinned_directory(
+    jail: &Jail,
+    script: &Script,
+) -> Result<(OwnedFd, std::ffi::OsString), Failure> {
+    let (dir, name) = match jail.open_parent(&script.rel) {
+        Ok(Some(pair)) => pair,
+        Ok(None) | Err(JailError::NotFound | JailError::Outside) => return Err(Failure::Changed),
+        Err(JailError::Io(error)) => return Err(Failure::Resources { error }),
+    };
+    let now = nix::sys::stat::fstatat(
+        &dir,
+        name.as_os_str(),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|_| Failure::Changed)?;
+    if (now.st_dev, now.st_ino) != (script.stat.st_dev, script.stat.st_ino) {
+        return Err(Failure::Changed);
+    }
+    Ok((dir, name))
+}
+
 fn c_string(text: &std::ffi::OsStr) -> Result<CString, Failure> {
     CString::new(text.as_bytes()).map_err(|_| Failure::Resources {
         error: std::io::Error::new(
@@ -308,7 +335,8 @@ fn start(
         program: launch.program.clone(),
         argv: launch.argv.clone(),
         envp: launch.envp.clone(),
-        cwd: launch.cwd.clone(),
+        dir: launch.dir.as_fd(),
+        nofollow: launch.nofollow,
         stdio: [
             stdin_child.as_ref().map_or(null, |fd| fd.as_fd()),
             stdout_w.as_fd(),

@@ -52,8 +52,12 @@ pub struct Spec<'a> {
     pub argv: Vec<CString>,
     /// The environment, `NAME=value`.
     pub envp: Vec<CString>,
-    /// The working directory.
-    pub cwd: CString,
+    /// The working directory, held open: the script's own directory as the gate judged it
+    /// (the child `fchdir`s into it, so a path swapped since cannot redirect it).
+    pub dir: BorrowedFd<'a>,
+    /// Execute `program` relative to `dir` without following a symlink at its name
+    /// (`execveat(AT_SYMLINK_NOFOLLOW)`): for a script that runs itself.
+    pub nofollow: bool,
     /// Descriptors that become 0, 1 and 2.
     pub stdio: [BorrowedFd<'a>; 3],
     /// Run as this user (`None`: as the server's own user).
@@ -101,7 +105,8 @@ struct ChildArgs {
     program: *const libc::c_char,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
-    cwd: *const libc::c_char,
+    dir: RawFd,
+    nofollow: bool,
     stdio: [RawFd; 3],
     uid: libc::uid_t,
     gid: libc::gid_t,
@@ -166,7 +171,8 @@ pub fn spawn(spec: &Spec<'_>) -> Result<Spawned, SpawnError> {
         program: spec.program.as_ptr(),
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
-        cwd: spec.cwd.as_ptr(),
+        dir: spec.dir.as_raw_fd(),
+        nofollow: spec.nofollow,
         stdio: spec.stdio.map(|fd| fd.as_raw_fd()),
         uid: spec.identity.map_or(0, |i| i.uid),
         gid: spec.identity.map_or(0, |i| i.gid),
@@ -319,7 +325,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 return fail(4);
             }
         }
-        if libc::chdir(args.cwd) != 0 {
+        if libc::fchdir(args.dir) != 0 {
             return fail(5);
         }
         // SECURITY: no set-id program the script runs can gain rights (su, a setuid binary a
@@ -330,7 +336,20 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        libc::execve(args.program, args.argv, args.envp);
+        if args.nofollow {
+            // SECURITY: the name is resolved in the directory we are now in (the one the gate
+            // judged), and a symlink swapped in at the name is refused (ELOOP), not followed.
+            libc::syscall(
+                libc::SYS_execveat,
+                libc::AT_FDCWD,
+                args.program,
+                args.argv,
+                args.envp,
+                libc::AT_SYMLINK_NOFOLLOW,
+            );
+        } else {
+            libc::execve(args.program, args.argv, args.envp);
+        }
         fail(6)
     }
 }

@@ -228,29 +228,35 @@ mod tests {
                 .contains("`cgi-bin/bbs.cgi` is 0775: the group can write it"),
             "{e}"
         );
-        assert_eq!(e.fix, "chmod 755 cgi-bin/bbs.cgi");
+        assert_eq!(
+            e.fix,
+            "chmod 755 cgi-bin/bbs.cgi (over SFTP, or in your client's permissions dialog)"
+        );
     }
 
     #[test]
     fn not_executable_suggests_execute_bits_matching_the_read_bits() {
         assert_eq!(
             Denial::NotExecutable { mode: 0o644 }.explain("a.cgi").fix,
-            "chmod 755 a.cgi"
+            "chmod 755 a.cgi (over SFTP, or in your client's permissions dialog)"
         );
         assert_eq!(
             Denial::NotExecutable { mode: 0o600 }.explain("a.cgi").fix,
-            "chmod 700 a.cgi"
+            "chmod 700 a.cgi (over SFTP, or in your client's permissions dialog)"
         );
         assert_eq!(
             Denial::SetId { mode: 0o4755 }.explain("a.cgi").fix,
-            "chmod 755 a.cgi"
+            "chmod 755 a.cgi (over SFTP, or in your client's permissions dialog)"
         );
     }
 
     #[test]
     fn writable_directory_fix_names_the_directory() {
         let e = Denial::DirWritableByOthers { mode: 0o777 }.explain("cgi-bin/a.cgi");
-        assert_eq!(e.fix, "chmod 755 cgi-bin");
+        assert_eq!(
+            e.fix,
+            "chmod 755 cgi-bin (over SFTP, or in your client's permissions dialog)"
+        );
         assert!(e.reason.contains("the group and everyone else"));
     }
 }
