@@ -94,3 +94,45 @@ pub struct ConnInfo {
     /// Files its static bodies hand to `sendfile` (see `sendfile.rs`).
     pub send_queue: Arc<SendQueue>,
 }
+
+/// The connections each client address holds, so that one address cannot take every slot
+/// (`limits.max_connections_per_address`): a thousand half-sent requests from one place must
+/// not lock everyone else out.
+#[derive(Default)]
+pub struct PerAddress {
+    held: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+impl PerAddress {
+    /// A place for one more connection from `ip`, or `None` when it already holds `cap`.
+    pub fn admit(self: &Arc<Self>, ip: std::net::IpAddr, cap: usize) -> Option<AddressSlot> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let n = held.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            owner: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection's place in its address's count; given back on drop.
+pub struct AddressSlot {
+    owner: Arc<PerAddress>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut held = self.owner.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = held.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
+}

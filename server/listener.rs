@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::config::Limits;
-use crate::conn::{Activity, ConnInfo};
+use crate::conn::{Activity, ConnInfo, PerAddress};
 use crate::sendfile::SendQueue;
 use crate::service;
 use crate::socket::ClientSocket;
@@ -38,7 +38,10 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
         }
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let slots = Arc::new(Semaphore::new(app.config().limits.max_connections));
+    let slots = Slots {
+        total: Arc::new(Semaphore::new(app.config().limits.max_connections)),
+        per_address: Arc::default(),
+    };
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
         let listener = match listener.try_clone() {
@@ -69,7 +72,7 @@ fn worker(
     listener: std::net::TcpListener,
     app: Arc<App>,
     shutdown: CancellationToken,
-    slots: Arc<Semaphore>,
+    slots: Slots,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -106,11 +109,19 @@ fn worker(
     });
 }
 
+/// The connection slots every worker shares: `limits.max_connections` in all, and at most
+/// `limits.max_connections_per_address` for any one client address.
+#[derive(Clone)]
+struct Slots {
+    total: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
+}
+
 async fn accept_loop(
     listener: &TcpListener,
     app: &Arc<App>,
     shutdown: &CancellationToken,
-    slots: &Arc<Semaphore>,
+    slots: &Slots,
     tracker: &TaskTracker,
 ) {
     let mut backoff = Duration::from_millis(5);
@@ -121,7 +132,7 @@ async fn accept_loop(
         let permit = tokio::select! {
             biased;
             () = shutdown.cancelled() => return,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            p = slots.total.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
         let accepted = tokio::select! {
             biased;
@@ -131,11 +142,16 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
+                let cap = app.config().limits.max_connections_per_address;
+                let Some(place) = slots.per_address.admit(peer.ip(), cap) else {
+                    tracing::info!(%peer, cap, "connection refused: this address already holds limits.max_connections_per_address connections");
+                    continue;
+                };
                 let app = app.clone();
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
                     connection(stream, peer, app, shutdown).await;
-                    drop(permit);
+                    drop((place, permit));
                 });
             }
             Err(e) => {

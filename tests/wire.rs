@@ -232,3 +232,64 @@ fn a_request_hyper_refuses_still_gets_an_access_log_line() {
     let line = server.wait_for("\"-\" 400");
     assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
 }
+
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.0/8 is all this host).
+fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> std::net::TcpStream {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket};
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(from, 0)),
+    )
+    .expect("bind");
+    let std::net::SocketAddr::V4(to) = to else {
+        panic!("IPv4 expected")
+    };
+    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(to)).expect("connect");
+    std::net::TcpStream::from(fd)
+}
+
+#[test]
+fn one_address_cannot_hold_every_connection_slot() {
+    let site =
+        Site::new().config("[limits]\nmax_connections = 50\nmax_connections_per_address = 20");
+    site.file("a.txt", "a", 0o644);
+    let server = site.start();
+    let me = std::net::Ipv4Addr::new(127, 0, 0, 1);
+    // Twenty half-sent requests from one address hold all it may have...
+    let held: Vec<_> = (0..20)
+        .map(|_| {
+            let mut c = connect_from(me, server.http);
+            c.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n")
+                .expect("write");
+            c
+        })
+        .collect();
+    server.wait_for("127.0.0.1"); // the server is up and logging
+    // ...so the next one from there is closed,
+    let mut over = connect_from(me, server.http);
+    over.set_read_timeout(Some(crate::support::PATIENCE))
+        .expect("timeout");
+    let _ = over.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut buf = Vec::new();
+    let _ = over.read_to_end(&mut buf);
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+    // ...while another address is served at once.
+    let mut other = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 2), server.http);
+    other
+        .write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    other
+        .set_read_timeout(Some(crate::support::PATIENCE))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    other.read_to_end(&mut answer).expect("read");
+    assert_eq!(raw_status(&answer), 200);
+    drop(held);
+}

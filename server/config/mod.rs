@@ -103,6 +103,8 @@ pub struct Limits {
     pub keep_alive_timeout: Duration,
     /// Open connections at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Open connections at once from one client address; more are closed at once.
+    pub max_connections_per_address: usize,
     /// Largest request header block, in bytes (431 above it).
     pub max_header_bytes: usize,
     /// Largest request body, in bytes (413 above it).
@@ -348,6 +350,10 @@ fn limits(l: RawLimits, origin: &Origin) -> Result<Limits, ConfigError> {
     )?;
     origin.positive("limits.keep_alive_timeout_secs", l.keep_alive_timeout_secs)?;
     origin.positive("limits.max_connections", l.max_connections as u64)?;
+    origin.positive(
+        "limits.max_connections_per_address",
+        l.max_connections_per_address as u64,
+    )?;
     origin.positive("limits.send_timeout_secs", l.send_timeout_secs)?;
     if l.max_header_bytes < 8192 {
         return Err(origin.err("limits.max_header_bytes", "must be at least 8192"));
@@ -356,6 +362,7 @@ fn limits(l: RawLimits, origin: &Origin) -> Result<Limits, ConfigError> {
         header_read_timeout: Duration::from_secs(l.header_read_timeout_secs),
         keep_alive_timeout: Duration::from_secs(l.keep_alive_timeout_secs),
         max_connections: l.max_connections,
+        max_connections_per_address: l.max_connections_per_address,
         max_header_bytes: l.max_header_bytes,
         max_request_body: l.max_request_body_bytes,
         shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
