@@ -13,6 +13,7 @@ use russh::{Channel, ChannelId, MethodKind, MethodSet};
 
 use crate::accounts;
 use crate::files::SiteFiles;
+use crate::guard::Guard;
 use crate::handler::Sftp;
 use crate::quota::Quota;
 use crate::{Endpoint, User};
@@ -24,15 +25,18 @@ pub struct Connection {
     user: Option<Arc<User>>,
     channels: HashMap<ChannelId, Channel<Msg>>,
     authenticated: Arc<AtomicBool>,
+    guard: Guard,
 }
 
 impl Connection {
     /// A connection from `peer`; `authenticated` is set once a login succeeds (the accept
-    /// loop ends connections that do not log in within the login grace time).
+    /// loop ends connections that do not log in within the login grace time); `guard` is the
+    /// connection's, handed to its SFTP sessions.
     pub fn new(
         endpoint: Arc<Endpoint>,
         peer: SocketAddr,
         authenticated: Arc<AtomicBool>,
+        guard: Guard,
     ) -> Connection {
         Connection {
             endpoint,
@@ -40,6 +44,7 @@ impl Connection {
             user: None,
             channels: HashMap::new(),
             authenticated,
+            guard,
         }
     }
 
@@ -204,10 +209,15 @@ impl Handler for Connection {
         if let Some(advisor) = &config.advisor {
             sftp.advise_with(advisor.clone(), user.site.clone());
         }
-        let shutdown = self.endpoint.shutdown.clone();
+        let stops = crate::session::Stops {
+            shutdown: self.endpoint.shutdown.clone(),
+            guard: self.guard.clone(),
+            idle: config.limits.idle_timeout,
+        };
         let name = user.name.clone();
-        tokio::spawn(async move {
-            crate::session::run(ch, sftp, name, shutdown).await;
+        // Tracked, so that the endpoint's shutdown waits for the session to free what it holds.
+        self.endpoint.session_tasks.spawn(async move {
+            crate::session::run(ch, sftp, name, stops).await;
             drop(slot);
         });
         Ok(())
