@@ -309,7 +309,7 @@ fn sweep_stale_uploads(config: &Config) {
         };
         let n = upload::sweep(files.jail());
         if n > 0 {
-            tracing::info!(site = %user.site.display(), removed = n, "removed unfinished uploads left by an earlier run");
+            tracing::info!(site = %yadokari_site::LogText::path(&user.site), removed = n, "removed unfinished uploads left by an earlier run");
         }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use russh::keys::HashAlg;
 use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
+use yadokari_site::LogText;
 
 use crate::accounts;
 use crate::files::SiteFiles;
@@ -196,13 +197,13 @@ impl Handler for Connection {
         ) {
             Ok(f) => f,
             Err(e) => {
-                tracing::error!(user = %user.name, site = %user.site.display(), error = %e, "cannot open the user's site");
+                tracing::error!(user = %user.name, site = %LogText::path(&user.site), error = %e, "cannot open the user's site");
                 session.channel_failure(channel)?;
                 return Ok(());
             }
         };
         session.channel_success(channel)?;
-        tracing::info!(peer = %self.peer, user = %user.name, site = %user.site.display(), "sftp session started");
+        tracing::info!(peer = %self.peer, user = %user.name, site = %LogText::path(&user.site), "sftp session started");
         let config = self.endpoint.config();
         let quota = Quota::new(user.quota, self.endpoint.usage(&user.name));
         let mut sftp = Sftp::new(files, &user.name, config.limits.max_handles, quota);

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes};
+use yadokari_site::LogText;
 
 use super::{MAX_DATA, Sftp};
 use crate::error::FsError;
@@ -144,7 +145,7 @@ impl Sftp {
             } else {
                 String::new()
             };
-            tracing::info!(user = %self.user, op = "upload", path = %f.path.display(), bytes = f.written, ms, outcome, web, "transfer");
+            tracing::info!(user = %self.user, op = "upload", path = %f.path.display(), bytes = f.written, ms, outcome, web = %LogText::str(&web), "transfer");
         }
         if read > 0 || !f.writable {
             tracing::info!(user = %self.user, op = "download", path = %f.path.display(), bytes = read, ms, "transfer");
