@@ -55,3 +55,72 @@ print("done")
     }
     assert!(out.contains("\\nFORGED"), "escaped name missing:\n{out}");
 }
+
+#[test]
+fn an_exclusive_create_fails_when_another_session_holds_the_name() {
+    let Some(py) = paramiko() else {
+        return;
+    };
+    let s = SftpSite::new("");
+    let r = s.start();
+    let o = r.paramiko(
+        py,
+        &s.key,
+        r#"
+import urllib.request, urllib.error
+def session():
+    t2 = paramiko.Transport(socket.create_connection((host, port)))
+    t2.start_client(timeout=30)
+    t2.auth_publickey("demo", key)
+    return paramiko.SFTPClient.from_transport(t2)
+def http(path):
+    try:
+        return urllib.request.urlopen(sys.argv[4] + path).status
+    except urllib.error.HTTPError as e:
+        return e.code
+one = paramiko.SFTPClient.from_transport(t)
+two = session()
+first = one.open("lock.txt", "wx")
+print("first ok")
+try:
+    two.open("lock.txt", "wx")
+    print("second ok")
+except IOError as e:
+    print("second refused:", e)
+first.write(b"mine\n")
+print("while open", http("/lock.txt"))
+first.close()
+print("after close", http("/lock.txt"))
+print("content", one.open("lock.txt").read())
+try:
+    two.open("lock.txt", "wx")
+    print("third ok")
+except IOError as e:
+    print("third refused:", e)
+abandoned = two.open("gone.txt", "wx")
+abandoned.write(b"x")
+two.get_channel().get_transport().close()
+import time
+for _ in range(100):
+    if "gone.txt" not in one.listdir("."):
+        break
+    time.sleep(0.1)
+print("after abandon", one.listdir("."))
+"#,
+        &[&r.server.url("")],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o));
+    for want in [
+        "first ok",
+        "second refused: already exists",
+        "while open 403",
+        "after close 200",
+        "content b'mine\\n'",
+        "third refused: already exists",
+        "after abandon ['lock.txt']",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in\n{}", text(&o));
+    }
+    assert_eq!(super::support::sftp::mode(&s.site.path("lock.txt")), 0o644);
+}

@@ -131,7 +131,11 @@ impl Sftp {
                 "the upload failed part-way; the old file was kept as it was",
             ));
         } else if let Some(upload) = f.upload {
-            let old = self.files.stat(&f.path, false).ok();
+            // A claimed name holds this upload's own placeholder, not an old file.
+            let old = match upload.claimed() {
+                true => None,
+                false => self.files.stat(&f.path, false).ok(),
+            };
             result = upload.commit(&f.file);
             if result.is_ok() {
                 let size = f.file.metadata().map(|m| m.len()).unwrap_or(0);
