@@ -2,6 +2,7 @@
 //! log lines, exclusive creates racing from two sessions, quotas counting directories, and
 //! refusals logged with their reason.
 
+use crate::support::have;
 use crate::support::sftp::{SftpSite, paramiko, text};
 
 /// A name whose second half looks like a log line of its own.
@@ -123,4 +124,41 @@ print("after abandon", one.listdir("."))
         assert!(out.contains(want), "missing {want:?} in\n{}", text(&o));
     }
     assert_eq!(super::support::sftp::mode(&s.site.path("lock.txt")), 0o644);
+}
+
+/// Makes `d1` .. `d20` with the stock client (each `-mkdir` goes on after a refusal) and
+/// returns the directories made and the client's output.
+fn make_twenty_dirs(s: &SftpSite) -> (usize, String) {
+    let r = s.start();
+    let batch: String = (1..=20).map(|n| format!("-mkdir d{n}\n")).collect();
+    let o = r.batch(&s.key, batch);
+    let made = std::fs::read_dir(s.site.htdocs())
+        .expect("ls")
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .count();
+    (made, text(&o))
+}
+
+#[test]
+fn directories_count_against_the_file_limit() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("quota_files = 5\n");
+    s.site.file("index.html", "hi", 0o644);
+    s.site.dir("img", 0o755);
+    let (made, out) = make_twenty_dirs(&s);
+    assert_eq!(made, 4, "index.html + img + 3 new directories = 5:\n{out}");
+}
+
+#[test]
+fn directories_count_against_the_byte_limit() {
+    if !have("sftp") {
+        return;
+    }
+    // Each directory counts as 4096 bytes: 4 fit in 20,000, a fifth does not.
+    let s = SftpSite::new("quota_bytes = 20000\n");
+    let (made, out) = make_twenty_dirs(&s);
+    assert_eq!(made, 4, "{out}");
 }

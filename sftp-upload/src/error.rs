@@ -22,6 +22,8 @@ pub enum FsError {
     Failed(&'static str),
     /// Not implemented, deliberately.
     Unsupported(&'static str),
+    /// The request would pass a quota limit.
+    Quota(crate::quota::Exceeded),
     /// The request could not be parsed.
     BadMessage,
     /// Anything else the system said.
@@ -40,6 +42,8 @@ impl FsError {
             FsError::Refused(why) => (StatusCode::PermissionDenied, (*why).into()),
             FsError::Failed(why) => (StatusCode::Failure, (*why).into()),
             FsError::Unsupported(why) => (StatusCode::OpUnsupported, (*why).into()),
+            // SSH_FX_FAILURE, as OpenSSH's server answers EDQUOT.
+            FsError::Quota(exceeded) => (StatusCode::Failure, exceeded.to_string()),
             FsError::BadMessage => (StatusCode::BadMessage, "malformed request".into()),
             FsError::Io(e) => io_status(e),
         }
