@@ -162,3 +162,58 @@ fn directories_count_against_the_byte_limit() {
     let (made, out) = make_twenty_dirs(&s);
     assert_eq!(made, 4, "{out}");
 }
+
+#[test]
+fn refusals_are_logged_with_their_reason_and_quota_messages_name_the_limit() {
+    let Some(py) = paramiko() else {
+        return;
+    };
+    let s = SftpSite::new("quota_bytes = 5000\n");
+    s.site.file("full/keep.txt", "keep", 0o644);
+    let r = s.start();
+    let o = r.paramiko(
+        py,
+        &s.key,
+        r#"
+sftp = paramiko.SFTPClient.from_transport(t)
+def refused(f, *a):
+    try:
+        f(*a)
+        return "allowed"
+    except (IOError, OSError) as e:
+        return str(e)
+print("symlink:", refused(sftp.symlink, "/etc/passwd", "pw"))
+print("chown:", refused(sftp.chown, "full/keep.txt", 12345, 12345))
+print("rmdir:", refused(sftp.rmdir, "full"))
+def big():
+    with sftp.open("big.bin", "w") as f:
+        f.write(b"x" * 8000)
+print("quota:", refused(big))
+"#,
+        &[],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        out.contains("quota: disk quota exceeded: your site may hold 5000 bytes and holds"),
+        "the client's message names the limit: {}",
+        text(&o)
+    );
+    let log = r.server.output();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("sftp request refused"))
+        .collect();
+    for (op, reason) in [
+        ("symlink", "symbolic links cannot be made"),
+        ("setstat", "chown and chgrp are not allowed"),
+        ("rmdir", "directory not empty"),
+        ("write", "may hold 5000 bytes and holds 4100"),
+    ] {
+        assert!(
+            refused.iter().any(|l| l.contains(op) && l.contains(reason)),
+            "no refusal line for {op} with {reason:?}:\n{log}"
+        );
+    }
+    assert!(!log.contains("os error"), "a raw errno in the log:\n{log}");
+}
