@@ -55,7 +55,7 @@
 //!
 //! - `ssh`: authentication and channels (only the `sftp` subsystem);
 //! - `defender`: failed logins per address, and the ban;
-//! - `session`: reader / request thread / writer of one SFTP session;
+//! - `session`: reader / request thread / writer of one SFTP session; `ending`: why and how it ends;
 //! - `handler`: one request → one reply, and the transfer log (split by request family);
 //! - `files`: the user's site through the shared jail, with the rental-server mode rules;
 //! - `upload`: atomic uploads (temporary file renamed into place on close);
@@ -66,6 +66,7 @@
 
 pub mod accounts;
 mod defender;
+mod ending;
 mod error;
 mod files;
 mod guard;

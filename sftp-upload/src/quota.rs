@@ -26,7 +26,7 @@ pub const DIR_BYTES: u64 = 4096;
 /// A user's quota; `None` is unlimited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QuotaLimits {
-    /// Bytes in the user's site, at most: regular files' sizes, [`DIR_BYTES`] per directory.
+    /// Bytes in the user's site, at most: regular files' sizes, 4096 per directory.
     pub bytes: Option<u64>,
     /// Regular files and directories in the user's site, at most.
     pub files: Option<u64>,

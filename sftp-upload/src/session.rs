@@ -53,6 +53,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::ending::{End, Ending};
 use crate::guard::Guard;
 use crate::handler::{Action, MAX_DATA, MAX_PACKET, ReadJob, Sftp};
 use crate::wire::fxp;
@@ -70,88 +71,6 @@ const CLOSING_BOUND: Duration = Duration::from_secs(5);
 
 type Request = (Bytes, OwnedSemaphorePermit);
 type Reply = (Bytes, OwnedSemaphorePermit);
-
-/// Why a session ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum End {
-    /// The client closed the channel or the connection.
-    ClosedByClient,
-    /// The server is stopping and the session had no file open.
-    ServerStopping,
-    /// The shutdown grace period ran out (or the connection was cut off otherwise).
-    CutOff,
-    /// A packet longer than [`MAX_PACKET`]: the stream cannot be resynchronised.
-    OversizedPacket,
-    /// The first packet was not INIT.
-    NoInit,
-    /// The request thread could not take the site owner's file-system identity.
-    NoIdentity,
-    /// The client hung up while the session waited for it to read its replies.
-    HungUp,
-    /// The client read none of its replies for the idle timeout while the queues were full.
-    NotReading,
-    /// The channel no longer takes data.
-    ChannelGone,
-}
-
-impl End {
-    /// For the log line.
-    pub fn reason(self) -> &'static str {
-        match self {
-            End::ClosedByClient => "closed by the client",
-            End::ServerStopping => "server stopping",
-            End::CutOff => "cut off at the end of the shutdown grace period",
-            End::OversizedPacket => "oversized packet",
-            End::NoInit => "the session did not start with INIT",
-            End::NoIdentity => "cannot act as the site's owner",
-            End::HungUp => "the client hung up without reading its replies",
-            End::NotReading => "the client read no replies for the idle timeout",
-            End::ChannelGone => "the channel closed",
-        }
-    }
-
-    /// The channel's exit status: 0 when the client ended the session, as OpenSSH's
-    /// internal-sftp reports it; 1 when the server did.
-    pub fn exit_status(self) -> u32 {
-        match self {
-            End::ClosedByClient => 0,
-            _ => 1,
-        }
-    }
-}
-
-/// The end of one session, shared by its parts: the first reason given wins, and every wait
-/// of every part ends when it is given.
-#[derive(Default)]
-struct Ending {
-    token: CancellationToken,
-    why: Mutex<Option<End>>,
-}
-
-impl Ending {
-    fn end(&self, why: End) {
-        self.why
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert(why);
-        self.token.cancel();
-    }
-
-    fn why(&self) -> End {
-        self.why
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .unwrap_or(End::ClosedByClient)
-    }
-
-    fn is_ended(&self) -> bool {
-        self.token.is_cancelled()
-    }
-
-    async fn ended(&self) {
-        self.token.cancelled().await
-    }
-}
 
 /// What ends a session from outside it.
 pub struct Stops {
