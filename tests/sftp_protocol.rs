@@ -2,29 +2,12 @@
 //! channel: big pipelined downloads under a timeout, operations the OpenSSH CLI does not
 //! expose, a packet over the limit, and malformed requests answered with their own id.
 
-use crate::support::sftp::{SftpSite, paramiko, python, text};
-
-/// Connects with the key in argv[3] and runs the body of each test.
-const PRELUDE: &str = r#"
-import sys, socket, struct, hashlib, paramiko, time
-host, port, keyfile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-key = paramiko.Ed25519Key.from_private_key_file(keyfile)
-t = paramiko.Transport(socket.create_connection((host, port)))
-t.start_client(timeout=30)
-t.auth_publickey("demo", key)
-"#;
+use crate::support::sftp::{SftpSite, paramiko, text};
 
 fn run(s: &SftpSite, body: &str, extra: &[&str]) -> std::process::Output {
     let py = paramiko().expect("checked");
     let r = s.start();
-    let script = format!("{PRELUDE}{body}");
-    let (host, port) = (r.addr.ip().to_string(), r.addr.port().to_string());
-    let key = s.key.to_str().expect("utf-8").to_string();
-    let mut args = vec![host.as_str(), port.as_str(), key.as_str()];
-    args.extend_from_slice(extra);
-    let o = python(py, &script, &args);
-    drop(r);
-    o
+    r.paramiko(py, &s.key, body, extra)
 }
 
 #[test]

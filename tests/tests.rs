@@ -14,6 +14,8 @@ mod reload;
 mod sftp;
 mod sftp_auth;
 mod sftp_protocol;
+mod sftp_rules;
+mod sftp_sessions;
 mod static_files;
 mod traversal;
 mod wire;

@@ -87,7 +87,7 @@ pub fn authorized_keys(path: &Path, user: &str) -> Vec<PublicKey> {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
-            tracing::warn!(%user, file = %path.display(), error = %e, "cannot read authorized_keys");
+            tracing::warn!(%user, file = %yadokari_site::LogText::path(path), error = %e, "cannot read authorized_keys");
             return Vec::new();
         }
     };
@@ -105,7 +105,7 @@ fn parse_authorized_keys(text: &str, path: &Path, user: &str) -> Vec<PublicKey> 
             Ok(entry) => {
                 if !entry.config_opts().is_empty() {
                     tracing::warn!(
-                        %user, file = %path.display(), line = n + 1,
+                        %user, file = %yadokari_site::LogText::path(path), line = n + 1,
                         key = %entry.public_key().fingerprint(HashAlg::Sha256),
                         "authorized_keys: this key has options, which this server does not enforce; the key is refused"
                     );
@@ -114,7 +114,7 @@ fn parse_authorized_keys(text: &str, path: &Path, user: &str) -> Vec<PublicKey> 
                 keys.push(entry.public_key().clone());
             }
             Err(e) => tracing::warn!(
-                %user, file = %path.display(), line = n + 1, error = %e,
+                %user, file = %yadokari_site::LogText::path(path), line = n + 1, error = %e,
                 "authorized_keys: line skipped, it is not an OpenSSH public key"
             ),
         }

@@ -22,6 +22,8 @@ pub enum FsError {
     Failed(&'static str),
     /// Not implemented, deliberately.
     Unsupported(&'static str),
+    /// The request would pass a quota limit.
+    Quota(crate::quota::Exceeded),
     /// The request could not be parsed.
     BadMessage,
     /// Anything else the system said.
@@ -40,19 +42,54 @@ impl FsError {
             FsError::Refused(why) => (StatusCode::PermissionDenied, (*why).into()),
             FsError::Failed(why) => (StatusCode::Failure, (*why).into()),
             FsError::Unsupported(why) => (StatusCode::OpUnsupported, (*why).into()),
+            // SSH_FX_FAILURE, as OpenSSH's server answers EDQUOT.
+            FsError::Quota(exceeded) => (StatusCode::Failure, exceeded.to_string()),
             FsError::BadMessage => (StatusCode::BadMessage, "malformed request".into()),
             FsError::Io(e) => io_status(e),
         }
     }
 
-    /// Whether this is the server's fault (logged as an error) rather than the client's.
+    /// Whether this is the server's fault (logged as an error, with its cause) rather than
+    /// the client's: a full disk, or an errno with no meaning for a client.
     pub fn is_internal(&self) -> bool {
         match self {
-            FsError::Io(e) => matches!(io_status(e).0, StatusCode::Failure),
+            FsError::Io(e) => match e.raw_os_error().map(Errno::from_raw) {
+                Some(errno) => !CLIENT_ERRNOS.contains(&errno),
+                None => true,
+            },
             _ => false,
         }
     }
+
+    /// Whether the server's rules or the site refused the request (logged as a refusal, with
+    /// its reason): a rule, a quota, the jail, or a client error the system gave (a directory
+    /// not empty, a name taken, permission denied).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            FsError::Refused(_) | FsError::Quota(_) | FsError::Outside => true,
+            FsError::Io(_) => !self.is_internal(),
+            FsError::NotFound
+            | FsError::Failed(_)
+            | FsError::Unsupported(_)
+            | FsError::BadMessage => false,
+        }
+    }
 }
+
+/// The errnos that answer what the client asked (the name is taken, the directory is not
+/// empty, ...), as opposed to the server's own trouble.
+const CLIENT_ERRNOS: &[Errno] = &[
+    Errno::EACCES,
+    Errno::EPERM,
+    Errno::EROFS,
+    Errno::EEXIST,
+    Errno::ENOTEMPTY,
+    Errno::EISDIR,
+    Errno::ELOOP,
+    Errno::ENAMETOOLONG,
+    Errno::EINVAL,
+    Errno::EDQUOT,
+];
 
 /// The status of an error the system gave. `ENOENT`, `ENOTDIR` and `EXDEV` never get here:
 /// every errno passes through the jail's classification first ([`JailError`]'s

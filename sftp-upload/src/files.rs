@@ -125,8 +125,9 @@ impl SiteFiles {
         if pflags & open_flags::APPEND != 0 {
             access |= OFlag::O_APPEND;
         }
+        let exclusive = creat && pflags & open_flags::EXCL != 0;
         if let Some(fd) = &existing {
-            if creat && pflags & open_flags::EXCL != 0 {
+            if exclusive {
                 return Err(Errno::EEXIST.into());
             }
             regular(&fstat(fd)?)?;
@@ -141,7 +142,11 @@ impl SiteFiles {
         }
         let (dir, name) = self.parent(p)?;
         let fresh_mode = self.new_mode(attrs, NEW_FILE_MODE);
-        let (upload, file) = Upload::begin(dir, name, access, fresh_mode)?;
+        let (upload, file) = if exclusive {
+            Upload::begin_exclusive(dir, name, access, fresh_mode)?
+        } else {
+            Upload::begin(dir, name, access, fresh_mode)?
+        };
         self.hand_to_owner(file.as_fd())?;
         Ok(WriteTarget {
             file,

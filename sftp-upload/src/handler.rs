@@ -7,6 +7,8 @@
 //! [`dirs`] (opendir, readdir, mkdir, rmdir), [`attrs`] (stat and setstat), [`names`] (remove,
 //! rename, realpath, readlink) and [`extensions`] (the OpenSSH extensions announced in VERSION).
 //!
+//! A refused request is logged once, with its reason (`refusal`).
+//!
 //! READ requests are split off (as an [`Action::Read`]) so the session can run them concurrently;
 //! everything else runs here, in order.
 
@@ -15,6 +17,7 @@ mod dirs;
 mod extensions;
 mod files;
 mod names;
+mod refusal;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -141,7 +144,10 @@ impl Sftp {
         };
         Action::Reply(match result {
             Ok(reply) => reply,
-            Err(e) => error_reply(id, &e),
+            Err(e) => {
+                self.log_refusal(packet, &e);
+                error_reply(id, &e)
+            }
         })
     }
 

@@ -33,10 +33,12 @@
 //!
 //! # Known limits
 //!
-//! - A client that pipelines more than 16 MiB of requests while never reading its replies stalls
-//!   its own session (memory stays bounded); the idle timeout does not end it, since russh's
-//!   session loop is the one waiting. Ordinary clients (OpenSSH: 64 requests in flight;
-//!   paramiko: a whole file's READs) never come near.
+//! - A client that pipelines more requests than the queues hold while never reading its
+//!   replies stalls its own session (memory stays bounded by the queues). The session ends when
+//!   the client resets or closes the connection, after `idle_timeout` without room, or at the
+//!   end of the shutdown grace period (`session`). A close (FIN) queued behind data the server
+//!   has not read yet cannot arrive before that data; such a client's kernel gives up on it and
+//!   resets the connection, or the idle bound ends the session.
 //! - Reopening checked descriptors goes through `/proc/self/fd`, so `/proc` must be mounted.
 //! - paramiko's retry of a failed password re-sends the `ssh-userauth` service request, which
 //!   russh does not answer; OpenSSH clients retry within one request flow and work.
@@ -53,7 +55,7 @@
 //!
 //! - `ssh`: authentication and channels (only the `sftp` subsystem);
 //! - `defender`: failed logins per address, and the ban;
-//! - `session`: reader / request thread / writer of one SFTP session;
+//! - `session`: reader / request thread / writer of one SFTP session; `ending`: why and how it ends;
 //! - `handler`: one request → one reply, and the transfer log (split by request family);
 //! - `files`: the user's site through the shared jail, with the rental-server mode rules;
 //! - `upload`: atomic uploads (temporary file renamed into place on close);
@@ -64,6 +66,7 @@
 
 pub mod accounts;
 mod defender;
+mod ending;
 mod error;
 mod files;
 mod guard;
@@ -81,6 +84,7 @@ mod walk;
 mod wire;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -201,6 +205,8 @@ pub struct Endpoint {
     sessions: Mutex<HashMap<String, Arc<AtomicUsize>>>,
     usage: Mutex<HashMap<String, quota::SharedUsage>>,
     shutdown: CancellationToken,
+    /// The running SFTP sessions, which shutdown waits for.
+    session_tasks: TaskTracker,
 }
 
 /// A held SFTP session slot of a user; released on drop.
@@ -223,6 +229,7 @@ impl Endpoint {
             sessions: Mutex::new(HashMap::new()),
             usage: Mutex::new(HashMap::new()),
             shutdown,
+            session_tasks: TaskTracker::new(),
         })
     }
 
@@ -303,7 +310,7 @@ fn sweep_stale_uploads(config: &Config) {
         };
         let n = upload::sweep(files.jail());
         if n > 0 {
-            tracing::info!(site = %user.site.display(), removed = n, "removed unfinished uploads left by an earlier run");
+            tracing::info!(site = %yadokari_site::LogText::path(&user.site), removed = n, "removed unfinished uploads left by an earlier run");
         }
     }
 }
@@ -315,13 +322,8 @@ pub async fn run(listener: TcpListener, endpoint: Arc<Endpoint>) {
         let config = endpoint.config();
         let _ = tokio::task::spawn_blocking(move || sweep_stale_uploads(&config)).await;
     }
+    let mut connections = Connections::new(endpoint.config().limits.max_connections);
     let shutdown = endpoint.shutdown.clone();
-    let tracker = TaskTracker::new();
-    let connections = Arc::new(tokio::sync::Semaphore::new(
-        endpoint.config().limits.max_connections,
-    ));
-    let kills: Arc<Mutex<HashMap<u64, CancellationToken>>> = Arc::default();
-    let mut next_id = 0u64;
     loop {
         let (socket, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -334,65 +336,118 @@ pub async fn run(listener: TcpListener, endpoint: Arc<Endpoint>) {
                 }
             },
         };
+        connections.admit(socket, peer, &endpoint);
+    }
+    connections.wind_down(&endpoint).await;
+}
+
+/// The connections being served: their tasks, their count against the cap, and their guards
+/// (to cut them off at the end of the shutdown grace period).
+struct Connections {
+    tasks: TaskTracker,
+    slots: Arc<tokio::sync::Semaphore>,
+    guards: Arc<Mutex<HashMap<u64, guard::Guard>>>,
+    next_id: u64,
+}
+
+impl Connections {
+    fn new(max: usize) -> Connections {
+        Connections {
+            tasks: TaskTracker::new(),
+            slots: Arc::new(tokio::sync::Semaphore::new(max)),
+            guards: Arc::default(),
+            next_id: 0,
+        }
+    }
+
+    /// Serves a new connection, unless its address is banned or the cap is reached.
+    fn admit(&mut self, socket: tokio::net::TcpStream, peer: SocketAddr, endpoint: &Arc<Endpoint>) {
         if endpoint.defender.is_banned(peer.ip()) {
             tracing::info!(%peer, "connection refused: too many failed logins from this address");
-            continue;
+            return;
         }
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "connection refused: too many SSH connections");
-            continue;
+            return;
         };
-        let config = endpoint.russh_config();
-        let authenticated = Arc::new(AtomicBool::new(false));
-        let handler = ssh::Connection::new(endpoint.clone(), peer, authenticated.clone());
-        next_id += 1;
-        let id = next_id;
-        let grace = endpoint.config().limits.login_grace;
-        let kill = CancellationToken::new();
-        kills
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, kill.clone());
-        let kills_here = kills.clone();
-        tracker.spawn(async move {
-            let _ = socket.set_nodelay(true);
-            let stream = guard::GuardedStream::new(socket, kill.clone());
-            // SECURITY: a connection that never logs in would hold a connection slot until the
-            // idle timeout; like sshd's LoginGraceTime, it gets `login_grace` in all.
-            let watchdog = {
-                let kill = kill.clone();
-                let authenticated = authenticated.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(grace).await;
-                    if !authenticated.load(Ordering::SeqCst) {
-                        tracing::info!(%peer, "not logged in within the login grace time; closed");
-                        kill.cancel();
-                    }
-                })
-            };
-            match russh::server::run_stream(config, stream, handler).await {
-                Ok(session) => {
-                    if let Err(e) = session.await {
-                        tracing::debug!(%peer, error = %e, "ssh connection ended with an error");
-                    }
-                }
-                Err(e) => tracing::debug!(%peer, error = %e, "ssh handshake failed"),
+        let guard = match guard::Guard::new(&socket) {
+            Ok(guard) => guard,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "connection refused: cannot watch its socket");
+                return;
             }
-            watchdog.abort();
-            kills_here
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
+        };
+        self.next_id += 1;
+        let id = self.next_id;
+        lock(&self.guards).insert(id, guard.clone());
+        let guards = self.guards.clone();
+        let endpoint = endpoint.clone();
+        self.tasks.spawn(async move {
+            serve_connection(socket, peer, endpoint, guard).await;
+            lock(&guards).remove(&id);
             drop(permit);
         });
     }
-    tracker.close();
-    let grace = endpoint.config().limits.shutdown_grace;
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::info!("shutdown grace period over; closing the SFTP connections still open");
-        for kill in kills.lock().unwrap_or_else(|e| e.into_inner()).values() {
-            kill.cancel();
+
+    /// Lets connections and sessions finish within the shutdown grace period, then cuts off
+    /// those still open and waits (bounded) for them to free what they hold.
+    async fn wind_down(self, endpoint: &Endpoint) {
+        self.tasks.close();
+        endpoint.session_tasks.close();
+        let all_done = || async {
+            self.tasks.wait().await;
+            endpoint.session_tasks.wait().await;
+        };
+        let grace = endpoint.config().limits.shutdown_grace;
+        if tokio::time::timeout(grace, all_done()).await.is_err() {
+            tracing::info!("shutdown grace period over; closing the SFTP connections still open");
+            for guard in lock(&self.guards).values() {
+                guard.cut();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), all_done()).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One SSH connection, from the handshake to its end.
+async fn serve_connection(
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    endpoint: Arc<Endpoint>,
+    guard: guard::Guard,
+) {
+    let _ = socket.set_nodelay(true);
+    let config = endpoint.russh_config();
+    let authenticated = Arc::new(AtomicBool::new(false));
+    let grace = endpoint.config().limits.login_grace;
+    let handler = ssh::Connection::new(endpoint, peer, authenticated.clone(), guard.clone());
+    let watchdog = tokio::spawn(login_watchdog(guard.clone(), authenticated, grace, peer));
+    match russh::server::run_stream(config, guard.stream(socket), handler).await {
+        Ok(session) => {
+            if let Err(e) = session.await {
+                tracing::debug!(%peer, error = %e, "ssh connection ended with an error");
+            }
+        }
+        Err(e) => tracing::debug!(%peer, error = %e, "ssh handshake failed"),
+    }
+    watchdog.abort();
+}
+
+/// SECURITY: a connection that never logs in would hold a connection slot until the idle
+/// timeout; like sshd's LoginGraceTime, it gets `grace` in all.
+async fn login_watchdog(
+    guard: guard::Guard,
+    authenticated: Arc<AtomicBool>,
+    grace: Duration,
+    peer: SocketAddr,
+) {
+    tokio::time::sleep(grace).await;
+    if !authenticated.load(Ordering::SeqCst) {
+        tracing::info!(%peer, "not logged in within the login grace time; closed");
+        guard.cut();
     }
 }

@@ -10,6 +10,8 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use yadokari_site::LogText;
+
 /// A normalised site path: components joined by `/`, no leading slash, no `.` or `..`, empty
 /// for the root.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,9 +71,10 @@ impl SitePath {
         }
     }
 
-    /// For log fields.
+    /// For log fields: `/` and the components, escaped ([`LogText`]), so that a name holding
+    /// a line break cannot forge a log line.
     pub fn display(&self) -> String {
-        String::from_utf8_lossy(&self.absolute()).into_owned()
+        format!("/{}", LogText(&self.0))
     }
 }
 

@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use russh::keys::HashAlg;
 use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
+use yadokari_site::LogText;
 
 use crate::accounts;
 use crate::files::SiteFiles;
+use crate::guard::Guard;
 use crate::handler::Sftp;
 use crate::quota::Quota;
 use crate::{Endpoint, User};
@@ -24,15 +26,18 @@ pub struct Connection {
     user: Option<Arc<User>>,
     channels: HashMap<ChannelId, Channel<Msg>>,
     authenticated: Arc<AtomicBool>,
+    guard: Guard,
 }
 
 impl Connection {
     /// A connection from `peer`; `authenticated` is set once a login succeeds (the accept
-    /// loop ends connections that do not log in within the login grace time).
+    /// loop ends connections that do not log in within the login grace time); `guard` is the
+    /// connection's, handed to its SFTP sessions.
     pub fn new(
         endpoint: Arc<Endpoint>,
         peer: SocketAddr,
         authenticated: Arc<AtomicBool>,
+        guard: Guard,
     ) -> Connection {
         Connection {
             endpoint,
@@ -40,6 +45,7 @@ impl Connection {
             user: None,
             channels: HashMap::new(),
             authenticated,
+            guard,
         }
     }
 
@@ -191,23 +197,28 @@ impl Handler for Connection {
         ) {
             Ok(f) => f,
             Err(e) => {
-                tracing::error!(user = %user.name, site = %user.site.display(), error = %e, "cannot open the user's site");
+                tracing::error!(user = %user.name, site = %LogText::path(&user.site), error = %e, "cannot open the user's site");
                 session.channel_failure(channel)?;
                 return Ok(());
             }
         };
         session.channel_success(channel)?;
-        tracing::info!(peer = %self.peer, user = %user.name, site = %user.site.display(), "sftp session started");
+        tracing::info!(peer = %self.peer, user = %user.name, site = %LogText::path(&user.site), "sftp session started");
         let config = self.endpoint.config();
         let quota = Quota::new(user.quota, self.endpoint.usage(&user.name));
         let mut sftp = Sftp::new(files, &user.name, config.limits.max_handles, quota);
         if let Some(advisor) = &config.advisor {
             sftp.advise_with(advisor.clone(), user.site.clone());
         }
-        let shutdown = self.endpoint.shutdown.clone();
+        let stops = crate::session::Stops {
+            shutdown: self.endpoint.shutdown.clone(),
+            guard: self.guard.clone(),
+            idle: config.limits.idle_timeout,
+        };
         let name = user.name.clone();
-        tokio::spawn(async move {
-            crate::session::run(ch, sftp, name, shutdown).await;
+        // Tracked, so that the endpoint's shutdown waits for the session to free what it holds.
+        self.endpoint.session_tasks.spawn(async move {
+            crate::session::run(ch, sftp, name, stops).await;
             drop(slot);
         });
         Ok(())

@@ -28,6 +28,17 @@
 //! - removed on abort: `TempPath`'s drop, through the same `/proc/self/fd/N` path (the field
 //!   order of [`Upload`] keeps the directory open until then);
 //! - swept at start-up: [`sweep`], by the name prefix.
+//!
+//! # Exclusive creates
+//!
+//! An open with `O_CREAT | O_EXCL` (a lock file, `put` by a client that must not overwrite)
+//! must fail with "already exists" when the name is taken, at open time, as on a local disk;
+//! checking at open and renaming on close would let two sessions both succeed, the later
+//! close winning. So [`Upload::begin_exclusive`] claims the target's name at open time with an
+//! `O_CREAT | O_EXCL | O_NOFOLLOW` create of an empty placeholder (mode 0600, so the web side
+//! refuses to serve it: not readable by others), and the content still goes to a temporary
+//! that replaces the placeholder on close. Abandoned, the upload removes its placeholder
+//! (unless something else has taken the name since).
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -62,6 +73,51 @@ pub struct Upload {
     fresh_mode: u32,
     /// A mode the client set explicitly on the open handle (`put -p`), which wins.
     explicit_mode: Option<u32>,
+    /// The placeholder holding the target's name for an exclusive create.
+    claim: Option<Claim>,
+}
+
+/// An empty placeholder at the target's name, made by an exclusive create; removed when
+/// dropped armed (the upload was abandoned), if it is still the same file.
+struct Claim {
+    dir: OwnedFd,
+    name: OsString,
+    id: (u64, u64),
+    armed: bool,
+}
+
+impl Claim {
+    /// Creates the placeholder; `EEXIST` when the name is taken (by anything, a link too).
+    fn take(dir: &OwnedFd, name: &OsStr) -> Result<Claim, FsError> {
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::openat(dir, name, flags, Mode::from_bits_truncate(0o600))?;
+        let st = nix::sys::stat::fstat(&fd)?;
+        Ok(Claim {
+            dir: dir.try_clone()?,
+            name: name.to_owned(),
+            id: (st.st_dev, st.st_ino),
+            armed: true,
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let same = fstatat(
+            &self.dir,
+            self.name.as_os_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .is_ok_and(|st| (st.st_dev, st.st_ino) == self.id);
+        if same {
+            let _ =
+                nix::unistd::unlinkat(&self.dir, self.name.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        }
+    }
 }
 
 impl Upload {
@@ -88,8 +144,29 @@ impl Upload {
             target,
             fresh_mode,
             explicit_mode: None,
+            claim: None,
         };
         Ok((upload, file))
+    }
+
+    /// [`Upload::begin`] for an exclusive create: the target's name is claimed first (see the
+    /// module's documentation); `EEXIST` when it is taken.
+    pub fn begin_exclusive(
+        dir: OwnedFd,
+        target: OsString,
+        access: OFlag,
+        fresh_mode: u32,
+    ) -> Result<(Upload, File), FsError> {
+        let claim = Claim::take(&dir, &target)?;
+        let (mut upload, file) = Upload::begin(dir, target, access, fresh_mode)?;
+        upload.claim = Some(claim);
+        Ok((upload, file))
+    }
+
+    /// Whether the target's name was claimed at open: what is at the target now is this
+    /// upload's placeholder, not an old file.
+    pub fn claimed(&self) -> bool {
+        self.claim.is_some()
     }
 
     /// Whether `name` is a temporary upload file (hidden from listings).
@@ -113,7 +190,7 @@ impl Upload {
             AtFlags::AT_SYMLINK_NOFOLLOW,
         )
         .ok()
-        .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
+        .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG && self.claim.is_none());
         let mode = match (self.explicit_mode, old) {
             (Some(m), _) => m,
             // SECURITY: the permission bits are kept, never set-id or sticky bits: new content
@@ -123,12 +200,20 @@ impl Upload {
         };
         chmod_fd(file.as_fd(), mode)?;
         let Upload {
-            temp, dir, target, ..
+            temp,
+            dir,
+            target,
+            claim,
+            ..
         } = self;
         // A failed rename hands the temporary back inside the error, whose drop removes it
-        // (while `dir` is still open).
+        // (while `dir` is still open); the claim, still armed, then removes its placeholder.
         temp.persist(fd_path(dir.as_fd()).join(target))
-            .map_err(|e| FsError::from(e.error))
+            .map_err(|e| FsError::from(e.error))?;
+        if let Some(mut claim) = claim {
+            claim.armed = false; // the placeholder was replaced by the upload
+        }
+        Ok(())
     }
 }
 

@@ -16,8 +16,8 @@ use yadokari_site::Jail;
 const MAX_DEPTH: usize = 64;
 
 /// Calls `visit` with (the parent directory, the name, what `lstat` says) for everything in the
-/// site that is not a directory. Entries that vanish meanwhile and directories that cannot be
-/// opened are passed over.
+/// site but its root, directories included (before what they hold). Entries that vanish
+/// meanwhile and directories that cannot be opened are passed over.
 pub(crate) fn walk_site(jail: &Jail, mut visit: impl FnMut(BorrowedFd<'_>, &CStr, &FileStat)) {
     if let Ok(root) = jail.open_beneath(
         Path::new(""),
@@ -45,9 +45,8 @@ where
         let Ok(st) = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) else {
             continue;
         };
-        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-            visit(dir.as_fd(), name, &st);
-        } else if depth > 0 {
+        visit(dir.as_fd(), name, &st);
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR && depth > 0 {
             subdirs.push(name.to_owned());
         }
     }
@@ -68,7 +67,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn visits_files_below_and_never_follows_links() {
+    fn visits_files_and_directories_below_and_never_follows_links() {
         let site = tempfile::tempdir().expect("tempdir");
         let outside = tempfile::tempdir().expect("tempdir");
         std::fs::write(outside.path().join("secret"), b"x").expect("write");
@@ -84,7 +83,7 @@ mod tests {
         seen.sort();
         assert_eq!(
             seen,
-            ["deep", "out", "top"],
+            ["a", "b", "deep", "out", "top"],
             "the link itself, not what it points to"
         );
     }

@@ -9,15 +9,17 @@
 //!
 //! Being the one crate both the binary and `sftp-upload` depend on, it is also where the few
 //! helpers both need live, instead of a copy on each side: [`read`] (a pread into a buffer's
-//! spare capacity, for static bodies and SFTP READs) and [`random`] (bytes from the kernel, for
-//! host keys and first passwords).
+//! spare capacity, for static bodies and SFTP READs), [`random`] (bytes from the kernel, for
+//! host keys and first passwords) and [`log_text`] (names and paths escaped for log lines).
 
 pub mod denial;
 pub mod jail;
+pub mod log_text;
 pub mod policy;
 pub mod random;
 pub mod read;
 
 pub use denial::Denial;
 pub use jail::{Jail, JailError};
+pub use log_text::LogText;
 pub use policy::{FileFacts, FileKind, Role, Subject, Verdict, decide};

@@ -247,6 +247,29 @@ pub fn paramiko() -> Option<&'static str> {
     Some(PY)
 }
 
+/// The start of every paramiko script: connects to argv[1]:argv[2] as demo with the key in
+/// argv[3], as Transport `t`.
+pub const PRELUDE: &str = r#"
+import sys, socket, struct, hashlib, paramiko, time
+host, port, keyfile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+key = paramiko.Ed25519Key.from_private_key_file(keyfile)
+t = paramiko.Transport(socket.create_connection((host, port)))
+t.start_client(timeout=30)
+t.auth_publickey("demo", key)
+"#;
+
+impl Running {
+    /// Runs [`PRELUDE`] then `body` with paramiko (`py`) against this server as demo with
+    /// `key`; `extra` follows the three prelude arguments.
+    pub fn paramiko(&self, py: &str, key: &Path, body: &str, extra: &[&str]) -> Output {
+        let (host, port) = (self.addr.ip().to_string(), self.addr.port().to_string());
+        let key = key.to_str().expect("utf-8");
+        let mut args = vec![host.as_str(), port.as_str(), key];
+        args.extend_from_slice(extra);
+        python(py, &format!("{PRELUDE}{body}"), &args)
+    }
+}
+
 /// Runs a Python script with arguments, under a timeout.
 pub fn python(py: &str, script: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new("timeout");

@@ -2,6 +2,7 @@
 //! against the quota and a mode change written to the transfer log with its web verdict.
 
 use bytes::Bytes;
+use yadokari_site::LogText;
 
 use super::Sftp;
 use crate::error::FsError;
@@ -80,7 +81,7 @@ impl Sftp {
     fn log_chmod(&self, path: &SitePath, set: Option<u32>) {
         if let Some(mode) = set {
             let web = self.web_verdict(path);
-            tracing::info!(user = %self.user, op = "chmod", path = %path.display(), mode = format_args!("{mode:04o}"), web, "transfer");
+            tracing::info!(user = %self.user, op = "chmod", path = %path.display(), mode = format_args!("{mode:04o}"), web = %LogText::str(&web), "transfer");
         }
     }
 }

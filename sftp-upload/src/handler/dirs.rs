@@ -78,7 +78,9 @@ impl Sftp {
     pub(super) fn mkdir(&mut self, id: u32, r: &mut Reader<'_>) -> Result<Bytes, FsError> {
         let path = Self::path(r)?;
         let attrs = r.attrs()?;
+        self.quota.check_new_dir(&self.files)?;
         self.files.mkdir(&path, &attrs)?;
+        self.quota.dir_made();
         tracing::info!(user = %self.user, op = "mkdir", path = %path.display(), "transfer");
         Ok(ok(id))
     }
@@ -86,6 +88,7 @@ impl Sftp {
     pub(super) fn rmdir(&mut self, id: u32, r: &mut Reader<'_>) -> Result<Bytes, FsError> {
         let path = Self::path(r)?;
         self.files.rmdir(&path)?;
+        self.quota.dir_removed();
         tracing::info!(user = %self.user, op = "rmdir", path = %path.display(), "transfer");
         Ok(ok(id))
     }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes};
+use yadokari_site::LogText;
 
 use super::{MAX_DATA, Sftp};
 use crate::error::FsError;
@@ -130,7 +131,11 @@ impl Sftp {
                 "the upload failed part-way; the old file was kept as it was",
             ));
         } else if let Some(upload) = f.upload {
-            let old = self.files.stat(&f.path, false).ok();
+            // A claimed name holds this upload's own placeholder, not an old file.
+            let old = match upload.claimed() {
+                true => None,
+                false => self.files.stat(&f.path, false).ok(),
+            };
             result = upload.commit(&f.file);
             if result.is_ok() {
                 let size = f.file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -144,7 +149,7 @@ impl Sftp {
             } else {
                 String::new()
             };
-            tracing::info!(user = %self.user, op = "upload", path = %f.path.display(), bytes = f.written, ms, outcome, web, "transfer");
+            tracing::info!(user = %self.user, op = "upload", path = %f.path.display(), bytes = f.written, ms, outcome, web = %LogText::str(&web), "transfer");
         }
         if read > 0 || !f.writable {
             tracing::info!(user = %self.user, op = "download", path = %f.path.display(), bytes = read, ms, "transfer");
