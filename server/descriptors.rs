@@ -22,13 +22,13 @@ pub fn raise_limit() -> io::Result<u64> {
 }
 
 /// How many descriptors the configured caps may take at once: each HTTP connection with a
-/// file open, each running script with its pipes and pidfd, each SSH connection, and one
-/// SFTP session's handles.
+/// file open, each running script with its pipes and pidfd, each SSH connection (its socket,
+/// the copy that watches for a hang-up, a file in transfer), and one SFTP session's handles.
 pub fn needed(config: &Config) -> u64 {
     let sftp = &config.sftp_settings.limits;
     BASE + config.limits.max_connections as u64 * 2
         + config.cgi.max_concurrent as u64 * 4
-        + sftp.max_connections as u64 * 2
+        + sftp.max_connections as u64 * 3
         + sftp.max_handles as u64
 }
 
@@ -40,7 +40,7 @@ pub fn check(config: &Config, limit: u64) -> Result<(), String> {
     }
     Err(format!(
         "the configured caps need up to {needed} file descriptors (limits.max_connections × 2 + \
-         cgi.max_concurrent × 4 + sftp.max_connections × 2 + sftp.max_handles + {BASE}), but this \
+         cgi.max_concurrent × 4 + sftp.max_connections × 3 + sftp.max_handles + {BASE}), but this \
          process may open only {limit}: lower those settings, or raise the hard limit (ulimit -Hn, \
          LimitNOFILE= in a systemd unit)"
     ))
