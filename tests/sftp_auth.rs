@@ -387,3 +387,40 @@ fn sessions_per_user_are_capped() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn idle_connections_from_one_address_cannot_lock_out_logins() {
+    use std::io::Read;
+    if !crate::support::have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("[sftp]\nmax_unauthenticated_per_address = 10");
+    let r = s.start();
+    // Ten connections that never even send their SSH version hold all their address may.
+    let idle: Vec<_> = (0..10)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(r.addr).expect("connect");
+            let mut banner = [0u8; 8];
+            c.read_exact(&mut banner).expect("server banner");
+            c
+        })
+        .collect();
+    // The next one from there is closed without a word...
+    let mut over = std::net::TcpStream::connect(r.addr).expect("connect");
+    over.set_read_timeout(Some(crate::support::PATIENCE))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let _ = over.read_to_end(&mut got);
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    // ...while a client from another address logs in.
+    let mut cmd = Command::new("timeout");
+    cmd.args(["60", "sftp"])
+        .args(crate::support::sftp::ssh_options(r.addr.port()))
+        .args(["-o", "BindAddress=127.0.0.2", "-o", "BatchMode=yes", "-i"])
+        .arg(&s.key)
+        .args(["-b", "-"])
+        .arg(format!("demo@{}", r.addr.ip()));
+    let o = crate::support::sftp::run_with_input(cmd, "pwd\n");
+    assert!(o.status.success(), "{}", text(&o));
+    drop(idle);
+}

@@ -23,6 +23,7 @@ pub(super) struct RawSftp {
     max_handles: usize,
     max_sessions_per_user: usize,
     max_connections: usize,
+    max_unauthenticated_per_address: usize,
     login_grace_secs: u64,
 }
 
@@ -40,6 +41,7 @@ impl Default for RawSftp {
             max_handles: l.max_handles,
             max_sessions_per_user: l.max_sessions_per_user,
             max_connections: l.max_connections,
+            max_unauthenticated_per_address: l.max_unauthenticated_per_address,
             login_grace_secs: l.login_grace.as_secs(),
         }
     }
@@ -88,6 +90,10 @@ pub(super) fn settings(
             raw.max_sessions_per_user as u64,
         ),
         ("sftp.max_connections", raw.max_connections as u64),
+        (
+            "sftp.max_unauthenticated_per_address",
+            raw.max_unauthenticated_per_address as u64,
+        ),
         ("sftp.login_grace_secs", raw.login_grace_secs),
     ] {
         origin.positive(key, v)?;
@@ -112,6 +118,7 @@ pub(super) fn settings(
             max_handles: raw.max_handles,
             max_sessions_per_user: raw.max_sessions_per_user,
             max_connections: raw.max_connections,
+            max_unauthenticated_per_address: raw.max_unauthenticated_per_address,
             login_grace: Duration::from_secs(raw.login_grace_secs),
             shutdown_grace,
         },

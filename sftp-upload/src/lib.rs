@@ -153,6 +153,9 @@ pub struct Limits {
     pub max_sessions_per_user: usize,
     /// SSH connections at once.
     pub max_connections: usize,
+    /// Connections from one address that have not logged in yet (sshd's MaxStartups, per
+    /// address): idle connections from one place cannot take every slot.
+    pub max_unauthenticated_per_address: usize,
     /// How long a connection may take to log in (sshd's LoginGraceTime).
     pub login_grace: Duration,
     /// How long running transfers may go on after shutdown is asked.
@@ -170,6 +173,7 @@ impl Default for Limits {
             max_handles: 256,
             max_sessions_per_user: 16,
             max_connections: 256,
+            max_unauthenticated_per_address: 10,
             login_grace: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
         }
@@ -347,6 +351,8 @@ struct Connections {
     tasks: TaskTracker,
     slots: Arc<tokio::sync::Semaphore>,
     guards: Arc<Mutex<HashMap<u64, guard::Guard>>>,
+    /// Connections per address that have not logged in yet.
+    unauthenticated: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
     next_id: u64,
 }
 
@@ -356,6 +362,7 @@ impl Connections {
             tasks: TaskTracker::new(),
             slots: Arc::new(tokio::sync::Semaphore::new(max)),
             guards: Arc::default(),
+            unauthenticated: Arc::default(),
             next_id: 0,
         }
     }
@@ -366,6 +373,11 @@ impl Connections {
             tracing::info!(%peer, "connection refused: too many failed logins from this address");
             return;
         }
+        let cap = endpoint.config().limits.max_unauthenticated_per_address;
+        let Some(startup) = Startup::take(&self.unauthenticated, peer.ip(), cap) else {
+            tracing::warn!(%peer, cap, "connection refused: too many connections from this address that have not logged in (sftp.max_unauthenticated_per_address)");
+            return;
+        };
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "connection refused: too many SSH connections");
             return;
@@ -383,7 +395,7 @@ impl Connections {
         let guards = self.guards.clone();
         let endpoint = endpoint.clone();
         self.tasks.spawn(async move {
-            serve_connection(socket, peer, endpoint, guard).await;
+            serve_connection(socket, peer, endpoint, guard, startup).await;
             lock(&guards).remove(&id);
             drop(permit);
         });
@@ -419,13 +431,20 @@ async fn serve_connection(
     peer: SocketAddr,
     endpoint: Arc<Endpoint>,
     guard: guard::Guard,
+    startup: Startup,
 ) {
     let _ = socket.set_nodelay(true);
     let config = endpoint.russh_config();
     let authenticated = Arc::new(AtomicBool::new(false));
     let grace = endpoint.config().limits.login_grace;
     let handler = ssh::Connection::new(endpoint, peer, authenticated.clone(), guard.clone());
-    let watchdog = tokio::spawn(login_watchdog(guard.clone(), authenticated, grace, peer));
+    let watchdog = tokio::spawn(login_watchdog(
+        guard.clone(),
+        authenticated,
+        grace,
+        peer,
+        startup,
+    ));
     match russh::server::run_stream(config, guard.stream(socket), handler).await {
         Ok(session) => {
             if let Err(e) = session.await {
@@ -439,15 +458,65 @@ async fn serve_connection(
 
 /// SECURITY: a connection that never logs in would hold a connection slot until the idle
 /// timeout; like sshd's LoginGraceTime, it gets `grace` in all.
+///
+/// Until the login, the connection holds its `startup` place among its address's connections
+/// that have not logged in; it gives it back at the login (looked at every 50 ms), or when the
+/// connection ends (the watchdog is aborted with it).
 async fn login_watchdog(
     guard: guard::Guard,
     authenticated: Arc<AtomicBool>,
     grace: Duration,
     peer: SocketAddr,
+    startup: Startup,
 ) {
-    tokio::time::sleep(grace).await;
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline {
+        if authenticated.load(Ordering::SeqCst) {
+            drop(startup);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     if !authenticated.load(Ordering::SeqCst) {
         tracing::info!(%peer, "not logged in within the login grace time; closed");
         guard.cut();
+    }
+}
+
+/// A connection's place among its address's connections that have not logged in yet.
+struct Startup {
+    counts: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+    ip: std::net::IpAddr,
+}
+
+impl Startup {
+    /// A place for one more connection from `ip`, unless it already has `cap`.
+    fn take(
+        counts: &Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+        ip: std::net::IpAddr,
+        cap: usize,
+    ) -> Option<Startup> {
+        let mut held = lock(counts);
+        let n = held.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(Startup {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Startup {
+    fn drop(&mut self) {
+        let mut held = lock(&self.counts);
+        if let Some(n) = held.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.ip);
+            }
+        }
     }
 }
