@@ -69,7 +69,13 @@ pub fn start(
             u.site.display()
         );
     }
-    let endpoint = Endpoint::new(crate_config(config, users, host_key), shutdown);
+    let endpoint_config = crate_config(config, users, host_key);
+    for u in &endpoint_config.users {
+        if let Some(reason) = &u.refused {
+            banner!("SFTP logins of `{}` are refused: {reason}", u.name);
+        }
+    }
+    let endpoint = Endpoint::new(endpoint_config, shutdown);
     Ok(Running {
         task: tokio::spawn(sftp_upload::run(listener, endpoint.clone())),
         endpoint,
@@ -102,11 +108,24 @@ fn crate_config(
     let s = &config.sftp_settings;
     sftp_upload::Config {
         host_key,
-        users: users.into_iter().map(Arc::new).collect(),
+        users: users
+            .into_iter()
+            .map(|u| Arc::new(with_refusal(u, config)))
+            .collect(),
         honour_client_mode: s.honour_client_mode,
         limits: s.limits.clone(),
         advisor: Some(advisor(Arc::new(config.clone()))),
     }
+}
+
+/// `user` marked as refused when the server runs as root and their site would give them rights
+/// they must not have (see [`crate::config::unsafe_site`]). The web side still serves it.
+fn with_refusal(mut user: sftp_upload::User, config: &Config) -> sftp_upload::User {
+    if nix::unistd::Uid::effective().is_root() {
+        let config_dir = config.source_dir.as_deref();
+        user.refused = crate::config::unsafe_site(&user.site, config.cgi.min_uid, config_dir);
+    }
+    user
 }
 
 /// The web side's verdict on a file a user just uploaded or chmodded, through the very same
@@ -196,6 +215,7 @@ fn ensure_credentials(
             authorized_keys: None,
             password_hash: Some(hash),
             quota: QuotaLimits::default(),
+            refused: None,
         });
         return Ok(Some(("demo".into(), password)));
     }

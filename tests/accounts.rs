@@ -109,9 +109,16 @@ fn a_private_key_or_a_key_with_options_is_refused_with_the_reason() {
 #[test]
 fn an_edit_that_would_not_load_names_the_real_file() {
     let s = SftpSite::new("");
+    let gone = s.site.dir.path().join("gone-site");
+    std::fs::create_dir(&gone).expect("mkdir");
     s.site.write_config();
+    let mut text_now = std::fs::read_to_string(s.site.config_path()).expect("read");
+    text_now.push_str("\n[[users]]\nname = \"gone\"\nsite = \"gone-site\"\n");
+    std::fs::write(s.site.config_path(), text_now).expect("write");
+    // The other user's site vanishes: any edit now makes a file that would not load.
+    std::fs::remove_dir(&gone).expect("rmdir");
     let cfg = s.site.config_path();
-    let o = user_cmd(&cfg, &["add", "bad name"], "");
+    let o = user_cmd(&cfg, &["passwd", "demo"], "long enough\nlong enough\n");
     assert!(!o.status.success());
     let said = text(&o);
     assert!(said.contains(&cfg.display().to_string()), "{said}");

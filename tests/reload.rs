@@ -16,8 +16,10 @@ fn a_user_edit_keeps_the_root_given_on_the_command_line() {
     let root = s.site.dir.path().join("elsewhere");
     std::fs::create_dir(&root).expect("mkdir");
     std::fs::write(root.join("marker.txt"), "here").expect("write");
+    crate::support::give_to_test_user(&root);
     let bob_site = s.site.dir.path().join("bobsite");
     std::fs::create_dir(&bob_site).expect("mkdir");
+    crate::support::give_to_test_user(&bob_site);
     let server = s
         .site
         .start_with(&["--root", root.to_str().expect("utf-8")]);

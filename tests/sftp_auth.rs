@@ -229,6 +229,8 @@ fn two_users_are_jailed_apart() {
     }
     std::fs::write(root.join("alice/alice.txt"), "a").expect("write");
     std::fs::write(root.join("bob/bob.txt"), "b").expect("write");
+    crate::support::give_to_test_user(&root.join("alice"));
+    crate::support::give_to_test_user(&root.join("bob"));
     let ka = client_key(root, "id_alice");
     let kb = client_key(root, "id_bob");
     std::fs::copy(ka.with_extension("pub"), root.join("ak_alice")).expect("copy");
@@ -268,6 +270,7 @@ fn user_subcommands_edit_the_config_and_the_running_server_follows() {
     let bob_site = s.site.dir.path().join("bobsite");
     std::fs::create_dir(&bob_site).expect("mkdir");
     std::fs::write(bob_site.join("bob.txt"), "b").expect("write");
+    crate::support::give_to_test_user(&bob_site);
     let kb = client_key(s.site.dir.path(), "id_bob");
     let o = user_cmd(
         &cfg,
@@ -423,4 +426,48 @@ fn idle_connections_from_one_address_cannot_lock_out_logins() {
     let o = crate::support::sftp::run_with_input(cmd, "pwd\n");
     assert!(o.status.success(), "{}", text(&o));
     drop(idle);
+}
+
+#[test]
+fn a_site_owned_by_root_or_holding_the_server_gives_no_sftp_login() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    let cfg = s.site.config_path();
+    s.site.write_config();
+    // `user add` refuses the whole file system, and a directory holding the configuration.
+    for site in ["/", s.site.dir.path().to_str().expect("utf-8")] {
+        let o = user_cmd(&cfg, &["add", "mallory", "--site", site], "");
+        assert!(!o.status.success(), "{site} was accepted");
+        assert!(
+            text(&o).contains("can never be a customer's site"),
+            "{}",
+            text(&o)
+        );
+    }
+    if crate::support::test_user().is_none() {
+        return; // the rest is about a server running as root
+    }
+    // A site that belongs to root: refused by `user add`, with the chown that fixes it...
+    let rooted = s.site.dir.path().join("rooted");
+    std::fs::create_dir(&rooted).expect("mkdir");
+    let o = user_cmd(
+        &cfg,
+        &["add", "eve", "--site", rooted.to_str().expect("utf-8")],
+        "",
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("chown -R"), "{}", text(&o));
+    // ...and one already in the configuration still serves HTTP, but logs in nobody.
+    std::os::unix::fs::chown(s.site.htdocs(), Some(0), Some(0)).expect("chown");
+    s.site.file("page.html", "web", 0o644);
+    std::os::unix::fs::chown(s.site.path("page.html"), Some(0), Some(0)).expect("chown");
+    let r = Running::of(s.site.start_as_written());
+    r.server.wait_for("SFTP logins of `demo` are refused");
+    assert_eq!(r.server.get("/page.html").text(), "web");
+    let o = r.batch(&s.key, "pwd\n");
+    assert!(!o.status.success(), "root's site let demo in: {}", text(&o));
+    let line = r.server.wait_for("sftp login refused");
+    assert!(line.contains("uid 0") || line.contains("root"), "{line}");
 }

@@ -65,6 +65,20 @@ pub fn test_user() -> Option<(u32, u32)> {
     })
 }
 
+/// Gives `path` and everything below it to the test user when running as root (a customer's
+/// SFTP site must belong to an ordinary user); does nothing otherwise.
+pub fn give_to_test_user(path: &Path) {
+    let Some((uid, gid)) = test_user() else {
+        return;
+    };
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).expect("chown");
+    if path.is_dir() && !path.is_symlink() {
+        for entry in std::fs::read_dir(path).expect("readdir") {
+            give_to_test_user(&entry.expect("entry").path());
+        }
+    }
+}
+
 impl Site {
     /// An empty site with the test defaults (explained errors on, port 0), owned by the test
     /// user when running as root.

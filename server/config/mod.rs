@@ -16,7 +16,7 @@ use raw::{RawCgi, RawConfig, RawLimits, RawServer};
 mod raw;
 mod sftp;
 
-pub use sftp::Settings;
+pub use sftp::{Settings, unsafe_site, valid_user_name};
 
 /// Where the config is looked for when `--config` is not given.
 pub const DEFAULT_CONFIG: &str = "conf/yadokari.toml";
@@ -92,6 +92,8 @@ pub struct Config {
     pub cgi: Cgi,
     /// The SFTP endpoint: its settings and hosting users.
     pub sftp_settings: Settings,
+    /// The configuration file's directory, absolute; `None` for the built-in defaults.
+    pub source_dir: Option<PathBuf>,
 }
 
 /// Every bound and cap of the HTTP side.
@@ -194,6 +196,7 @@ impl Config {
             limits,
             cgi,
             sftp_settings,
+            source_dir: origin.file.as_ref().map(|_| origin.base.clone()),
         })
     }
 

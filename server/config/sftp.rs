@@ -126,18 +126,54 @@ pub(super) fn settings(
     })
 }
 
+/// Whether `name` may be a user's login name: letters, digits, `.`, `_`, `-`; 1 to 32.
+pub fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Why `site` must not be a customer's SFTP site, with the fix; `None` when it may be.
+///
+/// SECURITY: as root, a session takes its site owner's file-system identity, so a site owned
+/// by root or a system account (uid below `min_uid`) would give the customer that account's
+/// rights (`/etc/shadow` was downloaded through `--site /`). A site that holds the
+/// configuration's directory or the server's own files would let them rewrite the server.
+pub fn unsafe_site(site: &Path, min_uid: u32, config_dir: Option<&Path>) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = site.display();
+    let holds = |what: &Path| what.starts_with(site);
+    let exe = std::env::current_exe().ok();
+    if config_dir.is_some_and(holds) || exe.as_deref().is_some_and(holds) {
+        return Some(format!(
+            "{shown} holds the server's own configuration or program, so it can never be a customer's site; give the user a directory of their own"
+        ));
+    }
+    let owner = std::fs::metadata(site).ok()?.uid();
+    if owner < min_uid {
+        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(owner))
+            .ok()
+            .flatten()
+            .map_or_else(
+                || format!("uid {owner}"),
+                |u| format!("{} (uid {owner})", u.name),
+            );
+        return Some(format!(
+            "{shown} belongs to {name}, and a customer acts over SFTP with the rights of their site's owner, which must be an ordinary user (uid {min_uid} or above, cgi.min_uid); fix: chown -R USER {shown} with the customer's own account"
+        ));
+    }
+    None
+}
+
 /// One `[[users]]` entry, checked: a plain name, an existing site, a real password hash.
 fn user(
     u: RawUser,
     origin: &Origin,
     document_root: &Path,
 ) -> Result<sftp_upload::User, ConfigError> {
-    let valid = !u.name.is_empty()
-        && u.name.len() <= 32
-        && u.name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if !valid {
+    if !valid_user_name(&u.name) {
         return Err(origin.err(
             "users.name",
             format!(
@@ -178,6 +214,7 @@ fn user(
             bytes: u.quota_bytes,
             files: u.quota_files,
         },
+        refused: None,
     })
 }
 

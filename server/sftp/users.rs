@@ -46,6 +46,19 @@ pub fn user_command(cmd: UserCommand, file: Option<&Path>) -> anyhow::Result<()>
 
 /// `user add NAME [--site DIR]`.
 fn add(path: &Path, name: &str, site: Option<&Path>) -> anyhow::Result<()> {
+    if !crate::config::valid_user_name(name) {
+        bail!("`{name}` is not a user name (letters, digits, . _ -; at most 32)");
+    }
+    let config = load(path)?;
+    let home = match site {
+        Some(site) => std::fs::canonicalize(site)
+            .with_context(|| format!("{} is not a directory", site.display()))?,
+        None => config.document_root.clone(),
+    };
+    let config_dir = config.source_dir.as_deref();
+    if let Some(reason) = crate::config::unsafe_site(&home, config.cgi.min_uid, config_dir) {
+        bail!("cannot add `{name}`: {reason}");
+    }
     edit_config(path, |doc| {
         if user_entry(doc, name).is_ok() {
             bail!("user `{name}` already exists");

@@ -115,6 +115,9 @@ pub struct User {
     pub password_hash: Option<String>,
     /// Quota.
     pub quota: QuotaLimits,
+    /// Why this user may not log in although their credentials are right (their site would
+    /// give them rights they must not have), with the fix; `None` for a user who may.
+    pub refused: Option<String>,
 }
 
 impl std::fmt::Debug for User {
@@ -130,6 +133,7 @@ impl std::fmt::Debug for User {
                 &self.password_hash.as_ref().map(|_| "<set>"),
             )
             .field("quota", &self.quota)
+            .field("refused", &self.refused)
             .finish()
     }
 }

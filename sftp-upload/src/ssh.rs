@@ -76,6 +76,14 @@ impl Connection {
         }
     }
 
+    /// A rejection, with the reason and its fix in the log, for a user whose credentials are
+    /// right but who may not log in. Not a failed login: it counts toward no ban.
+    fn refused(&self, user: &User) -> Option<Result<Auth, russh::Error>> {
+        let reason = user.refused.as_deref()?;
+        tracing::warn!(peer = %self.peer, user = %user.name, reason, "sftp login refused");
+        Some(Ok(Self::reject()))
+    }
+
     fn failed(&self, user: &str, method: &str) -> Result<Auth, russh::Error> {
         let banned = self.endpoint.defender.fail(self.peer.ip());
         // SECURITY: the name comes from the client; Debug-format it so control characters
@@ -117,6 +125,9 @@ impl Handler for Connection {
     ) -> Result<Auth, Self::Error> {
         match self.find_user(user) {
             Some(u) if self.key_ok(&u, key.public_key) => {
+                if let Some(refusal) = self.refused(&u) {
+                    return refusal;
+                }
                 tracing::info!(peer = %self.peer, %user, key = %key.public_key.fingerprint(HashAlg::Sha256), "sftp login (key)");
                 self.user = Some(u);
                 self.authenticated.store(true, Ordering::SeqCst);
@@ -142,6 +153,9 @@ impl Handler for Connection {
             None => false,
         };
         if ok {
+            if let Some(refusal) = found.as_deref().and_then(|u| self.refused(u)) {
+                return refusal;
+            }
             tracing::info!(peer = %self.peer, %user, "sftp login (password)");
             self.user = found;
             self.authenticated.store(true, Ordering::SeqCst);
