@@ -594,7 +594,8 @@ def ensure_ssh_user(home):
         created = False
         run(["usermod", "-d", home, SSH_USER])
     except KeyError:
-        run(["useradd", "--system", "--no-create-home", "--home-dir", home, "--shell", "/bin/sh",
+        # An ordinary account (not --system): yadokari refuses SFTP sites of system accounts.
+        run(["useradd", "--no-create-home", "--home-dir", home, "--shell", "/bin/sh",
              "--user-group", SSH_USER])
         created = True
     run(["usermod", "-p", "*", SSH_USER])  # not locked ('!'), which sshd without PAM refuses
@@ -704,6 +705,16 @@ def main():
                 shutil.copy(payload, os.path.join(d, "down.bin"))
                 os.chmod(os.path.join(d, "down.bin"), 0o644)
 
+        # One ordinary account owns both SFTP sites: OpenSSH's sessions run as it, and
+        # yadokari (started as root) acts with its site owner's rights and refuses a site that
+        # belongs to root or a system account.
+        if wanted("sftp"):
+            created_user = ensure_ssh_user(sftp_o)
+            pw = pwd.getpwnam(SSH_USER)
+            for d in (sftp_y, sftp_o):
+                os.chown(d, pw.pw_uid, pw.pw_gid)
+                os.chown(os.path.join(d, "down.bin"), pw.pw_uid, pw.pw_gid)
+
         chosen = [x for x in a.targets.split(",") if x]
         makers = {
             "yadokari": lambda: Yadokari(tmp, doc, a.yadokari, sftp_y, key + ".pub"),
@@ -725,9 +736,6 @@ def main():
 
         if wanted("sftp"):
             home = sftp_o
-            created_user = ensure_ssh_user(home)
-            pw = pwd.getpwnam(SSH_USER)
-            os.chown(os.path.join(home, "down.bin"), pw.pw_uid, pw.pw_gid)
             sshd = Sshd(tmp, home, key + ".pub")
             log(f"starting openssh sshd on 127.0.0.1:{sshd.port}")
             if not sshd.start():
