@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
 
-use super::Slot;
+use super::slots::Slot;
 use super::spawn::{self, ExitStatus, Spawned};
 
 /// A script process, its process group, and the concurrency slot it occupies.

@@ -77,6 +77,7 @@ impl Failure {
         let (status, reason, fix) = self
             .serving(path)
             .or_else(|| self.account(path))
+            .or_else(|| self.directories(path))
             .or_else(|| self.exec(path))
             .or_else(|| self.output(path))
             .unwrap_or_else(|| {
@@ -144,20 +145,6 @@ impl Failure {
     /// Who the script runs as, and what that account may do.
     fn account(&self, path: &str) -> Option<(StatusCode, String, String)> {
         Some(match self {
-            Failure::DirNotEnterable {
-                dir,
-                mode,
-                fix_mode,
-                user,
-            } => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!(
-                    "`{path}` runs as {user}, who may not enter the directory `{dir}` ({mode:04o}), so it cannot start."
-                ),
-                format!(
-                    "chmod {fix_mode:o} {dir} (over SFTP, or in your client's permissions dialog)"
-                ),
-            ),
             Failure::NoAccount { uid } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!(
@@ -202,6 +189,27 @@ impl Failure {
                     step_text(*step)
                 ),
                 "Check the cgi.limit_* settings and the error log.".to_string(),
+            ),
+            _ => return None,
+        })
+    }
+
+    /// Directories the account must enter.
+    fn directories(&self, path: &str) -> Option<(StatusCode, String, String)> {
+        Some(match self {
+            Failure::DirNotEnterable {
+                dir,
+                mode,
+                fix_mode,
+                user,
+            } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "`{path}` runs as {user}, who may not enter the directory `{dir}` ({mode:04o}), so it cannot start."
+                ),
+                format!(
+                    "chmod {fix_mode:o} {dir} (over SFTP, or in your client's permissions dialog)"
+                ),
             ),
             _ => return None,
         })

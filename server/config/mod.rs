@@ -411,15 +411,7 @@ fn cgi(c: RawCgi, origin: &Origin) -> Result<Cgi, ConfigError> {
     if c.max_header_bytes < 1024 {
         return Err(origin.err("cgi.max_header_bytes", "must be at least 1024"));
     }
-    if !matches!(nix::unistd::User::from_name(&c.fallback_user), Ok(Some(_))) {
-        return Err(origin.err(
-            "cgi.fallback_user",
-            format!(
-                "there is no user `{}` on this system (scripts owned by root or system accounts run as it)",
-                c.fallback_user
-            ),
-        ));
-    }
+    account_exists(&c.fallback_user).map_err(|problem| origin.err("cgi.fallback_user", problem))?;
     Ok(Cgi {
         directories,
         extensions: c.extensions,
@@ -462,6 +454,16 @@ fn log_level(text: &str) -> Result<String, String> {
         }
     }
     Ok(text.to_string())
+}
+
+/// `cgi.fallback_user` names an account of this system.
+fn account_exists(name: &str) -> Result<(), String> {
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(_)) => Ok(()),
+        _ => Err(format!(
+            "there is no user `{name}` on this system (scripts owned by root or system accounts run as it)"
+        )),
+    }
 }
 
 fn existing_dir(path: &Path) -> Result<PathBuf, String> {
