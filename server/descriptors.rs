@@ -25,11 +25,25 @@ pub fn raise_limit() -> io::Result<u64> {
 /// file open, each running script with its pipes and pidfd, each SSH connection (its socket,
 /// the copy that watches for a hang-up, a file in transfer), and one SFTP session's handles.
 pub fn needed(config: &Config) -> u64 {
-    let sftp = &config.sftp_settings.limits;
+    reserved(config) + config.sftp_settings.limits.max_handles as u64
+}
+
+/// Everything but SFTP handles.
+fn reserved(config: &Config) -> u64 {
     BASE + config.limits.max_connections as u64 * 2
         + config.cgi.max_concurrent as u64 * 4
-        + sftp.max_connections as u64 * 3
-        + sftp.max_handles as u64
+        + config.sftp_settings.limits.max_connections as u64 * 3
+}
+
+/// How many SFTP handles all sessions together may hold: what the descriptor limit leaves
+/// after everything else (at least one session's worth, which [`check`] made sure fits), so
+/// that one user's many handles never starve HTTP, scripts or new logins.
+pub fn sftp_handles(config: &Config) -> usize {
+    use nix::sys::resource::{Resource, getrlimit};
+    let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(u64::MAX, |(soft, _)| soft);
+    let left = limit.saturating_sub(reserved(config));
+    let floor = config.sftp_settings.limits.max_handles as u64;
+    usize::try_from(left.max(floor)).unwrap_or(usize::MAX)
 }
 
 /// Refuses caps that the descriptor limit cannot honour, naming both.

@@ -106,6 +106,8 @@ fn crate_config(
     host_key: sftp_upload::keys::PrivateKey,
 ) -> sftp_upload::Config {
     let s = &config.sftp_settings;
+    let mut limits = s.limits.clone();
+    limits.max_open_handles = crate::descriptors::sftp_handles(config);
     sftp_upload::Config {
         host_key,
         users: users
@@ -113,7 +115,7 @@ fn crate_config(
             .map(|u| Arc::new(with_refusal(u, config)))
             .collect(),
         honour_client_mode: s.honour_client_mode,
-        limits: s.limits.clone(),
+        limits,
         advisor: Some(advisor(Arc::new(config.clone()))),
     }
 }

@@ -89,3 +89,49 @@ fn running_out_of_descriptors_is_a_503_not_a_404() {
         "{head}"
     );
 }
+
+#[test]
+fn sftp_handles_of_all_sessions_share_what_the_descriptors_leave() {
+    use crate::support::sftp::{Running, SftpSite, paramiko, text};
+    let Some(py) = paramiko() else {
+        return;
+    };
+    // Reserved: 64 + 8 connections × 2 + 2 scripts × 4 + 4 SSH connections × 3 = 100, and one
+    // session's 8 handles must fit: with a limit of 112, all sessions together get 12.
+    let s = SftpSite::new(
+        "[limits]\nmax_connections = 8\n[cgi]\nmax_concurrent = 2\n\
+         [sftp]\nmax_connections = 4\nmax_handles = 8",
+    );
+    for i in 0..16 {
+        s.site.file(&format!("f{i}.txt"), "x", 0o644);
+    }
+    s.site.file("page.html", "web", 0o644);
+    let r = Running::of(Server::spawn_command(under_ulimit(&s.site, "-n 112")));
+    let o = r.paramiko(
+        py,
+        &s.key,
+        r#"
+first = paramiko.SFTPClient.from_transport(t)
+second = paramiko.SFTPClient.from_transport(t)
+held = [first.open(f"f{i}.txt") for i in range(8)]
+got = []
+for i in range(8, 16):
+    try:
+        got.append(second.open(f"f{i}.txt"))
+    except IOError as e:
+        print("refused:", e)
+        break
+print("second session opened", len(got))
+"#,
+        &[],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("second session opened 4"), "{}", text(&o));
+    assert!(
+        out.contains("as many files open as it allows"),
+        "{}",
+        text(&o)
+    );
+    // The web side is not starved.
+    assert_eq!(r.server.get("/page.html").text(), "web");
+}

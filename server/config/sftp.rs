@@ -116,6 +116,8 @@ pub(super) fn settings(
             failure_window: Duration::from_secs(raw.failure_window_secs),
             ban: Duration::from_secs(raw.ban_secs),
             max_handles: raw.max_handles,
+            // Set from the descriptor limit when the endpoint is configured (`crate::sftp`).
+            max_open_handles: sftp_upload::Limits::default().max_open_handles,
             max_sessions_per_user: raw.max_sessions_per_user,
             max_connections: raw.max_connections,
             max_unauthenticated_per_address: raw.max_unauthenticated_per_address,

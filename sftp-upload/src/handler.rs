@@ -27,7 +27,7 @@ use bytes::Bytes;
 
 use crate::error::FsError;
 use crate::files::SiteFiles;
-use crate::handles::{Handle, Handles};
+use crate::handles::{Handle, Handles, TooMany};
 use crate::longname::Names;
 use crate::path::SitePath;
 use crate::quota::Quota;
@@ -62,10 +62,11 @@ pub enum Action {
 
 impl Sftp {
     /// A session for `user` on `files`.
-    pub fn new(files: SiteFiles, user: &str, max_handles: usize, quota: Quota) -> Sftp {
+    pub fn new(files: SiteFiles, user: &str, handles: Handles, quota: Quota) -> Sftp {
+        let max_handles = handles.max();
         Sftp {
             files,
-            handles: Handles::new(max_handles),
+            handles,
             names: Names::default(),
             user: user.to_string(),
             quota,
@@ -162,7 +163,12 @@ impl Sftp {
         let name = self
             .handles
             .insert(handle)
-            .map_err(|_| FsError::Failed("too many open files in this session"))?;
+            .map_err(|too_many| match too_many {
+                TooMany::Session => FsError::Failed("too many open files in this session"),
+                TooMany::Server => FsError::Failed(
+                    "the server has as many files open as it allows; close some and try again",
+                ),
+            })?;
         let mut p = Packet::new(fxp::HANDLE, id);
         p.string(&name);
         Ok(p.finish())

@@ -62,34 +62,77 @@ pub enum Handle {
     Dir(DirHandle),
 }
 
+/// The handles every session of the endpoint holds, against one budget: each takes a file
+/// descriptor, and the process's descriptors are shared with HTTP connections and scripts,
+/// which one user's sessions must not starve.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    used: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl Budget {
+    /// A budget of `max` handles across sessions, counted in `used`.
+    pub fn new(used: Arc<AtomicUsize>, max: usize) -> Budget {
+        Budget { used, max }
+    }
+
+    fn take(&self) -> bool {
+        if self.used.fetch_add(1, Ordering::SeqCst) >= self.max {
+            self.used.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::SeqCst);
+    }
+}
+
 /// The table.
 pub struct Handles {
     map: HashMap<u32, Handle>,
     next: u32,
     max: usize,
+    budget: Budget,
     /// Open file handles, readable from other tasks (a stopping server waits for transfers).
     open_files: Arc<AtomicUsize>,
 }
 
 /// Too many handles are open.
 #[derive(Debug)]
-pub struct TooMany;
+pub enum TooMany {
+    /// This session holds `sftp.max_handles`.
+    Session,
+    /// All sessions together hold what the server's descriptors allow.
+    Server,
+}
 
 impl Handles {
-    /// An empty table holding at most `max` handles.
-    pub fn new(max: usize) -> Handles {
+    /// An empty table holding at most `max` handles, each also taken from `budget`.
+    pub fn new(max: usize, budget: Budget) -> Handles {
         Handles {
             map: HashMap::new(),
             next: 1,
             max,
+            budget,
             open_files: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// The most handles this table holds.
+    pub fn max(&self) -> usize {
+        self.max
     }
 
     /// Stores `h` and returns its name.
     pub fn insert(&mut self, h: Handle) -> Result<[u8; 4], TooMany> {
         if self.map.len() >= self.max {
-            return Err(TooMany);
+            return Err(TooMany::Session);
+        }
+        if !self.budget.take() {
+            return Err(TooMany::Server);
         }
         while self.map.contains_key(&self.next) {
             self.next = self.next.wrapping_add(1);
@@ -115,6 +158,7 @@ impl Handles {
     /// Removes and returns the handle named `name`.
     pub fn remove(&mut self, name: &[u8]) -> Option<Handle> {
         let h = self.map.remove(&Self::key(name)?)?;
+        self.budget.give_back(1);
         if matches!(h, Handle::File(_)) {
             self.open_files.fetch_sub(1, Ordering::SeqCst);
         }
@@ -129,6 +173,7 @@ impl Handles {
     /// Every handle still open, for the end of the session.
     pub fn drain(&mut self) -> impl Iterator<Item = Handle> + '_ {
         self.open_files.store(0, Ordering::SeqCst);
+        self.budget.give_back(self.map.len());
         self.map.drain().map(|(_, h)| h)
     }
 }

@@ -153,6 +153,9 @@ pub struct Limits {
     pub ban: Duration,
     /// Open handles per SFTP session.
     pub max_handles: usize,
+    /// Open handles of all sessions together: each holds a descriptor of the process, which
+    /// HTTP connections and scripts need too (the binary sets it from the descriptor limit).
+    pub max_open_handles: usize,
     /// SFTP sessions per user at once.
     pub max_sessions_per_user: usize,
     /// SSH connections at once.
@@ -175,6 +178,7 @@ impl Default for Limits {
             failure_window: Duration::from_secs(600),
             ban: Duration::from_secs(900),
             max_handles: 256,
+            max_open_handles: 16_384,
             max_sessions_per_user: 16,
             max_connections: 256,
             max_unauthenticated_per_address: 10,
@@ -215,6 +219,8 @@ pub struct Endpoint {
     shutdown: CancellationToken,
     /// The running SFTP sessions, which shutdown waits for.
     session_tasks: TaskTracker,
+    /// Handles open in all sessions (see [`Limits::max_open_handles`]).
+    open_handles: Arc<AtomicUsize>,
 }
 
 /// A held SFTP session slot of a user; released on drop.
@@ -238,7 +244,14 @@ impl Endpoint {
             usage: Mutex::new(HashMap::new()),
             shutdown,
             session_tasks: TaskTracker::new(),
+            open_handles: Arc::default(),
         })
+    }
+
+    /// The budget a new session's handles are taken from.
+    fn handle_budget(&self) -> handles::Budget {
+        let max = self.config().limits.max_open_handles;
+        handles::Budget::new(self.open_handles.clone(), max)
     }
 
     /// The current configuration.

@@ -16,6 +16,7 @@ use crate::accounts;
 use crate::files::SiteFiles;
 use crate::guard::Guard;
 use crate::handler::Sftp;
+use crate::handles::Handles;
 use crate::quota::Quota;
 use crate::{Endpoint, User};
 
@@ -220,7 +221,8 @@ impl Handler for Connection {
         tracing::info!(peer = %self.peer, user = %user.name, site = %LogText::path(&user.site), "sftp session started");
         let config = self.endpoint.config();
         let quota = Quota::new(user.quota, self.endpoint.usage(&user.name));
-        let mut sftp = Sftp::new(files, &user.name, config.limits.max_handles, quota);
+        let handles = Handles::new(config.limits.max_handles, self.endpoint.handle_budget());
+        let mut sftp = Sftp::new(files, &user.name, handles, quota);
         if let Some(advisor) = &config.advisor {
             sftp.advise_with(advisor.clone(), user.site.clone());
         }

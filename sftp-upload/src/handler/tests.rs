@@ -12,7 +12,7 @@ fn session() -> (tempfile::TempDir, Sftp) {
     let dir = tempfile::tempdir().expect("tempdir");
     let files = SiteFiles::open(dir.path(), "t", false).expect("site");
     let quota = Quota::new(QuotaLimits::default(), Default::default());
-    (dir, Sftp::new(files, "t", 8, quota))
+    (dir, Sftp::new(files, "t", handles(8), quota))
 }
 
 /// A request packet body: type, id, then the fields.
@@ -247,7 +247,12 @@ fn quota_counts_writes_truncation_and_replacing_renames() {
         bytes: Some(12),
         files: None,
     };
-    let mut s = Sftp::new(files, "t", 8, Quota::new(limits, Default::default()));
+    let mut s = Sftp::new(
+        files,
+        "t",
+        handles(8),
+        Quota::new(limits, Default::default()),
+    );
     let h = open(
         &mut s,
         1,
@@ -305,4 +310,10 @@ fn quota_counts_writes_truncation_and_replacing_renames() {
             .len(),
         5
     );
+}
+
+/// A handle table of `max` with a budget that never runs out.
+fn handles(max: usize) -> crate::handles::Handles {
+    let budget = crate::handles::Budget::new(Default::default(), usize::MAX);
+    crate::handles::Handles::new(max, budget)
 }
