@@ -148,7 +148,7 @@ impl App {
             tracing::error!(error = %e, "cannot reopen the access log; keeping the old one");
         }
         if let Some(endpoint) = &self.sftp {
-            crate::sftp::reload(endpoint, &new);
+            crate::sftp::reload(endpoint, &old, &new);
         }
         let jail = Jail::open(&new.document_root).ok().map(Arc::new);
         if let Ok(mut slot) = self.root.write() {

@@ -181,14 +181,16 @@ fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
 
 /// Puts `config`'s users and limits in force on the running `endpoint` (new logins; open
 /// sessions keep what they started with). The demo password is only ever created at start-up.
-pub fn reload(endpoint: &Endpoint, config: &Config) {
-    let old = endpoint.config();
+///
+/// SECURITY: only a configuration that never had users keeps the in-memory demo user made at
+/// start; when the file's last user is removed, nobody stays able to log in.
+pub fn reload(endpoint: &Endpoint, previous: &Config, config: &Config) {
+    let running = endpoint.config();
     let mut users = config.sftp_settings.users.clone();
-    if users.is_empty() {
-        // Keep the in-memory demo user of a configuration without users.
-        users = old.users.iter().map(|u| (**u).clone()).collect();
+    if users.is_empty() && previous.sftp_settings.users.is_empty() {
+        users = running.users.iter().map(|u| (**u).clone()).collect();
     }
-    endpoint.replace_config(crate_config(config, users, old.host_key.clone()));
+    endpoint.replace_config(crate_config(config, users, running.host_key.clone()));
 }
 
 /// On the very first start nobody can log in: give the demo user (or the first user, or a new

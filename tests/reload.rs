@@ -67,3 +67,22 @@ fn a_reload_names_the_settings_that_wait_for_a_restart() {
     server.wait_for("configuration reloaded");
     assert_eq!(server.get("/a.html").text(), "a");
 }
+
+#[test]
+fn removing_the_last_user_revokes_their_login() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    let r = s.start();
+    assert!(r.batch(&s.key, "pwd\n").status.success());
+    let o = user_cmd(&s.site.config_path(), &["remove", "demo"], "");
+    assert!(o.status.success(), "{}", text(&o));
+    r.server.wait_for("configuration reloaded");
+    let o = r.batch(&s.key, "pwd\n");
+    assert!(
+        !o.status.success(),
+        "the removed user still logs in: {}",
+        text(&o)
+    );
+}
