@@ -55,7 +55,7 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
             println!("verdict: the server cannot open {path}: {error} (500)");
             ExitCode::FAILURE
         }
-        Resolution::Script(s) => script_verdict(config, &s),
+        Resolution::Script(s) => script_verdict(config, &jail, &s),
         Resolution::Denied { denial, path } => {
             let e = resolve::explain(&denial, &path, config);
             println!("verdict: refused ({})", denial.status());
@@ -68,9 +68,9 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
 
 /// A script the gate lets run: whether it will really start (its handler installed, its `#!`
 /// line sound), predicted without running it.
-fn script_verdict(config: &Config, s: &Script) -> ExitCode {
+fn script_verdict(config: &Config, jail: &Jail, s: &Script) -> ExitCode {
     let path = s.rel.to_string_lossy().into_owned();
-    let problem = crate::cgi::predict::predict(config, s);
+    let problem = crate::cgi::predict::predict(config, jail, s);
     if let Some(problem) = problem {
         let (status, e) = problem.explain(&path);
         println!(

@@ -120,13 +120,12 @@ fn crate_config(
     }
 }
 
-/// `user` marked as refused when the server runs as root and their site would give them rights
-/// they must not have (see [`crate::config::unsafe_site`]). The web side still serves it.
+/// `user` marked as refused when their site would give them rights they must not have (see
+/// [`crate::config::unsafe_site`]; the owner rule only matters when the server runs as root).
+/// The web side still serves it.
 fn with_refusal(mut user: sftp_upload::User, config: &Config) -> sftp_upload::User {
-    if nix::unistd::Uid::effective().is_root() {
-        let config_dir = config.source_dir.as_deref();
-        user.refused = crate::config::unsafe_site(&user.site, config.cgi.min_uid, config_dir);
-    }
+    let as_root = nix::unistd::Uid::effective().is_root();
+    user.refused = crate::config::unsafe_site(&user.site, config, as_root);
     user
 }
 
@@ -155,7 +154,7 @@ fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
             // The same prediction `explain` makes: a script the gate lets run may still fail
             // to start (its owner has no account, its #! line is broken, ...).
             crate::resolve::Resolution::Script(script) => {
-                match crate::cgi::predict::predict(&config, &script) {
+                match crate::cgi::predict::predict(&config, &jail, &script) {
                     None => "runs as a CGI script".to_string(),
                     Some(failure) => {
                         let path = script.rel.to_string_lossy();

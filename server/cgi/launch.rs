@@ -28,11 +28,12 @@ pub(super) struct Launch {
     /// `program` is found for a script that runs itself.
     dir: OwnedFd,
     identity: Option<spawn::Identity>,
-    filename: PathBuf,
     /// The site's root, where the directories the script's user must enter start.
     root: PathBuf,
     /// The script runs itself (no handler): exec its name in `dir`, never through a link.
     nofollow: bool,
+    /// The script's name in `dir`.
+    name: std::ffi::OsString,
     limits: spawn::Limits,
 }
 
@@ -58,7 +59,7 @@ impl Launch {
                 (interp_c.clone(), vec![interp_c, script_c])
             }
             // As suEXEC does: the name, run in its directory (argv[0] keeps the full path).
-            None => (c_string(&name)?, vec![script_c]),
+            None => (c_string(&exec_name(&name))?, vec![script_c]),
         };
         let c = &config.cgi;
         Ok(Launch {
@@ -67,9 +68,9 @@ impl Launch {
             envp,
             dir,
             identity,
-            filename,
             root: config.document_root.clone(),
             nofollow: script.interpreter.is_none(),
+            name,
             limits: spawn::Limits {
                 cpu_secs: c.limit_cpu_secs,
                 memory_bytes: c.limit_memory_bytes,
@@ -133,6 +134,18 @@ fn pinned_directory(
         return Err(Failure::Changed);
     }
     Ok((dir, name))
+}
+
+/// The name to run in the script's directory: as given, or `./name` when it starts with `-`,
+/// which an interpreter would otherwise take for an option.
+fn exec_name(name: &std::ffi::OsStr) -> std::ffi::OsString {
+    if name.as_bytes().starts_with(b"-") {
+        let mut dotted = std::ffi::OsString::from("./");
+        dotted.push(name);
+        dotted
+    } else {
+        name.to_os_string()
+    }
 }
 
 fn c_string(text: &std::ffi::OsStr) -> Result<CString, Failure> {
@@ -210,9 +223,7 @@ fn spawn_failure(e: spawn::SpawnError, script: &Script, launch: &Launch) -> Fail
         return blocked;
     }
     match (e.step, e.error.raw_os_error()) {
-        (Some(spawn::Step::Exec), Some(errno)) => {
-            exec_failure(script, &launch.filename, errno, launch.identity.as_ref())
-        }
+        (Some(spawn::Step::Exec), Some(errno)) => exec_failure(script, launch, errno),
         (Some(step), _) => Failure::Setup {
             step,
             error: e.error,
@@ -221,12 +232,7 @@ fn spawn_failure(e: spawn::SpawnError, script: &Script, launch: &Launch) -> Fail
     }
 }
 
-fn exec_failure(
-    script: &Script,
-    filename: &std::path::Path,
-    errno: i32,
-    identity: Option<&spawn::Identity>,
-) -> Failure {
+fn exec_failure(script: &Script, launch: &Launch, errno: i32) -> Failure {
     if let Some(interp) = &script.interpreter
         && errno == libc::ENOENT
     {
@@ -234,8 +240,8 @@ fn exec_failure(
             interpreter: interp.display().to_string(),
         };
     }
-    let first = predict::first_bytes(filename);
-    failure::diagnose_exec(errno, &first, &identity::describe(identity))
+    let first = predict::first_bytes(&launch.dir, &launch.name);
+    failure::diagnose_exec(errno, &first, &identity::describe(launch.identity.as_ref()))
 }
 
 /// Which end of a pipe the server keeps.

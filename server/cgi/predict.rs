@@ -3,8 +3,14 @@
 //! path (after a failed start), `yadokari explain` and the SFTP transfer log all ask here, so
 //! the three never disagree about a script.
 
+use std::ffi::OsStr;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use yadokari_site::Jail;
 
 use super::failure::{self, Failure};
 use super::identity;
@@ -13,7 +19,7 @@ use crate::config::Config;
 use crate::resolve::Script;
 
 /// The first problem `script` will hit when it is run, or `None` when it should start.
-pub fn predict(config: &Config, script: &Script) -> Option<Failure> {
+pub fn predict(config: &Config, jail: &Jail, script: &Script) -> Option<Failure> {
     let identity = match identity::for_owner(script.stat.st_uid, &config.cgi) {
         Ok(identity) => identity,
         Err(failure) => return Some(failure),
@@ -26,16 +32,32 @@ pub fn predict(config: &Config, script: &Script) -> Option<Failure> {
             interpreter: i.display().to_string(),
         }),
         Some(_) => None,
-        None => failure::predict_exec(&first_bytes(&config.document_root.join(&script.rel))),
+        None => {
+            let first = match jail.open_parent(&script.rel) {
+                Ok(Some((dir, name))) => first_bytes(&dir, &name),
+                _ => Vec::new(),
+            };
+            failure::predict_exec(&first)
+        }
     }
 }
 
-/// Up to 256 bytes from the start of `path`.
-pub fn first_bytes(path: &Path) -> Vec<u8> {
+/// Up to 256 bytes from the start of `name` in the directory `dir`: opened without following
+/// a link and without blocking (a FIFO swapped in cannot hang the caller), and only read when
+/// it is a regular file.
+pub fn first_bytes(dir: impl AsFd, name: &OsStr) -> Vec<u8> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let Ok(fd) = nix::fcntl::openat(dir, name, flags, Mode::empty()) else {
+        return Vec::new();
+    };
+    let regular = nix::sys::stat::fstat(&fd).is_ok_and(|s| {
+        yadokari_site::FileKind::from_mode(s.st_mode) == yadokari_site::FileKind::Regular
+    });
+    if !regular {
+        return Vec::new();
+    }
     let mut first = vec![0u8; 256];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut first))
-        .unwrap_or(0);
+    let n = std::io::Read::read(&mut std::fs::File::from(fd), &mut first).unwrap_or(0);
     first.truncate(n);
     first
 }

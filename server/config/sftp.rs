@@ -138,22 +138,56 @@ pub fn valid_user_name(name: &str) -> bool {
 }
 
 /// Why `site` must not be a customer's SFTP site, with the fix; `None` when it may be.
+/// `check_owner`: also refuse a site whose owner is root or a system account (what matters
+/// when the server runs as root, and what `user add` always checks).
 ///
 /// SECURITY: as root, a session takes its site owner's file-system identity, so a site owned
-/// by root or a system account (uid below `min_uid`) would give the customer that account's
+/// by root or a system account (uid below `cgi.min_uid`) would give the customer that account's
 /// rights (`/etc/shadow` was downloaded through `--site /`). A site that holds the
-/// configuration's directory or the server's own files would let them rewrite the server.
-pub fn unsafe_site(site: &Path, min_uid: u32, config_dir: Option<&Path>) -> Option<String> {
+/// configuration's directory, the host key or the server's program would let them rewrite the
+/// server whatever its uid. Paths are compared canonicalised, and a site that cannot be looked
+/// at is refused.
+pub fn unsafe_site(site: &Path, config: &super::Config, check_owner: bool) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let shown = site.display();
-    let holds = |what: &Path| what.starts_with(site);
-    let exe = std::env::current_exe().ok();
-    if config_dir.is_some_and(holds) || exe.as_deref().is_some_and(holds) {
+    let Ok(site) = std::fs::canonicalize(site) else {
         return Some(format!(
-            "{shown} holds the server's own configuration or program, so it can never be a customer's site; give the user a directory of their own"
+            "{shown} cannot be looked at, so it cannot be checked"
+        ));
+    };
+    let host_key_dir = config
+        .sftp_settings
+        .host_key
+        .as_deref()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf);
+    let protected = [
+        config.source_dir.clone(),
+        host_key_dir,
+        std::env::current_exe().ok(),
+    ];
+    let holds = protected
+        .iter()
+        .flatten()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .any(|p| p.starts_with(&site));
+    if holds {
+        return Some(format!(
+            "{shown} holds the server's own configuration, host key or program, so it can never be a customer's site; give the user a directory of their own"
         ));
     }
-    let owner = std::fs::metadata(site).ok()?.uid();
+    if !check_owner {
+        return None;
+    }
+    let min_uid = config.cgi.min_uid;
+    let owner = match std::fs::metadata(&site) {
+        Ok(meta) => meta.uid(),
+        Err(e) => {
+            return Some(format!(
+                "{shown} cannot be looked at ({e}), so it cannot be checked"
+            ));
+        }
+    };
     if owner < min_uid {
         let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(owner))
             .ok()

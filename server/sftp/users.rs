@@ -55,8 +55,7 @@ fn add(path: &Path, name: &str, site: Option<&Path>) -> anyhow::Result<()> {
             .with_context(|| format!("{} is not a directory", site.display()))?,
         None => config.document_root.clone(),
     };
-    let config_dir = config.source_dir.as_deref();
-    if let Some(reason) = crate::config::unsafe_site(&home, config.cgi.min_uid, config_dir) {
+    if let Some(reason) = crate::config::unsafe_site(&home, &config, true) {
         bail!("cannot add `{name}`: {reason}");
     }
     edit_config(path, |doc| {
