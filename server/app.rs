@@ -63,12 +63,42 @@ impl ConfigSource {
     }
 }
 
+/// One configuration and the document root it names, held open, swapped together: a request
+/// never judges files in one root while it runs scripts with another's paths.
+pub struct State {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Its document root, held open: one descriptor for every request instead of an open and
+    /// a close each. Opened at the first request that needs it when it could not be opened at
+    /// load (the directory may come later).
+    root: std::sync::OnceLock<Arc<Jail>>,
+}
+
+impl State {
+    fn new(config: Config) -> State {
+        let root = std::sync::OnceLock::new();
+        if let Ok(jail) = Jail::open(&config.document_root) {
+            let _ = root.set(Arc::new(jail));
+        }
+        State {
+            config: Arc::new(config),
+            root,
+        }
+    }
+
+    /// The document root's jail.
+    pub fn jail(&self) -> std::io::Result<Arc<Jail>> {
+        if let Some(jail) = self.root.get() {
+            return Ok(jail.clone());
+        }
+        let jail = Arc::new(Jail::open(&self.config.document_root)?);
+        Ok(self.root.get_or_init(|| jail).clone())
+    }
+}
+
 /// What the running server shares.
 pub struct App {
-    config: RwLock<Arc<Config>>,
-    /// The document root, held open (reopened on reload): one descriptor for every request
-    /// instead of an open and a close each.
-    root: RwLock<Option<Arc<Jail>>>,
+    state: RwLock<Arc<State>>,
     /// The access log.
     pub access_log: Arc<AccessLog>,
     /// Script slots, sized at start.
@@ -87,35 +117,25 @@ impl App {
         sftp: Option<Arc<Endpoint>>,
     ) -> App {
         App {
-            root: RwLock::new(Jail::open(&config.document_root).ok().map(Arc::new)),
             scripts: ScriptSlots::new(config.cgi.max_concurrent),
-            config: RwLock::new(Arc::new(config)),
+            state: RwLock::new(Arc::new(State::new(config))),
             access_log: Arc::new(access_log),
             sftp,
             source,
         }
     }
 
-    /// The configuration in force now.
-    pub fn config(&self) -> Arc<Config> {
-        match self.config.read() {
-            Ok(c) => c.clone(),
+    /// The configuration and document root in force now.
+    pub fn state(&self) -> Arc<State> {
+        match self.state.read() {
+            Ok(s) => s.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    /// The document root's jail; opened again if it could not be opened before.
-    pub fn jail(&self, config: &Config) -> std::io::Result<Arc<Jail>> {
-        if let Ok(slot) = self.root.read()
-            && let Some(jail) = slot.as_ref()
-        {
-            return Ok(jail.clone());
-        }
-        let jail = Arc::new(Jail::open(&config.document_root)?);
-        if let Ok(mut slot) = self.root.write() {
-            *slot = Some(jail.clone());
-        }
-        Ok(jail)
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.state().config.clone()
     }
 
     /// Reads the configuration again from where it came from (the same file, the same
@@ -150,13 +170,10 @@ impl App {
         if let Some(endpoint) = &self.sftp {
             crate::sftp::reload(endpoint, &old, &new);
         }
-        let jail = Jail::open(&new.document_root).ok().map(Arc::new);
-        if let Ok(mut slot) = self.root.write() {
-            *slot = jail;
-        }
-        match self.config.write() {
-            Ok(mut c) => *c = Arc::new(new),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
+        let state = Arc::new(State::new(new));
+        match self.state.write() {
+            Ok(mut s) => *s = state,
+            Err(poisoned) => *poisoned.into_inner() = state,
         }
         tracing::info!(why, "configuration reloaded");
     }

@@ -5,8 +5,8 @@
 //! script's stderr). A name holding a newline would otherwise start a line of its own that
 //! reads like another event (log forging). The formatter hands over one whole event per
 //! write; [`OneLine`] escapes every control character in it but the final newline (and tab,
-//! and the terminal's colour escapes when colours are on), so whatever a client sends stays
-//! inside its own line.
+//! and colour (SGR) sequences when colours are on), so whatever a client sends stays inside
+//! its own line and cannot drive the reader's terminal.
 
 use std::io::{self, IsTerminal, Write};
 
@@ -101,18 +101,41 @@ fn escape(buf: &[u8], ansi: bool) -> Vec<u8> {
         None => (buf, &b""[..]),
     };
     let mut out = Vec::with_capacity(buf.len() + 8);
-    for &b in body {
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        // The formatter's colours (SGR: ESC [ digits and ; then m) pass on a terminal; any
+        // other escape sequence (cursor moves, OSC 52 clipboard writes) a script's stderr
+        // might carry is shown escaped.
+        if ansi
+            && b == 0x1b
+            && let Some(len) = sgr_len(&body[i..])
+        {
+            out.extend_from_slice(&body[i..i + len]);
+            i += len;
+            continue;
+        }
         match b {
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.push(b),
-            0x1b if ansi => out.push(b),
             b if b < 0x20 || b == 0x7f => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
             b => out.push(b),
         }
+        i += 1;
     }
     out.extend_from_slice(end);
     out
+}
+
+/// The length of the SGR sequence (`ESC [ 0-9; m`) at the start of `bytes`, if it is one.
+fn sgr_len(bytes: &[u8]) -> Option<usize> {
+    let rest = bytes.strip_prefix(b"\x1b[")?;
+    let params = rest
+        .iter()
+        .take_while(|b| b.is_ascii_digit() || **b == b';')
+        .count();
+    (rest.get(params) == Some(&b'm')).then_some(2 + params + 1)
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ pub fn check(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<(), Hos
             Err(HostError::Missing)
         }
         (None, _) => Ok(()),
+        // The absolute form's authority is used and the field ignored (§3.2.2).
+        (Some(_), None) if uri.authority().is_some() => Ok(()),
         (Some(value), None) if valid(value.as_bytes()) => Ok(()),
         (Some(value), None) => Err(HostError::Invalid(
             String::from_utf8_lossy(value.as_bytes())
@@ -73,9 +75,11 @@ fn valid(value: &[u8]) -> bool {
         },
     };
     let reg_name = host.iter().enumerate().all(|(i, &b)| {
-        b.is_ascii_alphanumeric()
-            || b"-._~!$&'()*+,;=".contains(&b)
-            || (b == b'%' && host.len() > i + 2)
+        let escape = || {
+            host.get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        };
+        b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) || (b == b'%' && escape())
     });
     let port_ok = port.is_empty() || (port[0] == b':' && port[1..].iter().all(u8::is_ascii_digit));
     let named = !host.is_empty() || value.first() == Some(&b'[');

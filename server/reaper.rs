@@ -10,8 +10,13 @@
 //! adopted leftover: killed if alive, reaped once dead. A process is only acted on when two
 //! sweeps in a row found it so, which leaves a script alone in the moment between its spawn
 //! and its registration.
+//!
+//! Known gap: a leftover that stays in the server's session can move itself into the process
+//! group of another running script (`setpgid`) and live as long as that request does; only a
+//! per-customer cgroup (the sandbox issue) closes that.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cgi::Running;
@@ -33,11 +38,15 @@ pub fn become_subreaper() -> std::io::Result<()> {
 pub async fn run(running: Running) {
     // SAFETY: getsid(0) only reads this process's session id.
     let session = unsafe { libc::getsid(0) };
+    // Children the process already had (a container entrypoint's `sh -c 'crond & exec
+    // yadokari'`) are not the scripts' leftovers: never touched.
+    let inherited: Arc<HashSet<i32>> = Arc::new(children().into_iter().collect());
     let mut suspects = HashSet::new();
     let mut every = tokio::time::interval(SWEEP_EVERY);
     loop {
         every.tick().await;
-        let scripts = running.pids();
+        let mut scripts = running.pids();
+        scripts.extend(inherited.iter());
         suspects = tokio::task::spawn_blocking(move || sweep(session, &scripts, &suspects))
             .await
             .unwrap_or_default();

@@ -11,10 +11,9 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::access_log::{Entry, LoggedBody};
-use crate::app::App;
+use crate::app::{App, State};
 use crate::body::{self, Body, BoxError, RequestBody};
 use crate::cgi::{self, Outcome, failure::Failure};
-use crate::config::Config;
 use crate::conn::{ConnInfo, InFlight};
 use crate::error::HttpError;
 use crate::error_page;
@@ -29,7 +28,8 @@ pub async fn handle(
     conn: Arc<ConnInfo>,
 ) -> Response<LoggedBody<InFlight>> {
     let guard = conn.activity.begin();
-    let config = app.config();
+    let state = app.state();
+    let config = &state.config;
     let mut entry = app.access_log.enabled().then(|| Entry {
         remote: conn.peer.ip(),
         time: SystemTime::now(),
@@ -44,14 +44,14 @@ pub async fn handle(
     let span = tracing::debug_span!("request", method = %req.method(), uri = %req.uri(), peer = %conn.peer);
     let host = crate::host::check(req.version(), req.uri(), req.headers());
     let response = if conn.activity.ambiguous_framing() {
-        HttpError::AmbiguousFraming.response(&config)
+        HttpError::AmbiguousFraming.response(config)
     } else if let Err(e) = host {
-        HttpError::BadHost(e).response(&config)
+        HttpError::BadHost(e).response(config)
     } else if unsupported_coding(req.headers()) {
-        HttpError::UnsupportedCoding.response(&config)
+        HttpError::UnsupportedCoding.response(config)
     } else {
         let req = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
-        respond(req, &config, &conn, &app).instrument(span).await
+        respond(req, &state, &conn, &app).instrument(span).await
     };
     if let Some(entry) = &mut entry {
         entry.status = response.status().as_u16();
@@ -92,7 +92,7 @@ enum Acted {
 
 async fn respond(
     req: Request<RequestBody>,
-    config: &Config,
+    state: &State,
     conn: &ConnInfo,
     app: &App,
 ) -> Response<Body> {
@@ -101,10 +101,10 @@ async fn respond(
     let mut req = req;
     let mut redirected: Option<&str> = None;
     for _ in 0..=MAX_REDIRECTS {
-        let acted = act(req, config, conn, app, redirected).await;
+        let acted = act(req, state, conn, app, redirected).await;
         let (location, mut parts) = match acted {
             Ok(Acted::Done(response)) => return response,
-            Err(e) => return e.response(config),
+            Err(e) => return e.response(&state.config),
             Ok(Acted::Redirect(location, parts)) => (location, parts),
         };
         let Ok(uri) = location.parse::<http::Uri>() else {
@@ -112,7 +112,7 @@ async fn respond(
                 "a script redirected to an invalid local URL",
                 format!("Location: {location}"),
             );
-            return e.response(config);
+            return e.response(&state.config);
         };
         tracing::debug!(%location, "internal redirect");
         parts.method = Method::GET;
@@ -127,20 +127,21 @@ async fn respond(
         failure: Failure::RedirectLoop,
         path: original.path().to_string(),
     }
-    .response(config)
+    .response(&state.config)
 }
 
 /// Acts on one URL: resolve it, then serve, run or refuse.
 async fn act(
     req: Request<RequestBody>,
-    config: &Config,
+    state: &State,
     conn: &ConnInfo,
     app: &App,
     redirected: Option<&str>,
 ) -> Result<Acted, HttpError> {
     let url = url::parse(req.uri().path()).map_err(HttpError::BadPath)?;
-    let jail = app
-        .jail(config)
+    let config = &state.config;
+    let jail = state
+        .jail()
         .map_err(|e| HttpError::internal("cannot open the document root", e))?;
     let response = match resolve::resolve(&jail, &url, config) {
         Resolution::NotFound => return Err(HttpError::NotFound),

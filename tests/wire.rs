@@ -293,3 +293,26 @@ fn one_address_cannot_hold_every_connection_slot() {
     assert_eq!(raw_status(&answer), 200);
     drop(held);
 }
+
+#[test]
+fn a_chunked_body_that_stops_coming_gets_408() {
+    let site = Site::new().config("[limits]\nheader_read_timeout_secs = 1");
+    site.file(
+        "cgi-bin/count.cgi",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\nwc -c\n",
+        0o755,
+    );
+    let server = site.start();
+    let mut c = server.connect();
+    c.write_all(b"POST /cgi-bin/count.cgi HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        .expect("write");
+    // ...and nothing more: the server gives up instead of holding the slot for ever.
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    assert_eq!(
+        raw_status(&answer),
+        408,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}

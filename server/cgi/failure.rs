@@ -14,6 +14,8 @@ use super::spawn::{ExitStatus, Step};
 pub enum Failure {
     /// The request body is over `limits.max_request_body_bytes`.
     BodyTooLarge { limit: u64 },
+    /// A chunked request body stopped coming for `secs` seconds.
+    BodyTimeout { secs: u64 },
     /// The request body could not be read or spooled.
     BodyUnreadable { error: std::io::Error },
     /// Every script slot stayed busy for the whole queue wait.
@@ -93,6 +95,12 @@ impl Failure {
     /// The request, the server's resources and its bounds.
     fn serving(&self, path: &str) -> Option<(StatusCode, String, String)> {
         Some(match self {
+            Failure::BodyTimeout { secs } => (
+                StatusCode::REQUEST_TIMEOUT,
+                format!("The request body stopped arriving for {secs} seconds."),
+                "Send the body without long pauses (or raise limits.header_read_timeout_secs)."
+                    .to_string(),
+            ),
             Failure::Changed => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
@@ -307,6 +315,7 @@ impl Failure {
         match self {
             Failure::BodyTooLarge { .. } => "body_too_large",
             Failure::BodyUnreadable { .. } => "body_unreadable",
+            Failure::BodyTimeout { .. } => "body_timeout",
             Failure::Busy { .. } => "busy",
             Failure::NoAccount { .. } => "no_account",
             Failure::NoFallbackUser { .. } => "no_fallback_user",

@@ -76,7 +76,7 @@ pub async fn run(
     redirected: Option<&str>,
 ) -> Result<Outcome, Failure> {
     let (parts, body) = req.into_parts();
-    let stdin = prepare_body(&parts, body, config.limits.max_request_body).await?;
+    let stdin = prepare_body(&parts, body, &config.limits).await?;
     let slot = slots.take(config.cgi.queue_wait).await?;
     let launch = Launch::new(&parts, &stdin, script, jail, config, conn, redirected)?;
     let (mut child, mut stdout) = launch::start(&launch, stdin, slot, script)?;
@@ -173,11 +173,16 @@ fn respond(head: CgiHead, output: Output, parts: http::request::Parts) -> Result
 
 /// Validates and prepares the request body: 413 before anything is spawned when it is over the
 /// limit; a chunked body is spooled (bounded) so that CONTENT_LENGTH can always be set.
+///
+/// A chunked body must keep coming: a gap longer than `limits.header_read_timeout` between
+/// two pieces ends the request with 408 (a trickling client would otherwise hold its slot and
+/// a temporary file for ever).
 async fn prepare_body(
     parts: &http::request::Parts,
     body: RequestBody,
-    limit: u64,
+    limits: &crate::config::Limits,
 ) -> Result<Stdin, Failure> {
+    let limit = limits.max_request_body;
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -200,7 +205,15 @@ async fn prepare_body(
     let mut file = tempfile::tempfile().map_err(unreadable)?;
     let mut total = 0u64;
     let mut body = body;
-    while let Some(frame) = body.frame().await {
+    let gap = limits.header_read_timeout;
+    loop {
+        let next = tokio::time::timeout(gap, body.frame()).await;
+        let Ok(next) = next else {
+            return Err(Failure::BodyTimeout {
+                secs: gap.as_secs(),
+            });
+        };
+        let Some(frame) = next else { break };
         let frame = frame.map_err(|e| Failure::BodyUnreadable {
             error: std::io::Error::other(e),
         })?;

@@ -77,9 +77,9 @@ impl Budget {
         Budget { used, max }
     }
 
-    fn take(&self) -> bool {
-        if self.used.fetch_add(1, Ordering::SeqCst) >= self.max {
-            self.used.fetch_sub(1, Ordering::SeqCst);
+    fn take(&self, n: usize) -> bool {
+        if self.used.fetch_add(n, Ordering::SeqCst) + n > self.max {
+            self.used.fetch_sub(n, Ordering::SeqCst);
             return false;
         }
         true
@@ -131,7 +131,7 @@ impl Handles {
         if self.map.len() >= self.max {
             return Err(TooMany::Session);
         }
-        if !self.budget.take() {
+        if !self.budget.take(Self::cost(&h)) {
             return Err(TooMany::Server);
         }
         while self.map.contains_key(&self.next) {
@@ -146,6 +146,14 @@ impl Handles {
         Ok(id.to_be_bytes())
     }
 
+    /// Descriptors a handle holds: a file one, a directory two (itself and its stream).
+    fn cost(h: &Handle) -> usize {
+        match h {
+            Handle::File(_) => 1,
+            Handle::Dir(_) => 2,
+        }
+    }
+
     fn key(name: &[u8]) -> Option<u32> {
         <[u8; 4]>::try_from(name).ok().map(u32::from_be_bytes)
     }
@@ -158,7 +166,7 @@ impl Handles {
     /// Removes and returns the handle named `name`.
     pub fn remove(&mut self, name: &[u8]) -> Option<Handle> {
         let h = self.map.remove(&Self::key(name)?)?;
-        self.budget.give_back(1);
+        self.budget.give_back(Self::cost(&h));
         if matches!(h, Handle::File(_)) {
             self.open_files.fetch_sub(1, Ordering::SeqCst);
         }
@@ -173,7 +181,17 @@ impl Handles {
     /// Every handle still open, for the end of the session.
     pub fn drain(&mut self) -> impl Iterator<Item = Handle> + '_ {
         self.open_files.store(0, Ordering::SeqCst);
-        self.budget.give_back(self.map.len());
+        let held: usize = self.map.values().map(Self::cost).sum();
+        self.budget.give_back(held);
         self.map.drain().map(|(_, h)| h)
+    }
+}
+
+impl Drop for Handles {
+    /// Whatever is still held goes back to the budget, even when the session ended without
+    /// draining (a panic in a request): the server-wide budget never shrinks for good.
+    fn drop(&mut self) {
+        let held: usize = self.map.values().map(Self::cost).sum();
+        self.budget.give_back(held);
     }
 }
