@@ -16,10 +16,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::config::Limits;
-use crate::conn::{Activity, ConnInfo, PerAddress};
+use crate::conn::{Activity, ConnInfo};
 use crate::sendfile::SendQueue;
 use crate::service;
 use crate::socket::ClientSocket;
+use yadokari_site::per_address::PerAddress;
 
 /// Runs the HTTP server on `listener` until `shutdown` is cancelled, then waits for open
 /// connections to finish their current response, at most the configured grace.

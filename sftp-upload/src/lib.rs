@@ -94,6 +94,7 @@ use russh::keys::PrivateKey;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use yadokari_site::per_address::{AddressSlot, PerAddress};
 
 pub use quota::QuotaLimits;
 
@@ -369,7 +370,7 @@ struct Connections {
     slots: Arc<tokio::sync::Semaphore>,
     guards: Arc<Mutex<HashMap<u64, guard::Guard>>>,
     /// Connections per address that have not logged in yet.
-    unauthenticated: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+    unauthenticated: Arc<PerAddress>,
     next_id: u64,
 }
 
@@ -391,7 +392,7 @@ impl Connections {
             return;
         }
         let cap = endpoint.config().limits.max_unauthenticated_per_address;
-        let Some(startup) = Startup::take(&self.unauthenticated, peer.ip(), cap) else {
+        let Some(startup) = self.unauthenticated.admit(peer.ip(), cap) else {
             tracing::warn!(%peer, cap, "connection refused: too many connections from this address that have not logged in (sftp.max_unauthenticated_per_address)");
             return;
         };
@@ -448,7 +449,7 @@ async fn serve_connection(
     peer: SocketAddr,
     endpoint: Arc<Endpoint>,
     guard: guard::Guard,
-    startup: Startup,
+    startup: AddressSlot,
 ) {
     let _ = socket.set_nodelay(true);
     let config = endpoint.russh_config();
@@ -484,7 +485,7 @@ async fn login_watchdog(
     authenticated: Arc<AtomicBool>,
     grace: Duration,
     peer: SocketAddr,
-    startup: Startup,
+    startup: AddressSlot,
 ) {
     let deadline = tokio::time::Instant::now() + grace;
     while tokio::time::Instant::now() < deadline {
@@ -497,43 +498,5 @@ async fn login_watchdog(
     if !authenticated.load(Ordering::SeqCst) {
         tracing::info!(%peer, "not logged in within the login grace time; closed");
         guard.cut();
-    }
-}
-
-/// A connection's place among its address's connections that have not logged in yet.
-struct Startup {
-    counts: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
-    ip: std::net::IpAddr,
-}
-
-impl Startup {
-    /// A place for one more connection from `ip`, unless it already has `cap`.
-    fn take(
-        counts: &Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
-        ip: std::net::IpAddr,
-        cap: usize,
-    ) -> Option<Startup> {
-        let mut held = lock(counts);
-        let n = held.entry(ip).or_insert(0);
-        if *n >= cap {
-            return None;
-        }
-        *n += 1;
-        Some(Startup {
-            counts: counts.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Startup {
-    fn drop(&mut self) {
-        let mut held = lock(&self.counts);
-        if let Some(n) = held.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                held.remove(&self.ip);
-            }
-        }
     }
 }

@@ -10,11 +10,13 @@
 //! Being the one crate both the binary and `sftp-upload` depend on, it is also where the few
 //! helpers both need live, instead of a copy on each side: [`read`] (a pread into a buffer's
 //! spare capacity, for static bodies and SFTP READs), [`random`] (bytes from the kernel, for
-//! host keys and first passwords) and [`log_text`] (names and paths escaped for log lines).
+//! host keys and first passwords), [`log_text`] (names and paths escaped for log lines) and
+//! [`per_address`] (per-client-address caps on connections and logins).
 
 pub mod denial;
 pub mod jail;
 pub mod log_text;
+pub mod per_address;
 pub mod policy;
 pub mod random;
 pub mod read;
