@@ -72,6 +72,8 @@ pub struct State {
     /// a close each. Opened at the first request that needs it when it could not be opened at
     /// load (the directory may come later).
     root: std::sync::OnceLock<Arc<Jail>>,
+    /// The customers' web roots, each opened at its first request.
+    sites: Vec<std::sync::OnceLock<Arc<Jail>>>,
 }
 
 impl State {
@@ -80,20 +82,37 @@ impl State {
         if let Ok(jail) = Jail::open(&config.document_root) {
             let _ = root.set(Arc::new(jail));
         }
+        let sites = (0..config.sites.len())
+            .map(|_| std::sync::OnceLock::new())
+            .collect();
         State {
             config: Arc::new(config),
             root,
+            sites,
         }
     }
 
     /// The document root's jail.
     pub fn jail(&self) -> std::io::Result<Arc<Jail>> {
-        if let Some(jail) = self.root.get() {
-            return Ok(jail.clone());
-        }
-        let jail = Arc::new(Jail::open(&self.config.document_root)?);
-        Ok(self.root.get_or_init(|| jail).clone())
+        opened(&self.root, &self.config.document_root)
     }
+
+    /// The jail of customer `index`'s web root, or of the document root for `None`.
+    pub fn jail_of(&self, index: Option<usize>) -> std::io::Result<Arc<Jail>> {
+        match index.and_then(|i| Some((self.sites.get(i)?, self.config.sites.root(i)))) {
+            Some((slot, root)) => opened(slot, root),
+            None => self.jail(),
+        }
+    }
+}
+
+/// The jail in `slot`, opened at `root` the first time it is asked for.
+fn opened(slot: &std::sync::OnceLock<Arc<Jail>>, root: &Path) -> std::io::Result<Arc<Jail>> {
+    if let Some(jail) = slot.get() {
+        return Ok(jail.clone());
+    }
+    let jail = Arc::new(Jail::open(root)?);
+    Ok(slot.get_or_init(|| jail).clone())
 }
 
 /// What the running server shares.

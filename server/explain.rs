@@ -70,7 +70,7 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
 /// line sound), predicted without running it.
 fn script_verdict(config: &Config, jail: &Jail, s: &Script) -> ExitCode {
     let path = s.rel.to_string_lossy().into_owned();
-    let problem = crate::cgi::predict::predict(config, jail, s);
+    let problem = crate::cgi::predict::predict(config, &config.document_root, jail, s);
     if let Some(problem) = problem {
         let (status, e) = problem.explain(&path);
         println!(

@@ -21,6 +21,7 @@ mod resolve;
 mod sendfile;
 mod service;
 mod sftp;
+mod sites;
 mod socket;
 mod static_files;
 mod url;

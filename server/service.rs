@@ -18,6 +18,7 @@ use crate::conn::{ConnInfo, InFlight};
 use crate::error::HttpError;
 use crate::error_page;
 use crate::resolve::{self, Resolution};
+use crate::sites::{Route, Served};
 use crate::static_files;
 use crate::url;
 
@@ -138,11 +139,39 @@ async fn act(
     app: &App,
     redirected: Option<&str>,
 ) -> Result<Acted, HttpError> {
-    let url = url::parse(req.uri().path()).map_err(HttpError::BadPath)?;
     let config = &state.config;
+    let host = req.uri().host().or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let (index, prefix, path) = match config.sites.route(host, req.uri().path()) {
+        Route::Default => (None, String::new(), req.uri().path()),
+        Route::Domain(i) => (Some(i), String::new(), req.uri().path()),
+        Route::UserDir {
+            index,
+            prefix,
+            rest,
+        } => (Some(index), prefix.to_string(), rest),
+        Route::UserDirSlash => return Ok(Acted::Done(add_slash(&req))),
+        Route::NoSuchUser => return Err(HttpError::NotFound),
+    };
+    let url = url::parse(path).map_err(HttpError::BadPath)?;
     let jail = state
-        .jail()
-        .map_err(|e| HttpError::internal("cannot open the document root", e))?;
+        .jail_of(index)
+        .map_err(|e| HttpError::internal("cannot open the site's directory", e))?;
+    let root = index.map_or(&config.document_root, |i| config.sites.root(i));
+    let site = Served {
+        root,
+        jail: &jail,
+        prefix: &prefix,
+        // For `/~name/`, scripts are told the server's document root, as Apache does.
+        document_root: if prefix.is_empty() {
+            root
+        } else {
+            &config.document_root
+        },
+    };
     let response = match resolve::resolve(&jail, &url, config) {
         Resolution::NotFound => return Err(HttpError::NotFound),
         Resolution::AddSlash => add_slash(&req),
@@ -164,7 +193,7 @@ async fn act(
             let run = Box::pin(cgi::run(
                 req,
                 &script,
-                &jail,
+                &site,
                 config,
                 conn,
                 &app.scripts,

@@ -135,10 +135,8 @@ fn with_refusal(mut user: sftp_upload::User, config: &Config) -> sftp_upload::Us
 fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
     Arc::new(move |site: &Path, rel: &Path| {
         use std::os::unix::ffi::OsStrExt;
-        if site != config.document_root {
-            return None; // a site the HTTP side does not serve
-        }
-        let jail = yadokari_site::Jail::open(&config.document_root).ok()?;
+        // Every user's site is served: the document root, or theirs by domain and /~name/.
+        let jail = yadokari_site::Jail::open(site).ok()?;
         let segments: Vec<Vec<u8>> = rel
             .as_os_str()
             .as_bytes()
@@ -154,7 +152,7 @@ fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
             // The same prediction `explain` makes: a script the gate lets run may still fail
             // to start (its owner has no account, its #! line is broken, ...).
             crate::resolve::Resolution::Script(script) => {
-                match crate::cgi::predict::predict(&config, &jail, &script) {
+                match crate::cgi::predict::predict(&config, site, &jail, &script) {
                     None => "runs as a CGI script".to_string(),
                     Some(failure) => {
                         let path = script.rel.to_string_lossy();

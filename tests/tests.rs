@@ -16,6 +16,7 @@ mod sftp_auth;
 mod sftp_protocol;
 mod sftp_rules;
 mod sftp_sessions;
+mod sites;
 mod static_files;
 mod traversal;
 mod wire;

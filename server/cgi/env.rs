@@ -31,6 +31,10 @@ pub struct Facts<'a> {
     pub local: SocketAddr,
     /// `DOCUMENT_ROOT`.
     pub document_root: &'a Path,
+    /// `CONTEXT_PREFIX`: the URL prefix the site is reached under (`/~name`), or empty.
+    pub context_prefix: &'a str,
+    /// `CONTEXT_DOCUMENT_ROOT`: the site's own root.
+    pub context_root: &'a Path,
     /// `SCRIPT_NAME` (decoded URL path).
     pub script_name: &'a [u8],
     /// `PATH_INFO` (decoded; empty when none).
@@ -65,14 +69,16 @@ pub fn build(f: &Facts<'_>) -> Vec<CString> {
     set("SCRIPT_FILENAME", f.script_filename.as_os_str().as_bytes());
     if !f.path_info.is_empty() {
         set("PATH_INFO", f.path_info);
-        let mut translated = f.document_root.as_os_str().as_bytes().to_vec();
+        let mut translated = f.context_root.as_os_str().as_bytes().to_vec();
         translated.extend_from_slice(f.path_info);
         set("PATH_TRANSLATED", &translated);
     }
-    let root = f.document_root.as_os_str().as_bytes();
-    set("DOCUMENT_ROOT", root);
-    set("CONTEXT_PREFIX", b"");
-    set("CONTEXT_DOCUMENT_ROOT", root);
+    set("DOCUMENT_ROOT", f.document_root.as_os_str().as_bytes());
+    set("CONTEXT_PREFIX", f.context_prefix.as_bytes());
+    set(
+        "CONTEXT_DOCUMENT_ROOT",
+        f.context_root.as_os_str().as_bytes(),
+    );
     set("SERVER_NAME", server_name(f).as_bytes());
     set("SERVER_ADDR", f.local.ip().to_string().as_bytes());
     set("SERVER_PORT", f.local.port().to_string().as_bytes());
@@ -201,6 +207,8 @@ mod tests {
             remote: "[::1]:5555".parse().expect("addr"),
             local: "[::1]:8080".parse().expect("addr"),
             document_root: Path::new("/srv/www"),
+            context_prefix: "",
+            context_root: Path::new("/srv/www"),
             script_name: b"/cgi-bin/env.cgi",
             path_info: b"/a b",
             script_filename: Path::new("/srv/www/cgi-bin/env.cgi"),

@@ -18,6 +18,7 @@ use super::{Stdin, env, identity, predict, pump, spawn};
 use crate::config::Config;
 use crate::conn::ConnInfo;
 use crate::resolve::Script;
+use crate::sites::Served;
 
 /// Everything the script is started with, built before anything is spawned.
 pub(super) struct Launch {
@@ -43,15 +44,17 @@ impl Launch {
         parts: &http::request::Parts,
         stdin: &Stdin,
         script: &Script,
-        jail: &Jail,
+        site: &Served<'_>,
         config: &Config,
         conn: &ConnInfo,
         redirected: Option<&str>,
     ) -> Result<Launch, Failure> {
         let identity = identity::for_owner(script.stat.st_uid, &config.cgi)?;
-        let filename = config.document_root.join(&script.rel);
-        let envp = environment(parts, stdin, script, config, conn, redirected, &filename);
-        let (dir, name) = pinned_directory(jail, script)?;
+        let filename = site.root.join(&script.rel);
+        let envp = environment(
+            parts, stdin, script, site, config, conn, redirected, &filename,
+        );
+        let (dir, name) = pinned_directory(site.jail, script)?;
         let script_c = c_string(filename.as_os_str())?;
         let (program, argv) = match &script.interpreter {
             Some(interp) => {
@@ -68,7 +71,7 @@ impl Launch {
             envp,
             dir,
             identity,
-            root: config.document_root.clone(),
+            root: site.root.to_path_buf(),
             nofollow: script.interpreter.is_none(),
             name,
             limits: spawn::Limits {
@@ -81,11 +84,14 @@ impl Launch {
     }
 }
 
-/// The script's environment (see `env.rs`).
+/// The script's environment (see `env.rs`). SCRIPT_NAME is the URL path, the site's prefix
+/// (`/~name`) included.
+#[allow(clippy::too_many_arguments)]
 fn environment(
     parts: &http::request::Parts,
     stdin: &Stdin,
     script: &Script,
+    site: &Served<'_>,
     config: &Config,
     conn: &ConnInfo,
     redirected: Option<&str>,
@@ -95,6 +101,8 @@ fn environment(
         (Some(_), _) | (None, Some(_)) => Some(200),
         (None, None) => None,
     };
+    let mut script_name = site.prefix.as_bytes().to_vec();
+    script_name.extend_from_slice(&script.script_name);
     env::build(&env::Facts {
         method: parts.method.as_str(),
         uri: &parts.uri,
@@ -103,8 +111,10 @@ fn environment(
         content_length: stdin.len(),
         remote: conn.peer,
         local: conn.local,
-        document_root: &config.document_root,
-        script_name: &script.script_name,
+        document_root: site.document_root,
+        context_prefix: site.prefix,
+        context_root: site.root,
+        script_name: &script_name,
         path_info: &script.path_info,
         script_filename: filename,
         pass_authorization: config.cgi.pass_authorization,

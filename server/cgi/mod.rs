@@ -29,12 +29,12 @@ use crate::body::{self, Body, RequestBody};
 use crate::config::Config;
 use crate::conn::ConnInfo;
 use crate::resolve::Script;
+use crate::sites::Served;
 use child::Child;
 use failure::Failure;
 use head::CgiHead;
 use launch::Launch;
 pub use slots::{Running, ScriptSlots};
-use yadokari_site::Jail;
 
 /// What running a script produced.
 pub enum Outcome {
@@ -69,7 +69,7 @@ impl Stdin {
 pub async fn run(
     req: Request<RequestBody>,
     script: &Script,
-    jail: &Jail,
+    site: &Served<'_>,
     config: &Config,
     conn: &ConnInfo,
     slots: &ScriptSlots,
@@ -78,7 +78,7 @@ pub async fn run(
     let (parts, body) = req.into_parts();
     let stdin = prepare_body(&parts, body, &config.limits).await?;
     let slot = slots.take(config.cgi.queue_wait).await?;
-    let launch = Launch::new(&parts, &stdin, script, jail, config, conn, redirected)?;
+    let launch = Launch::new(&parts, &stdin, script, site, config, conn, redirected)?;
     let (mut child, mut stdout) = launch::start(&launch, stdin, slot, script)?;
     let started = Instant::now();
     let nph = script

@@ -19,12 +19,12 @@ use crate::config::Config;
 use crate::resolve::Script;
 
 /// The first problem `script` will hit when it is run, or `None` when it should start.
-pub fn predict(config: &Config, jail: &Jail, script: &Script) -> Option<Failure> {
+pub fn predict(config: &Config, root: &Path, jail: &Jail, script: &Script) -> Option<Failure> {
     let identity = match identity::for_owner(script.stat.st_uid, &config.cgi) {
         Ok(identity) => identity,
         Err(failure) => return Some(failure),
     };
-    if let Some(blocked) = blocked_directory(&config.document_root, script, identity.as_ref()) {
+    if let Some(blocked) = blocked_directory(root, script, identity.as_ref()) {
         return Some(blocked);
     }
     match &script.interpreter {

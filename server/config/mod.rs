@@ -94,6 +94,8 @@ pub struct Config {
     pub sftp_settings: Settings,
     /// The configuration file's directory, absolute; `None` for the built-in defaults.
     pub source_dir: Option<PathBuf>,
+    /// The customers' sites: their domains and `/~name/` (see `crate::sites`).
+    pub sites: crate::sites::Sites,
 }
 
 /// Every bound and cap of the HTTP side.
@@ -174,6 +176,7 @@ impl Config {
             log_level(&server.log_level).map_err(|p| origin.err("server.log_level", p))?;
         let limits = limits(raw.limits, &origin)?;
         let cgi = cgi(raw.cgi, &origin)?;
+        let userdir = raw.hosting.userdir;
         let sftp_settings = sftp::settings(
             raw.sftp,
             raw.users,
@@ -181,6 +184,7 @@ impl Config {
             &document_root,
             limits.shutdown_grace,
         )?;
+        let sites = sites(&sftp_settings, userdir).map_err(|p| origin.err("users.domains", p))?;
         Ok(Config {
             document_root,
             http,
@@ -197,6 +201,7 @@ impl Config {
             cgi,
             sftp_settings,
             source_dir: origin.file.as_ref().map(|_| origin.base.clone()),
+            sites,
         })
     }
 
@@ -429,6 +434,15 @@ fn cgi(c: RawCgi, origin: &Origin) -> Result<Cgi, ConfigError> {
         limit_open_files: c.limit_open_files,
         limit_processes: c.limit_processes,
     })
+}
+
+/// The customers' sites from the users (each user's site is their web root) and their domains.
+fn sites(settings: &Settings, userdir: bool) -> Result<crate::sites::Sites, String> {
+    let mut sites = crate::sites::Sites::new(userdir);
+    for (user, domains) in settings.users.iter().zip(&settings.domains) {
+        sites.add(&user.name, user.site.clone(), domains)?;
+    }
+    Ok(sites)
 }
 
 /// The levels `server.log_level` takes, alone or per target (`info,hyper=debug`).

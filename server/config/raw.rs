@@ -17,6 +17,20 @@ pub(super) struct RawConfig {
     pub(super) cgi: RawCgi,
     pub(super) sftp: super::sftp::RawSftp,
     pub(super) users: Vec<super::sftp::RawUser>,
+    pub(super) hosting: RawHosting,
+}
+
+/// `[hosting]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawHosting {
+    pub(super) userdir: bool,
+}
+
+impl Default for RawHosting {
+    fn default() -> Self {
+        RawHosting { userdir: true }
+    }
 }
 
 /// `[server]`.

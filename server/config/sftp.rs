@@ -57,6 +57,8 @@ pub(super) struct RawUser {
     password_hash: Option<String>,
     quota_bytes: Option<u64>,
     quota_files: Option<u64>,
+    #[serde(default)]
+    domains: Vec<String>,
 }
 
 /// The validated SFTP settings.
@@ -70,6 +72,8 @@ pub struct Settings {
     pub limits: sftp_upload::Limits,
     /// Users, with absolute paths.
     pub users: Vec<sftp_upload::User>,
+    /// Each user's domains (same order as `users`), checked and lowercased.
+    pub domains: Vec<Vec<String>>,
 }
 
 /// Validates the `[sftp]` section and the users. `origin` names the file and resolves relative
@@ -99,7 +103,15 @@ pub(super) fn settings(
         origin.positive(key, v)?;
     }
     let mut out: Vec<sftp_upload::User> = Vec::new();
+    let mut domains = Vec::new();
     for u in users {
+        let mut checked = Vec::new();
+        for d in &u.domains {
+            let d = crate::sites::check_domain(d)
+                .map_err(|p| origin.err("users.domains", format!("user `{}`: {p}", u.name)))?;
+            checked.push(d);
+        }
+        domains.push(checked);
         let user = user(u, origin, document_root)?;
         if out.iter().any(|o| o.name == user.name) {
             return Err(origin.err("users.name", format!("`{}` appears twice", user.name)));
@@ -125,6 +137,7 @@ pub(super) fn settings(
             shutdown_grace,
         },
         users: out,
+        domains,
     })
 }
 
