@@ -141,6 +141,10 @@ impl Sites {
                 },
             };
         }
+        // No domains at all (a single-site server): nothing to look at, nothing allocated.
+        if self.exact.is_empty() && self.wildcard.is_empty() {
+            return Route::Default;
+        }
         let Some(host) = host.map(host_name) else {
             return Route::Default;
         };
