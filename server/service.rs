@@ -140,11 +140,13 @@ async fn act(
     redirected: Option<&str>,
 ) -> Result<Acted, HttpError> {
     let config = &state.config;
-    let host = req.uri().host().or_else(|| {
-        req.headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-    });
+    let host = || {
+        req.uri().host().or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+    };
     let (index, prefix, path) = match config.sites.route(host, req.uri().path()) {
         Route::Default => (None, String::new(), req.uri().path()),
         Route::Domain(i) => (Some(i), String::new(), req.uri().path()),

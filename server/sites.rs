@@ -122,8 +122,13 @@ impl Sites {
         self.roots.len()
     }
 
-    /// Where a request for `host` (any case, maybe with a port) and `path` goes.
-    pub fn route<'a>(&self, host: Option<&str>, path: &'a str) -> Route<'a> {
+    /// Where a request for `path` goes; `host` gives its host (any case, maybe with a port),
+    /// looked at only when there are domains to match.
+    pub fn route<'a, 'h>(
+        &self,
+        host: impl FnOnce() -> Option<&'h str>,
+        path: &'a str,
+    ) -> Route<'a> {
         if self.userdir
             && let Some(after) = path.strip_prefix("/~")
         {
@@ -145,7 +150,7 @@ impl Sites {
         if self.exact.is_empty() && self.wildcard.is_empty() {
             return Route::Default;
         }
-        let Some(host) = host.map(host_name) else {
+        let Some(host) = host().map(host_name) else {
             return Route::Default;
         };
         if let Some(&index) = self.exact.get(&host) {
@@ -194,26 +199,29 @@ mod tests {
     #[test]
     fn hosts_and_userdirs_pick_the_site() {
         let s = sites();
-        assert_eq!(s.route(Some("alice.example"), "/"), Route::Domain(0));
-        assert_eq!(s.route(Some("ALICE.EXAMPLE:8080"), "/x"), Route::Domain(0));
-        assert_eq!(s.route(Some("alice.example."), "/"), Route::Domain(0));
-        assert_eq!(s.route(Some("www.bob.example"), "/"), Route::Domain(1));
-        assert_eq!(s.route(Some("a.b.bob.example"), "/"), Route::Domain(1));
-        assert_eq!(s.route(Some("bob.example"), "/"), Route::Domain(1));
-        assert_eq!(s.route(Some("other.example"), "/"), Route::Default);
-        assert_eq!(s.route(None, "/"), Route::Default);
+        assert_eq!(s.route(|| Some("alice.example"), "/"), Route::Domain(0));
         assert_eq!(
-            s.route(Some("other.example"), "/~alice/cgi-bin/x.cgi"),
+            s.route(|| Some("ALICE.EXAMPLE:8080"), "/x"),
+            Route::Domain(0)
+        );
+        assert_eq!(s.route(|| Some("alice.example."), "/"), Route::Domain(0));
+        assert_eq!(s.route(|| Some("www.bob.example"), "/"), Route::Domain(1));
+        assert_eq!(s.route(|| Some("a.b.bob.example"), "/"), Route::Domain(1));
+        assert_eq!(s.route(|| Some("bob.example"), "/"), Route::Domain(1));
+        assert_eq!(s.route(|| Some("other.example"), "/"), Route::Default);
+        assert_eq!(s.route(|| None, "/"), Route::Default);
+        assert_eq!(
+            s.route(|| Some("other.example"), "/~alice/cgi-bin/x.cgi"),
             Route::UserDir {
                 index: 0,
                 prefix: "/~alice",
                 rest: "/cgi-bin/x.cgi"
             }
         );
-        assert_eq!(s.route(None, "/~alice"), Route::UserDirSlash);
-        assert_eq!(s.route(None, "/~nobody/"), Route::NoSuchUser);
+        assert_eq!(s.route(|| None, "/~alice"), Route::UserDirSlash);
+        assert_eq!(s.route(|| None, "/~nobody/"), Route::NoSuchUser);
         let off = Sites::new(false);
-        assert_eq!(off.route(None, "/~alice/"), Route::Default);
+        assert_eq!(off.route(|| None, "/~alice/"), Route::Default);
     }
 
     #[test]
