@@ -8,25 +8,23 @@ use yadokari_site::Jail;
 
 use crate::config::Config;
 use crate::resolve::{self, Resolution, Script};
+use crate::sites::Route;
 use crate::url::UrlPath;
 
 /// Prints the verdict on `path`; exit 0 when it is served or run, 1 when it is refused or
 /// missing, 2 when the question itself is wrong.
 pub fn run(config: &Config, path: &Path) -> ExitCode {
-    let url = match url_of(config, path) {
-        Ok(u) => u,
+    let (root, url) = match url_of(config, path) {
+        Ok(found) => found,
         Err(problem) => {
             eprintln!("yadokari explain: {problem}");
             return ExitCode::from(2);
         }
     };
-    let jail = match Jail::open(&config.document_root) {
+    let jail = match Jail::open(&root) {
         Ok(j) => j,
         Err(e) => {
-            eprintln!(
-                "yadokari explain: cannot open {}: {e}",
-                config.document_root.display()
-            );
+            eprintln!("yadokari explain: cannot open {}: {e}", root.display());
             return ExitCode::from(2);
         }
     };
@@ -55,7 +53,7 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
             println!("verdict: the server cannot open {path}: {error} (500)");
             ExitCode::FAILURE
         }
-        Resolution::Script(s) => script_verdict(config, &jail, &s),
+        Resolution::Script(s) => script_verdict(config, &root, &jail, &s),
         Resolution::Denied { denial, path } => {
             let e = resolve::explain(&denial, &path, config);
             println!("verdict: refused ({})", denial.status());
@@ -68,9 +66,9 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
 
 /// A script the gate lets run: whether it will really start (its handler installed, its `#!`
 /// line sound), predicted without running it.
-fn script_verdict(config: &Config, jail: &Jail, s: &Script) -> ExitCode {
+fn script_verdict(config: &Config, root: &Path, jail: &Jail, s: &Script) -> ExitCode {
     let path = s.rel.to_string_lossy().into_owned();
-    let problem = crate::cgi::predict::predict(config, &config.document_root, jail, s);
+    let problem = crate::cgi::predict::predict(config, root, jail, s);
     if let Some(problem) = problem {
         let (status, e) = problem.explain(&path);
         println!(
@@ -91,21 +89,41 @@ fn script_verdict(config: &Config, jail: &Jail, s: &Script) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The URL path asked about: a path outside the document root that starts with `/` is taken
-/// as a URL path (`/cgi-bin/x.cgi`), anything else as a file of the site.
-fn url_of(config: &Config, path: &Path) -> Result<UrlPath, String> {
+/// The site asked about and the URL path in it: a path that starts with `/` and lies in no
+/// site is a URL path (`/cgi-bin/x.cgi`, `/~alice/x.cgi`), anything else a file of the site
+/// (the document root or a user's) that holds it.
+fn url_of(config: &Config, path: &Path) -> Result<(PathBuf, UrlPath), String> {
+    let in_a_site = roots(config).any(|r| path.starts_with(r));
     if let Some(text) = path.to_str()
         && text.starts_with('/')
-        && !path.starts_with(&config.document_root)
+        && !in_a_site
     {
-        return crate::url::parse(text).map_err(|e| e.to_string());
+        let parse = |p: &str| crate::url::parse(p).map_err(|e| e.to_string());
+        return match config.sites.route(|| None, text) {
+            Route::UserDir { index, rest, .. } => {
+                Ok((config.sites.root(index).clone(), parse(rest)?))
+            }
+            Route::UserDirSlash => {
+                let name = text.trim_start_matches("/~");
+                Err(format!("{text} is a directory: ask about /~{name}/"))
+            }
+            Route::NoSuchUser => Err(format!("there is no user for {text}")),
+            Route::Default | Route::Domain(_) => Ok((config.document_root.clone(), parse(text)?)),
+        };
     }
     file_url(config, path)
 }
 
-/// The URL path of a file given as a filesystem path inside the document root. The parent is
-/// canonicalised, not the file, so a symlink is judged as the link it is.
-fn file_url(config: &Config, path: &Path) -> Result<UrlPath, String> {
+/// Every site's root: the document root and each user's.
+fn roots(config: &Config) -> impl Iterator<Item = &PathBuf> {
+    std::iter::once(&config.document_root)
+        .chain((0..config.sites.len()).map(|i| config.sites.root(i)))
+}
+
+/// The site holding a file given as a filesystem path (the deepest root that holds it) and the
+/// file's URL path there. The parent is canonicalised, not the file, so a symlink is judged as
+/// the link it is.
+fn file_url(config: &Config, path: &Path) -> Result<(PathBuf, UrlPath), String> {
     let absolute = std::env::current_dir()
         .map_err(|e| e.to_string())?
         .join(path);
@@ -124,20 +142,25 @@ fn file_url(config: &Config, path: &Path) -> Result<UrlPath, String> {
     } else {
         full
     };
-    let rel = full.strip_prefix(&config.document_root).map_err(|_| {
-        format!(
-            "{} is not inside the document root {}",
-            path.display(),
-            config.document_root.display()
-        )
-    })?;
+    let root = roots(config)
+        .filter(|r| full.starts_with(r))
+        .max_by_key(|r| r.components().count())
+        .ok_or_else(|| {
+            format!(
+                "{} is not inside the document root {} or a user's site",
+                path.display(),
+                config.document_root.display()
+            )
+        })?;
+    let rel = full.strip_prefix(root).map_err(|e| e.to_string())?;
     use std::os::unix::ffi::OsStrExt;
     let segments: Vec<Vec<u8>> = rel
         .components()
         .map(|c| c.as_os_str().as_bytes().to_vec())
         .collect();
-    Ok(UrlPath {
+    let url = UrlPath {
         trailing_slash: full.is_dir(),
         segments,
-    })
+    };
+    Ok((root.clone(), url))
 }

@@ -113,3 +113,27 @@ fn scripts_are_told_the_site_they_run_in() {
         "{body}"
     );
 }
+
+#[test]
+fn explain_knows_the_users_sites() {
+    let h = start();
+    let explain = |what: &str| {
+        let out = std::process::Command::new(crate::support::BIN)
+            .args(["explain", "--config"])
+            .arg(h.root.join("y.toml"))
+            .arg(what)
+            .output()
+            .expect("explain");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = explain("/~alice/cgi-bin/env.cgi");
+    assert!(said.contains("runs as a CGI script"), "{said}");
+    let file = h.root.join("alice/index.html");
+    let said = explain(file.to_str().expect("utf-8"));
+    assert!(
+        said.contains("served as a static file (index.html)"),
+        "{said}"
+    );
+    let said = explain("/~nobody/x");
+    assert!(!said.contains("verdict"), "{said}");
+}
