@@ -14,6 +14,7 @@ use crate::access_log::{Entry, LoggedBody};
 use crate::app::{App, State};
 use crate::body::{self, Body, BoxError, RequestBody};
 use crate::cgi::{self, Outcome, failure::Failure};
+use crate::config::Config;
 use crate::conn::{ConnInfo, InFlight};
 use crate::error::HttpError;
 use crate::error_page;
@@ -140,25 +141,9 @@ async fn act(
     redirected: Option<&str>,
 ) -> Result<Acted, HttpError> {
     let config = &state.config;
-    let host = || {
-        req.uri().host().or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
+    let Some(Routed { index, prefix, url }) = route(&req, config)? else {
+        return Ok(Acted::Done(add_slash(&req)));
     };
-    let (index, prefix, path) = match config.sites.route(host, req.uri().path()) {
-        Route::Default => (None, String::new(), req.uri().path()),
-        Route::Domain(i) => (Some(i), String::new(), req.uri().path()),
-        Route::UserDir {
-            index,
-            prefix,
-            rest,
-        } => (Some(index), prefix.to_string(), rest),
-        Route::UserDirSlash => return Ok(Acted::Done(add_slash(&req))),
-        Route::NoSuchUser => return Err(HttpError::NotFound),
-    };
-    let url = url::parse(path).map_err(HttpError::BadPath)?;
     let jail = state
         .jail_of(index)
         .map_err(|e| HttpError::internal("cannot open the site's directory", e))?;
@@ -211,6 +196,39 @@ async fn act(
         }
     };
     Ok(Acted::Done(response))
+}
+
+/// Where a request goes: a user's site (`None`: the document root), the URL prefix it is
+/// reached under (`/~name`, or empty), and the path in it.
+struct Routed {
+    index: Option<usize>,
+    prefix: String,
+    url: url::UrlPath,
+}
+
+/// Routes the request by its host or `/~name/` (see `sites.rs`); `None` when `/~name` needs
+/// its slash.
+fn route<B>(req: &Request<B>, config: &Config) -> Result<Option<Routed>, HttpError> {
+    let host = || {
+        req.uri().host().or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+    };
+    let (index, prefix, path) = match config.sites.route(host, req.uri().path()) {
+        Route::Default => (None, String::new(), req.uri().path()),
+        Route::Domain(i) => (Some(i), String::new(), req.uri().path()),
+        Route::UserDir {
+            index,
+            prefix,
+            rest,
+        } => (Some(index), prefix.to_string(), rest),
+        Route::UserDirSlash => return Ok(None),
+        Route::NoSuchUser => return Err(HttpError::NotFound),
+    };
+    let url = url::parse(path).map_err(HttpError::BadPath)?;
+    Ok(Some(Routed { index, prefix, url }))
 }
 
 /// 301 to the same path with a slash added, keeping the query string.

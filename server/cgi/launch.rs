@@ -38,22 +38,31 @@ pub(super) struct Launch {
     limits: spawn::Limits,
 }
 
+/// What a script is started for: the request, the site it was routed to, and the script the
+/// gate let run.
+pub(super) struct Call<'a> {
+    pub(super) parts: &'a http::request::Parts,
+    pub(super) stdin: &'a Stdin,
+    pub(super) script: &'a Script,
+    pub(super) site: &'a Served<'a>,
+    pub(super) config: &'a Config,
+    pub(super) conn: &'a ConnInfo,
+    /// The original URL path, after an internal redirect.
+    pub(super) redirected: Option<&'a str>,
+}
+
 impl Launch {
     /// Who runs it, with what environment, where, and under which limits.
-    pub(super) fn new(
-        parts: &http::request::Parts,
-        stdin: &Stdin,
-        script: &Script,
-        site: &Served<'_>,
-        config: &Config,
-        conn: &ConnInfo,
-        redirected: Option<&str>,
-    ) -> Result<Launch, Failure> {
+    pub(super) fn new(call: &Call<'_>) -> Result<Launch, Failure> {
+        let Call {
+            script,
+            site,
+            config,
+            ..
+        } = *call;
         let identity = identity::for_owner(script.stat.st_uid, &config.cgi)?;
         let filename = site.root.join(&script.rel);
-        let envp = environment(
-            parts, stdin, script, site, config, conn, redirected, &filename,
-        );
+        let envp = environment(call, &filename);
         let (dir, name) = pinned_directory(site.jail, script)?;
         let script_c = c_string(filename.as_os_str())?;
         let (program, argv) = match &script.interpreter {
@@ -86,17 +95,16 @@ impl Launch {
 
 /// The script's environment (see `env.rs`). SCRIPT_NAME is the URL path, the site's prefix
 /// (`/~name`) included.
-#[allow(clippy::too_many_arguments)]
-fn environment(
-    parts: &http::request::Parts,
-    stdin: &Stdin,
-    script: &Script,
-    site: &Served<'_>,
-    config: &Config,
-    conn: &ConnInfo,
-    redirected: Option<&str>,
-    filename: &std::path::Path,
-) -> Vec<CString> {
+fn environment(call: &Call<'_>, filename: &std::path::Path) -> Vec<CString> {
+    let Call {
+        parts,
+        stdin,
+        script,
+        site,
+        config,
+        conn,
+        redirected,
+    } = *call;
     let redirect_status = match (redirected, &script.interpreter) {
         (Some(_), _) | (None, Some(_)) => Some(200),
         (None, None) => None,

@@ -78,7 +78,15 @@ pub async fn run(
     let (parts, body) = req.into_parts();
     let stdin = prepare_body(&parts, body, &config.limits).await?;
     let slot = slots.take(config.cgi.queue_wait).await?;
-    let launch = Launch::new(&parts, &stdin, script, site, config, conn, redirected)?;
+    let launch = Launch::new(&launch::Call {
+        parts: &parts,
+        stdin: &stdin,
+        script,
+        site,
+        config,
+        conn,
+        redirected,
+    })?;
     let (mut child, mut stdout) = launch::start(&launch, stdin, slot, script)?;
     let started = Instant::now();
     let nph = script

@@ -105,13 +105,7 @@ pub(super) fn settings(
     let mut out: Vec<sftp_upload::User> = Vec::new();
     let mut domains = Vec::new();
     for u in users {
-        let mut checked = Vec::new();
-        for d in &u.domains {
-            let d = crate::sites::check_domain(d)
-                .map_err(|p| origin.err("users.domains", format!("user `{}`: {p}", u.name)))?;
-            checked.push(d);
-        }
-        domains.push(checked);
+        domains.push(checked_domains(&u, origin)?);
         let user = user(u, origin, document_root)?;
         if out.iter().any(|o| o.name == user.name) {
             return Err(origin.err("users.name", format!("`{}` appears twice", user.name)));
@@ -214,6 +208,17 @@ pub fn unsafe_site(site: &Path, config: &super::Config, check_owner: bool) -> Op
         ));
     }
     None
+}
+
+/// A user's domains, checked and lowercased.
+fn checked_domains(u: &RawUser, origin: &Origin) -> Result<Vec<String>, ConfigError> {
+    u.domains
+        .iter()
+        .map(|d| {
+            crate::sites::check_domain(d)
+                .map_err(|p| origin.err("users.domains", format!("user `{}`: {p}", u.name)))
+        })
+        .collect()
 }
 
 /// One `[[users]]` entry, checked: a plain name, an existing site, a real password hash.
