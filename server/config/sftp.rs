@@ -197,6 +197,30 @@ mod tests {
             ),
             ("[sftp]\nmax_handles = 0\n", "sftp.max_handles"),
             (
+                "[[users]]\nname = \"x\"\nsite = \"alice\"\nhome = \"alice\"\n",
+                "users.home",
+            ),
+            ("[[users]]\nname = \"x\"\nuid = 0\n", "users.uid"),
+            ("[[users]]\nname = \"x\"\nuid = 999\n", "users.uid"),
+            (
+                "[[users]]\nname = \"x\"\nuid = 20000\n[[users]]\nname = \"y\"\nuid = 20000\n",
+                "users.uid",
+            ),
+            (
+                "[[users]]\nname = \"x\"\nunix_user = \"no-such-account-here\"\n",
+                "users.uid",
+            ),
+            (
+                "[[users]]\nname = \"x\"\nhome = \"alice\"\nweb_root = \"../htdocs\"\n",
+                "users.web_root",
+            ),
+            (
+                "[[users]]\nname = \"x\"\nmax_scripts = 65\n",
+                "users.max_scripts",
+            ),
+            ("[hosting]\nuid_range = [10, 20]\n", "hosting.uid_range"),
+            ("[hosting]\nweb_root = \"../x\"\n", "hosting.web_root"),
+            (
                 "[[users]]\nname = \"x\"\npasword_hash = \"typo\"\n",
                 "pasword_hash",
             ),
@@ -205,6 +229,16 @@ mod tests {
             let e = load(text).expect_err(text).to_string();
             assert!(e.contains(key), "{text}: {e}");
         }
+        let c = load(
+            "[[users]]\nname = \"x\"\nhome = \"alice\"\nweb_root = \".\"\nuid = 20001\nlimit_cpu_secs = 5\n",
+        )
+        .expect("valid");
+        let x = &c.customers[0];
+        assert_eq!(x.web_root, x.home);
+        assert_eq!(x.identity.map(|i| (i.uid, i.gid)), Some((20001, 20001)));
+        assert_eq!(x.limits.cpu_secs, 5);
+        assert_eq!(x.limits.open_files, c.cgi.limits.open_files);
+        assert_eq!(c.by_uid.get(&20001), Some(&0));
         let e = load("[[users]]\nname = \"x\"\npassword_hash = \"hunter2\"\n")
             .expect_err("invalid")
             .to_string();

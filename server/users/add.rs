@@ -147,7 +147,12 @@ fn make_home(
     let parent = home
         .parent()
         .and_then(|p| std::fs::canonicalize(p).ok())
-        .with_context(|| format!("the directory {} is to go in does not exist", home.display()))?;
+        .with_context(|| {
+            format!(
+                "the directory {} is to go in does not exist",
+                home.display()
+            )
+        })?;
     let home = parent.join(home.file_name().context("a home needs a name")?);
     refuse_overlap(config, &home)?;
     build(config, &home, &new.name, identity).inspect_err(|_| {

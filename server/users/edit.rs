@@ -91,7 +91,9 @@ fn keep_owner_and_mode(
 }
 
 /// The `[[users]]` array, made when the file has none.
-pub(super) fn users_array(doc: &mut toml_edit::DocumentMut) -> anyhow::Result<&mut toml_edit::ArrayOfTables> {
+pub(super) fn users_array(
+    doc: &mut toml_edit::DocumentMut,
+) -> anyhow::Result<&mut toml_edit::ArrayOfTables> {
     if !doc.contains_key("users") {
         doc.insert(
             "users",
@@ -113,4 +115,3 @@ pub fn user_entry<'a>(
         .find(|t| t.get("name").and_then(|v| v.as_str()) == Some(name))
         .with_context(|| format!("no user `{name}`"))
 }
-

@@ -13,10 +13,11 @@ use super::load;
 pub(super) fn domain(path: &Path, name: &str, add: bool, domain: &str) -> anyhow::Result<()> {
     let d = crate::sites::check_domain(domain).map_err(anyhow::Error::msg)?;
     let config = load(path)?;
-    if add
-        && let Some(owner) = config.customers.iter().find(|c| c.domains.contains(&d))
-    {
-        bail!("the domain `{d}` is already `{}`'s; nothing changed", owner.name);
+    if add && let Some(owner) = config.customers.iter().find(|c| c.domains.contains(&d)) {
+        bail!(
+            "the domain `{d}` is already `{}`'s; nothing changed",
+            owner.name
+        );
     }
     edit_config(path, |doc| {
         let entry = user_entry(doc, name)?;
@@ -113,7 +114,10 @@ pub(super) fn remove(path: &Path, name: &str, purge: bool) -> anyhow::Result<()>
         // remove_dir_all never follows a symlink out of the tree it removes.
         std::fs::remove_dir_all(&home)
             .with_context(|| format!("removed `{name}`, but cannot delete {}", home.display()))?;
-        println!("removed user `{name}` and deleted their home {}", home.display());
+        println!(
+            "removed user `{name}` and deleted their home {}",
+            home.display()
+        );
     } else {
         println!(
             "removed user `{name}` (their files stay in {})",
