@@ -107,10 +107,21 @@ fn crate_config(
     limits.max_open_handles = crate::descriptors::sftp_handles(config);
     sftp_upload::Config {
         host_key,
-        users: users
-            .into_iter()
-            .map(|u| Arc::new(with_refusal(u, config)))
-            .collect(),
+        users: {
+            let guard = crate::config::SiteGuard::new(config);
+            let customers: std::collections::HashMap<&str, &crate::config::Customer> = config
+                .customers
+                .iter()
+                .map(|c| (c.name.as_str(), c))
+                .collect();
+            users
+                .into_iter()
+                .map(|u| {
+                    let customer = customers.get(u.name.as_str()).copied();
+                    Arc::new(with_refusal(u, customer, &guard))
+                })
+                .collect()
+        },
         honour_client_mode: s.honour_client_mode,
         limits,
         advisor: Some(advisor(Arc::new(config.clone()))),
@@ -120,12 +131,15 @@ fn crate_config(
 /// `user` marked as refused when their site would give them rights they must not have (see
 /// [`crate::config::unsafe_site`]; the owner rule only matters when the server runs as root).
 /// The web side still serves it.
-fn with_refusal(mut user: sftp_upload::User, config: &Config) -> sftp_upload::User {
+fn with_refusal(
+    mut user: sftp_upload::User,
+    customer: Option<&crate::config::Customer>,
+    guard: &crate::config::SiteGuard,
+) -> sftp_upload::User {
     let as_root = nix::unistd::Uid::effective().is_root();
-    user.refused = crate::config::unsafe_site(&user.site, config, as_root).or_else(|| {
-        let customer = config.customers.iter().find(|c| c.name == user.name)?;
-        not_their_home(customer).filter(|_| as_root)
-    });
+    user.refused = guard
+        .check(&user.site, as_root)
+        .or_else(|| not_their_home(customer?).filter(|_| as_root));
     user
 }
 

@@ -18,7 +18,7 @@ mod sftp;
 mod users;
 
 pub use sftp::Settings;
-pub use users::{Customer, Hosting, Identity, unsafe_site, valid_user_name};
+pub use users::{Customer, Hosting, Identity, SiteGuard, unsafe_site, valid_user_name};
 
 /// Where the config is looked for when `--config` is not given.
 pub const DEFAULT_CONFIG: &str = "conf/yadokari.toml";
