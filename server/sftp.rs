@@ -165,9 +165,19 @@ fn not_their_home(customer: &crate::config::Customer) -> Option<String> {
 /// resolution and permission gate a request goes through (as `yadokari explain` does), so the
 /// transfer log says "refused (500): ... Fix: chmod 755 hello.cgi" right after the upload.
 fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
-    Arc::new(move |site: &Path, rel: &Path| {
+    // A customer's SFTP site is their home; what the web serves is their web root inside it.
+    let web_roots: std::collections::HashMap<std::path::PathBuf, std::path::PathBuf> = config
+        .customers
+        .iter()
+        .map(|c| (c.home.clone(), c.web_root.clone()))
+        .collect();
+    Arc::new(move |home: &Path, rel: &Path| {
         use std::os::unix::ffi::OsStrExt;
-        // Every user's site is served: the document root, or theirs by domain and /~name/.
+        let web_root = web_roots.get(home).map_or(home, |w| w.as_path());
+        // A file outside the web root (in `logs/`, say) is not on the web at all.
+        let rel = home.join(rel);
+        let rel = rel.strip_prefix(web_root).ok()?;
+        let site = web_root;
         let jail = yadokari_site::Jail::open(site).ok()?;
         let segments: Vec<Vec<u8>> = rel
             .as_os_str()

@@ -135,6 +135,11 @@ fn each_customer_is_their_own_identity_in_their_own_home() {
     assert!(o.status.success(), "{}", text(&o));
     let uploaded = h.home("alice").join("public_html/cgi-bin/id.cgi");
     assert_eq!(uid_of(&uploaded), alice_uid, "her upload is hers");
+    assert!(
+        eventually(|| s.server.output().contains("runs as a CGI script")),
+        "the transfer log judges the file in her web root: {}",
+        s.server.output()
+    );
 
     let (status, body) = get(&s.server, "alice.example", "/cgi-bin/id.cgi");
     assert_eq!(status, 200, "{body}");
