@@ -39,6 +39,8 @@ pub struct Sites {
     wildcard: HashMap<String, usize>,
     /// Each customer's web root, absolute.
     roots: Vec<PathBuf>,
+    /// Each customer's name, by index.
+    customers: Vec<String>,
 }
 
 /// Where a request goes.
@@ -99,6 +101,7 @@ impl Sites {
     pub fn add(&mut self, name: &str, root: PathBuf, domains: &[String]) -> Result<(), String> {
         let index = self.roots.len();
         self.roots.push(root);
+        self.customers.push(name.to_string());
         self.names.insert(name.to_string(), index);
         for d in domains {
             let (map, key) = match d.strip_prefix("*.") {
@@ -115,6 +118,11 @@ impl Sites {
     /// Customer `index`'s web root.
     pub fn root(&self, index: usize) -> &PathBuf {
         &self.roots[index]
+    }
+
+    /// Customer `index`'s name (what their logs and the request span's `customer` field go by).
+    pub fn name(&self, index: usize) -> &str {
+        &self.customers[index]
     }
 
     /// How many customer sites there are.
@@ -200,6 +208,7 @@ mod tests {
     fn hosts_and_userdirs_pick_the_site() {
         let s = sites();
         assert_eq!(s.route(|| Some("alice.example"), "/"), Route::Domain(0));
+        assert_eq!((s.name(0), s.name(1)), ("alice", "bob"));
         assert_eq!(
             s.route(|| Some("ALICE.EXAMPLE:8080"), "/x"),
             Route::Domain(0)

@@ -96,6 +96,8 @@ pub struct Config {
     pub source_dir: Option<PathBuf>,
     /// The customers' sites: their domains and `/~name/` (see `crate::sites`).
     pub sites: crate::sites::Sites,
+    /// When customers' own logs are rotated (`[hosting] log_max_bytes`, `log_generations`).
+    pub customer_logs: crate::customer_log::Rotation,
 }
 
 /// Every bound and cap of the HTTP side.
@@ -177,6 +179,7 @@ impl Config {
         let limits = limits(raw.limits, &origin)?;
         let cgi = cgi(raw.cgi, &origin)?;
         let userdir = raw.hosting.userdir;
+        let customer_logs = rotation(&raw.hosting, &origin)?;
         let sftp_settings = sftp::settings(
             raw.sftp,
             raw.users,
@@ -202,6 +205,7 @@ impl Config {
             sftp_settings,
             source_dir: origin.file.as_ref().map(|_| origin.base.clone()),
             sites,
+            customer_logs,
         })
     }
 
@@ -443,6 +447,23 @@ fn sites(settings: &Settings, userdir: bool) -> Result<crate::sites::Sites, Stri
         sites.add(&user.name, user.site.clone(), domains)?;
     }
     Ok(sites)
+}
+
+/// `[hosting] log_max_bytes` and `log_generations`, checked.
+fn rotation(
+    h: &raw::RawHosting,
+    origin: &Origin,
+) -> Result<crate::customer_log::Rotation, ConfigError> {
+    origin.positive("hosting.log_max_bytes", h.log_max_bytes)?;
+    origin.positive("hosting.log_generations", u64::from(h.log_generations))?;
+    if h.log_generations > crate::customer_log::MAX_GENERATIONS {
+        let most = crate::customer_log::MAX_GENERATIONS;
+        return Err(origin.err("hosting.log_generations", format!("must be at most {most}")));
+    }
+    Ok(crate::customer_log::Rotation {
+        max_bytes: h.log_max_bytes,
+        generations: h.log_generations,
+    })
 }
 
 /// The levels `server.log_level` takes, alone or per target (`info,hyper=debug`).

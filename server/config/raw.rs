@@ -25,11 +25,17 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawHosting {
     pub(super) userdir: bool,
+    pub(super) log_max_bytes: u64,
+    pub(super) log_generations: u32,
 }
 
 impl Default for RawHosting {
     fn default() -> Self {
-        RawHosting { userdir: true }
+        RawHosting {
+            userdir: true,
+            log_max_bytes: 10 * 1024 * 1024,
+            log_generations: 5,
+        }
     }
 }
 
