@@ -103,10 +103,17 @@ impl CustomerLog {
 
     /// Hands what is buffered to the files, or closes them when idle. Blocks.
     pub(super) fn flush(&self, now: Instant) {
-        let (lines, dropped) = {
+        let (mut lines, dropped) = {
             let mut p = lock(&self.pending);
             (std::mem::take(&mut p.lines), std::mem::take(&mut p.dropped))
         };
+        // Lines that came in while a refusal was being handled wait for no second attempt.
+        let paused = lock(&self.pending).paused_until;
+        for (data, until) in lines.iter_mut().zip(paused) {
+            if until.is_some_and(|t| now < t) {
+                data.clear();
+            }
+        }
         if dropped > 0 {
             tracing::warn!(customer = %self.name, dropped, "customer log lines dropped: more than 1 MiB waited for one flush");
         }
