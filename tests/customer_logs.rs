@@ -151,11 +151,16 @@ fn a_customers_requests_land_in_their_own_logs() {
 }
 
 #[test]
-fn a_planted_symlink_is_not_followed_and_a_fifo_does_not_block() {
+fn a_planted_symlink_hard_link_or_fifo_is_refused_and_never_blocks() {
     let h = start("", |root| {
         write(&root.join("outside.txt"), "untouched\n", 0o666);
         std::os::unix::fs::symlink(root.join("outside.txt"), root.join("alice/logs/access.log"))
             .expect("symlink");
+        // A hard link to a file of the same owner outside the home: refused too.
+        write(&root.join("linked.txt"), "untouched\n", 0o600);
+        give_to_test_user(&root.join("linked.txt"));
+        std::fs::hard_link(root.join("linked.txt"), root.join("alice/logs/error.log"))
+            .expect("link");
         nix::unistd::mkfifo(
             &root.join("bob/logs/error.log"),
             nix::sys::stat::Mode::from_bits_truncate(0o666),
@@ -164,6 +169,7 @@ fn a_planted_symlink_is_not_followed_and_a_fifo_does_not_block() {
     });
     for i in 0..5 {
         assert_eq!(h.get("alice.example", &format!("/?a{i}")), 200);
+        assert_eq!(h.get("alice.example", &format!("/bad.cgi?a{i}")), 500);
         assert_eq!(h.get("bob.example", &format!("/bad.cgi?b{i}")), 500);
         assert_eq!(h.get("bob.example", &format!("/?b{i}")), 200);
     }
@@ -172,10 +178,15 @@ fn a_planted_symlink_is_not_followed_and_a_fifo_does_not_block() {
         symlink.contains("customer=\"alice\"") && symlink.contains("symbolic link"),
         "{symlink}"
     );
-    let fifo = h.server.wait_for("file=\"logs/error.log\"");
+    let fifo = h.server.wait_for("FIFO");
     assert!(
-        fifo.contains("customer=\"bob\"") && fifo.contains("FIFO"),
+        fifo.contains("customer=\"bob\"") && fifo.contains("file=\"logs/error.log\""),
         "{fifo}"
+    );
+    let hard = h.server.wait_for("more than one link");
+    assert!(
+        hard.contains("customer=\"alice\"") && hard.contains("logs/error.log"),
+        "{hard}"
     );
     // Bob's access log is not held up by his error log; the server still answers.
     h.wait_log("bob", "access.log", "/?b4 ");
@@ -183,6 +194,10 @@ fn a_planted_symlink_is_not_followed_and_a_fifo_does_not_block() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         std::fs::read_to_string(h.root().join("outside.txt")).expect("read"),
+        "untouched\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.root().join("linked.txt")).expect("read"),
         "untouched\n"
     );
     assert!(h.logs("alice").join("access.log").is_symlink());
@@ -253,5 +268,45 @@ fn an_sftp_upload_is_in_the_uploaders_error_log() {
     assert!(
         line.contains("transfer") && line.contains("upload"),
         "{line}"
+    );
+}
+
+#[test]
+fn sighup_reopens_a_customers_logs() {
+    let h = start("", |_| {});
+    assert_eq!(h.get("alice.example", "/?before"), 200);
+    h.wait_log("alice", "access.log", "/?before ");
+    // What logrotate does: move the file away, then SIGHUP.
+    let logs = h.logs("alice");
+    std::fs::rename(logs.join("access.log"), logs.join("access.log.old")).expect("rename");
+    h.server.signal(nix::sys::signal::Signal::SIGHUP);
+    h.server.wait_for("configuration reloaded");
+    assert_eq!(h.get("alice.example", "/?after"), 200);
+    let fresh = h.wait_log("alice", "access.log", "/?after ");
+    assert!(!fresh.contains("before"), "{fresh}");
+}
+
+#[test]
+fn a_home_owned_by_root_gets_no_logs_when_the_server_is_root() {
+    if test_user().is_none() {
+        return;
+    }
+    let h = start("", |_| {});
+    std::os::unix::fs::chown(h.root().join("bob"), Some(0), Some(0)).expect("chown");
+    for i in 0..3 {
+        assert_eq!(h.get("bob.example", &format!("/?b{i}")), 200);
+    }
+    let warning = h.server.wait_for("customer logs not written");
+    assert!(warning.contains("customer=\"bob\""), "{warning}");
+    assert_eq!(h.get("bob.example", "/?again"), 200);
+    std::thread::sleep(Duration::from_millis(500));
+    let written: Vec<_> = std::fs::read_dir(h.logs("bob")).expect("readdir").collect();
+    assert!(written.is_empty(), "{written:?}");
+    assert_eq!(
+        h.server
+            .output()
+            .matches("customer logs not written")
+            .count(),
+        1
     );
 }

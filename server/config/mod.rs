@@ -573,6 +573,28 @@ mod tests {
     }
 
     #[test]
+    fn customer_log_rotation_has_defaults_and_bounds() {
+        let c = load_text("").expect("valid");
+        assert_eq!(c.customer_logs.max_bytes, 10_485_760);
+        assert_eq!(c.customer_logs.generations, 5);
+        let c = load_text("[hosting]\nlog_max_bytes = 1000\nlog_generations = 2\n").expect("valid");
+        assert_eq!(
+            (c.customer_logs.max_bytes, c.customer_logs.generations),
+            (1000, 2)
+        );
+        for (text, key) in [
+            ("log_generations = 0", "hosting.log_generations"),
+            ("log_generations = 1000", "hosting.log_generations"),
+            ("log_max_bytes = 0", "hosting.log_max_bytes"),
+        ] {
+            let e = load_text(&format!("[hosting]\n{text}\n"))
+                .expect_err(text)
+                .to_string();
+            assert!(e.contains(key), "{e}");
+        }
+    }
+
+    #[test]
     fn a_missing_handler_is_a_warning() {
         let c = load_text("[cgi.handlers]\n\".xyz\" = \"/no/such/interpreter\"\n").expect("valid");
         let w = c.warnings();

@@ -22,8 +22,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2, renameat};
-use nix::sys::stat::{Mode, SFlag, fstat};
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat2, renameat};
+use nix::sys::stat::{Mode, SFlag, fstat, fstatat};
 use yadokari_site::identity::OwnerIdentity;
 
 use super::Settings;
@@ -181,6 +181,11 @@ impl Owner {
             Err(Errno::ENOENT | Errno::ENOTDIR) => return Err(Refusal::NoLogsDir),
             Err(e) => return Err(Refusal::Io("cannot open the home", String::new(), e.into())),
         };
+        // A home without `logs/` (the shipped demo's) wants no logs: said before anything about
+        // its owner, which would otherwise warn about every root-owned demo.
+        if let Err(Errno::ENOENT) = fstatat(&home, "logs", AtFlags::AT_SYMLINK_NOFOLLOW) {
+            return Err(Refusal::NoLogsDir);
+        }
         let st = fstat(&home)
             .map_err(|e| Refusal::Io("cannot stat the home", String::new(), e.into()))?;
         let root = nix::unistd::geteuid().is_root();
