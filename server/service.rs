@@ -169,9 +169,11 @@ async fn act(
     let Some(Routed { index, prefix, url }) = route(&req, config)? else {
         return Ok(Acted::Done(add_slash(&req)));
     };
-    if let Some(i) = index {
-        let name = config.sites.name(i);
-        tracing::Span::current().record("customer", name);
+    // The customer whose site answers: the routed one, or the one whose web root is the
+    // document root (the default site's owner).
+    let owner = index.or(config.sites.default_owner());
+    if let Some(name) = owner.and_then(|i| config.customers.get(i)).map(|c| &c.name) {
+        tracing::Span::current().record("customer", name.as_str());
         *customer = app.customer_logs.get(name);
     }
     let jail = state
@@ -188,6 +190,7 @@ async fn act(
         } else {
             &config.document_root
         },
+        customer: owner,
     };
     let response = match resolve::resolve(&jail, &url, config) {
         Resolution::NotFound => return Err(HttpError::NotFound),

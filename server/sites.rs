@@ -24,6 +24,9 @@ pub struct Served<'a> {
     pub prefix: &'a str,
     /// DOCUMENT_ROOT.
     pub document_root: &'a Path,
+    /// The customer whose site this is (index into the configuration's customers): the
+    /// routed one, or for the default site the customer whose web root the document root is.
+    pub customer: Option<usize>,
 }
 
 /// The sites a configuration serves besides the default one.
@@ -39,8 +42,8 @@ pub struct Sites {
     wildcard: HashMap<String, usize>,
     /// Each customer's web root, absolute.
     roots: Vec<PathBuf>,
-    /// Each customer's name, by index.
-    customers: Vec<String>,
+    /// The customer whose web root is the document root (the shipped demo user), if any.
+    default_owner: Option<usize>,
 }
 
 /// Where a request goes.
@@ -101,7 +104,6 @@ impl Sites {
     pub fn add(&mut self, name: &str, root: PathBuf, domains: &[String]) -> Result<(), String> {
         let index = self.roots.len();
         self.roots.push(root);
-        self.customers.push(name.to_string());
         self.names.insert(name.to_string(), index);
         for d in domains {
             let (map, key) = match d.strip_prefix("*.") {
@@ -115,14 +117,20 @@ impl Sites {
         Ok(())
     }
 
+    /// Makes the first customer whose web root is `document_root` the owner of the default
+    /// site (their limits and logs apply to it).
+    pub fn set_default(&mut self, document_root: &Path) {
+        self.default_owner = self.roots.iter().position(|r| r == document_root);
+    }
+
+    /// The customer whose web root is the document root.
+    pub fn default_owner(&self) -> Option<usize> {
+        self.default_owner
+    }
+
     /// Customer `index`'s web root.
     pub fn root(&self, index: usize) -> &PathBuf {
         &self.roots[index]
-    }
-
-    /// Customer `index`'s name (what their logs and the request span's `customer` field go by).
-    pub fn name(&self, index: usize) -> &str {
-        &self.customers[index]
     }
 
     /// How many customer sites there are.
@@ -208,7 +216,6 @@ mod tests {
     fn hosts_and_userdirs_pick_the_site() {
         let s = sites();
         assert_eq!(s.route(|| Some("alice.example"), "/"), Route::Domain(0));
-        assert_eq!((s.name(0), s.name(1)), ("alice", "bob"));
         assert_eq!(
             s.route(|| Some("ALICE.EXAMPLE:8080"), "/x"),
             Route::Domain(0)

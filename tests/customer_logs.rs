@@ -310,3 +310,60 @@ fn a_home_owned_by_root_gets_no_logs_when_the_server_is_root() {
         1
     );
 }
+
+#[test]
+fn a_customer_made_by_user_add_reads_their_logs_over_sftp() {
+    if !nix::unistd::Uid::effective().is_root() || !have("sftp") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::create_dir(root.join("htdocs")).expect("mkdir");
+    let config = root.join("y.toml");
+    std::fs::write(
+        &config,
+        "[server]\ndocument_root = \"htdocs\"\nhttp = \"127.0.0.1:0\"\nsftp = \"127.0.0.1:0\"\n\
+         [hosting]\nhomes = \"homes\"\nuid_range = [24000, 24999]\n",
+    )
+    .expect("config");
+    let user = |args: &[&str]| {
+        let o = crate::support::sftp::user_cmd(&config, args, "");
+        assert!(o.status.success(), "user {args:?}: {}", text(&o));
+    };
+    user(&["add", "carol", "--domain", "carol.example"]);
+    let key = client_key(root, "id_carol");
+    user(&[
+        "key",
+        "carol",
+        key.with_extension("pub").to_str().expect("utf-8"),
+    ]);
+    let home = root.join("homes/carol");
+    let uid = std::fs::metadata(&home).expect("home").uid();
+    let r = Running::of(Server::spawn(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]));
+    let raw = r
+        .server
+        .raw(b"GET /?carol-1 HTTP/1.1\r\nHost: carol.example\r\nConnection: close\r\n\r\n");
+    assert_eq!(raw_status(&raw), 200);
+    let log = home.join("logs/access.log");
+    assert!(
+        eventually(|| std::fs::read_to_string(&log).is_ok_and(|t| t.contains("/?carol-1 "))),
+        "{}",
+        r.server.output()
+    );
+    let meta = std::fs::metadata(&log).expect("log");
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (uid, 0o600));
+    let copy = root.join("fetched.log");
+    let o = r.batch_as(
+        "carol",
+        Some(&key),
+        format!("get logs/access.log {}\n", copy.display()),
+        PATIENCE,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let fetched = std::fs::read_to_string(&copy).expect("fetched");
+    assert!(fetched.contains("/?carol-1 "), "{fetched}");
+}

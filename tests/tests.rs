@@ -8,6 +8,7 @@ mod cgi;
 mod cgi_isolation;
 mod cgi_programs;
 mod customer_logs;
+mod customers;
 mod descriptors;
 mod explanations;
 mod lifecycle;

@@ -188,14 +188,12 @@ impl CustomerLogs {
     }
 }
 
-/// Each customer's name and home (the directory that holds their `logs/`): today a user's
-/// SFTP jail, `[[users]] site`.
+/// Each customer's name and home (their SFTP jail, which holds `logs/` beside the web root).
 fn homes(config: &Config) -> impl Iterator<Item = (&str, &Path)> {
     config
-        .sftp_settings
-        .users
+        .customers
         .iter()
-        .map(|u| (u.name.as_str(), u.site.as_path()))
+        .map(|c| (c.name.as_str(), c.home.as_path()))
 }
 
 /// A mutex's contents, even after a panic elsewhere: a log line is never worth a second panic.

@@ -98,7 +98,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use yadokari_site::per_address::{AddressSlot, PerAddress};
 
-pub use quota::QuotaLimits;
+pub use quota::{QuotaLimits, Usage};
+
+/// What the directory `home` holds, counted as a quota counts it (regular files' bytes, 4096
+/// per directory; links and the like count nothing), never following a link.
+pub fn count_usage(home: &std::path::Path) -> std::io::Result<Usage> {
+    let jail = yadokari_site::Jail::open(home)?;
+    Ok(quota::count(&jail))
+}
 
 /// The key types of `ssh-key`, as russh re-exports them (one version in the whole build).
 pub mod keys {

@@ -80,10 +80,24 @@ fn charge(st: &FileStat) -> Option<u64> {
     }
 }
 
+/// What the site held open by `jail` holds.
+pub(crate) fn count(jail: &yadokari_site::Jail) -> Usage {
+    let mut usage = Usage::default();
+    walk_site(jail, |_, _, st| {
+        if let Some(bytes) = charge(st) {
+            usage.bytes += bytes;
+            usage.files += 1;
+        }
+    });
+    usage
+}
+
 /// What a user's site holds.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Usage {
+    /// Regular files' bytes, and 4096 per directory.
     pub bytes: u64,
+    /// Regular files and directories.
     pub files: u64,
 }
 
@@ -113,14 +127,7 @@ impl Quota {
         }
         let mut u = self.usage.lock().unwrap_or_else(|e| e.into_inner());
         if u.is_none() {
-            let mut usage = Usage::default();
-            walk_site(files.jail(), |_, _, st| {
-                if let Some(bytes) = charge(st) {
-                    usage.bytes += bytes;
-                    usage.files += 1;
-                }
-            });
-            *u = Some(usage);
+            *u = Some(count(files.jail()));
         }
     }
 
