@@ -226,12 +226,16 @@ async fn housekeeping(app: Arc<App>) {
     }
 }
 
-/// Flushes the customers' logs on the access log's timer. Its own task, not a step of
-/// [`housekeeping`]: a customer's slow disk must not hold up the global access log.
+/// Flushes the customers' logs on the access log's timer, or sooner when a busy customer's
+/// buffer fills up. Its own task, not a step of [`housekeeping`]: a customer's slow disk must
+/// not hold up the global access log.
 async fn flush_customer_logs(app: Arc<App>) {
     let mut every = tokio::time::interval(access_log::FLUSH_EVERY);
     loop {
-        every.tick().await;
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = app.customer_logs.filling() => {}
+        }
         let customers = app.customer_logs.clone();
         let _ = tokio::task::spawn_blocking(move || customers.flush()).await;
     }

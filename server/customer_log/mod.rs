@@ -88,6 +88,8 @@ pub struct CustomerLogs {
     active: AtomicBool,
     /// Set by every append: something waits for the next flush.
     dirty: Arc<AtomicBool>,
+    /// Notified when a customer's buffer fills up: flush before the timer.
+    wake: Arc<tokio::sync::Notify>,
     /// The last time open files were looked at for idleness.
     swept: Mutex<Instant>,
     /// One flush at a time, so that a customer's lines reach the file in order.
@@ -102,6 +104,7 @@ impl CustomerLogs {
             retired: Mutex::default(),
             active: AtomicBool::new(false),
             dirty: Arc::default(),
+            wake: Arc::default(),
             swept: Mutex::new(Instant::now()),
             flushing: Mutex::new(()),
         };
@@ -122,7 +125,10 @@ impl CustomerLogs {
             };
             let log = match old.get(name) {
                 Some(log) if log.settings() == &settings => log.clone(),
-                _ => Arc::new(CustomerLog::new(name, settings, self.dirty.clone())),
+                _ => {
+                    let signals = (self.dirty.clone(), self.wake.clone());
+                    Arc::new(CustomerLog::new(name, settings, signals))
+                }
             };
             new.insert(name.to_string(), log);
         }
@@ -154,6 +160,11 @@ impl CustomerLogs {
         for log in self.current().values() {
             log.reopen();
         }
+    }
+
+    /// Resolves when a customer's buffer is filling up and should be flushed before the timer.
+    pub async fn filling(&self) {
+        self.wake.notified().await;
     }
 
     /// Writes out what is buffered, and closes files idle for [`IDLE`]. Blocks on file system
