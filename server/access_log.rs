@@ -1,5 +1,7 @@
 //! The access log, in Apache's Combined Log Format, written when a response body has been sent
-//! (or dropped), so that the byte count is what really went out.
+//! (or dropped), so that the byte count is what really went out. The same line goes to the
+//! customer's own `logs/access.log` when the request was routed to their site
+//! (`crate::customer_log`).
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
@@ -15,6 +17,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use crate::body::Body;
 use crate::config::LogTarget;
+use crate::customer_log::{CustomerLog, Stream};
 
 /// The destination of access log lines.
 ///
@@ -173,7 +176,7 @@ fn quote(text: &str) -> String {
 }
 
 /// `25/Nov/2026:23:38:05 +0000` (UTC).
-fn clf_time(t: SystemTime) -> String {
+pub(crate) fn clf_time(t: SystemTime) -> String {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -213,17 +216,26 @@ pub struct LoggedBody<G: Send> {
     bytes: u64,
     entry: Option<Entry>,
     log: Arc<AccessLog>,
+    /// The customer whose site answered, whose own access log gets the line too.
+    customer: Option<Arc<CustomerLog>>,
     _guard: G,
 }
 
 impl<G: Send> LoggedBody<G> {
-    /// Wraps `inner`; with no `entry` (the log is off) nothing is written.
-    pub fn new(inner: Body, entry: Option<Entry>, log: Arc<AccessLog>, guard: G) -> Self {
+    /// Wraps `inner`; with no `entry` (no log wants the request) nothing is written.
+    pub fn new(
+        inner: Body,
+        entry: Option<Entry>,
+        log: Arc<AccessLog>,
+        customer: Option<Arc<CustomerLog>>,
+        guard: G,
+    ) -> Self {
         LoggedBody {
             inner,
             bytes: 0,
             entry,
             log,
+            customer,
             _guard: guard,
         }
     }
@@ -258,7 +270,13 @@ impl<G: Send + Unpin> HttpBody for LoggedBody<G> {
 impl<G: Send> Drop for LoggedBody<G> {
     fn drop(&mut self) {
         if let Some(entry) = self.entry.take() {
-            self.log.write_line(&entry.line(self.bytes));
+            let line = entry.line(self.bytes);
+            if self.log.enabled() {
+                self.log.write_line(&line);
+            }
+            if let Some(customer) = &self.customer {
+                customer.append(Stream::Access, line.as_bytes());
+            }
         }
     }
 }

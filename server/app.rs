@@ -1,5 +1,6 @@
 //! The application object: everything the running server shares (the configuration in force,
-//! the document root held open, the access log, the script slots, the SFTP endpoint's handle)
+//! the document root held open, the access log, the customers' logs, the script slots, the
+//! SFTP endpoint's handle)
 //! and the one way any of it changes, [`App::reload`], which SIGHUP and the configuration file
 //! watcher both call, with the command line's overrides kept.
 //!
@@ -17,6 +18,7 @@ use yadokari_site::Jail;
 use crate::access_log::AccessLog;
 use crate::cgi::ScriptSlots;
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG, Overrides};
+use crate::customer_log::CustomerLogs;
 
 /// Where the configuration comes from: the file given (or the default one) and the command
 /// line's overrides, which every reload applies again.
@@ -121,6 +123,8 @@ pub struct App {
     state: RwLock<Arc<State>>,
     /// The access log.
     pub access_log: Arc<AccessLog>,
+    /// The customers' own logs (the error log's tracing layer shares them).
+    pub customer_logs: Arc<CustomerLogs>,
     /// Script slots, sized at start.
     pub scripts: ScriptSlots,
     /// The SFTP endpoint, when it runs.
@@ -129,17 +133,19 @@ pub struct App {
 }
 
 impl App {
-    /// The application for `config`, read from `source`, with the running SFTP endpoint.
+    /// The application for `config`, read from `source`, with its logs and the running SFTP
+    /// endpoint.
     pub fn new(
         config: Config,
         source: ConfigSource,
-        access_log: AccessLog,
+        (access_log, customer_logs): (AccessLog, Arc<CustomerLogs>),
         sftp: Option<Arc<Endpoint>>,
     ) -> App {
         App {
             scripts: ScriptSlots::new(config.cgi.max_concurrent),
             state: RwLock::new(Arc::new(State::new(config))),
             access_log: Arc::new(access_log),
+            customer_logs,
             sftp,
             source,
         }
@@ -190,12 +196,29 @@ impl App {
         if let Some(endpoint) = &self.sftp {
             crate::sftp::reload(endpoint, &old, &new);
         }
+        self.customer_logs.rebuild(&new);
         let state = Arc::new(State::new(new));
         match self.state.write() {
             Ok(mut s) => *s = state,
             Err(poisoned) => *poisoned.into_inner() = state,
         }
         tracing::info!(why, "configuration reloaded");
+    }
+
+    /// SIGHUP: the configuration again, and every log reopened (the global access log is
+    /// reopened by every reload; customers' files, kept open across a reload by the file
+    /// watcher, are closed here so that the next line opens them afresh).
+    pub fn hangup(&self) {
+        self.reload_from_source("SIGHUP");
+        self.customer_logs.reopen();
+    }
+
+    /// Writes out every log's buffered lines: the global access log at once, the customers'
+    /// on a blocking-pool thread (their files may need opening, rotating, and an identity).
+    pub async fn flush_logs(&self) {
+        self.access_log.flush();
+        let customers = self.customer_logs.clone();
+        let _ = tokio::task::spawn_blocking(move || customers.flush()).await;
     }
 
     /// Watches the configuration file and reloads when it changes, so that `yadokari user ...`

@@ -1,5 +1,7 @@
 //! The error log: tracing's formatter, to standard error or a file, at the configured level,
-//! behind a writer that keeps every event on one line.
+//! behind a writer that keeps every event on one line; beside it, the layer that copies events
+//! of a customer's requests and sessions to that customer's own `logs/error.log`
+//! (`crate::customer_log`), each with its own filter.
 //!
 //! SECURITY: events quote names a client chooses (request paths, uploaded file names, a
 //! script's stderr). A name holding a newline would otherwise start a line of its own that
@@ -9,24 +11,27 @@
 //! its own line and cannot drive the reader's terminal.
 
 use std::io::{self, IsTerminal, Write};
+use std::sync::Arc;
 
 use anyhow::Context;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::{Config, LogTarget};
+use crate::customer_log::{CustomerLayer, CustomerLogs};
 
-/// Starts the error log for `config` (once per process).
-pub fn init(config: &Config) -> anyhow::Result<()> {
+/// Starts the error log for `config` (once per process), with `customers`' error logs beside it.
+pub fn init(config: &Config, customers: Arc<CustomerLogs>) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_new(&config.log_level).with_context(|| {
         format!(
             "server.log_level: `{}` is not a log filter",
             config.log_level
         )
     })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    let (customer_layer, customer_filter) = CustomerLayer::new(customers);
+    let registry = tracing_subscriber::registry().with(customer_layer.with_filter(customer_filter));
+    let fmt = tracing_subscriber::fmt::layer().with_target(false);
     match &config.error_log {
         LogTarget::File(path) => {
             let file = std::fs::OpenOptions::new()
@@ -35,18 +40,23 @@ pub fn init(config: &Config) -> anyhow::Result<()> {
                 .open(path)
                 .with_context(|| format!("cannot open the error log {}", path.display()))?;
             let writer = OneLine::new(std::sync::Mutex::new(file), false);
-            builder.with_ansi(false).with_writer(writer).init();
+            let fmt = fmt.with_ansi(false).with_writer(writer);
+            registry.with(fmt.with_filter(filter)).init();
         }
         LogTarget::Stdout => {
             let ansi = io::stdout().is_terminal();
-            let writer = OneLine::new(io::stdout, ansi);
-            builder.with_ansi(ansi).with_writer(writer).init()
+            let fmt = fmt
+                .with_ansi(ansi)
+                .with_writer(OneLine::new(io::stdout, ansi));
+            registry.with(fmt.with_filter(filter)).init();
         }
         // The error log is never `off` (only the access log may be).
         LogTarget::Stderr | LogTarget::Off => {
             let ansi = io::stderr().is_terminal();
-            let writer = OneLine::new(io::stderr, ansi);
-            builder.with_ansi(ansi).with_writer(writer).init()
+            let fmt = fmt
+                .with_ansi(ansi)
+                .with_writer(OneLine::new(io::stderr, ansi));
+            registry.with(fmt.with_filter(filter)).init();
         }
     }
     Ok(())
@@ -95,7 +105,7 @@ impl<W: Write> Write for OneLineWriter<W> {
 
 /// `buf` with every control byte but tab (and ESC when `ansi`) written as `\n`, `\r` or
 /// `\xNN`; a final newline is kept as it is.
-fn escape(buf: &[u8], ansi: bool) -> Vec<u8> {
+pub(crate) fn escape(buf: &[u8], ansi: bool) -> Vec<u8> {
     let (body, end) = match buf.strip_suffix(b"\n") {
         Some(body) => (body, &b"\n"[..]),
         None => (buf, &b""[..]),

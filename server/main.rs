@@ -8,6 +8,7 @@ mod body;
 mod cgi;
 mod config;
 mod conn;
+mod customer_log;
 mod descriptors;
 mod error;
 mod error_log;
@@ -149,7 +150,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let limit = descriptors::raise_limit().context("cannot read the open-file limit")?;
     descriptors::check(&config, limit).map_err(anyhow::Error::msg)?;
-    error_log::init(&config)?;
+    let customer_logs = Arc::new(customer_log::CustomerLogs::new(&config));
+    error_log::init(&config, customer_logs.clone())?;
     source.warn_if_secrets_exposed(&config);
     for warning in config.warnings() {
         tracing::warn!("{warning}");
@@ -176,12 +178,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let app = Arc::new(App::new(
             config,
             source,
-            access_log,
+            (access_log, customer_logs),
             Some(sftp.endpoint.clone()),
         ));
         tokio::spawn(signals.handle(app.clone(), shutdown.clone()));
         tokio::spawn(app.clone().watch_config_file());
         tokio::spawn(housekeeping(app.clone()));
+        tokio::spawn(flush_customer_logs(app.clone()));
         match reaper::become_subreaper() {
             Ok(()) => {
                 tokio::spawn(reaper::run(app.scripts.running()));
@@ -191,6 +194,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listener::run(http, app.clone(), shutdown).await;
         app.access_log.flush();
         sftp.stopped().await;
+        // After the SFTP sessions: their last transfer lines go to customers' logs too.
+        app.flush_logs().await;
         tracing::info!("stopped");
         Ok(())
     })
@@ -218,6 +223,21 @@ async fn housekeeping(app: Arc<App>) {
         if tick % TRIM_EVERY_TICKS == 0 {
             give_back_free_memory();
         }
+    }
+}
+
+/// Flushes the customers' logs on the access log's timer, or sooner when a busy customer's
+/// buffer fills up. Its own task, not a step of [`housekeeping`]: a customer's slow disk must
+/// not hold up the global access log.
+async fn flush_customer_logs(app: Arc<App>) {
+    let mut every = tokio::time::interval(access_log::FLUSH_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = app.customer_logs.filling() => {}
+        }
+        let customers = app.customer_logs.clone();
+        let _ = tokio::task::spawn_blocking(move || customers.flush()).await;
     }
 }
 
@@ -333,7 +353,7 @@ impl Signals {
             tokio::select! {
                 _ = self.int.recv() => break,
                 _ = self.term.recv() => break,
-                _ = self.hup.recv() => app.reload_from_source("SIGHUP"),
+                _ = self.hup.recv() => app.hangup(),
             }
         }
         shutdown.cancel();

@@ -1,5 +1,9 @@
 //! One request: a span, the URL → the resolution → the action. Every way it can fail is an
 //! [`HttpError`], turned into a response and a log line in one place.
+//!
+//! Once routing has picked a customer's site, the request span records `customer` (so that the
+//! events of the request reach that customer's `logs/error.log`, see `crate::customer_log`) and
+//! the customer's log rides with the response body, which writes the access line.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -16,6 +20,7 @@ use crate::body::{self, Body, BoxError, RequestBody};
 use crate::cgi::{self, Outcome, failure::Failure};
 use crate::config::Config;
 use crate::conn::{ConnInfo, InFlight};
+use crate::customer_log::CustomerLog;
 use crate::error::HttpError;
 use crate::error_page;
 use crate::resolve::{self, Resolution};
@@ -32,7 +37,9 @@ pub async fn handle(
     let guard = conn.activity.begin();
     let state = app.state();
     let config = &state.config;
-    let mut entry = app.access_log.enabled().then(|| Entry {
+    // Captured when the global access log is on, or when a customer's may want the line.
+    let wanted = app.access_log.enabled() || app.customer_logs.active();
+    let mut entry = wanted.then(|| Entry {
         remote: conn.peer.ip(),
         time: SystemTime::now(),
         request_line: format!("{} {} {:?}", req.method(), req.uri(), req.version()),
@@ -43,8 +50,10 @@ pub async fn handle(
     // A debug-level span: at the default info level it costs nothing, where an info span
     // formats the method, URI and peer for every request (a few per cent of a small static
     // request). Events that matter carry their own fields (path, reason, script, pid).
-    let span = tracing::debug_span!("request", method = %req.method(), uri = %req.uri(), peer = %conn.peer);
+    // `customer` is recorded once the request is routed to a customer's site.
+    let span = tracing::debug_span!("request", method = %req.method(), uri = %req.uri(), peer = %conn.peer, customer = tracing::field::Empty);
     let host = crate::host::check(req.version(), req.uri(), req.headers());
+    let mut customer = None;
     let response = if conn.activity.ambiguous_framing() {
         HttpError::AmbiguousFraming.response(config)
     } else if let Err(e) = host {
@@ -53,12 +62,18 @@ pub async fn handle(
         HttpError::UnsupportedCoding.response(config)
     } else {
         let req = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
-        respond(req, &state, &conn, &app).instrument(span).await
+        let ctx = Ctx {
+            state: &state,
+            conn: &conn,
+            app: &app,
+        };
+        respond(req, ctx, &mut customer).instrument(span).await
     };
     if let Some(entry) = &mut entry {
         entry.status = response.status().as_u16();
     }
-    response.map(|b| LoggedBody::new(b, entry, app.access_log.clone(), guard))
+    let log = app.access_log.clone();
+    response.map(|b| LoggedBody::new(b, entry, log, customer, guard))
 }
 
 /// Whether the request's Transfer-Encoding is anything but a lone `chunked`: hyper takes
@@ -92,18 +107,28 @@ enum Acted {
     Redirect(String, http::request::Parts),
 }
 
+/// What every step of a request reads: the state in force, the connection, the application.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    state: &'a State,
+    conn: &'a ConnInfo,
+    app: &'a App,
+}
+
+/// Follows the request through its internal redirects; `customer` is set to the log of the
+/// customer whose site it was routed to.
 async fn respond(
     req: Request<RequestBody>,
-    state: &State,
-    conn: &ConnInfo,
-    app: &App,
+    ctx: Ctx<'_>,
+    customer: &mut Option<Arc<CustomerLog>>,
 ) -> Response<Body> {
+    let state = ctx.state;
     // The URI shares the request's buffer: keeping it costs no copy.
     let original = req.uri().clone();
     let mut req = req;
     let mut redirected: Option<&str> = None;
     for _ in 0..=MAX_REDIRECTS {
-        let acted = act(req, state, conn, app, redirected).await;
+        let acted = act(req, ctx, customer, redirected).await;
         let (location, mut parts) = match acted {
             Ok(Acted::Done(response)) => return response,
             Err(e) => return e.response(&state.config),
@@ -135,15 +160,22 @@ async fn respond(
 /// Acts on one URL: resolve it, then serve, run or refuse.
 async fn act(
     req: Request<RequestBody>,
-    state: &State,
-    conn: &ConnInfo,
-    app: &App,
+    ctx: Ctx<'_>,
+    customer: &mut Option<Arc<CustomerLog>>,
     redirected: Option<&str>,
 ) -> Result<Acted, HttpError> {
+    let Ctx { state, conn, app } = ctx;
     let config = &state.config;
     let Some(Routed { index, prefix, url }) = route(&req, config)? else {
         return Ok(Acted::Done(add_slash(&req)));
     };
+    // The customer whose site answers: the routed one, or the one whose web root is the
+    // document root (the default site's owner).
+    let owner = index.or(config.sites.default_owner());
+    if let Some(name) = owner.and_then(|i| config.customers.get(i)).map(|c| &c.name) {
+        tracing::Span::current().record("customer", name.as_str());
+        *customer = app.customer_logs.get(name);
+    }
     let jail = state
         .jail_of(index)
         .map_err(|e| HttpError::internal("cannot open the site's directory", e))?;
@@ -158,7 +190,7 @@ async fn act(
         } else {
             &config.document_root
         },
-        customer: index.or(config.sites.default_owner()),
+        customer: owner,
     };
     let response = match resolve::resolve(&jail, &url, config) {
         Resolution::NotFound => return Err(HttpError::NotFound),

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
 use tokio::net::unix::pipe;
+use tracing::Instrument;
 use yadokari_site::{Jail, JailError};
 
 use super::child::Child;
@@ -213,7 +214,8 @@ pub(super) fn start(
     let label = script.rel.to_string_lossy().into_owned();
     tracing::debug!(script = %label, pid = child.pid(), "script started");
     let stderr = pipe::Receiver::from_owned_fd_unchecked(stderr_r).map_err(resources)?;
-    tokio::spawn(pump::log_stderr(stderr, label, child.pid()));
+    // In the request's span: the script's stderr also goes to its customer's error log.
+    tokio::spawn(pump::log_stderr(stderr, label, child.pid()).in_current_span());
     if let Some((fd, body)) = feed {
         let sender = pipe::Sender::from_owned_fd_unchecked(fd).map_err(resources)?;
         tokio::spawn(pump::feed_stdin(body, sender));

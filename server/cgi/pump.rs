@@ -17,6 +17,7 @@ use tokio::net::unix::pipe;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
+use tracing::Instrument;
 
 use super::child::Child;
 use super::failure::Failure;
@@ -189,6 +190,7 @@ impl ScriptBody {
                     drop(child);
                 }
             }
+            .in_current_span()
         });
         ScriptBody {
             leftover: (!leftover.is_empty()).then_some(leftover),

@@ -105,6 +105,8 @@ pub struct Config {
     /// The customers' sites: their domains and `/~name/` (see `crate::sites`); site `i` is
     /// customer `i`'s web root.
     pub sites: crate::sites::Sites,
+    /// When customers' own logs are rotated (`[hosting] log_max_bytes`, `log_generations`).
+    pub customer_logs: crate::customer_log::Rotation,
 }
 
 /// Every bound and cap of the HTTP side.
@@ -192,6 +194,7 @@ impl Config {
             log_level(&server.log_level).map_err(|p| origin.err("server.log_level", p))?;
         let limits = limits(raw.limits, &origin)?;
         let cgi = cgi(raw.cgi, &origin)?;
+        let customer_logs = rotation(&raw.hosting, &origin)?;
         let hosting = users::hosting(raw.hosting, &cgi, &origin)?;
         let customers = users::customers(&raw.users, &hosting, &cgi, &origin, &document_root)?;
         let sftp_settings = sftp::settings(
@@ -228,6 +231,7 @@ impl Config {
             hosting,
             customers,
             sites,
+            customer_logs,
         })
     }
 
@@ -473,6 +477,23 @@ fn sites(customers: &[Customer], userdir: bool) -> Result<crate::sites::Sites, S
     Ok(sites)
 }
 
+/// `[hosting] log_max_bytes` and `log_generations`, checked.
+fn rotation(
+    h: &raw::RawHosting,
+    origin: &Origin,
+) -> Result<crate::customer_log::Rotation, ConfigError> {
+    origin.positive("hosting.log_max_bytes", h.log_max_bytes)?;
+    origin.positive("hosting.log_generations", u64::from(h.log_generations))?;
+    if h.log_generations > crate::customer_log::MAX_GENERATIONS {
+        let most = crate::customer_log::MAX_GENERATIONS;
+        return Err(origin.err("hosting.log_generations", format!("must be at most {most}")));
+    }
+    Ok(crate::customer_log::Rotation {
+        max_bytes: h.log_max_bytes,
+        generations: h.log_generations,
+    })
+}
+
 /// The levels `server.log_level` takes, alone or per target (`info,hyper=debug`).
 const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
 
@@ -577,6 +598,28 @@ mod tests {
             e.contains("cgi.fallback_user") && e.contains("no-such-user-here"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn customer_log_rotation_has_defaults_and_bounds() {
+        let c = load_text("").expect("valid");
+        assert_eq!(c.customer_logs.max_bytes, 10_485_760);
+        assert_eq!(c.customer_logs.generations, 5);
+        let c = load_text("[hosting]\nlog_max_bytes = 1000\nlog_generations = 2\n").expect("valid");
+        assert_eq!(
+            (c.customer_logs.max_bytes, c.customer_logs.generations),
+            (1000, 2)
+        );
+        for (text, key) in [
+            ("log_generations = 0", "hosting.log_generations"),
+            ("log_generations = 1000", "hosting.log_generations"),
+            ("log_max_bytes = 0", "hosting.log_max_bytes"),
+        ] {
+            let e = load_text(&format!("[hosting]\n{text}\n"))
+                .expect_err(text)
+                .to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]

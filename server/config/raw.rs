@@ -29,6 +29,8 @@ pub(super) struct RawHosting {
     pub(super) web_root: String,
     pub(super) uid_range: Option<[u32; 2]>,
     pub(super) max_scripts_per_user: usize,
+    pub(super) log_max_bytes: u64,
+    pub(super) log_generations: u32,
 }
 
 impl Default for RawHosting {
@@ -39,6 +41,8 @@ impl Default for RawHosting {
             web_root: "public_html".into(),
             uid_range: None,
             max_scripts_per_user: 16,
+            log_max_bytes: 10 * 1024 * 1024,
+            log_generations: 5,
         }
     }
 }

@@ -59,7 +59,10 @@
 //! - `handler`: one request → one reply, and the transfer log (split by request family);
 //! - `files`: the user's site through the shared jail, with the rental-server mode rules;
 //! - `upload`: atomic uploads (temporary file renamed into place on close);
-//! - `identity`: as root, a session's requests run with the site owner's fsuid/fsgid;
+//! - each session runs in a span with a `customer` field (the user's name): the server
+//!   copies the events inside it (transfer lines) to that customer's own error log;
+//! - `yadokari_site::identity` (shared with the server's per-customer logs): as root, a
+//!   session's requests run with the site owner's fsuid/fsgid;
 //! - `guard`: the per-connection kill switch (login grace time, end of shutdown grace);
 //! - `walk`: a walk over a site that never follows a link (quota counting, the stale-upload sweep);
 //! - `quota`, `handles`, `longname`, `reply`, `wire`, `path`, `error`.
@@ -72,7 +75,6 @@ mod files;
 mod guard;
 mod handler;
 mod handles;
-mod identity;
 mod longname;
 mod path;
 mod quota;

@@ -97,7 +97,11 @@ pub async fn run(channel: russh::Channel<Msg>, sftp: Sftp, user: String, stops: 
         ending: ending.clone(),
         runtime: tokio::runtime::Handle::current(),
     };
-    let worker = tokio::task::spawn_blocking(move || serve_requests(sftp, req_rx, replies));
+    // The request thread logs the transfers: in the session's span (it names the customer).
+    let span = tracing::Span::current();
+    let worker = tokio::task::spawn_blocking(move || {
+        span.in_scope(|| serve_requests(sftp, req_rx, replies))
+    });
     let mut reader = Reader {
         queued: Arc::new(Semaphore::new(MAX_QUEUED_REQUEST_BYTES)),
         open_files,
@@ -281,7 +285,7 @@ fn serve_requests(
     mut requests: mpsc::UnboundedReceiver<Request>,
     replies: Replies,
 ) {
-    let Ok(_identity) = crate::identity::OwnerIdentity::assume(sftp.owner()) else {
+    let Ok(_identity) = yadokari_site::identity::OwnerIdentity::assume(sftp.owner()) else {
         replies.ending.end(End::NoIdentity);
         return;
     };

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use russh::keys::HashAlg;
 use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
+use tracing::Instrument;
 use yadokari_site::LogText;
 
 use crate::accounts;
@@ -218,7 +219,11 @@ impl Handler for Connection {
             }
         };
         session.channel_success(channel)?;
-        tracing::info!(peer = %self.peer, user = %user.name, site = %LogText::path(&user.site), "sftp session started");
+        // The session's span names the customer: the server copies the events inside it
+        // (session start and end, transfer lines) to the customer's own error log, if any. A
+        // debug span, so that the global log's lines keep their shape at the default level.
+        let span = tracing::debug_span!("sftp", customer = %user.name);
+        span.in_scope(|| tracing::info!(peer = %self.peer, user = %user.name, site = %LogText::path(&user.site), "sftp session started"));
         let config = self.endpoint.config();
         let quota = Quota::new(user.quota, self.endpoint.usage(&user.name));
         let handles = Handles::new(config.limits.max_handles, self.endpoint.handle_budget());
@@ -233,10 +238,13 @@ impl Handler for Connection {
         };
         let name = user.name.clone();
         // Tracked, so that the endpoint's shutdown waits for the session to free what it holds.
-        self.endpoint.session_tasks.spawn(async move {
-            crate::session::run(ch, sftp, name, stops).await;
-            drop(slot);
-        });
+        self.endpoint.session_tasks.spawn(
+            async move {
+                crate::session::run(ch, sftp, name, stops).await;
+                drop(slot);
+            }
+            .instrument(span),
+        );
         Ok(())
     }
 

@@ -1,8 +1,14 @@
-//! The request thread's file-system identity. When the server runs as root, a user's SFTP
-//! requests must not be done with root's rights: the thread that runs them takes the site
-//! owner's file-system uid and gid (`setfsuid`/`setfsgid`) and only the owner's group, so the
-//! kernel checks every open, create, chmod and unlink as it would for the owner (as OpenSSH's
+//! A thread's file-system identity. When the server runs as root, work done on behalf of a
+//! customer must not be done with root's rights: the thread that does it takes the site owner's
+//! file-system uid and gid (`setfsuid`/`setfsgid`) and only the owner's groups, so the kernel
+//! checks every open, create, rename, chmod and unlink as it would for the owner (as OpenSSH's
 //! sftp-server, running as the user, would), and what is created belongs to the owner.
+//!
+//! Two places need it, so it lives here, in the crate both sides share, as one copy: the SFTP
+//! session's request thread (`sftp-upload`), and the server's writer of per-customer logs
+//! (`server/customer_log`), which opens and rotates files in a `logs/` directory the customer
+//! controls. One copy means one audited sequence of raw system calls, and one place where the
+//! order (groups, then gid, then uid; restored in reverse) can go wrong.
 //!
 //! These are per-thread on Linux when made as raw system calls (glibc's `setgroups` would change
 //! every thread of the process, so the raw call is used). The identity is restored on drop,
