@@ -16,6 +16,7 @@ mod error_page;
 mod explain;
 mod framing;
 mod host;
+mod htaccess;
 mod listener;
 mod reaper;
 mod resolve;
