@@ -11,6 +11,11 @@
 // Being built: the families are wired into the request path as they land.
 #![allow(dead_code)]
 
+pub mod access;
+pub mod content;
+pub mod file;
+pub mod headers;
+pub mod rules;
 pub mod syntax;
 
 /// Why a directive cannot be used, and what to do about it.
