@@ -435,9 +435,11 @@ mod tests {
         }
         assert!(c.passes("10.2.3.4".parse().expect("ip")));
         assert!(!c.passes("192.0.2.1".parse().expect("ip")));
-        let mut closed = Compat::default();
-        closed.order = Order::AllowDeny;
-        closed.deny.push(None);
+        let closed = Compat {
+            order: Order::AllowDeny,
+            allow: Vec::new(),
+            deny: vec![None],
+        };
         assert!(!closed.passes("10.2.3.4".parse().expect("ip")));
         assert!(Compat::default().passes("10.2.3.4".parse().expect("ip")));
     }
