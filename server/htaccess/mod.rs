@@ -12,8 +12,12 @@
 #![allow(dead_code)]
 
 pub mod access;
+pub mod admission;
+pub mod cache;
+pub mod chain;
 pub mod content;
 pub mod file;
+pub mod guard;
 pub mod headers;
 pub mod rules;
 pub mod syntax;
@@ -34,5 +38,50 @@ impl Problem {
             problem: problem.into(),
             fix: fix.into(),
         }
+    }
+}
+
+/// How a `.htaccess` ends a request: refused by its rules, asking for credentials, or unusable.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    /// 403, 401, 500, ...
+    pub status: http::StatusCode,
+    /// A short name for the log (`htaccess_denied`, `htaccess_fault`, ...).
+    pub code: &'static str,
+    /// Why, in plain words, naming the file (and line) that decided.
+    pub reason: String,
+    /// What to do.
+    pub fix: String,
+    /// For a 401: the realm to ask credentials for.
+    pub realm: Option<String>,
+}
+
+impl Refusal {
+    /// A file that cannot be used: 500 for everything under its directory.
+    pub fn broken(b: &cache::Broken) -> Refusal {
+        let f = &b.fault;
+        let at = match (f.line, f.directive.is_empty()) {
+            (0, _) => b.path.clone(),
+            (n, true) => format!("{}, line {n}", b.path),
+            (n, false) => format!("{}, line {n} (`{}`)", b.path, f.directive),
+        };
+        Refusal {
+            status: http::StatusCode::INTERNAL_SERVER_ERROR,
+            code: "htaccess_fault",
+            reason: format!(
+                "{at}: {}. Until it is fixed, everything in that directory is refused, so that nothing it protects is exposed.",
+                f.problem.problem
+            ),
+            fix: capitalised(&f.problem.fix),
+            realm: None,
+        }
+    }
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect::<String>() + if s.ends_with('.') { "" } else { "." },
+        None => String::new(),
     }
 }
