@@ -11,6 +11,11 @@
 // Being built: the families are wired into the request path as they land.
 #![allow(dead_code)]
 
+pub mod context;
+pub mod location;
+pub mod pattern;
+pub mod redirect;
+pub mod rewrite;
 pub mod syntax;
 
 /// Why a directive cannot be used, and what to do about it.
