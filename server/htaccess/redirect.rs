@@ -209,7 +209,9 @@ impl Entry {
         match &self.matcher {
             Matcher::Prefix(prefix) => {
                 let len = prefix_len(path, prefix)?;
-                let to = self.target.as_deref()?;
+                let Some(to) = self.target.as_deref() else {
+                    return Some(String::new());
+                };
                 Some(format!("{to}{}", location::escape(&path[len..])))
             }
             Matcher::Regex(re) => {

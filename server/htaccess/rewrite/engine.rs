@@ -347,10 +347,8 @@ impl Pass<'_> {
         if let Some(q) = new_query {
             // A query the rules left as the client sent it is already escaped.
             let keep = self.noescape || Some(q.as_str()) == old;
-            if keep {
-                if let Some(bad) = bad_query(Some(&q)) {
-                    return bad;
-                }
+            if let Some(bad) = bad_query(Some(&q)).filter(|_| keep) {
+                return bad;
             }
             location.push('?');
             location.push_str(&if keep { q } else { location::escape(&q) });

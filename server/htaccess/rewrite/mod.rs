@@ -22,7 +22,7 @@ mod flags;
 mod stock;
 mod template;
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 
 use super::Problem;
 use super::pattern;
@@ -335,16 +335,14 @@ fn substitution_template(text: &str) -> Result<Template, Problem> {
                     .iter()
                     .any(|s| s.eq_ignore_ascii_case(&text[..i])))
     });
-    if let Some(i) = scheme_end {
-        if super::location::scheme_len(text).is_none() {
-            return Err(Problem::new(
-                format!(
-                    "RewriteRule substitution `{text}` is a `{}:` URL",
-                    &text[..i]
-                ),
-                "rules here can rewrite to local paths and redirect to http:// or https:// URLs",
-            ));
-        }
+    if let Some(i) = scheme_end.filter(|_| super::location::scheme_len(text).is_none()) {
+        return Err(Problem::new(
+            format!(
+                "RewriteRule substitution `{text}` is a `{}:` URL",
+                &text[..i]
+            ),
+            "rules here can rewrite to local paths and redirect to http:// or https:// URLs",
+        ));
     }
     Template::compile("RewriteRule", text)
 }
