@@ -2,7 +2,7 @@
 //! the problems a line can have.
 
 use super::super::rewrite::Outcome;
-use super::super::rewrite::tests::Fake;
+use super::super::rewrite::fake::Fake;
 use super::super::syntax::{Node, parse};
 use super::*;
 

@@ -17,12 +17,14 @@
 
 mod cond;
 mod engine;
+#[cfg(test)]
+pub(super) mod fake;
 mod flags;
 #[cfg(test)]
 mod stock;
 mod template;
 #[cfg(test)]
-pub(super) mod tests;
+mod tests;
 
 use super::Problem;
 use super::pattern;

@@ -2,7 +2,7 @@
 //! runs: a pass, then the new path routed again, until nothing changes.
 
 use super::Outcome;
-use super::tests::{Fake, pass, rules};
+use super::fake::{Fake, pass, rules};
 
 /// What the request comes to after at most 10 passes, the fake following each rewrite; the
 /// environment set on the way.
