@@ -16,9 +16,14 @@ pub mod admission;
 pub mod cache;
 pub mod chain;
 pub mod content;
+pub mod context;
 pub mod file;
 pub mod guard;
 pub mod headers;
+pub mod location;
+pub mod pattern;
+pub mod redirect;
+pub mod rewrite;
 pub mod rules;
 pub mod syntax;
 
