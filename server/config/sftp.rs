@@ -25,6 +25,7 @@ pub(super) struct RawSftp {
     max_connections: usize,
     max_unauthenticated_per_address: usize,
     login_grace_secs: u64,
+    quota_rescan_secs: u64,
 }
 
 impl Default for RawSftp {
@@ -43,6 +44,7 @@ impl Default for RawSftp {
             max_connections: l.max_connections,
             max_unauthenticated_per_address: l.max_unauthenticated_per_address,
             login_grace_secs: l.login_grace.as_secs(),
+            quota_rescan_secs: l.quota_rescan.as_secs(),
         }
     }
 }
@@ -99,6 +101,7 @@ pub(super) fn settings(
             raw.max_unauthenticated_per_address as u64,
         ),
         ("sftp.login_grace_secs", raw.login_grace_secs),
+        ("sftp.quota_rescan_secs", raw.quota_rescan_secs),
     ] {
         origin.positive(key, v)?;
     }
@@ -129,6 +132,7 @@ pub(super) fn settings(
             max_unauthenticated_per_address: raw.max_unauthenticated_per_address,
             login_grace: Duration::from_secs(raw.login_grace_secs),
             shutdown_grace,
+            quota_rescan: Duration::from_secs(raw.quota_rescan_secs),
         },
         users: out,
         domains,
@@ -304,6 +308,7 @@ mod tests {
         );
         assert!(s.users[1].site.ends_with("alice"));
         assert_eq!(s.users[1].quota.bytes, Some(10));
+        assert_eq!(s.limits.quota_rescan.as_secs(), 60);
         assert!(
             s.host_key
                 .as_ref()
@@ -327,6 +332,7 @@ mod tests {
                 "users.password_hash",
             ),
             ("[sftp]\nmax_handles = 0\n", "sftp.max_handles"),
+            ("[sftp]\nquota_rescan_secs = 0\n", "sftp.quota_rescan_secs"),
             (
                 "[[users]]\nname = \"x\"\npasword_hash = \"typo\"\n",
                 "pasword_hash",
