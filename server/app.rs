@@ -56,7 +56,8 @@ impl ConfigSource {
     }
 
     /// The file that is read: the one given, or the default one when it exists.
-    fn path(&self) -> Option<PathBuf> {
+    /// The file the configuration is read from, when there is one.
+    pub fn path(&self) -> Option<PathBuf> {
         self.file
             .clone()
             .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()))

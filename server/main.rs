@@ -25,6 +25,7 @@ mod sites;
 mod socket;
 mod static_files;
 mod url;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,7 +73,7 @@ enum Command {
         #[arg(long, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
-        action: sftp::UserCommand,
+        action: users::UserCommand,
     },
 }
 
@@ -108,7 +109,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
-        Some(Command::User { config, action }) => sftp::user_command(action, config.as_deref()),
+        Some(Command::User { config, action }) => users::user_command(action, config.as_deref()),
         Some(Command::Explain { config, root, path }) => {
             let overrides = Overrides {
                 root,
@@ -139,6 +140,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         overrides: args.overrides(),
     };
     let config = source.load()?;
+    // Before anything serves: a customer whose home is root's gets an identity of their own.
+    let adopted = users::identity::adopt(&config, source.path().as_deref())?;
+    let config = if adopted.is_empty() {
+        config
+    } else {
+        source.load()?
+    };
     let limit = descriptors::raise_limit().context("cannot read the open-file limit")?;
     descriptors::check(&config, limit).map_err(anyhow::Error::msg)?;
     error_log::init(&config)?;
@@ -155,6 +163,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let signals = Signals::install()?;
         let (http, sftp_listener) = bind(&config).await?;
         banner(&config, http.local_addr()?);
+        for line in &adopted {
+            banner!("{line}");
+        }
         let shutdown = CancellationToken::new();
         let sftp = sftp::start(
             &config,
@@ -290,6 +301,11 @@ fn banner(config: &Config, http: std::net::SocketAddr) {
         "Open http://{}/ in a browser. `yadokari explain FILE` says why a file is served, run or refused.",
         banner::reachable(http)
     );
+    if config.customers.len() > 1 && !nix::unistd::Uid::effective().is_root() {
+        banner!(
+            "not started as root: every customer's scripts and files are the server's own user, so customers are not isolated from each other"
+        );
+    }
 }
 
 /// The signals the server acts on, installed before it serves anything: a SIGHUP or SIGTERM

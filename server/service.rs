@@ -158,6 +158,7 @@ async fn act(
         } else {
             &config.document_root
         },
+        customer: index.or(config.sites.default_owner()),
     };
     let response = match resolve::resolve(&jail, &url, config) {
         Resolution::NotFound => return Err(HttpError::NotFound),

@@ -16,10 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::banner::banner;
 use crate::config::{Config, DEFAULT_CONFIG};
 
-mod users;
-
-pub use users::{UserCommand, user_command};
-use users::{config_file, edit_config, user_entry};
+use crate::users::{config_file, edit_config, user_entry};
 
 /// The SFTP side, started: the endpoint's handle (for reloads) and its task.
 pub struct Running {
@@ -125,8 +122,29 @@ fn crate_config(
 /// The web side still serves it.
 fn with_refusal(mut user: sftp_upload::User, config: &Config) -> sftp_upload::User {
     let as_root = nix::unistd::Uid::effective().is_root();
-    user.refused = crate::config::unsafe_site(&user.site, config, as_root);
+    user.refused = crate::config::unsafe_site(&user.site, config, as_root).or_else(|| {
+        let customer = config.customers.iter().find(|c| c.name == user.name)?;
+        not_their_home(customer).filter(|_| as_root)
+    });
     user
+}
+
+/// Why a customer with a declared identity may not log in to a home that belongs to someone
+/// else (they would act with that owner's rights), with the fix.
+fn not_their_home(customer: &crate::config::Customer) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let id = customer.identity?;
+    let owner = std::fs::metadata(&customer.home).ok()?.uid();
+    (owner != id.uid).then(|| {
+        format!(
+            "their home {} belongs to uid {owner}, not to their identity (uid {}); fix: chown -R {}:{} {}",
+            customer.home.display(),
+            id.uid,
+            id.uid,
+            id.gid,
+            customer.home.display()
+        )
+    })
 }
 
 /// The web side's verdict on a file a user just uploaded or chmodded, through the very same

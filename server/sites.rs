@@ -24,6 +24,9 @@ pub struct Served<'a> {
     pub prefix: &'a str,
     /// DOCUMENT_ROOT.
     pub document_root: &'a Path,
+    /// The customer whose site this is (index into the configuration's customers): the
+    /// routed one, or for the default site the customer whose web root the document root is.
+    pub customer: Option<usize>,
 }
 
 /// The sites a configuration serves besides the default one.
@@ -39,6 +42,8 @@ pub struct Sites {
     wildcard: HashMap<String, usize>,
     /// Each customer's web root, absolute.
     roots: Vec<PathBuf>,
+    /// The customer whose web root is the document root (the shipped demo user), if any.
+    default_owner: Option<usize>,
 }
 
 /// Where a request goes.
@@ -110,6 +115,17 @@ impl Sites {
             }
         }
         Ok(())
+    }
+
+    /// Makes the first customer whose web root is `document_root` the owner of the default
+    /// site (their limits and logs apply to it).
+    pub fn set_default(&mut self, document_root: &Path) {
+        self.default_owner = self.roots.iter().position(|r| r == document_root);
+    }
+
+    /// The customer whose web root is the document root.
+    pub fn default_owner(&self) -> Option<usize> {
+        self.default_owner
     }
 
     /// Customer `index`'s web root.

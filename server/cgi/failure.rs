@@ -20,6 +20,8 @@ pub enum Failure {
     BodyUnreadable { error: std::io::Error },
     /// Every script slot stayed busy for the whole queue wait.
     Busy { slots: usize },
+    /// The customer already runs their whole share of the script slots.
+    ShareBusy { share: usize },
     /// The script is owned by a uid with no account.
     NoAccount { uid: u32 },
     /// The fallback user does not exist.
@@ -122,6 +124,11 @@ impl Failure {
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("All {slots} script slots are busy."),
                 "Try again in a moment (or raise cgi.max_concurrent).".to_string(),
+            ),
+            Failure::ShareBusy { share } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("This site already runs its share of scripts ({share} at once)."),
+                "Try again in a moment; the site's owner can make slow scripts finish sooner (or the host can raise its max_scripts).".to_string(),
             ),
             Failure::Resources { error } => (
                 if crate::descriptors::exhausted(error) {
@@ -317,6 +324,7 @@ impl Failure {
             Failure::BodyUnreadable { .. } => "body_unreadable",
             Failure::BodyTimeout { .. } => "body_timeout",
             Failure::Busy { .. } => "busy",
+            Failure::ShareBusy { .. } => "share_busy",
             Failure::NoAccount { .. } => "no_account",
             Failure::NoFallbackUser { .. } => "no_fallback_user",
             Failure::WouldRunAsRoot => "would_run_as_root",

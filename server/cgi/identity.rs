@@ -1,6 +1,8 @@
 //! Who a script runs as. When the server is root it behaves like suEXEC plus Apache's `User`:
 //! a script owned by an ordinary user (uid ≥ `cgi.min_uid`) runs as that user with that user's
 //! groups; one owned by root or a system account runs as `cgi.fallback_user`. Never as root.
+//! A customer's allocated identity (a uid of their own with no account in `/etc/passwd`, as
+//! SFTPGo's and CloudLinux's virtual users) runs as that uid with its own gid and no other group.
 //! When the server is not root, scripts run as the server's own user.
 
 use std::collections::HashMap;
@@ -12,7 +14,7 @@ use nix::unistd::{Gid, Uid, User, getgrouplist};
 
 use super::failure::Failure;
 use super::spawn::Identity;
-use crate::config::Cgi;
+use crate::config::{Cgi, Config};
 
 /// How long a looked-up account is reused. Reading `/etc/passwd` and `/etc/group` for every
 /// request costs more than everything else the server adds to a CGI request; a change to an
@@ -23,9 +25,23 @@ type Key = (u32, u32, String);
 static CACHE: Mutex<Option<HashMap<Key, (Instant, Identity)>>> = Mutex::new(None);
 
 /// The identity for a script owned by `owner`, or `None` to run as the server's user.
-pub fn for_owner(owner: u32, cgi: &Cgi) -> Result<Option<Identity>, Failure> {
+pub fn for_owner(owner: u32, config: &Config) -> Result<Option<Identity>, Failure> {
     if !Uid::effective().is_root() {
         return Ok(None);
+    }
+    let cgi = &config.cgi;
+    if let Some(&i) = config.by_uid.get(&owner)
+        && let customer = &config.customers[i]
+        && customer.unix_user.is_none()
+        && let Some(id) = customer.identity
+        && owner >= cgi.min_uid
+    {
+        return Ok(Some(Identity {
+            name: customer.name.clone(),
+            uid: id.uid,
+            gid: id.gid,
+            groups: vec![id.gid],
+        }));
     }
     let key = (owner, cgi.min_uid, cgi.fallback_user.clone());
     if let Ok(cache) = CACHE.lock()

@@ -60,7 +60,7 @@ impl Launch {
             config,
             ..
         } = *call;
-        let identity = identity::for_owner(script.stat.st_uid, &config.cgi)?;
+        let identity = identity::for_owner(script.stat.st_uid, config)?;
         let filename = site.root.join(&script.rel);
         let envp = environment(call, &filename);
         let (dir, name) = pinned_directory(site.jail, script)?;
@@ -73,7 +73,6 @@ impl Launch {
             // As suEXEC does: the name, run in its directory (argv[0] keeps the full path).
             None => (c_string(&exec_name(&name))?, vec![script_c]),
         };
-        let c = &config.cgi;
         Ok(Launch {
             program,
             argv,
@@ -83,12 +82,9 @@ impl Launch {
             root: site.root.to_path_buf(),
             nofollow: script.interpreter.is_none(),
             name,
-            limits: spawn::Limits {
-                cpu_secs: c.limit_cpu_secs,
-                memory_bytes: c.limit_memory_bytes,
-                open_files: c.limit_open_files,
-                processes: c.limit_processes,
-            },
+            limits: site
+                .customer
+                .map_or(config.cgi.limits, |i| config.customers[i].limits),
         })
     }
 }

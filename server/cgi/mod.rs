@@ -77,7 +77,14 @@ pub async fn run(
 ) -> Result<Outcome, Failure> {
     let (parts, body) = req.into_parts();
     let stdin = prepare_body(&parts, body, &config.limits).await?;
-    let slot = slots.take(config.cgi.queue_wait).await?;
+    let share = site.customer.map(|i| {
+        let c = &config.customers[i];
+        slots::Share {
+            customer: &c.name,
+            max: c.max_scripts,
+        }
+    });
+    let slot = slots.take(config.cgi.queue_wait, share).await?;
     let launch = Launch::new(&launch::Call {
         parts: &parts,
         stdin: &stdin,

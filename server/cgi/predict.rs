@@ -20,7 +20,7 @@ use crate::resolve::Script;
 
 /// The first problem `script` will hit when it is run, or `None` when it should start.
 pub fn predict(config: &Config, root: &Path, jail: &Jail, script: &Script) -> Option<Failure> {
-    let identity = match identity::for_owner(script.stat.st_uid, &config.cgi) {
+    let identity = match identity::for_owner(script.stat.st_uid, config) {
         Ok(identity) => identity,
         Err(failure) => return Some(failure),
     };

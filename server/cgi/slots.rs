@@ -1,8 +1,14 @@
-//! Script slots: `cgi.max_concurrent` scripts at once, and the pids of those running, which
-//! the reaper must leave alone (`crate::reaper`). A slot is taken before the spawn and given
-//! back when the script is reaped.
+//! Script slots: `cgi.max_concurrent` scripts at once, at most a customer's share of them for
+//! one customer, and the pids of those running, which the reaper must leave alone
+//! (`crate::reaper`). A slot is taken before the spawn and given back when the script is
+//! reaped.
+//!
+//! The share is what keeps one customer's 64 slow scripts from starving everyone else's
+//! requests: a customer at their cap waits (then gets 503) while the others' scripts still find
+//! free slots.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -14,7 +20,19 @@ pub struct ScriptSlots {
     semaphore: Arc<Semaphore>,
     size: usize,
     running: Running,
+    /// Each customer's share, by name and size (a reload that changes the size starts a new
+    /// one; the old one's permits end with their scripts).
+    shares: Mutex<HashMap<(String, usize), Arc<Semaphore>>>,
 }
+
+/// Whose script a slot is asked for: the customer's name and their share.
+pub struct Share<'a> {
+    pub customer: &'a str,
+    pub max: usize,
+}
+
+/// Shares kept before the idle ones are let go.
+const SHARES_KEPT: usize = 1024;
 
 impl ScriptSlots {
     /// `size` slots.
@@ -23,6 +41,7 @@ impl ScriptSlots {
             semaphore: Arc::new(Semaphore::new(size)),
             size,
             running: Running::default(),
+            shares: Mutex::new(HashMap::new()),
         }
     }
 
@@ -31,16 +50,50 @@ impl ScriptSlots {
         self.running.clone()
     }
 
-    /// A slot, waiting at most `wait`; `Busy` when none came free.
-    pub(super) async fn take(&self, wait: std::time::Duration) -> Result<Slot, Failure> {
-        match tokio::time::timeout(wait, self.semaphore.clone().acquire_owned()).await {
+    /// A slot, within the customer's share when `share` is given, waiting at most `wait` in
+    /// all; `ShareBusy` or `Busy` when none came free.
+    pub(super) async fn take(
+        &self,
+        wait: std::time::Duration,
+        share: Option<Share<'_>>,
+    ) -> Result<Slot, Failure> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let own = match share {
+            Some(share) => {
+                let semaphore = self.share(&share);
+                match tokio::time::timeout_at(deadline, semaphore.acquire_owned()).await {
+                    Ok(Ok(permit)) => Some(permit),
+                    _ => return Err(Failure::ShareBusy { share: share.max }),
+                }
+            }
+            None => None,
+        };
+        match tokio::time::timeout_at(deadline, self.semaphore.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Slot {
                 _permit: permit,
+                _share: own,
                 running: self.running.clone(),
                 pid: None,
             }),
             _ => Err(Failure::Busy { slots: self.size }),
         }
+    }
+
+    /// The semaphore of `share`, made on its customer's first script.
+    fn share(&self, share: &Share<'_>) -> Arc<Semaphore> {
+        let mut shares = self.shares.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (share.customer.to_string(), share.max);
+        if let Some(s) = shares.get(&key) {
+            return s.clone();
+        }
+        if shares.len() >= SHARES_KEPT {
+            // Only idle shares go: one with a script running keeps counting it.
+            shares.retain(|(_, max), s| s.available_permits() < *max);
+        }
+        shares
+            .entry(key)
+            .or_insert_with(|| Arc::new(Semaphore::new(share.max)))
+            .clone()
     }
 }
 
@@ -59,6 +112,8 @@ impl Running {
 /// in [`Running`] for as long as the slot holds it.
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
+    /// The customer's share, when the script is a customer's.
+    _share: Option<OwnedSemaphorePermit>,
     running: Running,
     pid: Option<i32>,
 }

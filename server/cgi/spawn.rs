@@ -31,18 +31,8 @@ pub struct Identity {
     pub groups: Vec<u32>,
 }
 
-/// Resource limits set in the child before exec (0 means: leave as inherited).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Limits {
-    /// RLIMIT_CPU, seconds.
-    pub cpu_secs: u64,
-    /// RLIMIT_AS, bytes.
-    pub memory_bytes: u64,
-    /// RLIMIT_NOFILE.
-    pub open_files: u64,
-    /// RLIMIT_NPROC.
-    pub processes: u64,
-}
+/// A script's resource limits.
+pub use crate::config::ScriptLimits as Limits;
 
 /// What to run and how.
 pub struct Spec<'a> {

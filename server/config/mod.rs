@@ -15,8 +15,10 @@ use raw::{RawCgi, RawConfig, RawLimits, RawServer};
 
 mod raw;
 mod sftp;
+mod users;
 
-pub use sftp::{Settings, unsafe_site, valid_user_name};
+pub use sftp::Settings;
+pub use users::{Customer, Hosting, Identity, unsafe_site, valid_user_name};
 
 /// Where the config is looked for when `--config` is not given.
 pub const DEFAULT_CONFIG: &str = "conf/yadokari.toml";
@@ -94,7 +96,14 @@ pub struct Config {
     pub sftp_settings: Settings,
     /// The configuration file's directory, absolute; `None` for the built-in defaults.
     pub source_dir: Option<PathBuf>,
-    /// The customers' sites: their domains and `/~name/` (see `crate::sites`).
+    /// `[hosting]`: where homes go, identities, fair shares.
+    pub hosting: Hosting,
+    /// The customers (`[[users]]`), in the file's order.
+    pub customers: Vec<Customer>,
+    /// The customers with a declared identity, by uid (index into `customers`).
+    pub by_uid: std::collections::HashMap<u32, usize>,
+    /// The customers' sites: their domains and `/~name/` (see `crate::sites`); site `i` is
+    /// customer `i`'s web root.
     pub sites: crate::sites::Sites,
 }
 
@@ -144,14 +153,21 @@ pub struct Cgi {
     pub min_uid: u32,
     /// The account scripts owned by root or system accounts run as when the server is root.
     pub fallback_user: String,
+    /// A script's resource limits (a customer's entry may override them).
+    pub limits: ScriptLimits,
+}
+
+/// The resource limits a script is started with (0: leave as inherited).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScriptLimits {
     /// RLIMIT_CPU, seconds.
-    pub limit_cpu_secs: u64,
+    pub cpu_secs: u64,
     /// RLIMIT_AS, bytes.
-    pub limit_memory_bytes: u64,
+    pub memory_bytes: u64,
     /// RLIMIT_NOFILE.
-    pub limit_open_files: u64,
-    /// RLIMIT_NPROC.
-    pub limit_processes: u64,
+    pub open_files: u64,
+    /// RLIMIT_NPROC (it counts every process of the script's user).
+    pub processes: u64,
 }
 
 impl Config {
@@ -176,15 +192,18 @@ impl Config {
             log_level(&server.log_level).map_err(|p| origin.err("server.log_level", p))?;
         let limits = limits(raw.limits, &origin)?;
         let cgi = cgi(raw.cgi, &origin)?;
-        let userdir = raw.hosting.userdir;
+        let hosting = users::hosting(raw.hosting, &cgi, &origin)?;
+        let customers = users::customers(&raw.users, &hosting, &cgi, &origin, &document_root)?;
         let sftp_settings = sftp::settings(
             raw.sftp,
-            raw.users,
+            &raw.users,
+            &customers,
             &origin,
-            &document_root,
             limits.shutdown_grace,
         )?;
-        let sites = sites(&sftp_settings, userdir).map_err(|p| origin.err("users.domains", p))?;
+        let mut sites =
+            sites(&customers, hosting.userdir).map_err(|p| origin.err("users.domains", p))?;
+        sites.set_default(&document_root);
         Ok(Config {
             document_root,
             http,
@@ -201,6 +220,13 @@ impl Config {
             cgi,
             sftp_settings,
             source_dir: origin.file.as_ref().map(|_| origin.base.clone()),
+            by_uid: customers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.identity.map(|id| (id.uid, i)))
+                .collect(),
+            hosting,
+            customers,
             sites,
         })
     }
@@ -429,18 +455,20 @@ fn cgi(c: RawCgi, origin: &Origin) -> Result<Cgi, ConfigError> {
         max_header_bytes: c.max_header_bytes,
         min_uid: c.min_uid,
         fallback_user: c.fallback_user,
-        limit_cpu_secs: c.limit_cpu_secs,
-        limit_memory_bytes: c.limit_memory_bytes,
-        limit_open_files: c.limit_open_files,
-        limit_processes: c.limit_processes,
+        limits: ScriptLimits {
+            cpu_secs: c.limit_cpu_secs,
+            memory_bytes: c.limit_memory_bytes,
+            open_files: c.limit_open_files,
+            processes: c.limit_processes,
+        },
     })
 }
 
-/// The customers' sites from the users (each user's site is their web root) and their domains.
-fn sites(settings: &Settings, userdir: bool) -> Result<crate::sites::Sites, String> {
+/// The customers' sites: each customer's web root, reached by their domains and `/~name/`.
+fn sites(customers: &[Customer], userdir: bool) -> Result<crate::sites::Sites, String> {
     let mut sites = crate::sites::Sites::new(userdir);
-    for (user, domains) in settings.users.iter().zip(&settings.domains) {
-        sites.add(&user.name, user.site.clone(), domains)?;
+    for c in customers {
+        sites.add(&c.name, c.web_root.clone(), &c.domains)?;
     }
     Ok(sites)
 }

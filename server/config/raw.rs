@@ -16,7 +16,7 @@ pub(super) struct RawConfig {
     pub(super) limits: RawLimits,
     pub(super) cgi: RawCgi,
     pub(super) sftp: super::sftp::RawSftp,
-    pub(super) users: Vec<super::sftp::RawUser>,
+    pub(super) users: Vec<super::users::RawUser>,
     pub(super) hosting: RawHosting,
 }
 
@@ -25,11 +25,21 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawHosting {
     pub(super) userdir: bool,
+    pub(super) homes: Option<PathBuf>,
+    pub(super) web_root: String,
+    pub(super) uid_range: Option<[u32; 2]>,
+    pub(super) max_scripts_per_user: usize,
 }
 
 impl Default for RawHosting {
     fn default() -> Self {
-        RawHosting { userdir: true }
+        RawHosting {
+            userdir: true,
+            homes: None,
+            web_root: "public_html".into(),
+            uid_range: None,
+            max_scripts_per_user: 16,
+        }
     }
 }
 

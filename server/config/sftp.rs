@@ -1,12 +1,13 @@
 //! The `[sftp]` and `[[users]]` sections: as written (raw) and validated into [`Settings`], the
 //! part of [`super::Config`] the SFTP endpoint is started and reloaded from.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 use sftp_upload::QuotaLimits;
 
+use super::users::{Customer, RawUser};
 use super::{ConfigError, Origin};
 
 /// The `[sftp]` section as written.
@@ -49,20 +50,6 @@ impl Default for RawSftp {
     }
 }
 
-/// One `[[users]]` entry as written.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawUser {
-    name: String,
-    site: Option<PathBuf>,
-    authorized_keys: Option<PathBuf>,
-    password_hash: Option<String>,
-    quota_bytes: Option<u64>,
-    quota_files: Option<u64>,
-    #[serde(default)]
-    domains: Vec<String>,
-}
-
 /// The validated SFTP settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -72,19 +59,18 @@ pub struct Settings {
     pub honour_client_mode: bool,
     /// Limits.
     pub limits: sftp_upload::Limits,
-    /// Users, with absolute paths.
+    /// Users, with absolute paths (in the order of the customers: a user's site is the
+    /// customer's home).
     pub users: Vec<sftp_upload::User>,
-    /// Each user's domains (same order as `users`), checked and lowercased.
-    pub domains: Vec<Vec<String>>,
 }
 
-/// Validates the `[sftp]` section and the users. `origin` names the file and resolves relative
-/// paths against its directory; a user without a `site` gets `document_root`.
+/// Validates the `[sftp]` section and the users' credentials; each customer logs in to their
+/// home. `origin` names the file and resolves relative paths against its directory.
 pub(super) fn settings(
     raw: RawSftp,
-    users: Vec<RawUser>,
+    users: &[RawUser],
+    customers: &[Customer],
     origin: &Origin,
-    document_root: &Path,
     shutdown_grace: Duration,
 ) -> Result<Settings, ConfigError> {
     for (key, v) in [
@@ -105,16 +91,11 @@ pub(super) fn settings(
     ] {
         origin.positive(key, v)?;
     }
-    let mut out: Vec<sftp_upload::User> = Vec::new();
-    let mut domains = Vec::new();
-    for u in users {
-        domains.push(checked_domains(&u, origin)?);
-        let user = user(u, origin, document_root)?;
-        if out.iter().any(|o| o.name == user.name) {
-            return Err(origin.err("users.name", format!("`{}` appears twice", user.name)));
-        }
-        out.push(user);
-    }
+    let out = users
+        .iter()
+        .zip(customers)
+        .map(|(u, c)| user(u, c, origin))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Settings {
         host_key: origin.file.as_ref().map(|_| origin.resolve(&raw.host_key)),
         honour_client_mode: raw.honour_client_mode,
@@ -135,123 +116,11 @@ pub(super) fn settings(
             quota_rescan: Duration::from_secs(raw.quota_rescan_secs),
         },
         users: out,
-        domains,
     })
 }
 
-/// Whether `name` may be a user's login name: letters, digits, `.`, `_`, `-`; 1 to 32.
-pub fn valid_user_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 32
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
-
-/// Why `site` must not be a customer's SFTP site, with the fix; `None` when it may be.
-/// `check_owner`: also refuse a site whose owner is root or a system account (what matters
-/// when the server runs as root, and what `user add` always checks).
-///
-/// SECURITY: as root, a session takes its site owner's file-system identity, so a site owned
-/// by root or a system account (uid below `cgi.min_uid`) would give the customer that account's
-/// rights (`/etc/shadow` was downloaded through `--site /`). A site that holds the
-/// configuration's directory, the host key or the server's program would let them rewrite the
-/// server whatever its uid. Paths are compared canonicalised, and a site that cannot be looked
-/// at is refused.
-pub fn unsafe_site(site: &Path, config: &super::Config, check_owner: bool) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let shown = site.display();
-    let Ok(site) = std::fs::canonicalize(site) else {
-        return Some(format!(
-            "{shown} cannot be looked at, so it cannot be checked"
-        ));
-    };
-    let host_key_dir = config
-        .sftp_settings
-        .host_key
-        .as_deref()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf);
-    let protected = [
-        config.source_dir.clone(),
-        host_key_dir,
-        std::env::current_exe().ok(),
-    ];
-    let holds = protected
-        .iter()
-        .flatten()
-        .filter_map(|p| std::fs::canonicalize(p).ok())
-        .any(|p| p.starts_with(&site));
-    if holds {
-        return Some(format!(
-            "{shown} holds the server's own configuration, host key or program, so it can never be a customer's site; give the user a directory of their own"
-        ));
-    }
-    if !check_owner {
-        return None;
-    }
-    let min_uid = config.cgi.min_uid;
-    let owner = match std::fs::metadata(&site) {
-        Ok(meta) => meta.uid(),
-        Err(e) => {
-            return Some(format!(
-                "{shown} cannot be looked at ({e}), so it cannot be checked"
-            ));
-        }
-    };
-    if owner < min_uid {
-        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(owner))
-            .ok()
-            .flatten()
-            .map_or_else(
-                || format!("uid {owner}"),
-                |u| format!("{} (uid {owner})", u.name),
-            );
-        return Some(format!(
-            "{shown} belongs to {name}, and a customer acts over SFTP with the rights of their site's owner, which must be an ordinary user (uid {min_uid} or above, cgi.min_uid); fix: chown -R USER {shown} with the customer's own account"
-        ));
-    }
-    None
-}
-
-/// A user's domains, checked and lowercased.
-fn checked_domains(u: &RawUser, origin: &Origin) -> Result<Vec<String>, ConfigError> {
-    u.domains
-        .iter()
-        .map(|d| {
-            crate::sites::check_domain(d)
-                .map_err(|p| origin.err("users.domains", format!("user `{}`: {p}", u.name)))
-        })
-        .collect()
-}
-
-/// One `[[users]]` entry, checked: a plain name, an existing site, a real password hash.
-fn user(
-    u: RawUser,
-    origin: &Origin,
-    document_root: &Path,
-) -> Result<sftp_upload::User, ConfigError> {
-    if !valid_user_name(&u.name) {
-        return Err(origin.err(
-            "users.name",
-            format!(
-                "`{}` is not a user name (letters, digits, . _ -; at most 32)",
-                u.name
-            ),
-        ));
-    }
-    let site = match &u.site {
-        Some(s) => std::fs::canonicalize(origin.resolve(s))
-            .ok()
-            .filter(|p| p.is_dir())
-            .ok_or_else(|| {
-                origin.err(
-                    "users.site",
-                    format!("user `{}`: {} is not a directory", u.name, s.display()),
-                )
-            })?,
-        None => document_root.to_path_buf(),
-    };
+/// One user's SFTP account: their home, a real password hash, their keys and quota.
+fn user(u: &RawUser, c: &Customer, origin: &Origin) -> Result<sftp_upload::User, ConfigError> {
     if let Some(h) = &u.password_hash
         && !sftp_upload::accounts::is_password_hash(h)
     {
@@ -265,9 +134,9 @@ fn user(
     }
     Ok(sftp_upload::User {
         authorized_keys: u.authorized_keys.as_deref().map(|p| origin.resolve(p)),
-        name: u.name,
-        site,
-        password_hash: u.password_hash,
+        name: c.name.clone(),
+        site: c.home.clone(),
+        password_hash: u.password_hash.clone(),
         quota: QuotaLimits {
             bytes: u.quota_bytes,
             files: u.quota_files,
@@ -334,6 +203,30 @@ mod tests {
             ("[sftp]\nmax_handles = 0\n", "sftp.max_handles"),
             ("[sftp]\nquota_rescan_secs = 0\n", "sftp.quota_rescan_secs"),
             (
+                "[[users]]\nname = \"x\"\nsite = \"alice\"\nhome = \"alice\"\n",
+                "users.home",
+            ),
+            ("[[users]]\nname = \"x\"\nuid = 0\n", "users.uid"),
+            ("[[users]]\nname = \"x\"\nuid = 999\n", "users.uid"),
+            (
+                "[[users]]\nname = \"x\"\nuid = 20000\n[[users]]\nname = \"y\"\nuid = 20000\n",
+                "users.uid",
+            ),
+            (
+                "[[users]]\nname = \"x\"\nunix_user = \"no-such-account-here\"\n",
+                "users.uid",
+            ),
+            (
+                "[[users]]\nname = \"x\"\nhome = \"alice\"\nweb_root = \"../htdocs\"\n",
+                "users.web_root",
+            ),
+            (
+                "[[users]]\nname = \"x\"\nmax_scripts = 65\n",
+                "users.max_scripts",
+            ),
+            ("[hosting]\nuid_range = [10, 20]\n", "hosting.uid_range"),
+            ("[hosting]\nweb_root = \"../x\"\n", "hosting.web_root"),
+            (
                 "[[users]]\nname = \"x\"\npasword_hash = \"typo\"\n",
                 "pasword_hash",
             ),
@@ -342,6 +235,16 @@ mod tests {
             let e = load(text).expect_err(text).to_string();
             assert!(e.contains(key), "{text}: {e}");
         }
+        let c = load(
+            "[[users]]\nname = \"x\"\nhome = \"alice\"\nweb_root = \".\"\nuid = 20001\nlimit_cpu_secs = 5\n",
+        )
+        .expect("valid");
+        let x = &c.customers[0];
+        assert_eq!(x.web_root, x.home);
+        assert_eq!(x.identity.map(|i| (i.uid, i.gid)), Some((20001, 20001)));
+        assert_eq!(x.limits.cpu_secs, 5);
+        assert_eq!(x.limits.open_files, c.cgi.limits.open_files);
+        assert_eq!(c.by_uid.get(&20001), Some(&0));
         let e = load("[[users]]\nname = \"x\"\npassword_hash = \"hunter2\"\n")
             .expect_err("invalid")
             .to_string();

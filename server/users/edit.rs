@@ -1,0 +1,117 @@
+//! Editing the configuration file: keep its comments and layout, validate the result with the
+//! loader the server uses, and replace the file atomically, keeping its owner (and its secrecy
+//! while it holds password hashes).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::config::{Config, DEFAULT_CONFIG, Overrides};
+
+/// The configuration file the users are kept in: `file`, or the default one; it must exist.
+pub fn config_file(file: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let path = file
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    if !path.exists() {
+        bail!(
+            "{}: no configuration file to keep the users in (use --config FILE)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Edits the TOML file keeping its comments and layout, validates the result with the same
+/// loader the server uses, and only then replaces the file (atomically, through a temporary
+/// beside it).
+///
+/// SECURITY: the new file keeps the old one's owner and group (`user passwd` run as root must
+/// not hand a customer's file to root), and while it holds a password hash it is 0600 whatever
+/// its mode was, so no script running as another user can read the hashes.
+pub fn edit_config(
+    path: &Path,
+    f: impl FnOnce(&mut toml_edit::DocumentMut) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("{}: not TOML", path.display()))?;
+    f(&mut doc)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".yadokari.toml.")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    tmp.write_all(doc.to_string().as_bytes())?;
+    tmp.as_file().sync_all()?;
+    let old = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    keep_owner_and_mode(tmp.as_file(), &old, holds_secret(&doc))?;
+    if let Err(mut e) = Config::load(Some(tmp.path()), &Overrides::default()) {
+        // The error names the file being edited, not the temporary it was tried in.
+        e.source = path.display().to_string();
+        bail!("the edited configuration would not load: {e}");
+    }
+    tmp.persist(path)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+/// Whether the document holds a password hash.
+fn holds_secret(doc: &toml_edit::DocumentMut) -> bool {
+    doc.get("users")
+        .and_then(|u| u.as_array_of_tables())
+        .is_some_and(|users| users.iter().any(|t| t.contains_key("password_hash")))
+}
+
+/// Gives `file` the owner, group and mode of `old`; the mode without any bit for the group
+/// and others when `secret`.
+fn keep_owner_and_mode(
+    file: &std::fs::File,
+    old: &std::fs::Metadata,
+    secret: bool,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if nix::unistd::Uid::effective().is_root() {
+        std::os::unix::fs::fchown(file, Some(old.uid()), Some(old.gid()))
+            .context("cannot give the edited configuration its owner")?;
+    }
+    let mut mode = old.mode() & 0o7777;
+    if secret {
+        mode &= 0o700;
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .context("cannot set the edited configuration's mode")?;
+    Ok(())
+}
+
+/// The `[[users]]` array, made when the file has none.
+pub(super) fn users_array(
+    doc: &mut toml_edit::DocumentMut,
+) -> anyhow::Result<&mut toml_edit::ArrayOfTables> {
+    if !doc.contains_key("users") {
+        doc.insert(
+            "users",
+            toml_edit::Item::ArrayOfTables(toml_edit::ArrayOfTables::new()),
+        );
+    }
+    doc["users"]
+        .as_array_of_tables_mut()
+        .context("`users` must be written as [[users]] tables")
+}
+
+/// The `[[users]]` table of `name`.
+pub fn user_entry<'a>(
+    doc: &'a mut toml_edit::DocumentMut,
+    name: &str,
+) -> anyhow::Result<&'a mut toml_edit::Table> {
+    users_array(doc)?
+        .iter_mut()
+        .find(|t| t.get("name").and_then(|v| v.as_str()) == Some(name))
+        .with_context(|| format!("no user `{name}`"))
+}
