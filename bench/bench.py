@@ -1031,7 +1031,7 @@ def report(rows, units, a, stamp, nproc, kernel, elapsed, ciphers):
                 s["ratio_best_anchor"], s["ratio_ceiling"] = rb, rc
         lines.append(f"| {w} | {units.get(w, '')} | " + " | ".join(cells) + f" | {rb} | {rc} |")
     lines += [""] + targets_table(rows, by)
-    many_lines = many.table(by, fmt)
+    many_lines = many.table(rows, by, fmt)
     if len(many_lines) > 2:
         lines += [""] + many_lines
     text = "\n".join(lines)
