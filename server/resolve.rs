@@ -88,7 +88,14 @@ pub struct Scope<'a> {
 
 /// Resolves `url` inside the site held by `jail`, by the configuration alone.
 pub fn resolve(jail: &Jail, url: &UrlPath, config: &Config) -> Resolution {
-    resolve_in(jail, url, Scope { config, rules: None })
+    resolve_in(
+        jail,
+        url,
+        Scope {
+            config,
+            rules: None,
+        },
+    )
 }
 
 /// Resolves `url` inside the site held by `jail`, with what `scope` says.
@@ -257,7 +264,9 @@ fn judge(jail: &Jail, found: Found, site_owner: u32, scope: Scope<'_>) -> Result
         Kind::Script => (Role::Script, None),
         Kind::Static => (Role::Static, None),
     };
-    let exec_off = scope.rules.is_some_and(|r| r.options.exec_cgi == Some(false));
+    let exec_off = scope
+        .rules
+        .is_some_and(|r| r.options.exec_cgi == Some(false));
     if role != Role::Static && exec_off {
         return Err(Stop::Denied(Denial::ExecCgiOff, lossy(&found.rel)));
     }

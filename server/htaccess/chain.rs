@@ -13,6 +13,8 @@ use yadokari_site::Jail;
 
 use super::cache::{Broken, Cache, Loaded};
 use super::file::Htaccess;
+use super::redirect::Redirects;
+use super::rewrite::Rewrites;
 use super::rules::Rules;
 use crate::url::UrlPath;
 
@@ -36,7 +38,12 @@ impl Chain {
     /// The chain for `url` in the site held by `jail` (root `root`): the directories the URL
     /// passes through (its last segment too when it ends in a slash), or the first unusable
     /// file on the way.
-    pub fn of(cache: &Cache, jail: &Jail, root: &Path, url: &UrlPath) -> Result<Chain, Arc<Broken>> {
+    pub fn of(
+        cache: &Cache,
+        jail: &Jail,
+        root: &Path,
+        url: &UrlPath,
+    ) -> Result<Chain, Arc<Broken>> {
         let dirs = if url.trailing_slash {
             url.segments.len()
         } else {
@@ -94,11 +101,38 @@ impl Chain {
         rules
     }
 
+    /// The rewrite rules in force: those of every file that has any, merged top down as Apache
+    /// does (a file's own rules unless it inherits), with the URL of the deepest such file's
+    /// directory, against which patterns match.
+    pub fn rewrites(&self) -> Option<(&str, Rewrites)> {
+        let mut merged: Option<(&str, Rewrites)> = None;
+        for level in self.levels.iter().filter(|l| l.file.rewrites.is_set()) {
+            let next = match &merged {
+                Some((_, parent)) => Rewrites::merge(parent, &level.file.rewrites),
+                None => level.file.rewrites.clone(),
+            };
+            merged = Some((&level.url, next));
+        }
+        merged
+    }
+
+    /// The redirects in force: every file's, the deepest first.
+    pub fn redirects(&self) -> Redirects {
+        self.levels
+            .iter()
+            .fold(Redirects::default(), |parent, level| {
+                Redirects::merge(&parent, &level.file.redirects)
+            })
+    }
+
     /// The warnings the files carry (skipped `php_value` lines), with their file.
     pub fn warnings(&self) -> impl Iterator<Item = (String, &str)> {
         self.levels.iter().flat_map(|l| {
             let path = format!("{}{}", l.url, super::cache::NAME);
-            l.file.warnings.iter().map(move |w| (path.clone(), w.as_str()))
+            l.file
+                .warnings
+                .iter()
+                .map(move |w| (path.clone(), w.as_str()))
         })
     }
 }

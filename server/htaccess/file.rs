@@ -11,6 +11,8 @@
 
 use super::Problem;
 use super::access::{Compat, Require};
+use super::redirect::Redirects;
+use super::rewrite::Rewrites;
 use super::rules::Rules;
 use super::syntax::{self, Line, Node};
 
@@ -60,6 +62,10 @@ pub struct Htaccess {
     pub files: Vec<(FileMatch, Rules)>,
     /// `<Limit>`/`<LimitExcept>` sections: (methods, except?, access rules).
     pub limits: Vec<(Vec<String>, bool, Rules)>,
+    /// mod_rewrite's directives.
+    pub rewrites: Rewrites,
+    /// mod_alias's redirects.
+    pub redirects: Redirects,
     /// Lines skipped with a warning (`php_value`), to be logged.
     pub warnings: Vec<String>,
 }
@@ -127,6 +133,8 @@ pub fn compile(text: &str, settings: &Settings) -> Result<Htaccess, Fault> {
     let mut c = Compiler {
         settings,
         warnings: &mut out.warnings,
+        rewrites: &mut out.rewrites,
+        redirects: &mut out.redirects,
     };
     let mut rules = Rules::default();
     c.scope(
@@ -136,6 +144,11 @@ pub fn compile(text: &str, settings: &Settings) -> Result<Htaccess, Fault> {
         &mut out.files,
         &mut out.limits,
     )?;
+    out.rewrites.finish().map_err(|(line, problem)| Fault {
+        line,
+        directive: "RewriteCond".into(),
+        problem,
+    })?;
     out.rules = rules;
     Ok(out)
 }
@@ -151,6 +164,8 @@ enum Scope {
 struct Compiler<'a> {
     settings: &'a Settings,
     warnings: &'a mut Vec<String>,
+    rewrites: &'a mut Rewrites,
+    redirects: &'a mut Redirects,
 }
 
 impl Compiler<'_> {
@@ -266,7 +281,17 @@ impl Compiler<'_> {
                 "move it out of the <Limit> section",
             ));
         }
+        let moves_url = Rewrites::handles(&name) || Redirects::handles(&name);
+        if scope != Scope::Top && moves_url {
+            return Err(fault(
+                line,
+                "rewrites and redirects act on the URL, not on one file's name",
+                "move it out of the section, and match the name in the rule's pattern instead",
+            ));
+        }
         let done = match name.as_str() {
+            n if Rewrites::handles(n) => self.rewrites.directive(line),
+            n if Redirects::handles(n) => self.redirects.directive(line),
             "require" => Require::line(line).map(|r| requires.push(r)),
             "order" | "allow" | "deny" => {
                 rules.compat.get_or_insert_with(Compat::default).line(line)
@@ -332,7 +357,11 @@ fn group_of(name: &str) -> Option<Group> {
         "order" | "allow" | "deny" => Group::Limit,
         "directoryindex" | "expiresactive" | "expiresbytype" | "expiresdefault" => Group::Indexes,
         "options" => Group::Options,
-        n if super::content::NAMES.contains(&n) || super::headers::NAMES.contains(&n) => {
+        n if super::content::NAMES.contains(&n)
+            || super::headers::NAMES.contains(&n)
+            || Rewrites::handles(n)
+            || Redirects::handles(n) =>
+        {
             Group::FileInfo
         }
         _ => return None,

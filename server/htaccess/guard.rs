@@ -15,7 +15,10 @@ use super::rules::Rules;
 /// What the rules decide for `who`.
 pub fn decide(rules: &Rules, who: &Asker<'_>) -> Decision {
     let hosts = rules.compat.as_ref().is_none_or(|c| c.passes(who.ip));
-    match (rules.require.as_ref().map(|r| r.decide(who)), rules.satisfy_any) {
+    match (
+        rules.require.as_ref().map(|r| r.decide(who)),
+        rules.satisfy_any,
+    ) {
         (None, _) => granted(hosts),
         (Some(d), Some(true)) if hosts => {
             let _ = d;
@@ -84,7 +87,9 @@ fn deciding_file(chain: &Chain) -> String {
             f.rules.require.is_some()
                 || f.rules.compat.is_some()
                 || !f.limits.is_empty()
-                || f.files.iter().any(|(_, r)| r.require.is_some() || r.compat.is_some())
+                || f.files
+                    .iter()
+                    .any(|(_, r)| r.require.is_some() || r.compat.is_some())
         })
         .map_or_else(
             || "the .htaccess files".to_string(),
@@ -106,7 +111,9 @@ mod tests {
         };
         let office = Compat {
             order: crate::htaccess::access::Order::DenyAllow,
-            allow: vec![Some(crate::htaccess::access::Net::parse("10.0.0.0/8").expect("net"))],
+            allow: vec![Some(
+                crate::htaccess::access::Net::parse("10.0.0.0/8").expect("net"),
+            )],
             deny: vec![None],
         };
         let mut rules = Rules {
@@ -116,10 +123,16 @@ mod tests {
         };
         assert_eq!(decide(&rules, &who("192.0.2.1", None)), Decision::Denied);
         assert_eq!(decide(&rules, &who("10.0.0.1", None)), Decision::NeedUser);
-        assert_eq!(decide(&rules, &who("10.0.0.1", Some("a"))), Decision::Granted);
+        assert_eq!(
+            decide(&rules, &who("10.0.0.1", Some("a"))),
+            Decision::Granted
+        );
         rules.satisfy_any = Some(true);
         assert_eq!(decide(&rules, &who("10.0.0.1", None)), Decision::Granted);
         assert_eq!(decide(&rules, &who("192.0.2.1", None)), Decision::NeedUser);
-        assert_eq!(decide(&Rules::default(), &who("192.0.2.1", None)), Decision::Granted);
+        assert_eq!(
+            decide(&Rules::default(), &who("192.0.2.1", None)),
+            Decision::Granted
+        );
     }
 }

@@ -86,7 +86,10 @@ impl Refusal {
 fn capitalised(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
-        Some(first) => first.to_uppercase().chain(c).collect::<String>() + if s.ends_with('.') { "" } else { "." },
+        Some(first) => {
+            first.to_uppercase().chain(c).collect::<String>()
+                + if s.ends_with('.') { "" } else { "." }
+        }
         None => String::new(),
     }
 }

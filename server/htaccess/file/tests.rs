@@ -40,6 +40,16 @@ fn real_files_compile() {
     // Skipped modules are skipped whatever they hold.
     compile_ok("<IfModule mod_deflate.c>\nAddOutputFilterByType DEFLATE text/html\n</IfModule>\n");
     compile_ok("<RequireAll>\nRequire all granted\nRequire not ip 192.0.2.1\n</RequireAll>\n");
+    // WordPress's stock block.
+    let h = compile_ok(
+        "# BEGIN WordPress\n<IfModule mod_rewrite.c>\nRewriteEngine On\n\
+         RewriteRule .* - [E=HTTP_AUTHORIZATION:%{HTTP:Authorization}]\nRewriteBase /\n\
+         RewriteRule ^index\\.php$ - [L]\nRewriteCond %{REQUEST_FILENAME} !-f\n\
+         RewriteCond %{REQUEST_FILENAME} !-d\nRewriteRule . /index.php [L]\n</IfModule>\n# END WordPress\n",
+    );
+    assert!(h.rewrites.is_set());
+    let h = compile_ok("Redirect 301 /old /new\n");
+    assert!(!h.redirects.is_empty());
 }
 
 #[test]
@@ -69,6 +79,12 @@ fn what_cannot_be_used_names_the_line() {
             "only access directives",
         ),
         ("<Files x>\n", 1, "never closed"),
+        ("RewriteEngine On\nRewriteCond %{HTTPS} off\n", 2, ""),
+        (
+            "<Files x>\nRewriteRule a b\n</Files>\n",
+            2,
+            "act on the URL",
+        ),
     ] {
         let f = compile(text, &settings()).expect_err(text);
         assert_eq!(f.line, line, "{text}: {f:?}");
