@@ -54,7 +54,8 @@
 //! # Map of the private modules
 //!
 //! - `ssh`: authentication and channels (only the `sftp` subsystem);
-//! - `defender`: failed logins per address, and the ban;
+//! - `yadokari_site::defender` (shared with the web side's Basic authentication): failed
+//!   logins per address, and the ban;
 //! - `session`: reader / request thread / writer of one SFTP session; `ending`: why and how it ends;
 //! - `handler`: one request → one reply, and the transfer log (split by request family);
 //! - `files`: the user's site through the shared jail, with the rental-server mode rules;
@@ -68,7 +69,6 @@
 //! - `quota`, `handles`, `longname`, `reply`, `wire`, `path`, `error`.
 
 pub mod accounts;
-mod defender;
 mod ending;
 mod error;
 mod files;
@@ -96,6 +96,7 @@ use russh::keys::PrivateKey;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use yadokari_site::defender::Defender;
 use yadokari_site::per_address::{AddressSlot, PerAddress};
 
 pub use quota::{QuotaLimits, Usage};
@@ -223,7 +224,7 @@ pub struct Config {
 /// Shared state of the running endpoint.
 pub struct Endpoint {
     config: RwLock<Arc<Config>>,
-    defender: defender::Defender,
+    defender: Defender,
     sessions: Mutex<HashMap<String, Arc<AtomicUsize>>>,
     usage: Mutex<HashMap<String, quota::SharedUsage>>,
     shutdown: CancellationToken,
@@ -246,7 +247,7 @@ impl Endpoint {
     /// The endpoint for `config`.
     pub fn new(config: Config, shutdown: CancellationToken) -> Arc<Endpoint> {
         let l = &config.limits;
-        let defender = defender::Defender::new(l.max_failures, l.failure_window, l.ban);
+        let defender = Defender::new(l.max_failures, l.failure_window, l.ban);
         Arc::new(Endpoint {
             config: RwLock::new(Arc::new(config)),
             defender,
