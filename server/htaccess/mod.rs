@@ -11,6 +11,8 @@
 // Being built: the families are wired into the request path as they land.
 #![allow(dead_code)]
 
+pub mod htpasswd;
+pub mod md5_crypt;
 pub mod syntax;
 
 /// Why a directive cannot be used, and what to do about it.

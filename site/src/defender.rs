@@ -99,7 +99,10 @@ mod tests {
         assert!(!d.is_banned(ip));
         assert!(d.fail(ip));
         assert!(d.is_banned(ip));
-        assert!(d.banned_for(ip).is_some_and(|left| left <= Duration::from_secs(60)));
+        assert!(
+            d.banned_for(ip)
+                .is_some_and(|left| left <= Duration::from_secs(60))
+        );
         assert!(!d.is_banned("192.0.2.2".parse().expect("ip")));
         assert_eq!(d.banned_for("192.0.2.2".parse().expect("ip")), None);
     }
