@@ -11,11 +11,13 @@
 // Being built: the families are wired into the request path as they land.
 #![allow(dead_code)]
 
+pub mod auth;
 pub mod basic;
 pub mod htpasswd;
 pub mod md5_crypt;
 pub mod syntax;
 pub mod user_file;
+pub mod verdicts;
 
 /// Why a directive cannot be used, and what to do about it.
 #[derive(Clone, Debug, PartialEq, Eq)]

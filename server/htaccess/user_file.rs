@@ -47,7 +47,7 @@ pub struct FileKey {
 }
 
 impl FileKey {
-    fn of(st: &FileStat) -> FileKey {
+    pub(super) fn of(st: &FileStat) -> FileKey {
         FileKey {
             dev: st.st_dev,
             ino: st.st_ino,
