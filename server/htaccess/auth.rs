@@ -117,7 +117,25 @@ impl Outcome {
     }
 }
 
-/// What the blocking part concluded, before any delay.
+/// An [`Outcome`] and how long to wait before answering with it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Settled {
+    /// What the request gets.
+    pub outcome: Outcome,
+    /// Wait this long first (a failed attempt; zero otherwise).
+    pub delay: Duration,
+}
+
+impl Settled {
+    fn now(outcome: Outcome) -> Settled {
+        Settled {
+            outcome,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// What the password check concluded, before counting and delay.
 #[derive(Debug, PartialEq, Eq)]
 enum Decision {
     Pass(String),
@@ -150,22 +168,22 @@ impl BasicAuth {
         }
     }
 
-    /// Checks `attempt`. The file and hash work runs on the blocking pool; a failure is
-    /// answered after [`Limits::delay`].
+    /// Checks `attempt`, on the blocking pool (file and hash work), and answers a failure
+    /// only after [`Limits::delay`]. The way for async callers.
     pub async fn check(self: &Arc<Self>, attempt: Attempt) -> Outcome {
-        // SECURITY: a refused address gets no answer about its credentials at all, right or
-        // wrong, so the ban really stops the guessing.
-        if let Some(retry_after) = self.defender.banned_for(attempt.client) {
-            return Outcome::Banned { retry_after };
-        }
-        let (client, realm) = (attempt.client, attempt.realm.clone());
         let this = Arc::clone(self);
-        let decided = tokio::task::spawn_blocking(move || this.decide(&attempt)).await;
-        match decided {
-            Ok(Decision::Pass(user)) => Outcome::Authenticated { user },
-            Ok(Decision::Ask) => Outcome::Challenge { realm },
-            Ok(Decision::Fail { user, counted }) => self.failed(client, realm, user, counted).await,
-            Ok(Decision::Misconfigured(problem)) => Outcome::Misconfigured(problem),
+        // The request's span goes along, so the log lines of the check carry its fields.
+        let span = tracing::Span::current();
+        let settled =
+            tokio::task::spawn_blocking(move || span.in_scope(|| this.check_blocking(&attempt)))
+                .await;
+        match settled {
+            Ok(Settled { outcome, delay }) => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                outcome
+            }
             Err(e) => Outcome::Misconfigured(Problem::new(
                 format!("the password check stopped unexpectedly: {e}"),
                 "report this to the server's administrator",
@@ -173,14 +191,32 @@ impl BasicAuth {
         }
     }
 
+    /// Checks `attempt` on this thread, which it may block for a hash (milliseconds, up to
+    /// half a second at the costs allowed); the caller waits [`Settled::delay`] before
+    /// answering. For callers already off the async threads.
+    pub fn check_blocking(&self, attempt: &Attempt) -> Settled {
+        // SECURITY: a refused address gets no answer about its credentials at all, right or
+        // wrong, so the ban really stops the guessing.
+        if let Some(retry_after) = self.defender.banned_for(attempt.client) {
+            return Settled::now(Outcome::Banned { retry_after });
+        }
+        let realm = attempt.realm.clone();
+        match self.decide(attempt) {
+            Decision::Pass(user) => Settled::now(Outcome::Authenticated { user }),
+            Decision::Ask => Settled::now(Outcome::Challenge { realm }),
+            Decision::Fail { user, counted } => self.failed(attempt.client, realm, user, counted),
+            Decision::Misconfigured(problem) => Settled::now(Outcome::Misconfigured(problem)),
+        }
+    }
+
     /// A failed attempt: counted, logged, and answered late (or refused, if it was one too many).
-    async fn failed(
+    fn failed(
         &self,
         client: IpAddr,
         realm: String,
         user: Option<String>,
         counted: bool,
-    ) -> Outcome {
+    ) -> Settled {
         // SECURITY: the name comes from the client; Debug-format it so control characters
         // cannot forge log lines. The password is never logged.
         if counted {
@@ -190,12 +226,14 @@ impl BasicAuth {
         }
         if counted && self.defender.fail(client) {
             tracing::warn!(peer = %client, "too many failed passwords; address refused for a while");
-            return Outcome::Banned {
+            return Settled::now(Outcome::Banned {
                 retry_after: self.limits.ban,
-            };
+            });
         }
-        tokio::time::sleep(self.limits.delay).await;
-        Outcome::Challenge { realm }
+        Settled {
+            outcome: Outcome::Challenge { realm },
+            delay: self.limits.delay,
+        }
     }
 
     /// The blocking part: the file, the header, the hash. No delay, no counting.

@@ -171,6 +171,19 @@ async fn an_edited_file_applies_to_the_next_request() {
     assert!(matches!(auth.check(right).await, Outcome::Challenge { .. }));
 }
 
+#[test]
+fn the_blocking_check_says_how_long_to_wait() {
+    let (auth, h) = (BasicAuth::new(Limits::default()), home(ALICE));
+    let wrong = auth.check_blocking(&attempt(h.path(), Some(header("alice", "x")), CLIENT));
+    assert!(matches!(wrong.outcome, Outcome::Challenge { .. }));
+    assert_eq!(wrong.delay, Duration::from_millis(500));
+    let right = auth.check_blocking(&attempt(h.path(), Some(header("alice", "secret")), CLIENT));
+    assert!(matches!(right.outcome, Outcome::Authenticated { .. }));
+    assert_eq!(right.delay, Duration::ZERO);
+    let asked = auth.check_blocking(&attempt(h.path(), None, CLIENT));
+    assert_eq!(asked.delay, Duration::ZERO);
+}
+
 /// Whether the real `htpasswd` is here; under CI=true it must be (scripts/test installs
 /// apache2-utils), as `tests/support.rs`'s `have()` demands of every tool.
 fn have_htpasswd() -> bool {
