@@ -31,6 +31,8 @@ import threading
 import time
 import urllib.request
 
+import many  # the many-customers case (bench/many.py, next to this file)
+
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 SSH_USER = "ydkbench"  # throwaway account for the private OpenSSH sshd
@@ -228,7 +230,9 @@ class Yadokari(Target):
     name = "yadokari"
     anchor = False
 
-    def __init__(self, tmp, docroot, binary, sftp_site, pubkey):
+    def __init__(self, tmp, docroot, binary, sftp_site, pubkey, name="yadokari", users=""):
+        """`users`: more `[[users]]` entries for the config (the many-customers server)."""
+        self.name = name
         super().__init__(tmp, docroot)
         self.binary, self.sftp_port = binary, free_port()
         keys = os.path.join(self.dir, "authorized_keys")
@@ -241,7 +245,7 @@ http = "127.0.0.1:{self.port}"
 sftp = "127.0.0.1:{self.sftp_port}"
 explain_errors = false
 access_log = "off"
-error_log = "{tmp}/logs/yadokari-error.log"
+error_log = "{tmp}/logs/{name}-error.log"
 log_level = "warn"
 
 [limits]
@@ -263,10 +267,10 @@ host_key = "{self.dir}/ssh_host_ed25519_key"
 name = "bench"
 site = "{sftp_site}"
 authorized_keys = "{keys}"
-""")
+{users}""")
 
     def start(self):
-        p = self.spawn([self.binary, "--config", self.conf], "yadokari.out")
+        p = self.spawn([self.binary, "--config", self.conf], f"{self.name}.out")
         return wait_port(self.port, p) and wait_port(self.sftp_port, p)
 
 
@@ -487,12 +491,14 @@ def parse_wrk(out):
 
 
 def wrk(target, wl, seconds, tmp):
-    name, path, conns, extra, _, _ = wl
+    name, path, conns, extra = wl[:4]
     threads = 1 if conns == 1 else 2
     cmd = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s", "--latency",
            "--timeout", "10s"]
     if extra == ["post"]:
         cmd += ["-s", os.path.join(tmp, "post.lua")]
+    elif extra == ["many"]:
+        cmd += ["-s", os.path.join(tmp, "many.lua")]
     else:
         cmd += extra
     cmd.append(target.url(path))
@@ -587,6 +593,11 @@ def check_target(t):
     return ok
 
 
+def get_with_host(url, host):
+    req = urllib.request.Request(url, headers={"Host": host})
+    return urllib.request.urlopen(req, timeout=20).read()
+
+
 def ensure_ssh_user(home):
     """Create the throwaway account for sshd (returns True when this run created it)."""
     try:
@@ -642,7 +653,7 @@ def main():
     ap.add_argument("--sftp-mib", type=int, default=256, help="size of the SFTP file")
     ap.add_argument("--fcgiwrap-children", type=int, default=2 * os.cpu_count())
     ap.add_argument("--only", default="", help="comma-separated workload names (or prefixes); "
-                    "also 'ceiling', 'sftp', 'memory'")
+                    "also 'ceiling', 'sftp', 'memory', 'many' (1,000 customers)")
     ap.add_argument("--targets", default="yadokari,apache,lighttpd,nginx")
     ap.add_argument("--results", default=os.path.join(BENCH, "results"))
     ap.add_argument("--max-minutes", type=int, default=60,
@@ -674,8 +685,8 @@ def main():
     def wanted(name):
         return not only or any(name.startswith(o) for o in only)
 
-    workloads = [w for w in WORKLOADS if wanted(w[0])]
-    units = {w[0]: w[4] for w in WORKLOADS}
+    workloads = [w for w in WORKLOADS + many.WORKLOADS if wanted(w[0])]
+    units = {w[0]: w[4] for w in WORKLOADS + many.WORKLOADS}
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     nproc, kernel = os.cpu_count(), platform.release()
     tmp = tempfile.mkdtemp(prefix="yadokari-bench.")
@@ -705,15 +716,21 @@ def main():
                 shutil.copy(payload, os.path.join(d, "down.bin"))
                 os.chmod(os.path.join(d, "down.bin"), 0o644)
 
-        # One ordinary account owns both SFTP sites: OpenSSH's sessions run as it, and
-        # yadokari (started as root) acts with its site owner's rights and refuses a site that
-        # belongs to root or a system account.
-        if wanted("sftp"):
+        # One ordinary account owns both SFTP sites and the many customers' sites: OpenSSH's
+        # sessions run as it, and yadokari (started as root) acts with its site owner's rights
+        # (and runs a customer's scripts as that owner) and refuses a site that belongs to root
+        # or a system account.
+        customers = None
+        if wanted("sftp") or wanted("many"):
             created_user = ensure_ssh_user(sftp_o)
             pw = pwd.getpwnam(SSH_USER)
             for d in (sftp_y, sftp_o):
                 os.chown(d, pw.pw_uid, pw.pw_gid)
-                os.chown(os.path.join(d, "down.bin"), pw.pw_uid, pw.pw_gid)
+                if wanted("sftp"):
+                    os.chown(os.path.join(d, "down.bin"), pw.pw_uid, pw.pw_gid)
+            if wanted("many"):
+                customers = many.build_sites(tmp, doc, pw.pw_uid, pw.pw_gid)
+                many.write_lua(os.path.join(tmp, "many.lua"))
 
         chosen = [x for x in a.targets.split(",") if x]
         makers = {
@@ -721,7 +738,14 @@ def main():
             "apache": lambda: Apache(tmp, doc),
             "lighttpd": lambda: Lighttpd(tmp, doc),
             "nginx": lambda: Nginx(tmp, doc, a.fcgiwrap_children),
+            # Its default site is empty, so a request that missed its customer gets a 404,
+            # which wrk counts as an error, instead of a file of the shared document root.
+            many.TARGET: lambda: Yadokari(tmp, many.empty_root(tmp), a.yadokari, sftp_y,
+                                          key + ".pub", name=many.TARGET,
+                                          users=many.users_toml(customers)),
         }
+        if customers and "yadokari" in chosen:
+            chosen.append(many.TARGET)
         usable = {}
         for n in chosen:
             t = makers[n]()
@@ -731,7 +755,12 @@ def main():
                 log(f"  {n} did not start; see {tmp}/logs/")
                 t.stop()
                 continue
-            usable[n] = check_target(t)
+            usable[n] = set() if n == many.TARGET else check_target(t)
+            if customers and n in ("yadokari", many.TARGET):
+                usable[n] |= many.check(t, doc, get_with_host)
+                for w in many.WORKLOADS:
+                    if w[0] not in usable[n]:
+                        log(f"  {n}: {w[0]} answered wrongly on a customer's domain; skipped")
         live = [t for t in targets if t.name in usable]
 
         if wanted("sftp"):
@@ -1002,6 +1031,9 @@ def report(rows, units, a, stamp, nproc, kernel, elapsed, ciphers):
                 s["ratio_best_anchor"], s["ratio_ceiling"] = rb, rc
         lines.append(f"| {w} | {units.get(w, '')} | " + " | ".join(cells) + f" | {rb} | {rc} |")
     lines += [""] + targets_table(rows, by)
+    many_lines = many.table(rows, by, fmt)
+    if len(many_lines) > 2:
+        lines += [""] + many_lines
     text = "\n".join(lines)
     print("\n" + text, flush=True)
 

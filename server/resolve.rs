@@ -18,6 +18,8 @@ use yadokari_site::policy::{self, check_directory};
 use yadokari_site::{Denial, FileFacts, FileKind, Jail, JailError, Role, Subject, Verdict};
 
 use crate::config::Config;
+use crate::htaccess::content::Handler;
+use crate::htaccess::rules::Rules;
 use crate::url::UrlPath;
 
 #[cfg(test)]
@@ -76,12 +78,25 @@ pub fn explain(denial: &Denial, path: &str, config: &Config) -> yadokari_site::d
     }
 }
 
-/// Resolves `url` inside the site held by `jail`.
+/// What decides a file's role and a directory's index: the server's configuration and the
+/// `.htaccess` rules in force on the path (handlers, `DirectoryIndex`, `Options ExecCGI`).
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    pub config: &'a Config,
+    pub rules: Option<&'a Rules>,
+}
+
+/// Resolves `url` inside the site held by `jail`, by the configuration alone.
 pub fn resolve(jail: &Jail, url: &UrlPath, config: &Config) -> Resolution {
+    resolve_in(jail, url, Scope { config, rules: None })
+}
+
+/// Resolves `url` inside the site held by `jail`, with what `scope` says.
+pub fn resolve_in(jail: &Jail, url: &UrlPath, scope: Scope<'_>) -> Resolution {
     let resolved = site_owner(jail).and_then(|owner| {
-        let descent = descend(jail, url, config)?;
-        let found = target(jail, url, descent, config)?;
-        judge(jail, found, owner, config)
+        let descent = descend(jail, url, scope)?;
+        let found = target(jail, url, descent, scope)?;
+        judge(jail, found, owner, scope)
     });
     match resolved {
         Ok(resolution) => resolution,
@@ -139,7 +154,7 @@ struct Descent {
 /// instead of an `lstat` now and an open + `fstat` to serve it. O_NONBLOCK keeps a FIFO from
 /// hanging the open; device files, which only root can create, are opened read-only before
 /// the gate refuses them. Any failure falls back to `look`, which names the reason.
-fn descend(jail: &Jail, url: &UrlPath, config: &Config) -> Result<Descent, Stop> {
+fn descend(jail: &Jail, url: &UrlPath, scope: Scope<'_>) -> Result<Descent, Stop> {
     let mut rel = PathBuf::new();
     let mut dir_mode = jail
         .stat(Path::new(""))
@@ -148,7 +163,7 @@ fn descend(jail: &Jail, url: &UrlPath, config: &Config) -> Result<Descent, Stop>
     let open_last = url
         .segments
         .last()
-        .is_some_and(|_| only_static(&url.segments, config));
+        .is_some_and(|_| kind(&url.segments, scope) == Kind::Static);
     for (i, segment) in url.segments.iter().enumerate() {
         rel.push(OsStr::from_bytes(segment));
         let last = i + 1 == url.segments.len();
@@ -187,7 +202,7 @@ fn descend(jail: &Jail, url: &UrlPath, config: &Config) -> Result<Descent, Stop>
 
 /// The file the request is for: the one the walk stopped at, with the rest of the URL as
 /// `PATH_INFO`, or the directory's index file (a directory without its slash is redirected).
-fn target(jail: &Jail, url: &UrlPath, descent: Descent, config: &Config) -> Result<Found, Stop> {
+fn target(jail: &Jail, url: &UrlPath, descent: Descent, scope: Scope<'_>) -> Result<Found, Stop> {
     let Descent {
         mut rel,
         dir_mode,
@@ -219,7 +234,7 @@ fn target(jail: &Jail, url: &UrlPath, descent: Descent, config: &Config) -> Resu
         return Err(Stop::AddSlash);
     }
     let mut segments = url.segments.clone();
-    let (name, stat, is_link, opened) = index(jail, &rel, &segments, config)?;
+    let (name, stat, is_link, opened) = index(jail, &rel, &segments, scope)?;
     rel.push(&name);
     segments.push(name.into_bytes());
     Ok(Found {
@@ -235,16 +250,17 @@ fn target(jail: &Jail, url: &UrlPath, descent: Descent, config: &Config) -> Resu
 
 /// Asks the gate about the file found. A static file is judged on the `fstat` of the
 /// descriptor that will be sent (opened here if the walk had not opened it).
-fn judge(jail: &Jail, found: Found, site_owner: u32, config: &Config) -> Result<Resolution, Stop> {
+fn judge(jail: &Jail, found: Found, site_owner: u32, scope: Scope<'_>) -> Result<Resolution, Stop> {
     let name = found.segments.last().map(Vec::as_slice).unwrap_or(b"");
-    let interpreter = handler_for(name, config);
-    let role = if interpreter.is_some() {
-        Role::Handler
-    } else if is_script(&found.segments, config) {
-        Role::Script
-    } else {
-        Role::Static
+    let (role, interpreter) = match kind(&found.segments, scope) {
+        Kind::Handler(interpreter) => (Role::Handler, Some(interpreter)),
+        Kind::Script => (Role::Script, None),
+        Kind::Static => (Role::Static, None),
     };
+    let exec_off = scope.rules.is_some_and(|r| r.options.exec_cgi == Some(false));
+    if role != Role::Static && exec_off {
+        return Err(Stop::Denied(Denial::ExecCgiOff, lossy(&found.rel)));
+    }
     if role == Role::Static && !found.path_info.is_empty() {
         // Apache's default for static files (AcceptPathInfo Default): extra path is a 404.
         return Err(Stop::NotFound);
@@ -340,13 +356,17 @@ fn index(
     jail: &Jail,
     dir: &Path,
     segments: &[Vec<u8>],
-    config: &Config,
+    scope: Scope<'_>,
 ) -> Result<(String, FileStat, bool, Option<OwnedFd>), Stop> {
-    for name in &config.index_files {
+    let names = scope
+        .rules
+        .and_then(|r| r.directory_index.as_ref())
+        .unwrap_or(&scope.config.index_files);
+    for name in names {
         let rel = dir.join(name);
         let mut named = segments.to_vec();
         named.push(name.as_bytes().to_vec());
-        if only_static(&named, config)
+        if kind(&named, scope) == Kind::Static
             && let Some((fd, stat)) = open_static(jail, &rel)
         {
             return Ok((name.clone(), stat, false, Some(fd)));
@@ -365,10 +385,38 @@ fn index(
     Err(Stop::Denied(Denial::NoIndex, shown))
 }
 
-/// Whether the file these segments name can only be static (no handler, not a script).
-fn only_static(segments: &[Vec<u8>], config: &Config) -> bool {
+/// What the file these segments name is taken for.
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    Static,
+    Script,
+    /// Run through this interpreter.
+    Handler(PathBuf),
+}
+
+/// The file's kind: a `.htaccess` handler first (`SetHandler`, `AddHandler`), then the
+/// server's handlers, CGI directories and extensions.
+fn kind(segments: &[Vec<u8>], scope: Scope<'_>) -> Kind {
+    let config = scope.config;
     let name = segments.last().map_or(&[][..], Vec::as_slice);
-    handler_for(name, config).is_none() && !is_script(segments, config)
+    if let Some(rules) = scope.rules
+        && let Some(h) = rules.handler_for(&String::from_utf8_lossy(name))
+    {
+        match h {
+            Handler::Cgi => return Kind::Script,
+            Handler::Static => return Kind::Static,
+            Handler::Interpreter(ext) => {
+                if let Some((_, interp)) = config.cgi.handlers.iter().find(|(e, _)| e == ext) {
+                    return Kind::Handler(interp.clone());
+                }
+            }
+        }
+    }
+    match handler_for(name, config) {
+        Some(interp) => Kind::Handler(interp),
+        None if is_script(segments, config) => Kind::Script,
+        None => Kind::Static,
+    }
 }
 
 fn is_script(segments: &[Vec<u8>], config: &Config) -> bool {

@@ -16,6 +16,7 @@ mod reload;
 mod sftp;
 mod sftp_auth;
 mod sftp_protocol;
+mod sftp_quota;
 mod sftp_rules;
 mod sftp_sessions;
 mod sites;

@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use raw::{RawCgi, RawConfig, RawLimits, RawServer};
 
+mod htaccess;
 mod raw;
 mod sftp;
 mod users;
 
+pub use htaccess::Htaccess;
 pub use sftp::Settings;
 pub use users::{Customer, Hosting, Identity, SiteGuard, unsafe_site, valid_user_name};
 
@@ -107,6 +109,8 @@ pub struct Config {
     pub sites: crate::sites::Sites,
     /// When customers' own logs are rotated (`[hosting] log_max_bytes`, `log_generations`).
     pub customer_logs: crate::customer_log::Rotation,
+    /// `[htaccess]`: sites' per-directory configuration.
+    pub htaccess: Htaccess,
 }
 
 /// Every bound and cap of the HTTP side.
@@ -195,6 +199,7 @@ impl Config {
         let limits = limits(raw.limits, &origin)?;
         let cgi = cgi(raw.cgi, &origin)?;
         let customer_logs = rotation(&raw.hosting, &origin)?;
+        let htaccess = htaccess::htaccess(raw.htaccess, &origin)?;
         let hosting = users::hosting(raw.hosting, &cgi, &origin)?;
         let customers = users::customers(&raw.users, &hosting, &cgi, &origin, &document_root)?;
         let sftp_settings = sftp::settings(
@@ -232,6 +237,7 @@ impl Config {
             customers,
             sites,
             customer_logs,
+            htaccess,
         })
     }
 

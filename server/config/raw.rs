@@ -18,6 +18,7 @@ pub(super) struct RawConfig {
     pub(super) sftp: super::sftp::RawSftp,
     pub(super) users: Vec<super::users::RawUser>,
     pub(super) hosting: RawHosting,
+    pub(super) htaccess: super::htaccess::RawHtaccess,
 }
 
 /// `[hosting]`.

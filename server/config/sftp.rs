@@ -26,6 +26,7 @@ pub(super) struct RawSftp {
     max_connections: usize,
     max_unauthenticated_per_address: usize,
     login_grace_secs: u64,
+    quota_rescan_secs: u64,
 }
 
 impl Default for RawSftp {
@@ -44,6 +45,7 @@ impl Default for RawSftp {
             max_connections: l.max_connections,
             max_unauthenticated_per_address: l.max_unauthenticated_per_address,
             login_grace_secs: l.login_grace.as_secs(),
+            quota_rescan_secs: l.quota_rescan.as_secs(),
         }
     }
 }
@@ -85,6 +87,7 @@ pub(super) fn settings(
             raw.max_unauthenticated_per_address as u64,
         ),
         ("sftp.login_grace_secs", raw.login_grace_secs),
+        ("sftp.quota_rescan_secs", raw.quota_rescan_secs),
     ] {
         origin.positive(key, v)?;
     }
@@ -110,6 +113,7 @@ pub(super) fn settings(
             max_unauthenticated_per_address: raw.max_unauthenticated_per_address,
             login_grace: Duration::from_secs(raw.login_grace_secs),
             shutdown_grace,
+            quota_rescan: Duration::from_secs(raw.quota_rescan_secs),
         },
         users: out,
     })
@@ -173,6 +177,7 @@ mod tests {
         );
         assert!(s.users[1].site.ends_with("alice"));
         assert_eq!(s.users[1].quota.bytes, Some(10));
+        assert_eq!(s.limits.quota_rescan.as_secs(), 60);
         assert!(
             s.host_key
                 .as_ref()
@@ -196,6 +201,7 @@ mod tests {
                 "users.password_hash",
             ),
             ("[sftp]\nmax_handles = 0\n", "sftp.max_handles"),
+            ("[sftp]\nquota_rescan_secs = 0\n", "sftp.quota_rescan_secs"),
             (
                 "[[users]]\nname = \"x\"\nsite = \"alice\"\nhome = \"alice\"\n",
                 "users.home",

@@ -11,10 +11,24 @@
 // Being built: the families are wired into the request path as they land.
 #![allow(dead_code)]
 
+pub mod access;
+pub mod admission;
 pub mod auth;
 pub mod basic;
+pub mod cache;
+pub mod chain;
+pub mod content;
+pub mod context;
+pub mod file;
+pub mod guard;
+pub mod headers;
 pub mod htpasswd;
+pub mod location;
 pub mod md5_crypt;
+pub mod pattern;
+pub mod redirect;
+pub mod rewrite;
+pub mod rules;
 pub mod syntax;
 pub mod user_file;
 pub mod verdicts;
@@ -35,5 +49,50 @@ impl Problem {
             problem: problem.into(),
             fix: fix.into(),
         }
+    }
+}
+
+/// How a `.htaccess` ends a request: refused by its rules, asking for credentials, or unusable.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    /// 403, 401, 500, ...
+    pub status: http::StatusCode,
+    /// A short name for the log (`htaccess_denied`, `htaccess_fault`, ...).
+    pub code: &'static str,
+    /// Why, in plain words, naming the file (and line) that decided.
+    pub reason: String,
+    /// What to do.
+    pub fix: String,
+    /// For a 401: the realm to ask credentials for.
+    pub realm: Option<String>,
+}
+
+impl Refusal {
+    /// A file that cannot be used: 500 for everything under its directory.
+    pub fn broken(b: &cache::Broken) -> Refusal {
+        let f = &b.fault;
+        let at = match (f.line, f.directive.is_empty()) {
+            (0, _) => b.path.clone(),
+            (n, true) => format!("{}, line {n}", b.path),
+            (n, false) => format!("{}, line {n} (`{}`)", b.path, f.directive),
+        };
+        Refusal {
+            status: http::StatusCode::INTERNAL_SERVER_ERROR,
+            code: "htaccess_fault",
+            reason: format!(
+                "{at}: {}. Until it is fixed, everything in that directory is refused, so that nothing it protects is exposed.",
+                f.problem.problem
+            ),
+            fix: capitalised(&f.problem.fix),
+            realm: None,
+        }
+    }
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect::<String>() + if s.ends_with('.') { "" } else { "." },
+        None => String::new(),
     }
 }

@@ -47,8 +47,8 @@
 //!
 //! The contract with the binary, and nothing else: [`run`] and [`Endpoint`]; the configuration
 //! ([`Config`], [`User`], [`Limits`], [`QuotaLimits`], [`Advisor`], and the [`keys`] types in
-//! it); and [`accounts`], what the binary needs to manage accounts (host key, password hashes,
-//! `authorized_keys`). Every other module is private to the crate, so it can change shape
+//! it); [`accounts`], what the binary needs to manage accounts (host key, password hashes,
+//! `authorized_keys`); and [`count_usage`], a site's [`Usage`] counted as the quota counts it. Every other module is private to the crate, so it can change shape
 //! without the binary noticing.
 //!
 //! # Map of the private modules
@@ -66,7 +66,9 @@
 //!   session's requests run with the site owner's fsuid/fsgid;
 //! - `guard`: the per-connection kill switch (login grace time, end of shutdown grace);
 //! - `walk`: a walk over a site that never follows a link (quota counting, the stale-upload sweep);
-//! - `quota`, `handles`, `longname`, `reply`, `wire`, `path`, `error`.
+//! - `usage`: what a user's site holds, counted, kept current and recounted; `quota`: the
+//!   limits checked against it;
+//! - `handles`, `longname`, `reply`, `wire`, `path`, `error`.
 
 pub mod accounts;
 mod ending;
@@ -82,6 +84,7 @@ mod reply;
 mod session;
 mod ssh;
 mod upload;
+mod usage;
 mod walk;
 mod wire;
 
@@ -99,14 +102,8 @@ use tokio_util::task::TaskTracker;
 use yadokari_site::defender::Defender;
 use yadokari_site::per_address::{AddressSlot, PerAddress};
 
-pub use quota::{QuotaLimits, Usage};
-
-/// What the directory `home` holds, counted as a quota counts it (regular files' bytes, 4096
-/// per directory; links and the like count nothing), never following a link.
-pub fn count_usage(home: &std::path::Path) -> std::io::Result<Usage> {
-    let jail = yadokari_site::Jail::open(home)?;
-    Ok(quota::count(&jail))
-}
+pub use quota::QuotaLimits;
+pub use usage::{DIR_BYTES, Usage, count_usage};
 
 /// The key types of `ssh-key`, as russh re-exports them (one version in the whole build).
 pub mod keys {
@@ -178,6 +175,9 @@ pub struct Limits {
     pub login_grace: Duration,
     /// How long running transfers may go on after shutdown is asked.
     pub shutdown_grace: Duration,
+    /// A user's usage is recounted from their site (to see what scripts and others wrote
+    /// there) when a write needs it and the last count began at least this long ago.
+    pub quota_rescan: Duration,
 }
 
 impl Default for Limits {
@@ -195,6 +195,7 @@ impl Default for Limits {
             max_unauthenticated_per_address: 10,
             login_grace: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
+            quota_rescan: Duration::from_secs(60),
         }
     }
 }
@@ -221,12 +222,18 @@ pub struct Config {
     pub advisor: Option<Advisor>,
 }
 
+/// Sites counted at once for the quota. Counting is directory reads; two keep one large site
+/// from holding up the others without letting recounts take the machine's disk.
+const COUNTING_THREADS: usize = 2;
+
 /// Shared state of the running endpoint.
 pub struct Endpoint {
     config: RwLock<Arc<Config>>,
     defender: Defender,
     sessions: Mutex<HashMap<String, Arc<AtomicUsize>>>,
-    usage: Mutex<HashMap<String, quota::SharedUsage>>,
+    usage: Mutex<HashMap<String, Arc<usage::Tally>>>,
+    /// Where the users' sites are counted.
+    counter: usage::Counter,
     shutdown: CancellationToken,
     /// The running SFTP sessions, which shutdown waits for.
     session_tasks: TaskTracker,
@@ -253,6 +260,7 @@ impl Endpoint {
             defender,
             sessions: Mutex::new(HashMap::new()),
             usage: Mutex::new(HashMap::new()),
+            counter: usage::Counter::start(COUNTING_THREADS),
             shutdown,
             session_tasks: TaskTracker::new(),
             open_handles: Arc::default(),
@@ -297,12 +305,10 @@ impl Endpoint {
         Some(SessionSlot(counter))
     }
 
-    fn usage(&self, user: &str) -> quota::SharedUsage {
-        self.usage
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    fn usage(&self, user: &str) -> Arc<usage::Tally> {
+        lock(&self.usage)
             .entry(user.to_string())
-            .or_default()
+            .or_insert_with(|| Arc::new(usage::Tally::new(self.counter.clone())))
             .clone()
     }
 

@@ -1,27 +1,29 @@
 //! Per-user quotas: bytes, and entries (regular files and directories), in the user's site.
-//! Usage is counted once, on the first write of the first session that needs it, then kept up
-//! to date by the sessions of that user (they share one [`Usage`]). A write or a `mkdir` that
-//! would pass a limit fails with a clear status naming the limit, before anything is written,
-//! so nothing already stored is lost; a temporary upload file counts while it exists (the old
-//! and the new version are both on disk until the rename).
+//! What the site holds is the user's [`Tally`] (`usage`): counted on the first write of the
+//! first session that needs it, kept current by the SFTP changes of all their sessions, and
+//! recounted in the background at most once per `sftp.quota_rescan_secs`, so that files
+//! written by scripts count too. A write or a `mkdir` that would pass a limit fails with a
+//! clear status naming the limit and the usage, before anything is written, so nothing already
+//! stored is lost; a temporary upload file counts while it exists (the old and the new version
+//! are both on disk until the rename).
 //!
 //! A directory counts as one entry and as [`DIR_BYTES`] (one 4 KiB block, what a directory
 //! takes on ext4 until it grows large), whatever its size on disk: a fixed figure the customer
 //! can predict, and enough to stop a site from being filled with empty directories, which
 //! cost inodes and blocks while counting for nothing.
 
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-use nix::sys::stat::FileStat;
+use nix::fcntl::OFlag;
+use nix::sys::stat::{FileStat, Mode};
 
 use crate::error::FsError;
 use crate::files::SiteFiles;
 use crate::path::SitePath;
-use crate::walk::walk_site;
+use crate::usage::{Change, DIR_BYTES, Tally, Usage, charge};
 use crate::wire::open_flags;
-
-/// What a directory counts for against the byte limit.
-pub const DIR_BYTES: u64 = 4096;
 
 /// A user's quota; `None` is unlimited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,72 +73,55 @@ impl std::fmt::Display for Exceeded {
     }
 }
 
-/// What an entry counts for: (bytes, entries); nothing for links and the like.
-fn charge(st: &FileStat) -> Option<u64> {
-    match st.st_mode & libc::S_IFMT {
-        libc::S_IFREG => Some(st.st_size as u64),
-        libc::S_IFDIR => Some(DIR_BYTES),
-        _ => None,
-    }
-}
-
-/// What the site held open by `jail` holds.
-pub(crate) fn count(jail: &yadokari_site::Jail) -> Usage {
-    let mut usage = Usage::default();
-    walk_site(jail, |_, _, st| {
-        if let Some(bytes) = charge(st) {
-            usage.bytes += bytes;
-            usage.files += 1;
-        }
-    });
-    usage
-}
-
-/// What a user's site holds.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Usage {
-    /// Regular files' bytes, and 4096 per directory.
-    pub bytes: u64,
-    /// Regular files and directories.
-    pub files: u64,
-}
-
 /// A session's view of its user's quota.
 pub struct Quota {
     limits: QuotaLimits,
-    usage: Arc<Mutex<Option<Usage>>>,
+    tally: Arc<Tally>,
+    /// How long a count stays good before the next need recounts the site.
+    rescan: Duration,
 }
 
-/// The usage shared by every session of one user.
-pub type SharedUsage = Arc<Mutex<Option<Usage>>>;
-
 impl Quota {
-    /// A quota with `limits`, sharing `usage` with the user's other sessions.
-    pub fn new(limits: QuotaLimits, usage: SharedUsage) -> Quota {
-        Quota { limits, usage }
+    /// A quota with `limits`, sharing `tally` with the user's other sessions; the site is
+    /// recounted when needed and `rescan` has passed since the last count began.
+    pub fn new(limits: QuotaLimits, tally: Arc<Tally>, rescan: Duration) -> Quota {
+        Quota {
+            limits,
+            tally,
+            rescan,
+        }
     }
 
     fn enabled(&self) -> bool {
         self.limits.bytes.is_some() || self.limits.files.is_some()
     }
 
-    /// Counts the site once (blocking), when a limit is set.
+    /// Makes the usage ready when a limit is set: counts the site the first time (blocking),
+    /// and starts a background recount when the last one is `rescan` old.
     pub fn prepare(&self, files: &SiteFiles) {
         if !self.enabled() {
             return;
         }
-        let mut u = self.usage.lock().unwrap_or_else(|e| e.into_inner());
-        if u.is_none() {
-            *u = Some(count(files.jail()));
+        self.tally.refresh(self.rescan, || {
+            let dir = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
+            files
+                .jail()
+                .open_beneath(Path::new(""), dir, Mode::empty())
+                .ok()
+        });
+    }
+
+    fn used(&self) -> Option<Usage> {
+        match self.enabled() {
+            true => self.tally.usage(),
+            false => None,
         }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Usage) -> T) -> Option<T> {
-        if !self.enabled() {
-            return None;
+    fn change(&self, bytes: i64, files: i64) {
+        if self.enabled() {
+            self.tally.change(Change { bytes, files });
         }
-        let mut u = self.usage.lock().unwrap_or_else(|e| e.into_inner());
-        u.as_mut().map(f)
     }
 
     /// Refuses to open a file that would be one file too many.
@@ -167,7 +152,7 @@ impl Quota {
     }
 
     fn check_entries(&self, max: u64) -> Result<(), FsError> {
-        match self.with(|u| u.files) {
+        match self.used().map(|u| u.files) {
             Some(used) if used + 1 > max => Err(FsError::Quota(Exceeded {
                 limit: Limit::Files,
                 max,
@@ -183,7 +168,7 @@ impl Quota {
         let Some(max) = self.limits.bytes else {
             return Ok(());
         };
-        match self.with(|u| u.bytes) {
+        match self.used().map(|u| u.bytes) {
             Some(used) if used.saturating_add(delta) > max => Err(FsError::Quota(Exceeded {
                 limit: Limit::Bytes,
                 max,
@@ -196,53 +181,49 @@ impl Quota {
 
     /// A directory was made.
     pub fn dir_made(&self) {
-        self.with(|u| {
-            u.bytes += DIR_BYTES;
-            u.files += 1;
-        });
+        self.change(DIR_BYTES as i64, 1);
     }
 
     /// A file grew by `delta` bytes.
     pub fn grew(&self, delta: u64, _temporary: bool) {
-        self.with(|u| u.bytes += delta);
+        self.change(signed(delta), 0);
     }
 
     /// An upload replaced `old` (if any) with a file of `size` bytes; its temporary already
     /// counted `size`.
     pub fn replaced(&self, old: Option<&FileStat>, _size: u64) {
-        self.with(|u| match old {
+        match old {
             Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => {
-                u.bytes = u.bytes.saturating_sub(st.st_size as u64)
+                self.change(-signed(st.st_size as u64), 0)
             }
-            _ => u.files += 1,
-        });
+            _ => self.change(0, 1),
+        }
     }
 
     /// An upload of `size` bytes so far was abandoned (its temporary removed).
     pub fn abandoned(&self, size: u64) {
-        self.with(|u| u.bytes = u.bytes.saturating_sub(size));
+        self.change(-signed(size), 0);
     }
 
     /// A file was truncated or extended from `old` to `new` bytes.
     pub fn resized(&self, old: u64, new: u64) {
-        self.with(|u| u.bytes = u.bytes.saturating_sub(old).saturating_add(new));
+        self.change(signed(new).saturating_sub(signed(old)), 0);
     }
 
     /// A file or a directory was removed (or replaced by a rename).
     pub fn removed(&self, st: &FileStat) {
         if let Some(bytes) = charge(st) {
-            self.with(|u| {
-                u.bytes = u.bytes.saturating_sub(bytes);
-                u.files = u.files.saturating_sub(1);
-            });
+            self.change(-signed(bytes), -1);
         }
     }
 
     /// A directory was removed.
     pub fn dir_removed(&self) {
-        self.with(|u| {
-            u.bytes = u.bytes.saturating_sub(DIR_BYTES);
-            u.files = u.files.saturating_sub(1);
-        });
+        self.change(-(DIR_BYTES as i64), -1);
     }
+}
+
+/// A size as a change (sizes past `i64::MAX` do not exist on Linux file systems).
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

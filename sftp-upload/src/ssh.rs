@@ -225,7 +225,8 @@ impl Handler for Connection {
         let span = tracing::debug_span!("sftp", customer = %user.name);
         span.in_scope(|| tracing::info!(peer = %self.peer, user = %user.name, site = %LogText::path(&user.site), "sftp session started"));
         let config = self.endpoint.config();
-        let quota = Quota::new(user.quota, self.endpoint.usage(&user.name));
+        let tally = self.endpoint.usage(&user.name);
+        let quota = Quota::new(user.quota, tally, config.limits.quota_rescan);
         let handles = Handles::new(config.limits.max_handles, self.endpoint.handle_budget());
         let mut sftp = Sftp::new(files, &user.name, handles, quota);
         if let Some(advisor) = &config.advisor {

@@ -2,7 +2,8 @@
 //! each entry is looked at with `fstatat(AT_SYMLINK_NOFOLLOW)`, and each subdirectory is opened
 //! relative to its parent with `O_NOFOLLOW`, so a link the customer planted leads nowhere (not
 //! out of the site, not into a loop). Counting a site's usage for the quota and sweeping away
-//! the temporary files of unfinished uploads at start-up both walk the site this way.
+//! the temporary files of unfinished uploads at start-up both walk the site this way; a count
+//! starts from a directory already open ([`walk_from`]), so it can run on another thread.
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -18,14 +19,19 @@ const MAX_DEPTH: usize = 64;
 /// Calls `visit` with (the parent directory, the name, what `lstat` says) for everything in the
 /// site but its root, directories included (before what they hold). Entries that vanish
 /// meanwhile and directories that cannot be opened are passed over.
-pub(crate) fn walk_site(jail: &Jail, mut visit: impl FnMut(BorrowedFd<'_>, &CStr, &FileStat)) {
+pub(crate) fn walk_site(jail: &Jail, visit: impl FnMut(BorrowedFd<'_>, &CStr, &FileStat)) {
     if let Ok(root) = jail.open_beneath(
         Path::new(""),
         OFlag::O_RDONLY | OFlag::O_DIRECTORY,
         Mode::empty(),
     ) {
-        walk_dir(&root, MAX_DEPTH, &mut visit);
+        walk_from(&root, visit);
     }
+}
+
+/// [`walk_site`] from `root`, a directory opened for reading.
+pub(crate) fn walk_from(root: &OwnedFd, mut visit: impl FnMut(BorrowedFd<'_>, &CStr, &FileStat)) {
+    walk_dir(root, MAX_DEPTH, &mut visit);
 }
 
 fn walk_dir<F>(dir: &OwnedFd, depth: usize, visit: &mut F)

@@ -30,6 +30,8 @@ pub enum Denial {
     OwnerMismatch { uid: u32, owner: u32 },
     /// A script that is a symbolic link.
     ScriptSymlink,
+    /// A script in a directory whose `.htaccess` turned scripts off (`Options -ExecCGI`).
+    ExecCgiOff,
 }
 
 /// A refusal spelled out for a person: what is wrong and what to type.
@@ -57,7 +59,8 @@ impl Denial {
             | Denial::DirNotSearchable { .. }
             | Denial::OutsideSite
             | Denial::SpecialFile
-            | Denial::NoIndex => 403,
+            | Denial::NoIndex
+            | Denial::ExecCgiOff => 403,
             Denial::NotExecutable { .. }
             | Denial::WritableByOthers { .. }
             | Denial::DirWritableByOthers { .. }
@@ -82,6 +85,7 @@ impl Denial {
             Denial::SetId { .. } => "setid",
             Denial::OwnerMismatch { .. } => "owner_mismatch",
             Denial::ScriptSymlink => "script_symlink",
+            Denial::ExecCgiOff => "exec_cgi_off",
         }
     }
 
@@ -135,6 +139,10 @@ impl Denial {
             Denial::ScriptSymlink => (
                 format!("`{name}` is a symbolic link, and scripts are never run through links."),
                 format!("Delete the link {name} and upload the script itself under that name."),
+            ),
+            Denial::ExecCgiOff => (
+                format!("`{name}` is a script, and a .htaccess on its path turns scripts off here (`Options -ExecCGI`)."),
+                "Remove `-ExecCGI` from that .htaccess (or write `Options +ExecCGI` in this directory's), or keep scripts elsewhere.".to_string(),
             ),
         };
         Explanation { reason, fix }
@@ -214,6 +222,7 @@ mod tests {
             (Denial::SetId { mode: 0o4755 }, 500),
             (Denial::OwnerMismatch { uid: 1, owner: 2 }, 500),
             (Denial::ScriptSymlink, 500),
+            (Denial::ExecCgiOff, 403),
         ];
         for (denial, status) in rows {
             assert_eq!(denial.status(), status, "{denial:?}");

@@ -1,5 +1,7 @@
 //! In-process protocol tests: packets in, packets out, on a temporary site.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use super::extensions::ANNOUNCED;
@@ -11,7 +13,7 @@ use crate::wire::{Attrs, Packet, Reader, StatusCode, fxp, open_flags};
 fn session() -> (tempfile::TempDir, Sftp) {
     let dir = tempfile::tempdir().expect("tempdir");
     let files = SiteFiles::open(dir.path(), "t", false).expect("site");
-    let quota = Quota::new(QuotaLimits::default(), Default::default());
+    let quota = Quota::new(QuotaLimits::default(), Default::default(), Duration::MAX);
     (dir, Sftp::new(files, "t", handles(8), quota))
 }
 
@@ -251,7 +253,7 @@ fn quota_counts_writes_truncation_and_replacing_renames() {
         files,
         "t",
         handles(8),
-        Quota::new(limits, Default::default()),
+        Quota::new(limits, Default::default(), Duration::MAX),
     );
     let h = open(
         &mut s,
