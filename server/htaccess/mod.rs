@@ -13,6 +13,8 @@
 
 pub mod access;
 pub mod admission;
+pub mod auth;
+pub mod basic;
 pub mod cache;
 pub mod chain;
 pub mod content;
@@ -20,12 +22,16 @@ pub mod context;
 pub mod file;
 pub mod guard;
 pub mod headers;
+pub mod htpasswd;
 pub mod location;
+pub mod md5_crypt;
 pub mod pattern;
 pub mod redirect;
 pub mod rewrite;
 pub mod rules;
 pub mod syntax;
+pub mod user_file;
+pub mod verdicts;
 
 /// Why a directive cannot be used, and what to do about it.
 #[derive(Clone, Debug, PartialEq, Eq)]

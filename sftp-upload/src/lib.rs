@@ -54,7 +54,8 @@
 //! # Map of the private modules
 //!
 //! - `ssh`: authentication and channels (only the `sftp` subsystem);
-//! - `defender`: failed logins per address, and the ban;
+//! - `yadokari_site::defender` (shared with the web side's Basic authentication): failed
+//!   logins per address, and the ban;
 //! - `session`: reader / request thread / writer of one SFTP session; `ending`: why and how it ends;
 //! - `handler`: one request → one reply, and the transfer log (split by request family);
 //! - `files`: the user's site through the shared jail, with the rental-server mode rules;
@@ -70,7 +71,6 @@
 //! - `handles`, `longname`, `reply`, `wire`, `path`, `error`.
 
 pub mod accounts;
-mod defender;
 mod ending;
 mod error;
 mod files;
@@ -99,6 +99,7 @@ use russh::keys::PrivateKey;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use yadokari_site::defender::Defender;
 use yadokari_site::per_address::{AddressSlot, PerAddress};
 
 pub use quota::QuotaLimits;
@@ -228,7 +229,7 @@ const COUNTING_THREADS: usize = 2;
 /// Shared state of the running endpoint.
 pub struct Endpoint {
     config: RwLock<Arc<Config>>,
-    defender: defender::Defender,
+    defender: Defender,
     sessions: Mutex<HashMap<String, Arc<AtomicUsize>>>,
     usage: Mutex<HashMap<String, Arc<usage::Tally>>>,
     /// Where the users' sites are counted.
@@ -253,7 +254,7 @@ impl Endpoint {
     /// The endpoint for `config`.
     pub fn new(config: Config, shutdown: CancellationToken) -> Arc<Endpoint> {
         let l = &config.limits;
-        let defender = defender::Defender::new(l.max_failures, l.failure_window, l.ban);
+        let defender = Defender::new(l.max_failures, l.failure_window, l.ban);
         Arc::new(Endpoint {
             config: RwLock::new(Arc::new(config)),
             defender,

@@ -11,11 +11,14 @@
 //! helpers both need live, instead of a copy on each side: [`read`] (a pread into a buffer's
 //! spare capacity, for static bodies and SFTP READs), [`random`] (bytes from the kernel, for
 //! host keys and first passwords), [`log_text`] (names and paths escaped for log lines) and
-//! [`per_address`] (per-client-address caps on connections and logins), and [`identity`] (a
+//! [`per_address`] (per-client-address caps on connections and logins), [`defender`] (failed
+//! logins counted per address and the ban: SFTP password logins and the web side's Basic
+//! authentication), and [`identity`] (a
 //! thread taking a site owner's file-system identity: the SFTP session's request thread, and
 //! the server's writer of customers' logs, which opens files in a directory the customer
 //! controls).
 
+pub mod defender;
 pub mod denial;
 pub mod identity;
 pub mod jail;

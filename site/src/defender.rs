@@ -1,5 +1,10 @@
 //! The [`Defender`]: failed logins counted per address, and an address with too many of them
 //! refused for a while (like SFTPGo's defender): at accept, and before a password is checked.
+//!
+//! It lives in the shared crate because two doors use it: SFTP password and key logins, and
+//! the web side's Basic authentication (`.htaccess` `AuthUserFile`), where the issue asks for
+//! failures to be "slowed and banned like SFTP logins". Each door holds its own instance (the
+//! binary decides whether they share one); the rule is one copy.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -39,6 +44,16 @@ impl Defender {
         t.get(&ip)
             .and_then(|r| r.banned_until)
             .is_some_and(|until| until > now)
+    }
+
+    /// How much longer `ip` is refused, if it is (for a `Retry-After`).
+    pub fn banned_for(&self, ip: IpAddr) -> Option<Duration> {
+        let now = Instant::now();
+        let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.get(&ip)
+            .and_then(|r| r.banned_until)
+            .and_then(|until| until.checked_duration_since(now))
+            .filter(|left| !left.is_zero())
     }
 
     /// Records a failure; returns whether `ip` is now banned.
@@ -84,6 +99,11 @@ mod tests {
         assert!(!d.is_banned(ip));
         assert!(d.fail(ip));
         assert!(d.is_banned(ip));
+        assert!(
+            d.banned_for(ip)
+                .is_some_and(|left| left <= Duration::from_secs(60))
+        );
         assert!(!d.is_banned("192.0.2.2".parse().expect("ip")));
+        assert_eq!(d.banned_for("192.0.2.2".parse().expect("ip")), None);
     }
 }
