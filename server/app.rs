@@ -77,6 +77,9 @@ pub struct State {
     root: std::sync::OnceLock<Arc<Jail>>,
     /// The customers' web roots, each opened at its first request.
     sites: Vec<std::sync::OnceLock<Arc<Jail>>>,
+    /// The sites' compiled `.htaccess` files (`None`: they are not read), made anew with
+    /// every configuration, whose settings they are compiled with.
+    pub htaccess: Option<crate::htaccess::cache::Cache>,
 }
 
 impl State {
@@ -88,10 +91,17 @@ impl State {
         let sites = (0..config.sites.len())
             .map(|_| std::sync::OnceLock::new())
             .collect();
+        let htaccess = config.htaccess.enabled.then(|| {
+            crate::htaccess::cache::Cache::new(crate::htaccess::file::Settings {
+                allowed: config.htaccess.allowed.clone(),
+                php: config.cgi.handlers.iter().any(|(ext, _)| ext == ".php"),
+            })
+        });
         State {
             config: Arc::new(config),
             root,
             sites,
+            htaccess,
         }
     }
 
@@ -127,6 +137,8 @@ pub struct App {
     pub customer_logs: Arc<CustomerLogs>,
     /// Script slots, sized at start.
     pub scripts: ScriptSlots,
+    /// `.htaccess` Basic authentication: its user files, remembered verdicts and bans.
+    pub basic_auth: Arc<crate::htaccess::auth::BasicAuth>,
     /// The SFTP endpoint, when it runs.
     sftp: Option<Arc<Endpoint>>,
     source: ConfigSource,
@@ -143,6 +155,9 @@ impl App {
     ) -> App {
         App {
             scripts: ScriptSlots::new(config.cgi.max_concurrent),
+            basic_auth: Arc::new(crate::htaccess::auth::BasicAuth::new(
+                crate::htaccess::auth::Limits::default(),
+            )),
             state: RwLock::new(Arc::new(State::new(config))),
             access_log: Arc::new(access_log),
             customer_logs,

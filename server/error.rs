@@ -38,6 +38,8 @@ pub enum HttpError {
     Denied { denial: Denial, path: String },
     /// The script at site-relative `path` could not run or answer.
     Script { failure: Failure, path: String },
+    /// A `.htaccess` refused the request, asks for credentials, or cannot be used.
+    Htaccess(Box<crate::htaccess::Refusal>),
     /// A fault of the server, not of the request: `what` it was doing, and the cause (500).
     Internal {
         what: String,
@@ -70,6 +72,7 @@ impl HttpError {
                 StatusCode::from_u16(denial.status()).unwrap_or(StatusCode::FORBIDDEN)
             }
             HttpError::Script { failure, path } => failure.explain(path).0,
+            HttpError::Htaccess(r) => r.status,
             HttpError::Internal { source, .. } if out_of_descriptors(source.as_ref()) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -106,12 +109,13 @@ impl HttpError {
                 None => denial.explain(path),
             }),
             HttpError::Script { failure, path } => Some(failure.explain(path).1),
+            HttpError::Htaccess(r) => Some(plain(r.reason.clone(), &r.fix)),
             HttpError::NotFound | HttpError::MethodNotAllowed | HttpError::Internal { .. } => None,
         }
     }
 
     /// Logs it once, at the level its kind deserves.
-    fn log(&self, status: StatusCode, explanation: Option<&Explanation>) {
+    fn record(&self, status: StatusCode, explanation: Option<&Explanation>) {
         let status = status.as_u16();
         let (why, fix) = explanation.map_or(("", ""), |e| (e.reason.as_str(), e.fix.as_str()));
         match self {
@@ -131,10 +135,21 @@ impl HttpError {
             HttpError::Script { failure, path } => {
                 tracing::warn!(status, reason = failure.code(), script = %path, why, fix, "script failed")
             }
+            HttpError::Htaccess(r) if r.status == StatusCode::UNAUTHORIZED => {
+                tracing::debug!(status, reason = r.code, "credentials wanted")
+            }
+            HttpError::Htaccess(r) => {
+                tracing::warn!(status, reason = r.code, why, fix, "refused by .htaccess")
+            }
             HttpError::Internal { what, source } => {
                 tracing::error!(status, error = %source, "{what}")
             }
         }
+    }
+
+    /// Logs it once (when something else is sent in place of its page).
+    pub fn log(&self, config: &Config) {
+        self.record(self.status(), self.explanation(Some(config)).as_ref());
     }
 
     /// Logs it and renders its page: the status, Apache's wording, and the reason and fix when
@@ -142,7 +157,7 @@ impl HttpError {
     pub fn response(&self, config: &Config) -> Response<Body> {
         let status = self.status();
         let explanation = self.explanation(Some(config));
-        self.log(status, explanation.as_ref());
+        self.record(status, explanation.as_ref());
         let shown = explanation.as_ref().filter(|_| config.explain_errors);
         let mut r = error_page::page(status, shown);
         let headers = r.headers_mut();
@@ -152,6 +167,14 @@ impl HttpError {
             }
             HttpError::AmbiguousFraming | HttpError::UnsupportedCoding => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            HttpError::Htaccess(r) => {
+                if let Some(v) = r.challenge() {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                }
+                if let Some(secs) = r.retry_after {
+                    headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                }
             }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

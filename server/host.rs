@@ -31,6 +31,18 @@ impl fmt::Display for HostError {
 
 impl std::error::Error for HostError {}
 
+/// A Host value without its port: `example.org:8080` → `example.org`, `[::1]:80` → `[::1]`.
+pub fn without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        }
+    } else {
+        host.split(':').next().unwrap_or(host)
+    }
+}
+
 /// Checks the request's `Host` fields.
 pub fn check(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<(), HostError> {
     let mut hosts = headers.get_all(header::HOST).iter();

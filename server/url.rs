@@ -16,6 +16,21 @@ pub struct UrlPath {
     pub trailing_slash: bool,
 }
 
+impl UrlPath {
+    /// The decoded path as text, starting with `/` (a name that is not UTF-8 shown lossily).
+    pub fn display(&self) -> String {
+        let mut s = String::new();
+        for seg in &self.segments {
+            s.push('/');
+            s.push_str(&String::from_utf8_lossy(seg));
+        }
+        if self.trailing_slash || s.is_empty() {
+            s.push('/');
+        }
+        s
+    }
+}
+
 /// Why a request path is refused. Every variant is answered with 400 Bad Request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UrlError {

@@ -47,6 +47,12 @@ pub struct Facts<'a> {
     pub redirect_status: Option<u16>,
     /// `REDIRECT_URL`, after an internal redirect.
     pub redirect_url: Option<&'a str>,
+    /// `REQUEST_URI` when it is not `uri`'s: the target the client sent, before a rewrite.
+    pub request_uri: Option<&'a str>,
+    /// `REMOTE_USER` (with `AUTH_TYPE=Basic`): the user the server's own authentication let in.
+    pub remote_user: Option<&'a str>,
+    /// Variables a `.htaccess` set (`SetEnv`, a rewrite's `[E=]`); the server's own win.
+    pub extra: &'a [(String, String)],
 }
 
 /// Builds the environment.
@@ -63,7 +69,9 @@ pub fn build(f: &Facts<'_>) -> Vec<CString> {
     set("REQUEST_METHOD", f.method.as_bytes());
     set("REQUEST_SCHEME", b"http");
     set("QUERY_STRING", f.uri.query().unwrap_or("").as_bytes());
-    let request_uri = f.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let request_uri = f
+        .request_uri
+        .unwrap_or_else(|| f.uri.path_and_query().map_or("/", |pq| pq.as_str()));
     set("REQUEST_URI", request_uri.as_bytes());
     set("SCRIPT_NAME", f.script_name);
     set("SCRIPT_FILENAME", f.script_filename.as_os_str().as_bytes());
@@ -98,8 +106,13 @@ pub fn build(f: &Facts<'_>) -> Vec<CString> {
     if let Some(url) = f.redirect_url {
         set("REDIRECT_URL", url.as_bytes());
     }
+    if let Some(user) = f.remote_user {
+        set("AUTH_TYPE", b"Basic");
+        set("REMOTE_USER", user.as_bytes());
+    }
     set("PATH", SAFE_PATH.as_bytes());
     header_variables(f, &mut set);
+    extra_variables(f.extra, &mut env);
     env.into_iter()
         .filter_map(|(mut name, value)| {
             name.push(b'=');
@@ -107,6 +120,23 @@ pub fn build(f: &Facts<'_>) -> Vec<CString> {
             CString::new(name).ok()
         })
         .collect()
+}
+
+/// The variables a `.htaccess` set, each unless the server set that name already.
+///
+/// SECURITY: names are letters, digits and `_` only, and never the dynamic loader's (`LD_*`)
+/// or the shell's start-up hooks (`BASH_ENV`, `ENV`): a script runs as its owner anyway, but
+/// an interpreter the host installed must not be steered by a line in a `.htaccess`.
+fn extra_variables(extra: &[(String, String)], env: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    for (name, value) in extra {
+        let plain = !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !name.starts_with("LD_")
+            && !matches!(name.as_str(), "BASH_ENV" | "ENV" | "PATH" | "IFS");
+        if plain && !env.iter().any(|(n, _)| n == name.as_bytes()) {
+            env.push((name.as_bytes().to_vec(), value.as_bytes().to_vec()));
+        }
+    }
 }
 
 /// `HTTP_*` for every header a script may see, duplicates joined (`; ` for Cookie).
@@ -164,11 +194,7 @@ fn server_name(f: &Facts<'_>) -> String {
             .and_then(|h| h.to_str().ok())
     });
     match host {
-        Some(h) if h.starts_with('[') => match h.find(']') {
-            Some(end) => h[..=end].to_string(),
-            None => h.to_string(),
-        },
-        Some(h) => h.split(':').next().unwrap_or(h).to_string(),
+        Some(h) => crate::host::without_port(h).to_string(),
         None => match f.local {
             SocketAddr::V4(a) => a.ip().to_string(),
             SocketAddr::V6(a) => format!("[{}]", a.ip()),
@@ -215,6 +241,9 @@ mod tests {
             pass_authorization: false,
             redirect_status: None,
             redirect_url: None,
+            request_uri: None,
+            remote_user: None,
+            extra: &[],
         };
         build(&facts)
             .into_iter()

@@ -48,8 +48,8 @@ pub(super) struct Call<'a> {
     pub(super) site: &'a Served<'a>,
     pub(super) config: &'a Config,
     pub(super) conn: &'a ConnInfo,
-    /// The original URL path, after an internal redirect.
-    pub(super) redirected: Option<&'a str>,
+    /// What the request picked up on its way here.
+    pub(super) before: super::Before<'a>,
 }
 
 impl Launch {
@@ -100,8 +100,9 @@ fn environment(call: &Call<'_>, filename: &std::path::Path) -> Vec<CString> {
         site,
         config,
         conn,
-        redirected,
+        before,
     } = *call;
+    let redirected = before.redirected;
     let redirect_status = match (redirected, &script.interpreter) {
         (Some(_), _) | (None, Some(_)) => Some(200),
         (None, None) => None,
@@ -125,6 +126,9 @@ fn environment(call: &Call<'_>, filename: &std::path::Path) -> Vec<CString> {
         pass_authorization: config.cgi.pass_authorization,
         redirect_status,
         redirect_url: redirected,
+        request_uri: before.request_uri,
+        remote_user: before.remote_user,
+        extra: before.env,
     })
 }
 

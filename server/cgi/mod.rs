@@ -64,6 +64,19 @@ impl Stdin {
     }
 }
 
+/// What a request picked up before reaching its script.
+#[derive(Clone, Copy, Default)]
+pub struct Before<'a> {
+    /// The original URL path, after an internal redirect or rewrite (`REDIRECT_URL`).
+    pub redirected: Option<&'a str>,
+    /// The request target the client sent, when a rewrite changed it (`REQUEST_URI`).
+    pub request_uri: Option<&'a str>,
+    /// The user the server's Basic authentication let in (`REMOTE_USER`).
+    pub remote_user: Option<&'a str>,
+    /// Variables a `.htaccess` set.
+    pub env: &'a [(String, String)],
+}
+
 /// Runs `script` for `req`: prepare the body, take a slot, build the launch, start the
 /// script, read its header block, and make the response.
 pub async fn run(
@@ -73,7 +86,7 @@ pub async fn run(
     config: &Config,
     conn: &ConnInfo,
     slots: &ScriptSlots,
-    redirected: Option<&str>,
+    before: Before<'_>,
 ) -> Result<Outcome, Failure> {
     let (parts, body) = req.into_parts();
     let stdin = prepare_body(&parts, body, &config.limits).await?;
@@ -92,7 +105,7 @@ pub async fn run(
         site,
         config,
         conn,
-        redirected,
+        before,
     })?;
     let (mut child, mut stdout) = launch::start(&launch, stdin, slot, script)?;
     let started = Instant::now();

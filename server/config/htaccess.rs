@@ -34,6 +34,7 @@ pub struct Htaccess {
     /// The directive groups sites may use.
     pub allowed: Vec<Group>,
     /// Whether `Options +Indexes` may turn directory listings on.
+    #[allow(dead_code)] // read by the listings, which are being built
     pub listings: bool,
 }
 

@@ -5,11 +5,13 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use yadokari_site::Jail;
 
 use super::Refusal;
 use super::access::{Asker, Decision};
+use super::auth::{Attempt, BasicAuth, Outcome};
 use super::cache::Cache;
 use super::chain::Chain;
 use super::guard;
@@ -30,17 +32,24 @@ pub enum Admission {
     Refused(Box<Refusal>),
 }
 
-/// What the request brings.
+/// What the request brings, and where it is.
 pub struct Asking<'a> {
     pub url: &'a UrlPath,
     pub method: &'a str,
     pub peer: IpAddr,
     /// The `Authorization` header, if any.
     pub authorization: Option<&'a [u8]>,
+    /// The site's web root, held open, and its path.
+    pub jail: &'a Jail,
+    pub root: &'a Path,
+    /// The customer's home, where an `AuthUserFile` must be (the document root for the
+    /// default site).
+    pub home: &'a Path,
 }
 
-/// Applies the files on the path of `asking.url` in the site held by `jail` (root `root`).
-pub fn admit(cache: &Cache, jail: &Jail, root: &Path, asking: &Asking<'_>) -> Admission {
+/// Applies the files on the path of `asking.url`.
+pub async fn admit(cache: &Cache, auth: &Arc<BasicAuth>, asking: &Asking<'_>) -> Admission {
+    let (jail, root) = (asking.jail, asking.root);
     let chain = match Chain::of(cache, jail, root, asking.url) {
         Ok(chain) if chain.is_empty() => return Admission::Plain,
         Ok(chain) => chain,
@@ -56,14 +65,25 @@ pub fn admit(cache: &Cache, jail: &Jail, root: &Path, asking: &Asking<'_>) -> Ad
         method: asking.method,
         user: None,
     };
-    let path = shown(asking.url);
+    let path = asking.url.display();
     let user = match guard::decide(&rules, &who) {
         Decision::Granted => None,
         Decision::Denied => return Admission::Refused(Box::new(guard::denied(&chain, &path))),
         Decision::NeedUser => {
             let refusal = guard::need_user(&chain, &rules);
-            let Some(user) = logged_in(&rules, asking) else {
+            let (Some(realm), Some(file)) = (&refusal.realm, &rules.auth_user_file) else {
                 return Admission::Refused(Box::new(refusal));
+            };
+            let attempt = Attempt {
+                realm: realm.clone(),
+                user_file: file.clone(),
+                home: asking.home.to_path_buf(),
+                authorization: asking.authorization.map(<[u8]>::to_vec),
+                client: asking.peer,
+            };
+            let user = match auth.check(attempt).await {
+                Outcome::Authenticated { user } => user,
+                other => return Admission::Refused(Box::new(login_refusal(other, refusal))),
             };
             who.user = Some(&user);
             match guard::decide(&rules, &who) {
@@ -80,22 +100,27 @@ pub fn admit(cache: &Cache, jail: &Jail, root: &Path, asking: &Asking<'_>) -> Ad
     }
 }
 
-/// The user the request's credentials prove, checked against the directory's user file.
-fn logged_in(_rules: &Rules, _asking: &Asking<'_>) -> Option<String> {
-    // Basic authentication is being built (htpasswd verification); until it lands nobody
-    // logs in, so a protected directory stays closed.
-    None
-}
-
-/// The URL path as a person reads it.
-fn shown(url: &UrlPath) -> String {
-    let mut s = String::new();
-    for seg in &url.segments {
-        s.push('/');
-        s.push_str(&String::from_utf8_lossy(seg));
+/// The refusal for a login that did not succeed: the challenge again, a ban, or a user file
+/// that cannot be used.
+fn login_refusal(outcome: Outcome, challenge: Refusal) -> Refusal {
+    match outcome {
+        Outcome::Banned { retry_after } => Refusal {
+            status: http::StatusCode::TOO_MANY_REQUESTS,
+            code: "htaccess_banned",
+            reason: "Too many failed logins came from this address; it is refused for a while."
+                .into(),
+            fix: "Wait, then log in with the right password.".into(),
+            realm: None,
+            retry_after: Some(retry_after.as_secs().max(1)),
+        },
+        Outcome::Misconfigured(p) => Refusal {
+            status: http::StatusCode::INTERNAL_SERVER_ERROR,
+            code: "htaccess_user_file",
+            reason: format!("{}.", p.problem.trim_end_matches('.')),
+            fix: p.fix,
+            realm: None,
+            retry_after: None,
+        },
+        Outcome::Challenge { .. } | Outcome::Authenticated { .. } => challenge,
     }
-    if url.trailing_slash || s.is_empty() {
-        s.push('/');
-    }
-    s
 }

@@ -49,6 +49,7 @@ pub fn denied(chain: &Chain, path: &str) -> Refusal {
         ),
         fix: "If it should be reachable, change the access lines of that file (e.g. `Require all granted`, or add the client's address to `Require ip`).".into(),
         realm: None,
+        retry_after: None,
     }
 }
 
@@ -62,6 +63,7 @@ pub fn need_user(chain: &Chain, rules: &Rules) -> Refusal {
             reason: "This area needs a user name and password.".into(),
             fix: "Log in with an account of this site's password file.".into(),
             realm: Some(rules.auth_name.clone().unwrap_or_else(|| "Restricted".into())),
+            retry_after: None,
         },
         _ => Refusal {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -72,6 +74,7 @@ pub fn need_user(chain: &Chain, rules: &Rules) -> Refusal {
             ),
             fix: "Add `AuthType Basic`, `AuthName \"...\"` and `AuthUserFile` naming a file made with `htpasswd -B` inside your home.".into(),
             realm: None,
+            retry_after: None,
         },
     }
 }

@@ -65,9 +65,18 @@ pub struct Refusal {
     pub fix: String,
     /// For a 401: the realm to ask credentials for.
     pub realm: Option<String>,
+    /// For a 429: seconds until the client may try again.
+    pub retry_after: Option<u64>,
 }
 
 impl Refusal {
+    /// The `WWW-Authenticate` value of a 401: `Basic realm="..."`, the realm's quotes and
+    /// backslashes escaped and control characters replaced (a realm is the customer's text).
+    pub fn challenge(&self) -> Option<http::HeaderValue> {
+        let realm = self.realm.as_ref()?;
+        http::HeaderValue::from_str(&basic::challenge(realm)).ok()
+    }
+
     /// A file that cannot be used: 500 for everything under its directory.
     pub fn broken(b: &cache::Broken) -> Refusal {
         let f = &b.fault;
@@ -85,6 +94,7 @@ impl Refusal {
             ),
             fix: capitalised(&f.problem.fix),
             realm: None,
+            retry_after: None,
         }
     }
 }

@@ -23,10 +23,17 @@ use crate::conn::{ConnInfo, InFlight};
 use crate::customer_log::CustomerLog;
 use crate::error::HttpError;
 use crate::error_page;
+use crate::htaccess::admission::{Admission, Asking};
+use crate::htaccess::chain::Chain;
+use crate::htaccess::content::ErrorDocument;
+use crate::htaccess::rules::Rules;
 use crate::resolve::{self, Resolution};
 use crate::sites::{Route, Served};
 use crate::static_files;
-use crate::url;
+use crate::{htaccess, url};
+use per_dir::{Moved, Notes, View};
+
+mod per_dir;
 
 /// Handles one request, logging it when its response ends.
 pub async fn handle(
@@ -98,13 +105,18 @@ fn header_text<B>(req: &Request<B>, name: header::HeaderName) -> Option<String> 
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-/// The most internal redirects (`Location:` with a local path) one request may follow.
+/// The most internal redirects and rewrites one request may follow.
 const MAX_REDIRECTS: usize = 10;
 
-/// What acting on one URL gave: a response, or a script's internal redirect to follow.
+/// What acting on one URL gave: a response, or somewhere else to go.
 enum Acted {
     Done(Response<Body>),
+    /// A script's `Location:` with a local path: followed as a GET.
     Redirect(String, http::request::Parts),
+    /// A `.htaccess` rewrite: the same request, at another URL of the site.
+    Rewrite(Request<RequestBody>),
+    /// An `ErrorDocument` with a local path: served in place of the error, keeping its status.
+    ErrorDocument(StatusCode, String),
 }
 
 /// What every step of a request reads: the state in force, the connection, the application.
@@ -115,8 +127,19 @@ struct Ctx<'a> {
     app: &'a App,
 }
 
-/// Follows the request through its internal redirects; `customer` is set to the log of the
-/// customer whose site it was routed to.
+/// Where one pass of a request comes from.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    /// The original URL path, after an internal redirect or rewrite.
+    redirected: Option<&'a str>,
+    /// The request target as the client sent it.
+    original: &'a http::Uri,
+    /// The status an `ErrorDocument` pass keeps.
+    error: Option<StatusCode>,
+}
+
+/// Follows the request through its internal redirects and rewrites; `customer` is set to the
+/// log of the customer whose site it was routed to.
 async fn respond(
     req: Request<RequestBody>,
     ctx: Ctx<'_>,
@@ -125,30 +148,48 @@ async fn respond(
     let state = ctx.state;
     // The URI shares the request's buffer: keeping it costs no copy.
     let original = req.uri().clone();
+    let host = req.headers().get(header::HOST).cloned();
     let mut req = req;
-    let mut redirected: Option<&str> = None;
+    let mut notes = Notes::default();
+    let mut pass = Pass {
+        redirected: None,
+        original: &original,
+        error: None,
+    };
     for _ in 0..=MAX_REDIRECTS {
-        let acted = act(req, ctx, customer, redirected).await;
-        let (location, mut parts) = match acted {
-            Ok(Acted::Done(response)) => return response,
+        match act(req, ctx, customer, &mut notes, pass).await {
+            Ok(Acted::Done(mut response)) => {
+                if let Some(status) = pass.error
+                    && response.status().is_success()
+                {
+                    *response.status_mut() = status;
+                }
+                return response;
+            }
             Err(e) => return e.response(&state.config),
-            Ok(Acted::Redirect(location, parts)) => (location, parts),
-        };
-        let Ok(uri) = location.parse::<http::Uri>() else {
-            let e = HttpError::internal(
-                "a script redirected to an invalid local URL",
-                format!("Location: {location}"),
-            );
-            return e.response(&state.config);
-        };
-        tracing::debug!(%location, "internal redirect");
-        parts.method = Method::GET;
-        parts.uri = uri;
-        parts.headers.remove(header::CONTENT_LENGTH);
-        parts.headers.remove(header::CONTENT_TYPE);
-        parts.headers.remove(header::TRANSFER_ENCODING);
-        req = Request::from_parts(parts, body::empty_request());
-        redirected = Some(original.path());
+            Ok(Acted::Rewrite(next)) => req = next,
+            Ok(Acted::ErrorDocument(status, path)) => {
+                req = get_request(&path, host.as_ref());
+                pass.error = Some(status);
+            }
+            Ok(Acted::Redirect(location, mut parts)) => {
+                let Ok(uri) = location.parse::<http::Uri>() else {
+                    let e = HttpError::internal(
+                        "a script redirected to an invalid local URL",
+                        format!("Location: {location}"),
+                    );
+                    return e.response(&state.config);
+                };
+                tracing::debug!(%location, "internal redirect");
+                parts.method = Method::GET;
+                parts.uri = uri;
+                parts.headers.remove(header::CONTENT_LENGTH);
+                parts.headers.remove(header::CONTENT_TYPE);
+                parts.headers.remove(header::TRANSFER_ENCODING);
+                req = Request::from_parts(parts, body::empty_request());
+            }
+        }
+        pass.redirected = Some(original.path());
     }
     HttpError::Script {
         failure: Failure::RedirectLoop,
@@ -157,12 +198,26 @@ async fn respond(
     .response(&state.config)
 }
 
-/// Acts on one URL: resolve it, then serve, run or refuse.
+/// A bodiless GET for `path` (an `ErrorDocument`), on the same host.
+fn get_request(path: &str, host: Option<&HeaderValue>) -> Request<RequestBody> {
+    let mut req = Request::new(body::empty_request());
+    if let Ok(uri) = path.parse() {
+        *req.uri_mut() = uri;
+    }
+    if let Some(h) = host {
+        req.headers_mut().insert(header::HOST, h.clone());
+    }
+    req
+}
+
+/// Acts on one URL: route it, apply the `.htaccess` files on its path, then serve, run or
+/// refuse what it names.
 async fn act(
     req: Request<RequestBody>,
     ctx: Ctx<'_>,
     customer: &mut Option<Arc<CustomerLog>>,
-    redirected: Option<&str>,
+    notes: &mut Notes,
+    pass: Pass<'_>,
 ) -> Result<Acted, HttpError> {
     let Ctx { state, conn, app } = ctx;
     let config = &state.config;
@@ -192,7 +247,143 @@ async fn act(
         },
         customer: owner,
     };
-    let response = match resolve::resolve(&jail, &url, config) {
+    let Some((chain, rules)) =
+        admitted((req.method(), req.headers()), ctx, &site, &url, notes).await?
+    else {
+        return serve(req, ctx, &site, &url, None, notes, pass).await;
+    };
+    let moved = {
+        let path = url.display();
+        let (env, user) = (notes.env.clone(), notes.user.clone());
+        let view = View {
+            req: &req,
+            jail: &jail,
+            root,
+            prefix: &prefix,
+            path: &path,
+            document_root: site.document_root,
+            peer: conn.peer,
+            local: conn.local,
+            env: &env,
+            user: user.as_deref(),
+        };
+        per_dir::moved(&chain, &view, notes)?
+    };
+    match moved {
+        Moved::Stay => {}
+        Moved::Answer(r) => return Ok(Acted::Done(r)),
+        Moved::Internal(target) => return with_target(req, &target).map(Acted::Rewrite),
+    }
+    let served = serve(req, ctx, &site, &url, Some(&rules), notes, pass).await;
+    match served {
+        Err(e) if pass.error.is_none() => instead_of_error(e, &rules, config),
+        other => other,
+    }
+}
+
+/// What the `.htaccess` files send in place of an error: their `ErrorDocument`, or the error
+/// page with their `Header always` lines.
+fn instead_of_error(e: HttpError, rules: &Rules, config: &Config) -> Result<Acted, HttpError> {
+    let status = e.status();
+    let Some(doc) = per_dir::error_document(rules, status) else {
+        let mut r = e.response(config);
+        per_dir::finish_error(&mut r, rules);
+        return Ok(Acted::Done(r));
+    };
+    e.log(config);
+    Ok(match doc {
+        ErrorDocument::Local(path) => Acted::ErrorDocument(status, path.clone()),
+        ErrorDocument::Remote(url) => {
+            let mut r = error_page::page(StatusCode::FOUND, None);
+            if let Ok(v) = HeaderValue::from_str(url) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            Acted::Done(r)
+        }
+        ErrorDocument::Text(text) => {
+            let mut r = Response::new(body::full(text.clone().into_bytes()));
+            *r.status_mut() = status;
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            Acted::Done(r)
+        }
+    })
+}
+
+/// The request with a new target (a rewrite's), its method, headers and body kept.
+fn with_target(req: Request<RequestBody>, target: &str) -> Result<Request<RequestBody>, HttpError> {
+    let uri = target.parse::<http::Uri>().map_err(|_| {
+        HttpError::internal(
+            "a .htaccess rewrote to an invalid URL",
+            format!("target: {target}"),
+        )
+    })?;
+    tracing::debug!(%target, "rewritten");
+    let (mut parts, body) = req.into_parts();
+    parts.uri = uri;
+    Ok(Request::from_parts(parts, body))
+}
+
+/// The `.htaccess` files' admission of the request; `None` when there are none on its path.
+async fn admitted(
+    (method, headers): (&Method, &http::HeaderMap),
+    ctx: Ctx<'_>,
+    site: &Served<'_>,
+    url: &url::UrlPath,
+    notes: &mut Notes,
+) -> Result<Option<(Chain, Box<Rules>)>, HttpError> {
+    let Some(cache) = &ctx.state.htaccess else {
+        return Ok(None);
+    };
+    let config = &ctx.state.config;
+    let home = site
+        .customer
+        .and_then(|i| config.customers.get(i))
+        .map_or(&config.document_root, |c| &c.home);
+    let asking = Asking {
+        url,
+        method: method.as_str(),
+        peer: ctx.conn.peer.ip(),
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+        jail: site.jail,
+        root: site.root,
+        home,
+    };
+    match htaccess::admission::admit(cache, &ctx.app.basic_auth, &asking).await {
+        Admission::Plain => Ok(None),
+        Admission::Refused(r) => Err(HttpError::Htaccess(r)),
+        Admission::Go { chain, rules, user } => {
+            if user.is_some() {
+                notes.user = user;
+            }
+            Ok(Some((chain, rules)))
+        }
+    }
+}
+
+/// Resolves the URL in the site (with the `.htaccess` rules in force, if any) and serves,
+/// runs or refuses what it names.
+async fn serve(
+    req: Request<RequestBody>,
+    ctx: Ctx<'_>,
+    site: &Served<'_>,
+    url: &url::UrlPath,
+    rules: Option<&Rules>,
+    notes: &Notes,
+    pass: Pass<'_>,
+) -> Result<Acted, HttpError> {
+    let Ctx { state, conn, app } = ctx;
+    let config = &state.config;
+    let scope = resolve::Scope { config, rules };
+    let name = url
+        .segments
+        .last()
+        .map(|s| String::from_utf8_lossy(s).into_owned());
+    let mut response = match resolve::resolve_in(site.jail, url, scope) {
         Resolution::NotFound => return Err(HttpError::NotFound),
         Resolution::AddSlash => add_slash(&req),
         Resolution::Denied { denial, path } => return Err(HttpError::Denied { denial, path }),
@@ -204,20 +395,44 @@ async fn act(
             if req.method() != Method::GET && req.method() != Method::HEAD {
                 return Err(HttpError::MethodNotAllowed);
             }
-            static_files::respond(req.method(), req.headers(), file, &conn.send_queue)
+            let file_name = file
+                .rel
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            let mut r = static_files::respond(req.method(), req.headers(), file, &conn.send_queue);
+            if let Some(rules) = rules {
+                per_dir::finish(
+                    &mut r,
+                    rules,
+                    file_name.as_deref().or(name.as_deref()),
+                    true,
+                );
+            }
+            return Ok(Acted::Done(r));
         }
         Resolution::Script(script) => {
             let path = script.rel.to_string_lossy().into_owned();
+            let mut env = notes.env.clone();
+            if let Some(rules) = rules {
+                env.extend(rules.set_env.iter().cloned());
+            }
+            let original = pass.original.path_and_query().map(|pq| pq.as_str());
+            let before = cgi::Before {
+                redirected: pass.redirected,
+                request_uri: pass.redirected.and(original),
+                remote_user: notes.user.as_deref(),
+                env: &env,
+            };
             // Boxed: the script's future is large, and kept inline it would make every
             // request's future (static ones too) that large to build and move.
             let run = Box::pin(cgi::run(
                 req,
                 &script,
-                &site,
+                site,
                 config,
                 conn,
                 &app.scripts,
-                redirected,
+                before,
             ));
             match run.await {
                 Ok(Outcome::Response(r)) => r,
@@ -228,6 +443,9 @@ async fn act(
             }
         }
     };
+    if let Some(rules) = rules {
+        per_dir::finish(&mut response, rules, None, false);
+    }
     Ok(Acted::Done(response))
 }
 
