@@ -158,8 +158,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let access_log = AccessLog::open(&config.access_log).context("cannot open the access log")?;
+    yadokari_site::identity::remember_process_groups();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // A thread made from one that held a customer's identity starts as the process.
+        .on_thread_start(yadokari_site::identity::reset_thread)
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {

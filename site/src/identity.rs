@@ -15,6 +15,39 @@
 //! before the blocking-pool thread serves anything else. Reads handed to other threads use
 //! descriptors opened here, so they carry the owner's checks with them.
 
+/// The process's own supplementary groups, remembered before any thread takes an owner's.
+static PROCESS_GROUPS: std::sync::OnceLock<Vec<libc::gid_t>> = std::sync::OnceLock::new();
+
+/// Remembers the process's groups; call once at start, before threads are made.
+pub fn remember_process_groups() {
+    let mut groups = vec![0 as libc::gid_t; 256];
+    // SAFETY: the buffer holds `groups.len()` entries.
+    let n = unsafe { libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr()) };
+    groups.truncate(n.max(0) as usize);
+    let _ = PROCESS_GROUPS.set(groups);
+}
+
+/// Gives the calling thread the process's own file-system identity back: for a thread that
+/// has just been made (a runtime's `on_thread_start`).
+///
+/// SECURITY: Linux copies a thread's credentials to the threads it makes. A blocking-pool
+/// thread made while an SFTP session's thread held a customer's identity (a `spawn_blocking`
+/// from there) would start as that customer, and serve other customers' work with their
+/// rights or fail it. Every new thread starts from the process's own identity instead.
+pub fn reset_thread() {
+    // SAFETY: geteuid/getegid have no preconditions; the raw calls change only this thread.
+    unsafe {
+        if libc::geteuid() != 0 {
+            return;
+        }
+        libc::setfsuid(0);
+        libc::setfsgid(libc::getegid());
+        if let Some(groups) = PROCESS_GROUPS.get() {
+            libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr());
+        }
+    }
+}
+
 /// The site owner's identity could not be taken.
 #[derive(Debug)]
 pub struct CannotAssume;
@@ -93,5 +126,38 @@ impl Drop for OwnerIdentity {
                 libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// setfsuid with an invalid id reads the current one.
+    fn fsuid() -> u32 {
+        // SAFETY: an invalid id changes nothing.
+        unsafe { libc::setfsuid(u32::MAX) as u32 }
+    }
+
+    #[test]
+    fn a_thread_made_while_an_owner_is_assumed_starts_as_the_process() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        remember_process_groups();
+        let held = OwnerIdentity::assume((54321, 54321)).expect("assume");
+        assert_eq!(fsuid(), 54321);
+        let (inherited, reset) = std::thread::spawn(|| {
+            let inherited = fsuid();
+            reset_thread();
+            (inherited, fsuid())
+        })
+        .join()
+        .expect("thread");
+        drop(held);
+        assert_eq!(inherited, 54321, "Linux copies the maker's identity");
+        assert_eq!(reset, 0);
+        assert_eq!(fsuid(), 0);
     }
 }
