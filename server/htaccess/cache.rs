@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use nix::fcntl::OFlag;
@@ -46,12 +46,33 @@ pub const NAME: &str = ".htaccess";
 /// Entries kept before the cache is emptied (10,000 customers' busy directories fit).
 const KEEP: usize = 65_536;
 
-type Stamp = (u64, u64, i64, i64, i64);
+/// What must not have changed for a compiled copy to be the file's: size, modification and
+/// change times.
+type Stamp = (i64, i64, i64, i64, i64);
 
-/// The compiled files of every site, by absolute directory.
+/// The compiled files of every site, by (site, device, inode) of the file.
 pub struct Cache {
     settings: Settings,
-    entries: RwLock<HashMap<PathBuf, (Stamp, Loaded)>>,
+    entries: RwLock<HashMap<Key, (Stamp, Loaded)>>,
+}
+
+/// A file of a site: the site (a hash of its root's path) and the file's device and inode.
+/// The site is part of the key so that a file compiled for one site (read through that
+/// site's jail) is never taken for another's.
+type Key = (u64, u64, u64);
+
+/// What a directory of the path is.
+pub enum Place {
+    /// A directory, and what its `.htaccess` gives.
+    Dir(Loaded),
+    /// Not a directory (a file with path info after it): the walk ends.
+    End,
+}
+
+/// The identity of a site for the cache's keys.
+pub fn site_key(root: &Path) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(root)
 }
 
 impl Cache {
@@ -63,29 +84,49 @@ impl Cache {
         }
     }
 
-    /// The `.htaccess` of the directory `rel` of the site held by `jail` (whose root is
-    /// `root`); `Absent` too when `rel` is no directory.
-    pub fn load(&self, jail: &Jail, root: &Path, rel: &Path) -> Loaded {
+    /// The directory `rel` of the site held by `jail` (`site`: its [`site_key`]), and its
+    /// `.htaccess`.
+    ///
+    /// One plain `fstatat` from the site's root tells whether there is a file, whether the
+    /// path goes on (not a directory: the walk ends), and whether the compiled copy is still
+    /// the file's (same inode, size and times). SECURITY: that stat only ever selects what was
+    /// already read through this site's jail; a file is only read through the jail, and a
+    /// name that leads out of the site (a link) finds nothing compiled under this site's key,
+    /// so the jailed read refuses it.
+    pub fn place(&self, jail: &Jail, site: u64, rel: &Path) -> Place {
         let file = rel.join(NAME);
-        let st = match jail.lstat(&file) {
+        let st = match nix::sys::stat::fstatat(
+            jail.root(),
+            &file,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(st) => st,
+            Err(nix::errno::Errno::ENOENT) => return Place::Dir(Loaded::Absent),
+            Err(nix::errno::Errno::ENOTDIR) => return Place::End,
+            Err(e) => return Place::Dir(broken(&file, 0, cannot_read(&e.desc().to_lowercase()))),
+        };
+        if let Ok(entries) = self.entries.read()
+            && let Some((s, loaded)) = entries.get(&(site, st.st_dev, st.st_ino))
+            && *s == stamp(&st)
+        {
+            return Place::Dir(loaded.clone());
+        }
+        Place::Dir(self.load(jail, site, &file))
+    }
+
+    /// Looks at `file` through the jail, reads and compiles it, and keeps the result.
+    fn load(&self, jail: &Jail, site: u64, file: &Path) -> Loaded {
+        let st = match jail.lstat(file) {
             Ok(st) => st,
             Err(JailError::NotFound) => return Loaded::Absent,
-            Err(e) => return broken(&file, 0, cannot_read(&e.to_string())),
+            Err(e) => return broken(file, 0, cannot_read(&e.to_string())),
         };
-        let key = root.join(rel);
-        let stamp = stamp(&st);
-        if let Ok(entries) = self.entries.read()
-            && let Some((s, loaded)) = entries.get(&key)
-            && *s == stamp
-        {
-            return loaded.clone();
-        }
-        let loaded = self.read(jail, &file, &st);
+        let loaded = self.read(jail, file, &st);
         if let Ok(mut entries) = self.entries.write() {
             if entries.len() >= KEEP {
                 entries.clear();
             }
-            entries.insert(key, (stamp, loaded.clone()));
+            entries.insert((site, st.st_dev, st.st_ino), (stamp(&st), loaded.clone()));
         }
         loaded
     }
@@ -133,11 +174,11 @@ impl Cache {
 
 fn stamp(st: &FileStat) -> Stamp {
     (
-        st.st_dev,
-        st.st_ino,
         st.st_size,
         st.st_mtime,
         st.st_mtime_nsec,
+        st.st_ctime,
+        st.st_ctime_nsec,
     )
 }
 

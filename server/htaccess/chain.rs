@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use yadokari_site::Jail;
 
-use super::cache::{Broken, Cache, Loaded};
+use super::cache::{Broken, Cache, Loaded, Place};
 use super::file::Htaccess;
 use super::redirect::Redirects;
 use super::rewrite::Rewrites;
@@ -50,6 +50,7 @@ impl Chain {
             url.segments.len().saturating_sub(1)
         };
         let mut levels = Vec::new();
+        let site = super::cache::site_key(root);
         let mut rel = PathBuf::new();
         let mut url_path = String::from("/");
         for i in 0..=dirs {
@@ -59,14 +60,15 @@ impl Chain {
                 url_path.push_str(&String::from_utf8_lossy(segment));
                 url_path.push('/');
             }
-            match cache.load(jail, root, &rel) {
-                Loaded::Absent => {}
-                Loaded::File(file) => levels.push(Level {
+            match cache.place(jail, site, &rel) {
+                Place::End => break,
+                Place::Dir(Loaded::Absent) => {}
+                Place::Dir(Loaded::File(file)) => levels.push(Level {
                     url: url_path.clone(),
                     rel: rel.clone(),
                     file,
                 }),
-                Loaded::Fault(broken) => return Err(broken),
+                Place::Dir(Loaded::Fault(broken)) => return Err(broken),
             }
         }
         Ok(Chain { levels })
