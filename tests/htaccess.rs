@@ -5,7 +5,8 @@
 
 use crate::support::{Site, have};
 
-const HELLO: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\necho hello from a script\n";
+const HELLO: &str =
+    "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\necho hello from a script\n";
 
 #[test]
 fn htaccess_redirects_answer_with_their_status_and_target() {
@@ -41,18 +42,30 @@ fn htaccess_redirects_answer_with_their_status_and_target() {
     // mod_alias keeps what follows the matched prefix, and the query string.
     assert_eq!(
         location("/moved/a/b.html?x=1"),
-        (301, Some("https://example.com/elsewhere/a/b.html?x=1".into()))
+        (
+            301,
+            Some("https://example.com/elsewhere/a/b.html?x=1".into())
+        )
     );
     // Only whole segments match: /movedaway is not under /moved.
     assert_eq!(server.get("/movedaway").status, 404);
     assert_eq!(server.get("/gone.html").status, 410);
     assert_eq!(server.get("/retired/x").status, 410);
     let perm = location("/perm");
-    assert!(perm == (301, Some("/p2".into())) || perm == local(301, "/p2"), "{perm:?}");
+    assert!(
+        perm == (301, Some("/p2".into())) || perm == local(301, "/p2"),
+        "{perm:?}"
+    );
     let temp = location("/temp");
-    assert!(temp == (302, Some("/t2".into())) || temp == local(302, "/t2"), "{temp:?}");
+    assert!(
+        temp == (302, Some("/t2".into())) || temp == local(302, "/t2"),
+        "{temp:?}"
+    );
     let m = location("/archives/42");
-    assert!(m == (301, Some("/posts/42".into())) || m == local(301, "/posts/42"), "{m:?}");
+    assert!(
+        m == (301, Some("/posts/42".into())) || m == local(301, "/posts/42"),
+        "{m:?}"
+    );
     assert_eq!(server.get("/archives/x").status, 404);
     assert_eq!(
         location("/tmp/notes.txt"),
@@ -72,16 +85,28 @@ fn htaccess_error_documents_keep_the_status() {
     );
     site.file("404.html", "<h1>Our own not-found page</h1>\n", 0o644);
     site.file("private.txt", "secret\n", 0o600);
-    site.file("sub/.htaccess", "Require all denied\n", 0o644);
+    site.file(
+        "sub/.htaccess",
+        "Require all denied\nHeader always set X-Refused-By sub\n",
+        0o644,
+    );
     site.file("sub/x.html", "x\n", 0o644);
-    site.file("docs/.htaccess", "ErrorDocument 404 /docs/missing.html\n", 0o644);
+    site.file(
+        "docs/.htaccess",
+        "ErrorDocument 404 /docs/missing.html\n",
+        0o644,
+    );
     site.file("docs/missing.html", "docs: no such page\n", 0o644);
     let server = site.start();
 
     let r = server.get("/no/such/page.html");
     assert_eq!(r.status, 404);
     assert_eq!(r.text(), "<h1>Our own not-found page</h1>\n");
-    assert!(r.header("content-type").unwrap_or("").starts_with("text/html"));
+    assert!(
+        r.header("content-type")
+            .unwrap_or("")
+            .starts_with("text/html")
+    );
     // The page itself, asked for, is a 200.
     assert_eq!(server.get("/404.html").status, 200);
     // A deeper file's ErrorDocument overrides.
@@ -93,6 +118,7 @@ fn htaccess_error_documents_keep_the_status() {
     assert_eq!((r.status, r.text()), (403, "Not for your eyes".into()));
     let r = server.get("/sub/x.html");
     assert_eq!((r.status, r.text()), (403, "Not for your eyes".into()));
+    assert_eq!(r.header("x-refused-by"), Some("sub"));
 }
 
 #[test]
@@ -188,7 +214,11 @@ fn htaccess_header_set_and_always() {
     let r = server.get("/missing.html");
     assert_eq!(r.status, 404);
     assert_eq!(r.header("x-always"), Some("on errors too"));
-    assert_eq!(r.header("x-foo"), None, "plain `Header set` is for successes");
+    assert_eq!(
+        r.header("x-foo"),
+        None,
+        "plain `Header set` is for successes"
+    );
 }
 
 #[test]

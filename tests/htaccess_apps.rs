@@ -37,7 +37,8 @@ echo "QUERY_STRING=", $_SERVER['QUERY_STRING'], "\n";
 echo "replytocom=", isset($_GET['replytocom']) ? $_GET['replytocom'] : '', "\n";
 "#;
 
-const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
+const PNG: &[u8] =
+    b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
 
 fn php_site() -> Site {
     Site::new().config("[cgi]\nhandlers = { \".php\" = \"/usr/bin/php-cgi\" }")
@@ -52,7 +53,11 @@ fn wordpress(site: &Site, dir: &str, htaccess: &str) {
         "body { color: #333 }\n",
         0o644,
     );
-    site.file(&format!("{dir}wp-content/uploads/2024/01/pixel.png"), PNG, 0o644);
+    site.file(
+        &format!("{dir}wp-content/uploads/2024/01/pixel.png"),
+        PNG,
+        0o644,
+    );
 }
 
 #[test]
@@ -89,7 +94,11 @@ fn htaccess_wordpress_pretty_urls_reach_the_front_controller() {
     let r = server.get("/wp-content/themes/twentyten/style.css");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "body { color: #333 }\n");
-    assert!(r.header("content-type").unwrap_or("").starts_with("text/css"));
+    assert!(
+        r.header("content-type")
+            .unwrap_or("")
+            .starts_with("text/css")
+    );
     assert_eq!(r.header("x-front"), None);
     let r = server.get("/wp-content/uploads/2024/01/pixel.png");
     assert_eq!(r.status, 200);
@@ -98,7 +107,11 @@ fn htaccess_wordpress_pretty_urls_reach_the_front_controller() {
     // index.php itself, asked for by name.
     let r = server.get("/index.php?p=1");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.text().contains("REQUEST_URI=/index.php?p=1\n"), "{}", r.text());
+    assert!(
+        r.text().contains("REQUEST_URI=/index.php?p=1\n"),
+        "{}",
+        r.text()
+    );
     // The .htaccess itself stays private.
     assert_eq!(server.get("/.htaccess").status, 403);
 }
@@ -167,7 +180,10 @@ fn htaccess_cgit_pretty_urls() {
     std::fs::write(work.join("README"), "hello from the test repository\n").expect("write");
     git(&work, &["init", "-q", "-b", "main"]);
     git(&work, &["add", "README"]);
-    git(&work, &["commit", "-q", "-m", "A first commit for cgit to show"]);
+    git(
+        &work,
+        &["commit", "-q", "-m", "A first commit for cgit to show"],
+    );
     give_to_test_user(&site.dir.path().join("repos"));
 
     let cgitrc = site.dir.path().join("cgitrc");
@@ -208,7 +224,11 @@ fn htaccess_cgit_pretty_urls() {
     );
     let r = server.get("/hello/tree/README");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.text().contains("hello from the test repository"), "{}", r.text());
+    assert!(
+        r.text().contains("hello from the test repository"),
+        "{}",
+        r.text()
+    );
     // A query string is kept (QSA).
     let r = server.get("/hello/log/?showmsg=1");
     assert_eq!(r.status, 200, "{}", r.text());
@@ -217,7 +237,11 @@ fn htaccess_cgit_pretty_urls() {
     let r = server.get("/cgit.css");
     assert_eq!(r.status, 200);
     assert_eq!(r.body, css);
-    assert!(r.header("content-type").unwrap_or("").starts_with("text/css"));
+    assert!(
+        r.header("content-type")
+            .unwrap_or("")
+            .starts_with("text/css")
+    );
 }
 
 /// A Perl guestbook reading its entries from `data/`.

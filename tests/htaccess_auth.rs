@@ -10,7 +10,8 @@ use std::process::Command;
 
 use crate::support::{Server, Site, curl, give_to_test_user, have};
 
-const PROTECT: &str = "AuthType Basic\nAuthName \"Members only\"\nAuthUserFile .htpasswd\nRequire valid-user\n";
+const PROTECT: &str =
+    "AuthType Basic\nAuthName \"Members only\"\nAuthUserFile .htpasswd\nRequire valid-user\n";
 
 /// Prints who the server says logged in, and whether the password reached the script.
 const WHO: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\necho \"REMOTE_USER=$REMOTE_USER\"\necho \"AUTH_TYPE=$AUTH_TYPE\"\necho \"HTTP_AUTHORIZATION=$HTTP_AUTHORIZATION\"\n";
@@ -71,7 +72,13 @@ fn htaccess_basic_auth_with_every_htpasswd_hash() {
     ];
     let site = protected(PROTECT, &hashes);
     let written = std::fs::read_to_string(site.path(".htpasswd")).expect("read");
-    for prefix in ["bcrypt:$2y$", "apr1:$apr1$", "sha1:{SHA}", "sha256:$5$", "sha512:$6$"] {
+    for prefix in [
+        "bcrypt:$2y$",
+        "apr1:$apr1$",
+        "sha1:{SHA}",
+        "sha256:$5$",
+        "sha512:$6$",
+    ] {
         assert!(written.contains(prefix), "{prefix} missing in {written}");
     }
     let server = site.start();
@@ -130,7 +137,8 @@ fn htaccess_require_user_lets_only_that_user_in() {
     if !have("htpasswd") || !have("curl") {
         return;
     }
-    let htaccess = "AuthType Basic\nAuthName \"Bob's room\"\nAuthUserFile .htpasswd\nRequire user bob\n";
+    let htaccess =
+        "AuthType Basic\nAuthName \"Bob's room\"\nAuthUserFile .htpasswd\nRequire user bob\n";
     let site = protected(htaccess, &[("-B", "alice"), ("-B", "bob")]);
     let server = site.start();
     let r = curl(&server, &["-u", &user("bob")], "/private/who.cgi");
@@ -181,7 +189,11 @@ fn htaccess_user_file_of_another_customer_is_refused() {
     for name in ["htdocs", "alice/public_html/private", "bob/public_html"] {
         std::fs::create_dir_all(root.join(name)).expect("mkdir");
     }
-    std::fs::write(root.join("alice/public_html/private/index.html"), "alice's\n").expect("w");
+    std::fs::write(
+        root.join("alice/public_html/private/index.html"),
+        "alice's\n",
+    )
+    .expect("w");
     htpasswd(&root.join("alice/.htpasswd"), "-B", "alice", "pw-alice");
     htpasswd(&root.join("bob/.htpasswd"), "-B", "bob", "pw-bob");
     give_to_test_user(&root.join("alice"));
@@ -207,7 +219,11 @@ fn htaccess_user_file_of_another_customer_is_refused() {
         for args in [&[][..], &["-u", "bob:pw-bob"][..]] {
             let r = curl(&server, args, "/~alice/private/");
             assert_eq!(r.status, 500, "{written}: {}", r.body);
-            assert!(r.body.contains("outside your home"), "{written}: {}", r.body);
+            assert!(
+                r.body.contains("outside your home"),
+                "{written}: {}",
+                r.body
+            );
         }
     }
 }
@@ -236,4 +252,47 @@ fn htaccess_protected_directory_with_an_unknown_directive_stays_closed() {
     }
     let log = server.output();
     assert!(log.contains("SSLRequireSSL"), "{log}");
+}
+
+/// The customer's `ErrorDocument 401` page keeps the challenge, so the browser still asks for
+/// the password; `Header always` lines reach refusals too.
+#[test]
+fn htaccess_error_document_for_a_login_keeps_the_challenge() {
+    if !have("htpasswd") || !have("curl") {
+        return;
+    }
+    let htaccess =
+        format!("{PROTECT}ErrorDocument 401 /login-help.html\nHeader always set X-Protected yes\n");
+    let site = protected(&htaccess, &[("-B", "alice")]);
+    site.file(
+        "login-help.html",
+        "Ask the webmaster for a password.\n",
+        0o644,
+    );
+    let server = site.start();
+    for args in [&[][..], &["-u", "alice:wrong"][..]] {
+        let r = curl(&server, args, "/private/");
+        assert_eq!(r.status, 401, "{args:?}: {}", r.body);
+        assert_eq!(r.body, "Ask the webmaster for a password.\n");
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Basic realm=\"Members only\""),
+            "{}",
+            r.head
+        );
+    }
+    let r = curl(&server, &["-u", &user("alice")], "/private/");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-protected"), Some("yes"));
+
+    // A quoted-text ErrorDocument for 401 too.
+    std::fs::write(
+        site.path("private/.htaccess"),
+        format!("{PROTECT}ErrorDocument 401 \"Members only, sorry\"\n"),
+    )
+    .expect("write");
+    let r = curl(&server, &[], "/private/");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body, "Members only, sorry");
+    assert!(r.header("www-authenticate").is_some(), "{}", r.head);
 }

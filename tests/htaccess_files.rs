@@ -54,7 +54,11 @@ fn htaccess_uploaded_over_sftp_applies_to_the_next_request() {
     for path in ["/members/", "/members/notes.txt"] {
         let r = server.get(path);
         assert_eq!(r.status, 500, "{path}: {}", r.text());
-        assert!(r.text().contains("members/.htaccess, line 2"), "{}", r.text());
+        assert!(
+            r.text().contains("members/.htaccess, line 2"),
+            "{}",
+            r.text()
+        );
         assert!(!r.text().contains("notes\n"));
     }
     let log = server.output();
@@ -74,9 +78,21 @@ fn htaccess_syntax_errors_name_the_file_and_line() {
     // The last one: a bad address in `Allow from` is an error too, never an open door.
     let cases = [
         ("a", "RewriteEngine On\nRewriteRule \"^x$ /y\n", 2),
-        ("b", "<FilesMatch \"\\.txt$\">\nRequire all denied\n</Files>\n", 3),
-        ("c", "Options +ExecCGI\n\nRewriteEngine On\nRewriteRule ^(x /y\n", 4),
-        ("d", "Require all granted\nOrder allow,deny\nAllow from nowhere..example\n", 3),
+        (
+            "b",
+            "<FilesMatch \"\\.txt$\">\nRequire all denied\n</Files>\n",
+            3,
+        ),
+        (
+            "c",
+            "Options +ExecCGI\n\nRewriteEngine On\nRewriteRule ^(x /y\n",
+            4,
+        ),
+        (
+            "d",
+            "Require all granted\nOrder allow,deny\nAllow from nowhere..example\n",
+            3,
+        ),
     ];
     let site = Site::new();
     for (dir, text, _) in cases {

@@ -28,8 +28,14 @@ pub enum Admission {
         rules: Box<Rules>,
         user: Option<String>,
     },
-    /// The request ends here.
+    /// The request ends here: a file on the path cannot be used, so no rules are in force.
     Refused(Box<Refusal>),
+    /// The request ends here, refused by the rules in force (access, credentials), whose
+    /// `ErrorDocument` and `Header always` lines still apply to the refusal, as in Apache.
+    RefusedBy {
+        refusal: Box<Refusal>,
+        rules: Box<Rules>,
+    },
 }
 
 /// What the request brings, and where it is.
@@ -68,11 +74,11 @@ pub async fn admit(cache: &Cache, auth: &Arc<BasicAuth>, asking: &Asking<'_>) ->
     let path = asking.url.display();
     let user = match guard::decide(&rules, &who) {
         Decision::Granted => None,
-        Decision::Denied => return Admission::Refused(Box::new(guard::denied(&chain, &path))),
+        Decision::Denied => return refused_by(guard::denied(&chain, &path), rules),
         Decision::NeedUser => {
             let refusal = guard::need_user(&chain, &rules);
             let (Some(realm), Some(file)) = (&refusal.realm, &rules.auth_user_file) else {
-                return Admission::Refused(Box::new(refusal));
+                return refused_by(refusal, rules);
             };
             let attempt = Attempt {
                 realm: realm.clone(),
@@ -83,13 +89,13 @@ pub async fn admit(cache: &Cache, auth: &Arc<BasicAuth>, asking: &Asking<'_>) ->
             };
             let user = match auth.check(attempt).await {
                 Outcome::Authenticated { user } => user,
-                other => return Admission::Refused(Box::new(login_refusal(other, refusal))),
+                other => return refused_by(login_refusal(other, refusal), rules),
             };
             who.user = Some(&user);
             match guard::decide(&rules, &who) {
                 Decision::Granted => Some(user),
                 // A user who logged in but is not among those allowed: Apache asks again.
-                _ => return Admission::Refused(Box::new(refusal)),
+                _ => return refused_by(refusal, rules),
             }
         }
     };
@@ -97,6 +103,13 @@ pub async fn admit(cache: &Cache, auth: &Arc<BasicAuth>, asking: &Asking<'_>) ->
         chain,
         rules: Box::new(rules),
         user,
+    }
+}
+
+fn refused_by(refusal: Refusal, rules: Rules) -> Admission {
+    Admission::RefusedBy {
+        refusal: Box::new(refusal),
+        rules: Box::new(rules),
     }
 }
 
