@@ -261,3 +261,67 @@ fn htaccess_files_match_denies_backups_and_dumps() {
     assert_eq!(server.get("/db/readme.txt").text(), "readme\n");
     assert_eq!(server.get("/sql.html").text(), "about sql\n");
 }
+
+#[test]
+fn htaccess_access_by_address_and_satisfy_any() {
+    let site = Site::new();
+    let cases = [
+        ("local", "Require ip 127.0.0.1\n", 200),
+        ("local-net", "Require ip 127.0.0.0/8 ::1\n", 200),
+        ("elsewhere", "Require ip 10.0.0.0/8 192.168.1.1\n", 403),
+        // Apache refuses a lone negative Require (it would let everyone else in): 500.
+        (
+            "not-local",
+            "Require all granted\nRequire not ip 127.0.0.1\n",
+            500,
+        ),
+        (
+            "all-not-local",
+            "<RequireAll>\nRequire all granted\nRequire not ip 127.0.0.1\n</RequireAll>\n",
+            403,
+        ),
+        (
+            "compat",
+            "Order deny,allow\nDeny from all\nAllow from 127.0.0.1\n",
+            200,
+        ),
+        (
+            "compat-other",
+            "Order allow,deny\nAllow from 10.1.2.3\n",
+            403,
+        ),
+        // Local visitors need no password; others would (Apache 2.2's classic form).
+        (
+            "satisfy",
+            "AuthType Basic\nAuthName x\nAuthUserFile .htpasswd\nRequire valid-user\nOrder deny,allow\nDeny from all\nAllow from 127.0.0.1\nSatisfy Any\n",
+            200,
+        ),
+        (
+            "satisfy-all",
+            "AuthType Basic\nAuthName x\nAuthUserFile .htpasswd\nRequire valid-user\nOrder deny,allow\nDeny from all\nAllow from 127.0.0.1\nSatisfy All\n",
+            401,
+        ),
+        ("limit", "<Limit POST>\nRequire all denied\n</Limit>\n", 200),
+        (
+            "limit-except",
+            "<LimitExcept POST>\nRequire all denied\n</LimitExcept>\n",
+            403,
+        ),
+    ];
+    site.file(
+        ".htpasswd",
+        "alice:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=\n",
+        0o644,
+    );
+    for (dir, rules, _) in cases {
+        site.file(&format!("{dir}/.htaccess"), rules, 0o644);
+        site.file(&format!("{dir}/page.html"), "page\n", 0o644);
+    }
+    let server = site.start();
+    for (dir, rules, status) in cases {
+        let r = server.get(&format!("/{dir}/page.html"));
+        assert_eq!(r.status, status, "{dir}: {rules}\n{}", r.text());
+    }
+    let r = server.send("POST", "/limit/page.html", &[], b"x");
+    assert_eq!(r.status, 403, "{}", r.text());
+}

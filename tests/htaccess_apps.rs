@@ -279,3 +279,96 @@ fn htaccess_closes_a_perl_apps_data_folder() {
         assert_eq!(r.text(), "entries:\nalice: hello\nbob: hi\n");
     }
 }
+
+/// Laravel's `public/.htaccess`, as `laravel new` writes it.
+const LARAVEL: &str = r#"<IfModule mod_rewrite.c>
+    <IfModule mod_negotiation.c>
+        Options -MultiViews -Indexes
+    </IfModule>
+
+    RewriteEngine On
+
+    # Handle Authorization Header
+    RewriteCond %{HTTP:Authorization} .
+    RewriteRule .* - [E=HTTP_AUTHORIZATION:%{HTTP:Authorization}]
+
+    # Redirect Trailing Slashes If Not A Folder...
+    RewriteCond %{REQUEST_FILENAME} !-d
+    RewriteCond %{REQUEST_URI} (.+)/$
+    RewriteRule ^ %1 [L,R=301]
+
+    # Send Requests To Front Controller...
+    RewriteCond %{REQUEST_FILENAME} !-d
+    RewriteCond %{REQUEST_FILENAME} !-f
+    RewriteRule ^ index.php [L]
+</IfModule>
+"#;
+
+#[test]
+fn htaccess_laravel_front_controller() {
+    if !have("/usr/bin/php-cgi") {
+        return;
+    }
+    let site = php_site();
+    site.file("index.php", FRONT, 0o644);
+    site.file(".htaccess", LARAVEL, 0o644);
+    site.file("css/app.css", "main {}\n", 0o644);
+    let server = site.start();
+    let r = server.get("/users/5?tab=posts");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.text();
+    assert!(body.contains("REQUEST_URI=/users/5?tab=posts\n"), "{body}");
+    assert!(body.contains("QUERY_STRING=tab=posts\n"), "{body}");
+    // Trailing slashes are redirected away, as Laravel wants.
+    let r = server.get("/users/5/");
+    assert_eq!(r.status, 301, "{}", r.text());
+    let at = r.header("location").unwrap_or("");
+    assert!(at == "/users/5" || at == server.url("/users/5"), "{at}");
+    assert_eq!(server.get("/css/app.css").text(), "main {}\n");
+    // A form posted to a pretty URL reaches the controller with its body.
+    site.file(
+        "index.php",
+        "<?php echo $_SERVER['REQUEST_METHOD'], ' ', $_SERVER['REQUEST_URI'], ' ', file_get_contents('php://input');",
+        0o644,
+    );
+    let r = server.send(
+        "POST",
+        "/comments",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"text=hello",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "POST /comments text=hello");
+}
+
+/// A customer's WordPress reached at `/~alice/`, as WordPress writes its block there.
+#[test]
+fn htaccess_wordpress_in_a_user_directory() {
+    if !have("/usr/bin/php-cgi") {
+        return;
+    }
+    let site = php_site()
+        .config("[[users]]\nname = \"alice\"\nhome = \"alice\"\ndomains = [\"alice.example\"]");
+    let home = site.dir.path().join("alice/public_html");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    let blog = WORDPRESS
+        .replace("RewriteBase /", "RewriteBase /~alice/")
+        .replace(
+            "RewriteRule . /index.php",
+            "RewriteRule . /~alice/index.php",
+        );
+    std::fs::write(home.join("index.php"), FRONT).expect("write");
+    std::fs::write(home.join(".htaccess"), blog).expect("write");
+    std::fs::write(home.join("style.css"), "body {}\n").expect("write");
+    give_to_test_user(&site.dir.path().join("alice"));
+    let server = site.start();
+    let r = server.get("/~alice/2024/01/hello-world/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.text();
+    assert!(
+        body.contains("REQUEST_URI=/~alice/2024/01/hello-world/\n"),
+        "{body}"
+    );
+    assert!(body.contains("SCRIPT_NAME=/~alice/index.php\n"), "{body}");
+    assert_eq!(server.get("/~alice/style.css").text(), "body {}\n");
+}
