@@ -325,3 +325,52 @@ fn htaccess_access_by_address_and_satisfy_any() {
     let r = server.send("POST", "/limit/page.html", &[], b"x");
     assert_eq!(r.status, 403, "{}", r.text());
 }
+
+/// Ways around a denial a client might try: other spellings of the path, extra path after a
+/// script (`<Files>` names the script, not what follows it), a directory's index.
+#[test]
+fn htaccess_denials_cannot_be_walked_around() {
+    let site = Site::new();
+    site.file("data/.htaccess", "Require all denied\n", 0o644);
+    site.file("data/entries.txt", "secret entries\n", 0o644);
+    site.file(
+        ".htaccess",
+        "<Files \"admin.cgi\">\nRequire all denied\n</Files>\n<Files \"index.html\">\nRequire all denied\n</Files>\n",
+        0o644,
+    );
+    site.file("admin.cgi", HELLO, 0o755);
+    site.file("public.cgi", HELLO, 0o755);
+    site.file("closed/index.html", "closed index\n", 0o644);
+    let server = site.start();
+    for path in [
+        "/data/entries.txt",
+        "//data/entries.txt",
+        "/./data/entries.txt",
+        "/x/../data/entries.txt",
+        "/dat%61/entries.txt",
+        "/%64ata/%65ntries.txt",
+        "/data//entries.txt",
+        "/data/./entries.txt",
+        "/admin.cgi",
+        "/admin.cgi/extra/path",
+        "/admin.cgi/",
+        "/closed/",
+        "/closed/index.html",
+    ] {
+        let raw = server
+            .raw(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+        let status = crate::support::raw_status(&raw);
+        let text = String::from_utf8_lossy(&raw);
+        assert!(
+            status == 403 || status == 404 || status == 400,
+            "{path}: {status}\n{text}"
+        );
+        assert!(!text.contains("secret entries"), "{path}: {text}");
+        assert!(!text.contains("hello from a script"), "{path}: {text}");
+        assert!(!text.contains("closed index"), "{path}: {text}");
+    }
+    assert_eq!(
+        server.get("/public.cgi/extra").text(),
+        "hello from a script\n"
+    );
+}

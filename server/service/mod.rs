@@ -380,6 +380,7 @@ async fn admitted(
         jail: site.jail,
         root: site.root,
         home,
+        index_files: &config.index_files,
     };
     match htaccess::admission::admit(cache, &ctx.app.basic_auth, &asking).await {
         Admission::Plain => Ok(None),
