@@ -310,10 +310,15 @@ fn expires(headers: &mut HeaderMap, rules: &Rules) {
     };
     let Some(base) = base else { return };
     let at = base + after;
-    let max_age = at
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO)
-        .as_secs();
+    // From access: exactly the duration written, as Apache sends it (measuring it against a
+    // second `now` would give 86399 for "access plus 1 day").
+    let max_age = if from_modification {
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .as_secs()
+    } else {
+        after.as_secs()
+    };
     if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
         headers.insert(header::EXPIRES, v);
     }
