@@ -250,8 +250,8 @@ fn htaccess_protected_directory_with_an_unknown_directive_stays_closed() {
             assert!(!r.body.contains("REMOTE_USER"), "{}", r.body);
         }
     }
-    let log = server.output();
-    assert!(log.contains("SSLRequireSSL"), "{log}");
+    // The error log names it too (waited for: the log line may follow the response).
+    server.wait_for("SSLRequireSSL");
 }
 
 /// The customer's `ErrorDocument 401` page keeps the challenge, so the browser still asks for

@@ -61,8 +61,8 @@ fn htaccess_uploaded_over_sftp_applies_to_the_next_request() {
         );
         assert!(!r.text().contains("notes\n"));
     }
-    let log = server.output();
-    assert!(log.contains("members/.htaccess, line 2"), "{log}");
+    // The error log names it too (waited for: the log line may follow the response).
+    server.wait_for("members/.htaccess, line 2");
 
     // Deleted: the directory is as it was.
     let o = running.batch(&s.key, "rm /members/.htaccess\n");
