@@ -160,7 +160,15 @@ impl HttpError {
         self.record(status, explanation.as_ref());
         let shown = explanation.as_ref().filter(|_| config.explain_errors);
         let mut r = error_page::page(status, shown);
-        let headers = r.headers_mut();
+        self.status_headers(r.headers_mut());
+        r
+    }
+
+    /// The headers its status needs on any page sent for it (the error page, or an
+    /// `ErrorDocument` in its place): `Allow` with a 405, `WWW-Authenticate` with a 401 (a 401
+    /// without it never shows the browser's login box), `Retry-After` with a 429 or 503.
+    pub fn status_headers(&self, headers: &mut http::HeaderMap) {
+        let status = self.status();
         match self {
             HttpError::MethodNotAllowed => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -181,7 +189,6 @@ impl HttpError {
             }
             _ => {}
         }
-        r
     }
 }
 

@@ -561,3 +561,49 @@ pub fn wait_file(path: &Path) -> String {
     );
     text
 }
+
+/// What `curl` saw: the status, the header block and the body of the last response.
+pub struct Curled {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Curled {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Runs the real `curl` (`-s -i`, bounded by [`PATIENCE`]) with `args` against `path` on
+/// `server`.
+pub fn curl(server: &Server, args: &[&str], path: &str) -> Curled {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "-i", "--max-time"])
+        .arg(PATIENCE.as_secs().to_string())
+        .args(args)
+        .arg(server.url(path))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "curl {args:?} {path} failed: {}{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    Curled {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}

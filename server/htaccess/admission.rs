@@ -4,6 +4,7 @@
 //! its fixups (where rewrites run).
 
 use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -28,8 +29,14 @@ pub enum Admission {
         rules: Box<Rules>,
         user: Option<String>,
     },
-    /// The request ends here.
+    /// The request ends here: a file on the path cannot be used, so no rules are in force.
     Refused(Box<Refusal>),
+    /// The request ends here, refused by the rules in force (access, credentials), whose
+    /// `ErrorDocument` and `Header always` lines still apply to the refusal, as in Apache.
+    RefusedBy {
+        refusal: Box<Refusal>,
+        rules: Box<Rules>,
+    },
 }
 
 /// What the request brings, and where it is.
@@ -45,6 +52,8 @@ pub struct Asking<'a> {
     /// The customer's home, where an `AuthUserFile` must be (the document root for the
     /// default site).
     pub home: &'a Path,
+    /// The server's directory indexes (`DirectoryIndex` in the files overrides them).
+    pub index_files: &'a [String],
 }
 
 /// Applies the files on the path of `asking.url`.
@@ -55,10 +64,7 @@ pub async fn admit(cache: &Cache, auth: &Arc<BasicAuth>, asking: &Asking<'_>) ->
         Ok(chain) => chain,
         Err(broken) => return Admission::Refused(Box::new(Refusal::broken(&broken))),
     };
-    let name = (!asking.url.trailing_slash)
-        .then(|| asking.url.segments.last())
-        .flatten()
-        .map(|s| String::from_utf8_lossy(s).into_owned());
+    let name = file_name(&chain, asking);
     let rules = chain.rules(name.as_deref(), asking.method);
     let mut who = Asker {
         ip: asking.peer,
@@ -68,11 +74,11 @@ pub async fn admit(cache: &Cache, auth: &Arc<BasicAuth>, asking: &Asking<'_>) ->
     let path = asking.url.display();
     let user = match guard::decide(&rules, &who) {
         Decision::Granted => None,
-        Decision::Denied => return Admission::Refused(Box::new(guard::denied(&chain, &path))),
+        Decision::Denied => return refused_by(guard::denied(&chain, &path), rules),
         Decision::NeedUser => {
             let refusal = guard::need_user(&chain, &rules);
             let (Some(realm), Some(file)) = (&refusal.realm, &rules.auth_user_file) else {
-                return Admission::Refused(Box::new(refusal));
+                return refused_by(refusal, rules);
             };
             let attempt = Attempt {
                 realm: realm.clone(),
@@ -83,13 +89,13 @@ pub async fn admit(cache: &Cache, auth: &Arc<BasicAuth>, asking: &Asking<'_>) ->
             };
             let user = match auth.check(attempt).await {
                 Outcome::Authenticated { user } => user,
-                other => return Admission::Refused(Box::new(login_refusal(other, refusal))),
+                other => return refused_by(login_refusal(other, refusal), rules),
             };
             who.user = Some(&user);
             match guard::decide(&rules, &who) {
                 Decision::Granted => Some(user),
                 // A user who logged in but is not among those allowed: Apache asks again.
-                _ => return Admission::Refused(Box::new(refusal)),
+                _ => return refused_by(refusal, rules),
             }
         }
     };
@@ -97,6 +103,55 @@ pub async fn admit(cache: &Cache, auth: &Arc<BasicAuth>, asking: &Asking<'_>) ->
         chain,
         rules: Box::new(rules),
         user,
+    }
+}
+
+/// The name `<Files>` sections are matched against: that of the file the URL reaches, as
+/// Apache matches the file it resolved. SECURITY: not simply the URL's last segment, or
+/// `/admin.php/x` (a script with extra path) would escape `<Files "admin.php">`, and `/dir/`
+/// the `<Files>` of its index. The walk stops at the first regular file (what follows is the
+/// script's `PATH_INFO`); a directory asked for with its slash gives its index (the files'
+/// `DirectoryIndex`, else the server's), `None` when it has none; a path that does not
+/// exist gives its last segment (a rewrite may still send it elsewhere).
+fn file_name(chain: &Chain, asking: &Asking<'_>) -> Option<String> {
+    let url = asking.url;
+    if chain.levels.iter().all(|l| l.file.files.is_empty()) {
+        // No `<Files>` on the path: the name decides nothing, spare the walk.
+        return (!url.trailing_slash)
+            .then(|| url.segments.last().map(|s| lossy(s)))
+            .flatten();
+    }
+    let mut rel = std::path::PathBuf::new();
+    for segment in &url.segments {
+        rel.push(std::ffi::OsStr::from_bytes(segment));
+        match asking.jail.stat(&rel).map(|st| st.st_mode & libc::S_IFMT) {
+            Ok(libc::S_IFDIR) => continue,
+            Ok(_) => return Some(String::from_utf8_lossy(segment).into_owned()),
+            Err(_) => return url.segments.last().map(|s| lossy(s)),
+        }
+    }
+    if !url.trailing_slash {
+        return url.segments.last().map(|s| lossy(s));
+    }
+    let dir_rules = chain.rules(None, asking.method);
+    let names = dir_rules
+        .directory_index
+        .as_deref()
+        .unwrap_or(asking.index_files);
+    names
+        .iter()
+        .find(|n| !n.contains('/') && asking.jail.stat(&rel.join(n)).is_ok())
+        .cloned()
+}
+
+fn lossy(segment: &[u8]) -> String {
+    String::from_utf8_lossy(segment).into_owned()
+}
+
+fn refused_by(refusal: Refusal, rules: Rules) -> Admission {
+    Admission::RefusedBy {
+        refusal: Box::new(refusal),
+        rules: Box::new(rules),
     }
 }
 

@@ -161,7 +161,13 @@ impl Cache {
                 ),
             ),
             Ok(_) => match compile(&String::from_utf8_lossy(&bytes), &self.settings) {
-                Ok(h) => Loaded::File(Arc::new(h)),
+                Ok(h) => {
+                    // Once per change of the file (compiled once), not once per request.
+                    for warning in &h.warnings {
+                        tracing::warn!(file = %shown(file), "{warning}");
+                    }
+                    Loaded::File(Arc::new(h))
+                }
                 Err(fault) => Loaded::Fault(Arc::new(Broken {
                     path: shown(file),
                     fault,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -115,8 +115,9 @@ enum Acted {
     Redirect(String, http::request::Parts),
     /// A `.htaccess` rewrite: the same request, at another URL of the site.
     Rewrite(Request<RequestBody>),
-    /// An `ErrorDocument` with a local path: served in place of the error, keeping its status.
-    ErrorDocument(StatusCode, String),
+    /// An `ErrorDocument` with a local path: served in place of the error, keeping its status
+    /// and the headers that status needs (`WWW-Authenticate`, `Retry-After`).
+    ErrorDocument(StatusCode, String, HeaderMap),
 }
 
 /// What every step of a request reads: the state in force, the connection, the application.
@@ -138,6 +139,12 @@ struct Pass<'a> {
     error: Option<StatusCode>,
 }
 
+/// What the response of an `ErrorDocument` pass keeps of the error it stands for.
+#[derive(Default)]
+struct Kept {
+    headers: HeaderMap,
+}
+
 /// Follows the request through its internal redirects and rewrites; `customer` is set to the
 /// log of the customer whose site it was routed to.
 async fn respond(
@@ -151,6 +158,7 @@ async fn respond(
     let host = req.headers().get(header::HOST).cloned();
     let mut req = req;
     let mut notes = Notes::default();
+    let mut kept = Kept::default();
     let mut pass = Pass {
         redirected: None,
         original: &original,
@@ -163,14 +171,16 @@ async fn respond(
                     && response.status().is_success()
                 {
                     *response.status_mut() = status;
+                    response.headers_mut().extend(kept.headers);
                 }
                 return response;
             }
             Err(e) => return e.response(&state.config),
             Ok(Acted::Rewrite(next)) => req = next,
-            Ok(Acted::ErrorDocument(status, path)) => {
+            Ok(Acted::ErrorDocument(status, path, headers)) => {
                 req = get_request(&path, host.as_ref());
                 pass.error = Some(status);
+                kept.headers = headers;
             }
             Ok(Acted::Redirect(location, mut parts)) => {
                 let Ok(uri) = location.parse::<http::Uri>() else {
@@ -247,9 +257,16 @@ async fn act(
         },
         customer: owner,
     };
-    let Some((chain, rules)) =
-        admitted((req.method(), req.headers()), ctx, &site, &url, notes).await?
-    else {
+    let admission = admitted((req.method(), req.headers()), ctx, &site, &url, notes).await;
+    let admitted = match admission {
+        Ok(admitted) => admitted,
+        // Refused by the rules in force: their ErrorDocument answers, as in Apache.
+        Err((e, Some(rules))) if pass.error.is_none() => {
+            return instead_of_error(e, &rules, config);
+        }
+        Err((e, _)) => return Err(e),
+    };
+    let Some((chain, rules)) = admitted else {
         return serve(req, ctx, &site, &url, None, notes, pass).await;
     };
     let moved = {
@@ -291,25 +308,32 @@ fn instead_of_error(e: HttpError, rules: &Rules, config: &Config) -> Result<Acte
         return Ok(Acted::Done(r));
     };
     e.log(config);
-    Ok(match doc {
-        ErrorDocument::Local(path) => Acted::ErrorDocument(status, path.clone()),
+    let mut needed = HeaderMap::new();
+    e.status_headers(&mut needed);
+    let mut r = match doc {
+        ErrorDocument::Local(path) => {
+            return Ok(Acted::ErrorDocument(status, path.clone(), needed));
+        }
         ErrorDocument::Remote(url) => {
             let mut r = error_page::page(StatusCode::FOUND, None);
             if let Ok(v) = HeaderValue::from_str(url) {
                 r.headers_mut().insert(header::LOCATION, v);
             }
-            Acted::Done(r)
+            r
         }
         ErrorDocument::Text(text) => {
             let mut r = Response::new(body::full(text.clone().into_bytes()));
             *r.status_mut() = status;
+            r.headers_mut().extend(needed);
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
             );
-            Acted::Done(r)
+            r
         }
-    })
+    };
+    per_dir::finish_error(&mut r, rules);
+    Ok(Acted::Done(r))
 }
 
 /// The request with a new target (a rewrite's), its method, headers and body kept.
@@ -326,6 +350,10 @@ fn with_target(req: Request<RequestBody>, target: &str) -> Result<Request<Reques
     Ok(Request::from_parts(parts, body))
 }
 
+/// A request the `.htaccess` files refused, and the rules in force when they did (none when a
+/// file on the path cannot be used).
+type Refused = (HttpError, Option<Box<Rules>>);
+
 /// The `.htaccess` files' admission of the request; `None` when there are none on its path.
 async fn admitted(
     (method, headers): (&Method, &http::HeaderMap),
@@ -333,7 +361,7 @@ async fn admitted(
     site: &Served<'_>,
     url: &url::UrlPath,
     notes: &mut Notes,
-) -> Result<Option<(Chain, Box<Rules>)>, HttpError> {
+) -> Result<Option<(Chain, Box<Rules>)>, Refused> {
     let Some(cache) = &ctx.state.htaccess else {
         return Ok(None);
     };
@@ -352,10 +380,12 @@ async fn admitted(
         jail: site.jail,
         root: site.root,
         home,
+        index_files: &config.index_files,
     };
     match htaccess::admission::admit(cache, &ctx.app.basic_auth, &asking).await {
         Admission::Plain => Ok(None),
-        Admission::Refused(r) => Err(HttpError::Htaccess(r)),
+        Admission::Refused(r) => Err((HttpError::Htaccess(r), None)),
+        Admission::RefusedBy { refusal, rules } => Err((HttpError::Htaccess(refusal), Some(rules))),
         Admission::Go { chain, rules, user } => {
             if user.is_some() {
                 notes.user = user;

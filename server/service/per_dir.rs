@@ -173,7 +173,7 @@ pub(super) fn moved(chain: &Chain, view: &View<'_>, notes: &mut Notes) -> Result
             Outcome::Unchanged => {}
             Outcome::Internal { path, query, end } => {
                 notes.ended |= end;
-                let mut target = format!("{}{path}", view.prefix);
+                let mut target = in_site(view.prefix, &path);
                 if let Some(q) = query {
                     target.push('?');
                     target.push_str(&q);
@@ -186,6 +186,22 @@ pub(super) fn moved(chain: &Chain, view: &View<'_>, notes: &mut Notes) -> Result
     match chain.redirects().apply(view, view.path, query) {
         Some(r) => answer(r.outcome, "a .htaccess on the path", r.line),
         None => Ok(Moved::Stay),
+    }
+}
+
+/// The URL of a rewritten `path` for a site reached under `prefix` (`/~name`): a path the
+/// rules wrote as the client sees it (`RewriteBase /~alice/`, as WordPress writes it for a
+/// user directory) already has the prefix; one written for the site's own domain
+/// (`RewriteBase /`) gets it, so that it stays in the same site.
+fn in_site(prefix: &str, path: &str) -> String {
+    let has_prefix = !prefix.is_empty()
+        && path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if has_prefix {
+        path.to_string()
+    } else {
+        format!("{prefix}{path}")
     }
 }
 
@@ -294,10 +310,15 @@ fn expires(headers: &mut HeaderMap, rules: &Rules) {
     };
     let Some(base) = base else { return };
     let at = base + after;
-    let max_age = at
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO)
-        .as_secs();
+    // From access: exactly the duration written, as Apache sends it (measuring it against a
+    // second `now` would give 86399 for "access plus 1 day").
+    let max_age = if from_modification {
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .as_secs()
+    } else {
+        after.as_secs()
+    };
     if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
         headers.insert(header::EXPIRES, v);
     }
@@ -316,4 +337,19 @@ pub(super) fn error_document(rules: &Rules, status: StatusCode) -> Option<&Error
         .rev()
         .find(|(code, _)| *code == status.as_u16())
         .map(|(_, d)| d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_site;
+
+    #[test]
+    fn rewritten_paths_stay_in_the_site_once_prefixed() {
+        assert_eq!(in_site("", "/index.php"), "/index.php");
+        assert_eq!(in_site("/~alice", "/index.php"), "/~alice/index.php");
+        assert_eq!(in_site("/~alice", "/~alice/index.php"), "/~alice/index.php");
+        assert_eq!(in_site("/~alice", "/~alice"), "/~alice");
+        // Another name that merely starts the same is not the prefix.
+        assert_eq!(in_site("/~al", "/~alice/x"), "/~al/~alice/x");
+    }
 }
