@@ -63,6 +63,16 @@ impl Cache {
         }
     }
 
+    /// The cache a server with `config` uses; `None` when it does not read `.htaccess` files.
+    pub fn for_config(config: &crate::config::Config) -> Option<Cache> {
+        config.htaccess.enabled.then(|| {
+            Cache::new(Settings {
+                allowed: config.htaccess.allowed.clone(),
+                php: config.cgi.handlers.iter().any(|(ext, _)| ext == ".php"),
+            })
+        })
+    }
+
     /// The `.htaccess` of the directory `rel` of the site held by `jail` (whose root is
     /// `root`); `Absent` too when `rel` is no directory.
     pub fn load(&self, jail: &Jail, root: &Path, rel: &Path) -> Loaded {

@@ -120,8 +120,9 @@ impl Lines {
                 }
                 true
             }
-            // Each entry keeps its own line.
-            "addhandler" | "removehandler" | "addtype" => true,
+            // Each entry keeps its own line; redirects and rewrite rules keep theirs too.
+            "addhandler" | "removehandler" | "addtype" | "rewriterule" | "redirect"
+            | "redirectmatch" | "redirectpermanent" | "redirecttemp" => true,
             _ => false,
         }
     }
