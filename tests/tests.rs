@@ -12,6 +12,7 @@ mod customers;
 mod descriptors;
 mod explanations;
 mod lifecycle;
+mod listings;
 mod reload;
 mod sftp;
 mod sftp_auth;
