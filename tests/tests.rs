@@ -10,6 +10,7 @@ mod cgi_programs;
 mod customer_logs;
 mod customers;
 mod descriptors;
+mod explain_htaccess;
 mod explanations;
 mod lifecycle;
 mod listings;
