@@ -66,7 +66,11 @@ fn handlers_exec_cgi_redirects_rewrites_and_logins_are_named() {
     site.file("board.pl", OK_CGI, 0o755);
     site.file("cgi-bin/.htaccess", "Options -ExecCGI\n", 0o644);
     site.file("cgi-bin/off.cgi", OK_CGI, 0o755);
-    site.file("moved/.htaccess", "Redirect 301 /moved/old.html /new.html\n", 0o644);
+    site.file(
+        "moved/.htaccess",
+        "Redirect 301 /moved/old.html /new.html\n",
+        0o644,
+    );
     site.file(
         "app/.htaccess",
         "RewriteEngine On\nRewriteCond %{REQUEST_FILENAME} !-f\nRewriteRule . /app/index.cgi [L]\n",
@@ -100,11 +104,17 @@ fn handlers_exec_cgi_redirects_rewrites_and_logins_are_named() {
     let said = explain(&site, "/app/some/pretty/url");
     assert!(said.contains("rewritten to /app/index.cgi"), "{said}");
     assert!(said.contains("(line 3: `RewriteRule"), "{said}");
-    assert!(said.contains("runs as a CGI script (app/index.cgi)"), "{said}");
+    assert!(
+        said.contains("runs as a CGI script (app/index.cgi)"),
+        "{said}"
+    );
     let said = explain(&site, "/app/style.css");
     assert!(said.contains("served as a static file"), "{said}");
     let said = explain(&site, "/members/page.html");
-    assert!(said.contains("asks for a login first (401, realm \"Members\")"), "{said}");
+    assert!(
+        said.contains("asks for a login first (401, realm \"Members\")"),
+        "{said}"
+    );
     assert!(said.contains("(line 4: `Require valid-user`)"), "{said}");
     assert!(said.contains("served as a static file"), "{said}");
 }
@@ -147,6 +157,11 @@ fn the_transfer_log_names_the_htaccess_line_that_decided() {
         format!("mkdir odd\nput {} odd/.htaccess\n", broken.display()),
     );
     assert!(o.status.success(), "{}", text(&o));
-    let line = r.server.wait_for("is not a directive this server implements");
-    assert!(line.contains("refused (500)") && line.contains("line 2"), "{line}");
+    let line = r
+        .server
+        .wait_for("is not a directive this server implements");
+    assert!(
+        line.contains("refused (500)") && line.contains("line 2"),
+        "{line}"
+    );
 }

@@ -51,16 +51,25 @@ fn a_listing_names_each_entry_with_what_the_server_does_with_it() {
     assert!(page.contains("Index of /pub/"), "{page}");
     assert!(row(&page, "../").contains("Parent directory"));
     let readme = row(&page, "readme.txt");
-    assert!(readme.contains("<td>5</td>") && readme.contains(">served<"), "{readme}");
+    assert!(
+        readme.contains("<td>5</td>") && readme.contains(">served<"),
+        "{readme}"
+    );
     let hostile = row(&page, "%3Cb%3E%26%27x%22.txt");
-    assert!(hostile.contains("&lt;b&gt;&amp;&#39;x&quot;.txt"), "{hostile}");
+    assert!(
+        hostile.contains("&lt;b&gt;&amp;&#39;x&quot;.txt"),
+        "{hostile}"
+    );
     assert!(!page.contains("<b>&"), "names are escaped:\n{page}");
     let bad = row(&page, "bad.cgi");
     assert!(bad.contains("refused (500)"), "{bad}");
     assert!(bad.contains("nobody may execute it"), "{bad}");
     assert!(row(&page, "good.cgi").contains("runs as a script"));
     assert!(row(&page, "secret.txt").contains("refused (403)"));
-    assert!(row(&page, "out").contains("refused (403)"), "a link out is refused");
+    assert!(
+        row(&page, "out").contains("refused (403)"),
+        "a link out is refused"
+    );
     let closed = row(&page, "closed/");
     assert!(
         closed.contains("refused (403)") && closed.contains("line 1: `Require all denied`"),
@@ -147,7 +156,11 @@ fn a_huge_directory_is_listed_up_to_the_limit_and_says_so() {
     let r = server.get("/big/");
     let text = r.text();
     assert_eq!(r.status, 200);
-    assert!(text.contains("50 of 20000 entries shown"), "{}", &text[text.len().saturating_sub(300)..]);
+    assert!(
+        text.contains("50 of 20000 entries shown"),
+        "{}",
+        &text[text.len().saturating_sub(300)..]
+    );
     assert!(text.contains("href=\"f00000.txt\"") && text.contains("href=\"f00049.txt\""));
     assert!(!text.contains("href=\"f00050.txt\""));
 }

@@ -55,7 +55,9 @@ pub(super) fn pass(
         method: "GET",
         user: visitor.user,
     };
-    let rest = |notes: &mut Vec<String>, ended: &mut bool| match moves(site, url, &chain, visitor, notes, ended) {
+    let rest = |notes: &mut Vec<String>, ended: &mut bool| match moves(
+        site, url, &chain, visitor, notes, ended,
+    ) {
         Some(pass) => pass,
         None => Pass::Done(resolved(site, url, Some((&chain, &rules)))),
     };
@@ -115,10 +117,7 @@ fn closed(
     url: &UrlPath,
     visitor: &Visitor<'_>,
 ) -> Verdict {
-    let hosts_fail = rules
-        .compat
-        .as_ref()
-        .is_some_and(|c| !c.passes(visitor.ip));
+    let hosts_fail = rules.compat.as_ref().is_some_and(|c| !c.passes(visitor.ip));
     let origin = if hosts_fail {
         chain.origin(name, "GET", |r| match (r.lines.compat, r.lines.deny) {
             (0, _) => 0,

@@ -116,15 +116,21 @@ impl Chain {
         method: &'b str,
     ) -> impl Iterator<Item = (&'a Level, &'a Rules)> {
         let dirs = self.levels.iter().flat_map(move |level| {
-            let limits = level.file.limits.iter().filter_map(move |(methods, except, r)| {
-                (methods.iter().any(|m| m == method) != *except).then_some((level, r))
-            });
+            let limits = level
+                .file
+                .limits
+                .iter()
+                .filter_map(move |(methods, except, r)| {
+                    (methods.iter().any(|m| m == method) != *except).then_some((level, r))
+                });
             std::iter::once((level, &level.file.rules)).chain(limits)
         });
         let files = self.levels.iter().flat_map(move |level| {
-            level.file.files.iter().filter_map(move |(m, r)| {
-                name.filter(|n| m.matches(n)).map(|_| (level, r))
-            })
+            level
+                .file
+                .files
+                .iter()
+                .filter_map(move |(m, r)| name.filter(|n| m.matches(n)).map(|_| (level, r)))
         });
         dirs.chain(files)
     }

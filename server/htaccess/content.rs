@@ -83,7 +83,9 @@ pub fn apply(rules: &mut Rules, line: &Line, php: bool) -> Result<(), Problem> {
             let (name, exts) = split_first(line, "a handler and extensions")?;
             let h = handler(name, php)?;
             for e in exts {
-                rules.add_handler.push((extension(e), h.clone(), line.number));
+                rules
+                    .add_handler
+                    .push((extension(e), h.clone(), line.number));
             }
             Ok(())
         }

@@ -27,7 +27,9 @@ pub fn render(listing: &Listing) -> String {
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>\n<style>{STYLE}</style></head>\n<body>\n<h1>{title}</h1>\n<table>\n<tr><th>Name</th><th>Last modified</th><th>Size</th><th>What the server does with it</th></tr>\n"
     );
     if !listing.at_root {
-        page.push_str("<tr><td><a href=\"../\">Parent directory</a></td><td></td><td>-</td><td></td></tr>\n");
+        page.push_str(
+            "<tr><td><a href=\"../\">Parent directory</a></td><td></td><td>-</td><td></td></tr>\n",
+        );
     }
     for entry in &listing.entries {
         row(&mut page, entry, listing.explained);
@@ -140,7 +142,10 @@ mod tests {
         assert_eq!(date(0), "1970-01-01 00:00");
         assert_eq!(date(951_782_400), "2000-02-29 00:00");
         assert_eq!(date(1_714_566_840), "2024-05-01 12:34");
-        assert_eq!(escape("<a href='x'>&\"</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;");
+        assert_eq!(
+            escape("<a href='x'>&\"</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
         let href = percent_encode(b"javascript:alert(1) \xff/x", KEPT).to_string();
         assert_eq!(href, "javascript%3Aalert%281%29%20%FF%2Fx");
     }

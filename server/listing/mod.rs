@@ -199,6 +199,9 @@ fn io(e: JailError) -> std::io::Error {
     }
 }
 
+/// An entry's name, and whether it is a directory.
+type Named = (bool, Vec<u8>);
+
 /// The first `limit` names of the directory `dir` in listing order (directories first, then
 /// by name), each with whether it is a directory, and how many names there are in all; hidden
 /// and ignored names left out.
@@ -207,7 +210,7 @@ fn names(
     dir: &std::path::Path,
     ignore: &[String],
     limit: usize,
-) -> std::io::Result<(Vec<(bool, Vec<u8>)>, usize)> {
+) -> std::io::Result<(Vec<Named>, usize)> {
     let fd = site
         .jail
         .open_beneath(dir, dir_flags(), Mode::empty())
@@ -215,6 +218,7 @@ fn names(
     let at = fd.try_clone()?;
     let mut d = Dir::from_fd(fd)?;
     // A max-heap of the `limit` smallest keys: the largest kept is dropped first.
+    // Keyed (not a directory, name): directories sort first.
     let mut kept: BinaryHeap<(bool, Vec<u8>)> = BinaryHeap::with_capacity(limit.min(4096) + 1);
     let mut total = 0;
     for entry in d.iter() {
@@ -230,7 +234,6 @@ fn names(
             None => nix::sys::stat::fstatat(&at, name, AtFlags::AT_SYMLINK_NOFOLLOW)
                 .is_ok_and(|s| FileKind::from_mode(s.st_mode) == FileKind::Directory),
         };
-        // `false` sorts first: directories (is_dir = true) are keyed `false`.
         let key = (!is_dir, name.to_vec());
         if kept.len() < limit {
             kept.push(key);
