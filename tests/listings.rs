@@ -6,7 +6,18 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-use crate::support::Site;
+use crate::support::{BIN, Site};
+
+fn explain(site: &Site, what: &str) -> String {
+    site.write_config();
+    let out = std::process::Command::new(BIN)
+        .args(["explain", "--config"])
+        .arg(site.config_path())
+        .arg(what)
+        .output()
+        .expect("explain");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 const OK_CGI: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nok'\n";
 
@@ -89,6 +100,14 @@ fn a_listing_names_each_entry_with_what_the_server_does_with_it() {
     assert_eq!(server.get("/pub/caf%E9.txt").text(), "latin-1");
     assert_eq!(server.get("/pub/good.cgi").text(), "ok");
 
+    let said = explain(&site, "/pub/");
+    assert!(
+        said.contains(
+            "a directory listing is sent, by the .htaccess in /pub/ (line 1: `Options +Indexes`)"
+        ),
+        "{said}"
+    );
+
     let head = server.request("HEAD", "/pub/", &[]);
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
@@ -111,6 +130,9 @@ fn without_the_server_setting_the_directory_is_refused_and_the_setting_named() {
     assert!(text.contains("listings = true"), "{text}");
     assert!(text.contains("the .htaccess in /pub/ (line 2"), "{text}");
     assert!(!text.contains("readme.txt"), "{text}");
+    let said = explain(&site, "/pub/");
+    assert!(said.contains("refused (403)"), "{said}");
+    assert!(said.contains("listings are off on this server"), "{said}");
 }
 
 #[test]

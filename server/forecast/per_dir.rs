@@ -65,33 +65,43 @@ pub(super) fn pass(
         Decision::Granted => rest(notes, ended),
         Decision::Denied => Pass::Done(closed(&chain, &rules, name, url, visitor)),
         Decision::NeedUser => {
-            let by = chain
-                .origin(name, "GET", |r| r.lines.require)
-                .map_or_else(|| "the .htaccess files".to_string(), |o| o.to_string());
-            let asked = guard::need_user(&chain, &rules);
-            let Some(realm) = asked.realm else {
-                let why = Explanation {
-                    reason: sentence(&format!(
-                        "{by} requires a login, but the directory says no way to log in (`AuthType Basic` and `AuthUserFile`)."
-                    )),
-                    fix: asked.fix,
-                };
-                return Pass::Done(Verdict::Refused { status: 500, why });
-            };
-            let then = match rest(notes, ended) {
+            Pass::Done(login(&chain, &rules, name, || match rest(notes, ended) {
                 Pass::Done(v) => v,
                 Pass::Rewritten(next) => {
                     let f = super::forecast(site, &next, visitor);
                     notes.extend(f.notes);
                     f.verdict
                 }
-            };
-            Pass::Done(Verdict::Login {
-                realm,
-                by,
-                then: Box::new(then),
-            })
+            }))
         }
+    }
+}
+
+/// The verdict for a visitor who must log in: the login, with what a user let in gets
+/// (`then`), or the misconfiguration of a directory that says no way to log in.
+fn login(
+    chain: &Chain,
+    rules: &Rules,
+    name: Option<&str>,
+    then: impl FnOnce() -> Verdict,
+) -> Verdict {
+    let by = chain
+        .origin(name, "GET", |r| r.lines.require)
+        .map_or_else(|| "the .htaccess files".to_string(), |o| o.to_string());
+    let asked = guard::need_user(chain, rules);
+    let Some(realm) = asked.realm else {
+        let why = Explanation {
+            reason: sentence(&format!(
+                "{by} requires a login, but the directory says no way to log in (`AuthType Basic` and `AuthUserFile`)."
+            )),
+            fix: asked.fix,
+        };
+        return Verdict::Refused { status: 500, why };
+    };
+    Verdict::Login {
+        realm,
+        by,
+        then: Box::new(then()),
     }
 }
 
