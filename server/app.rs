@@ -91,12 +91,7 @@ impl State {
         let sites = (0..config.sites.len())
             .map(|_| std::sync::OnceLock::new())
             .collect();
-        let htaccess = config.htaccess.enabled.then(|| {
-            crate::htaccess::cache::Cache::new(crate::htaccess::file::Settings {
-                allowed: config.htaccess.allowed.clone(),
-                php: config.cgi.handlers.iter().any(|(ext, _)| ext == ".php"),
-            })
-        });
+        let htaccess = crate::htaccess::cache::Cache::for_config(&config);
         State {
             config: Arc::new(config),
             root,

@@ -1,5 +1,7 @@
-//! `yadokari explain PATH`: the gate's verdict on a file, in words, through the very same
-//! resolution a request goes through.
+//! `yadokari explain PATH`: the verdict on a file, in words, through the very steps a request
+//! goes through (`crate::forecast`): the `.htaccess` files on its path, naming the file and line
+//! that decided, then resolution, the gate and whether a script would start. Access is judged
+//! for a visitor with no login; what depends on the request (rewrites, addresses) is noted.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,7 +9,8 @@ use std::process::ExitCode;
 use yadokari_site::Jail;
 
 use crate::config::Config;
-use crate::resolve::{self, Resolution, Script};
+use crate::forecast::{self, Site, Verdict, Visitor};
+use crate::htaccess::cache::Cache;
 use crate::sites::Route;
 use crate::url::UrlPath;
 
@@ -34,59 +37,73 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
         shown.push('/');
     }
     println!("{} (URL {shown})", path.display());
-    match resolve::resolve(&jail, &url, config) {
-        Resolution::NotFound => {
-            println!("verdict: not found (404)");
-            ExitCode::FAILURE
-        }
-        Resolution::AddSlash => {
-            println!(
-                "verdict: a directory; requests without the trailing slash are redirected (301) to {shown}/"
-            );
-            ExitCode::SUCCESS
-        }
-        Resolution::Static(file) => {
-            println!("verdict: served as a static file ({})", file.rel.display());
-            ExitCode::SUCCESS
-        }
-        Resolution::Fault { path, error } => {
-            println!("verdict: the server cannot open {path}: {error} (500)");
-            ExitCode::FAILURE
-        }
-        Resolution::Script(s) => script_verdict(config, &root, &jail, &s),
-        Resolution::Denied { denial, path } => {
-            let e = resolve::explain(&denial, &path, config);
-            println!("verdict: refused ({})", denial.status());
-            println!("why: {}", e.reason);
-            println!("fix: {}", e.fix);
-            ExitCode::FAILURE
-        }
+    let cache = Cache::for_config(config);
+    let site = Site {
+        config,
+        cache: cache.as_ref(),
+        jail: &jail,
+        root: &root,
+    };
+    let forecast = forecast::forecast(&site, &url, &Visitor::ANYONE);
+    print_verdict(&forecast.verdict, &shown);
+    for note in &forecast.notes {
+        println!("note: {note}");
+    }
+    if forecast.verdict.works() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
-/// A script the gate lets run: whether it will really start (its handler installed, its `#!`
-/// line sound), predicted without running it.
-fn script_verdict(config: &Config, root: &Path, jail: &Jail, s: &Script) -> ExitCode {
-    let path = s.rel.to_string_lossy().into_owned();
-    let problem = crate::cgi::predict::predict(config, root, jail, s);
-    if let Some(problem) = problem {
-        let (status, e) = problem.explain(&path);
-        println!(
-            "verdict: the permission bits let it run, but it will fail ({})",
-            status.as_u16()
-        );
-        println!("why: {}", e.reason);
-        println!("fix: {}", e.fix);
-        return ExitCode::FAILURE;
-    }
-    match &s.interpreter {
-        Some(i) => println!(
-            "verdict: runs as a CGI script through {} ({path})",
-            i.display()
+/// The verdict in words: one `verdict:` line, and `why:`/`fix:` for a refusal.
+fn print_verdict(verdict: &Verdict, shown: &str) {
+    let by = |by: &Option<String>| by.as_ref().map_or(String::new(), |b| format!(", by {b}"));
+    match verdict {
+        Verdict::NotFound => println!("verdict: not found (404)"),
+        Verdict::AddSlash => println!(
+            "verdict: a directory; requests without the trailing slash are redirected (301) to {shown}/"
         ),
-        None => println!("verdict: runs as a CGI script ({path})"),
+        Verdict::Served { rel, by: b } => {
+            println!("verdict: served as a static file ({rel}){}", by(b))
+        }
+        Verdict::Listed { by } => println!("verdict: a directory listing is sent, by {by}"),
+        Verdict::Runs {
+            rel,
+            interpreter,
+            by: b,
+        } => match interpreter {
+            Some(i) => println!(
+                "verdict: runs as a CGI script through {} ({rel}){}",
+                i.display(),
+                by(b)
+            ),
+            None => println!("verdict: runs as a CGI script ({rel}){}", by(b)),
+        },
+        Verdict::Fails { status, why } => {
+            println!("verdict: the permission bits let it run, but it will fail ({status})");
+            println!("why: {}", why.reason);
+            println!("fix: {}", why.fix);
+        }
+        Verdict::Refused { status, why } => {
+            println!("verdict: refused ({status})");
+            println!("why: {}", why.reason);
+            println!("fix: {}", why.fix);
+        }
+        Verdict::Redirected {
+            status,
+            location,
+            by,
+        } => println!("verdict: redirected ({status}) to {location}, by {by}"),
+        Verdict::Login { realm, by, then } => {
+            println!("verdict: asks for a login first (401, realm \"{realm}\"), by {by}");
+            println!("then, for a user it lets in:");
+            print_verdict(then, shown);
+        }
+        Verdict::Fault { path, error } => {
+            println!("verdict: the server cannot open {path}: {error} (500)")
+        }
     }
-    ExitCode::SUCCESS
 }
 
 /// The site asked about and the URL path in it: a path that starts with `/` and lies in no

@@ -86,7 +86,9 @@ pub struct Scope<'a> {
     pub rules: Option<&'a Rules>,
 }
 
-/// Resolves `url` inside the site held by `jail`, by the configuration alone.
+/// Resolves `url` inside the site held by `jail`, by the configuration alone (requests,
+/// `explain` and the transfer log go through [`resolve_in`], with the `.htaccess` rules).
+#[cfg(test)]
 pub fn resolve(jail: &Jail, url: &UrlPath, config: &Config) -> Resolution {
     resolve_in(
         jail,

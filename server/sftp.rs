@@ -161,9 +161,11 @@ fn not_their_home(customer: &crate::config::Customer) -> Option<String> {
     })
 }
 
-/// The web side's verdict on a file a user just uploaded or chmodded, through the very same
-/// resolution and permission gate a request goes through (as `yadokari explain` does), so the
-/// transfer log says "refused (500): ... Fix: chmod 755 hello.cgi" right after the upload.
+/// The web side's verdict on a file a user just uploaded or chmodded, through the very steps
+/// a request goes through (`crate::forecast`, as `yadokari explain` does: the `.htaccess` files
+/// on its path, resolution, the gate, whether a script would start), so the transfer log says
+/// "refused (500): ... Fix: chmod 755 hello.cgi" right after the upload, or names the line of
+/// a `.htaccess` that decided.
 fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
     // A customer's SFTP site is their home; what the web serves is their web root inside it.
     let web_roots: std::collections::HashMap<std::path::PathBuf, std::path::PathBuf> = config
@@ -171,14 +173,15 @@ fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
         .iter()
         .map(|c| (c.home.clone(), c.web_root.clone()))
         .collect();
+    // Its own compiled files: keyed by inode and mtime, so an upload applies at once.
+    let cache = crate::htaccess::cache::Cache::for_config(&config);
     Arc::new(move |home: &Path, rel: &Path| {
         use std::os::unix::ffi::OsStrExt;
         let web_root = web_roots.get(home).map_or(home, |w| w.as_path());
         // A file outside the web root (in `logs/`, say) is not on the web at all.
         let rel = home.join(rel);
         let rel = rel.strip_prefix(web_root).ok()?;
-        let site = web_root;
-        let jail = yadokari_site::Jail::open(site).ok()?;
+        let jail = yadokari_site::Jail::open(web_root).ok()?;
         let segments: Vec<Vec<u8>> = rel
             .as_os_str()
             .as_bytes()
@@ -190,31 +193,17 @@ fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
             segments,
             trailing_slash: false,
         };
-        Some(match crate::resolve::resolve(&jail, &url, &config) {
-            // The same prediction `explain` makes: a script the gate lets run may still fail
-            // to start (its owner has no account, its #! line is broken, ...).
-            crate::resolve::Resolution::Script(script) => {
-                match crate::cgi::predict::predict(&config, site, &jail, &script) {
-                    None => "runs as a CGI script".to_string(),
-                    Some(failure) => {
-                        let path = script.rel.to_string_lossy();
-                        let (status, e) = failure.explain(&path);
-                        format!("refused ({}): {} Fix: {}", status.as_u16(), e.reason, e.fix)
-                    }
-                }
-            }
-            crate::resolve::Resolution::Static { .. } => "served as a static file".to_string(),
-            crate::resolve::Resolution::Denied { denial, path } => {
-                let e = crate::resolve::explain(&denial, &path, &config);
-                format!("refused ({}): {} Fix: {}", denial.status(), e.reason, e.fix)
-            }
-            crate::resolve::Resolution::Fault { error, .. } => {
-                format!("the server cannot open it: {error}")
-            }
-            crate::resolve::Resolution::NotFound | crate::resolve::Resolution::AddSlash => {
-                return None;
-            }
-        })
+        let site = crate::forecast::Site {
+            config: &config,
+            cache: cache.as_ref(),
+            jail: &jail,
+            root: web_root,
+        };
+        let visitor = crate::forecast::Visitor::ANYONE;
+        match crate::forecast::forecast(&site, &url, &visitor).verdict {
+            crate::forecast::Verdict::NotFound | crate::forecast::Verdict::AddSlash => None,
+            verdict => Some(verdict.line()),
+        }
     })
 }
 

@@ -14,6 +14,7 @@ pub(super) struct RawHtaccess {
     enabled: bool,
     allow_override: Vec<String>,
     listings: bool,
+    listing_limit: usize,
 }
 
 impl Default for RawHtaccess {
@@ -22,6 +23,7 @@ impl Default for RawHtaccess {
             enabled: true,
             allow_override: Group::ALL.iter().map(|(n, _)| n.to_string()).collect(),
             listings: false,
+            listing_limit: 1000,
         }
     }
 }
@@ -33,9 +35,13 @@ pub struct Htaccess {
     pub enabled: bool,
     /// The directive groups sites may use.
     pub allowed: Vec<Group>,
-    /// Whether `Options +Indexes` may turn directory listings on.
-    #[allow(dead_code)] // read by the listings, which are being built
+    /// Whether `Options +Indexes` may turn directory listings on. Off (the default), a
+    /// directory a `.htaccess` asks to list is refused as one without an index file (403),
+    /// and the explanation names this setting; not a 500 as in Apache when `AllowOverride`
+    /// leaves out Indexes, since nothing the line protects is exposed by ignoring it.
     pub listings: bool,
+    /// The most entries a listing shows (and judges); the page says when there are more.
+    pub listing_limit: usize,
 }
 
 /// Checks the section.
@@ -56,9 +62,16 @@ pub(super) fn htaccess(raw: RawHtaccess, origin: &Origin) -> Result<Htaccess, Co
             })?;
         allowed.push(group);
     }
+    if raw.listing_limit == 0 {
+        return Err(origin.err(
+            "htaccess.listing_limit",
+            "must be at least 1 (listings are turned off with `listings = false`)".to_string(),
+        ));
+    }
     Ok(Htaccess {
         enabled: raw.enabled && !allowed.is_empty(),
         allowed,
         listings: raw.listings,
+        listing_limit: raw.listing_limit,
     })
 }

@@ -84,6 +84,16 @@ impl Cache {
         }
     }
 
+    /// The cache a server with `config` uses; `None` when it does not read `.htaccess` files.
+    pub fn for_config(config: &crate::config::Config) -> Option<Cache> {
+        config.htaccess.enabled.then(|| {
+            Cache::new(Settings {
+                allowed: config.htaccess.allowed.clone(),
+                php: config.cgi.handlers.iter().any(|(ext, _)| ext == ".php"),
+            })
+        })
+    }
+
     /// The directory `rel` of the site held by `jail` (`site`: its [`site_key`]), and its
     /// `.htaccess`.
     ///

@@ -28,6 +28,26 @@ pub struct Level {
     pub file: Arc<Htaccess>,
 }
 
+/// A line of one of the files, that decided something.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin<'a> {
+    pub level: &'a Level,
+    pub line: usize,
+    /// The line as written (name and arguments), when it was kept.
+    pub text: &'a str,
+}
+
+impl std::fmt::Display for Origin<'_> {
+    /// `the .htaccess in /private/ (line 3: `Require all denied`)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the .htaccess in {} (line {}", self.level.url, self.line)?;
+        if !self.text.is_empty() {
+            write!(f, ": `{}`", self.text)?;
+        }
+        f.write_str(")")
+    }
+}
+
 /// The files of one request's path, shallowest first.
 #[derive(Clone, Debug, Default)]
 pub struct Chain {
@@ -83,24 +103,60 @@ impl Chain {
     /// a directory) and the request `method`.
     pub fn rules(&self, name: Option<&str>, method: &str) -> Rules {
         let mut rules = Rules::default();
-        for level in &self.levels {
-            rules.merge(&level.file.rules);
-            for (methods, except, r) in &level.file.limits {
-                if methods.iter().any(|m| m == method) != *except {
-                    rules.merge(r);
-                }
-            }
-        }
-        if let Some(name) = name {
-            for level in &self.levels {
-                for (m, r) in &level.file.files {
-                    if m.matches(name) {
-                        rules.merge(r);
-                    }
-                }
-            }
+        for (_, r) in self.scopes(name, method) {
+            rules.merge(r);
         }
         rules
+    }
+
+    /// The scopes that apply to the file named `name` and `method`, in the order they are
+    /// merged: each directory's file with its matching `<Limit>` sections, then the matching
+    /// `<Files>` sections of every file (Apache applies `<Files>` after all directories).
+    fn scopes<'a, 'b>(
+        &'a self,
+        name: Option<&'b str>,
+        method: &'b str,
+    ) -> impl Iterator<Item = (&'a Level, &'a Rules)> {
+        let dirs = self.levels.iter().flat_map(move |level| {
+            let limits = level
+                .file
+                .limits
+                .iter()
+                .filter_map(move |(methods, except, r)| {
+                    (methods.iter().any(|m| m == method) != *except).then_some((level, r))
+                });
+            std::iter::once((level, &level.file.rules)).chain(limits)
+        });
+        let files = self.levels.iter().flat_map(move |level| {
+            level
+                .file
+                .files
+                .iter()
+                .filter_map(move |(m, r)| name.filter(|n| m.matches(n)).map(|_| (level, r)))
+        });
+        dirs.chain(files)
+    }
+
+    /// Where the setting in force for the file named `name` and `method` was said: the last
+    /// scope, in merge order, for which `said` gives a line (0: not said there), as the file's
+    /// level, the line and its text. For `explain`, the transfer log and the listings.
+    pub fn origin(
+        &self,
+        name: Option<&str>,
+        method: &str,
+        said: impl Fn(&Rules) -> usize,
+    ) -> Option<Origin<'_>> {
+        self.scopes(name, method)
+            .filter_map(|(level, r)| {
+                let line = said(r);
+                (line != 0).then_some((level, line))
+            })
+            .last()
+            .map(|(level, line)| Origin {
+                level,
+                line,
+                text: level.file.line_text(line).unwrap_or(""),
+            })
     }
 
     /// The rewrite rules in force: those of every file that has any, merged top down as Apache

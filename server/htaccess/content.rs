@@ -83,7 +83,9 @@ pub fn apply(rules: &mut Rules, line: &Line, php: bool) -> Result<(), Problem> {
             let (name, exts) = split_first(line, "a handler and extensions")?;
             let h = handler(name, php)?;
             for e in exts {
-                rules.add_handler.push((extension(e), h.clone()));
+                rules
+                    .add_handler
+                    .push((extension(e), h.clone(), line.number));
             }
             Ok(())
         }
@@ -101,8 +103,8 @@ pub fn apply(rules: &mut Rules, line: &Line, php: bool) -> Result<(), Problem> {
         "removehandler" => {
             for e in args {
                 let e = extension(e);
-                rules.add_handler.retain(|(x, _)| *x != e);
-                rules.add_handler.push((e, Handler::Static));
+                rules.add_handler.retain(|(x, _, _)| *x != e);
+                rules.add_handler.push((e, Handler::Static, line.number));
             }
             Ok(())
         }
@@ -112,7 +114,9 @@ pub fn apply(rules: &mut Rules, line: &Line, php: bool) -> Result<(), Problem> {
             for e in exts {
                 match &as_handler {
                     // Old hosts turned PHP on with AddType; it is a handler here.
-                    Some(h) => rules.add_handler.push((extension(e), h.clone())),
+                    Some(h) => rules
+                        .add_handler
+                        .push((extension(e), h.clone(), line.number)),
                     None => rules.add_type.push((extension(e), mime.clone())),
                 }
             }

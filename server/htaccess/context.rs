@@ -3,6 +3,10 @@
 //! trait, so that the directive families stay pure (tests answer with a fake) and so that every
 //! file test goes through the caller's jail, never through a path a `.htaccess` wrote.
 
+use std::path::Path;
+
+use yadokari_site::{FileKind, Jail};
+
 /// The kinds of file test a `RewriteCond` can make (`-f`, `-d`, `-s`, `-l`, `-x`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileTest {
@@ -81,3 +85,28 @@ pub const HEADER_VARIABLES: &[(&str, &str)] = &[
     ("HTTP_REFERER", "Referer"),
     ("HTTP_USER_AGENT", "User-Agent"),
 ];
+
+/// `test` on `path` (a filesystem path, as a test string expanded to) in the site held by
+/// `jail`, whose root is `root`.
+///
+/// SECURITY: only paths in the site are looked at, through its jail: a `.htaccess` can write
+/// any path into a test string, and `-f /etc/passwd` must not tell a customer what exists
+/// outside their site. A path outside it, or one that cannot be read, fails every test.
+pub fn test_in_site(jail: &Jail, root: &Path, path: &str, test: FileTest) -> bool {
+    let Ok(rel) = Path::new(path).strip_prefix(root) else {
+        return false;
+    };
+    let looked = match test {
+        FileTest::Symlink => jail.lstat(rel),
+        _ => jail.stat(rel),
+    };
+    let Ok(st) = looked else { return false };
+    let kind = FileKind::from_mode(st.st_mode);
+    match test {
+        FileTest::File => kind == FileKind::Regular,
+        FileTest::Directory => kind == FileKind::Directory,
+        FileTest::NonEmptyFile => kind == FileKind::Regular && st.st_size > 0,
+        FileTest::Symlink => kind == FileKind::Symlink,
+        FileTest::Executable => kind == FileKind::Regular && st.st_mode & 0o111 != 0,
+    }
+}

@@ -68,6 +68,19 @@ pub struct Htaccess {
     pub redirects: Redirects,
     /// Lines skipped with a warning (`php_value`), to be logged.
     pub warnings: Vec<String>,
+    /// The text of the lines the scopes' [`super::rules::Lines`] point at, by line number,
+    /// so that a message can quote the line that decided.
+    pub said: Vec<(usize, String)>,
+}
+
+impl Htaccess {
+    /// The text of line `number`, when it is one the rules point at.
+    pub fn line_text(&self, number: usize) -> Option<&str> {
+        self.said
+            .iter()
+            .find(|(n, _)| *n == number)
+            .map(|(_, t)| t.as_str())
+    }
 }
 
 /// The first unusable line of a file.
@@ -133,6 +146,7 @@ pub fn compile(text: &str, settings: &Settings) -> Result<Htaccess, Fault> {
     let mut c = Compiler {
         settings,
         warnings: &mut out.warnings,
+        said: &mut out.said,
         rewrites: &mut out.rewrites,
         redirects: &mut out.redirects,
     };
@@ -164,6 +178,7 @@ enum Scope {
 struct Compiler<'a> {
     settings: &'a Settings,
     warnings: &'a mut Vec<String>,
+    said: &'a mut Vec<(usize, String)>,
     rewrites: &'a mut Rewrites,
     redirects: &'a mut Redirects,
 }
@@ -213,6 +228,10 @@ impl Compiler<'_> {
                         "requireall" | "requireany" | "requirenone" => {
                             self.allowed(open, super::file::Group::AuthConfig)?;
                             requires.push(container(open, body)?);
+                            if rules.lines.require == 0 {
+                                rules.lines.require = open.number;
+                                self.said.push((open.number, format!("<{}>", open.name)));
+                            }
                         }
                         _ => {
                             return Err(fault(
@@ -289,6 +308,7 @@ impl Compiler<'_> {
                 "move it out of the section, and match the name in the rule's pattern instead",
             ));
         }
+        let before = rules.options;
         let done = match name.as_str() {
             n if Rewrites::handles(n) => self.rewrites.directive(line),
             n if Redirects::handles(n) => self.redirects.directive(line),
@@ -302,6 +322,7 @@ impl Compiler<'_> {
                 super::content::apply(rules, line, self.settings.php)
             }
             n if super::headers::NAMES.contains(&n) => super::headers::apply(rules, line),
+            n if super::indexes::NAMES.contains(&n) => super::indexes::apply(rules, line),
             _ => Err(Problem::new(
                 format!("`{}` is not implemented yet", line.name),
                 "remove the line until this server supports it",
@@ -311,7 +332,11 @@ impl Compiler<'_> {
             line: line.number,
             directive: line.name.clone(),
             problem,
-        })
+        })?;
+        if rules.lines.note(line, &before, &rules.options) {
+            self.said.push((line.number, line.text()));
+        }
+        Ok(())
     }
 
     fn allowed(&self, line: &Line, group: Group) -> Result<(), Fault> {
@@ -356,6 +381,7 @@ fn group_of(name: &str) -> Option<Group> {
         }
         "order" | "allow" | "deny" => Group::Limit,
         "directoryindex" | "expiresactive" | "expiresbytype" | "expiresdefault" => Group::Indexes,
+        n if super::indexes::NAMES.contains(&n) => Group::Indexes,
         "options" => Group::Options,
         n if super::content::NAMES.contains(&n)
             || super::headers::NAMES.contains(&n)
@@ -506,7 +532,7 @@ fn file_match(open: &Line) -> Result<FileMatch, Fault> {
 }
 
 /// Shell-style wildcard match of a whole name: `*`, `?`, `[abc]`/`[a-z]`/`[!a]`.
-fn glob(pattern: &[u8], name: &[u8]) -> bool {
+pub(super) fn glob(pattern: &[u8], name: &[u8]) -> bool {
     match pattern.split_first() {
         None => name.is_empty(),
         Some((b'*', rest)) => (0..=name.len()).any(|i| glob(rest, &name[i..])),

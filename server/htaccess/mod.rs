@@ -23,6 +23,7 @@ pub mod file;
 pub mod guard;
 pub mod headers;
 pub mod htpasswd;
+pub mod indexes;
 pub mod location;
 pub mod md5_crypt;
 pub mod pattern;

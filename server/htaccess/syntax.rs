@@ -16,6 +16,25 @@ pub struct Line {
     pub args: Vec<String>,
 }
 
+impl Line {
+    /// The line as it could be written again: its name and arguments, those with spaces or
+    /// quotes quoted (for messages that quote the line that decided).
+    pub fn text(&self) -> String {
+        let mut out = self.name.clone();
+        for a in &self.args {
+            out.push(' ');
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') {
+                out.push('"');
+                out.push_str(&a.replace('"', "\\\""));
+                out.push('"');
+            } else {
+                out.push_str(a);
+            }
+        }
+        out
+    }
+}
+
 /// A directive, or a section holding more.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Node {

@@ -33,6 +33,7 @@ use crate::static_files;
 use crate::{htaccess, url};
 use per_dir::{Moved, Notes, View};
 
+mod listing;
 mod per_dir;
 
 /// Handles one request, logging it when its response ends.
@@ -416,7 +417,10 @@ async fn serve(
     let mut response = match resolve::resolve_in(site.jail, url, scope) {
         Resolution::NotFound => return Err(HttpError::NotFound),
         Resolution::AddSlash => add_slash(&req),
-        Resolution::Denied { denial, path } => return Err(HttpError::Denied { denial, path }),
+        Resolution::Denied { denial, path } => {
+            return listing::instead_of(&denial, &req, ctx, site, url, rules, notes)
+                .unwrap_or(Err(HttpError::Denied { denial, path }));
+        }
         Resolution::Fault { path, error } => {
             let what = format!("cannot open {}", path.escape_debug());
             return Err(HttpError::internal(what, error));

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
-use yadokari_site::{FileKind, Jail};
+use yadokari_site::Jail;
 
 use crate::body::{Body, RequestBody};
 use crate::error::HttpError;
@@ -103,23 +103,7 @@ impl Context for View<'_> {
     }
 
     fn file_test(&self, path: &str, test: FileTest) -> bool {
-        // Only paths in the site are looked at, through its jail.
-        let Ok(rel) = Path::new(path).strip_prefix(self.root) else {
-            return false;
-        };
-        let looked = match test {
-            FileTest::Symlink => self.jail.lstat(rel),
-            _ => self.jail.stat(rel),
-        };
-        let Ok(st) = looked else { return false };
-        let kind = FileKind::from_mode(st.st_mode);
-        match test {
-            FileTest::File => kind == FileKind::Regular,
-            FileTest::Directory => kind == FileKind::Directory,
-            FileTest::NonEmptyFile => kind == FileKind::Regular && st.st_size > 0,
-            FileTest::Symlink => kind == FileKind::Symlink,
-            FileTest::Executable => kind == FileKind::Regular && st.st_mode & 0o111 != 0,
-        }
+        crate::htaccess::context::test_in_site(self.jail, self.root, path, test)
     }
 }
 

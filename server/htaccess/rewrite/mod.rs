@@ -212,6 +212,12 @@ impl Rewrites {
         }
     }
 
+    /// Whether this configuration has a `RewriteRule` on line `line` (to tell which file the
+    /// rule that decided is in, after an inheriting merge).
+    pub fn has_rule_at(&self, line: usize) -> bool {
+        self.rules.iter().any(|r| r.line == line)
+    }
+
     /// Runs one pass of the rules over a request for `path` (decoded, starting with `/`) with
     /// `query`, where this configuration belongs to the directory at URL `dir_url` (`/` or
     /// `/blog/`).
