@@ -121,17 +121,16 @@ fn file_name(chain: &Chain, asking: &Asking<'_>) -> Option<String> {
             .then(|| url.segments.last().map(|s| lossy(s)))
             .flatten();
     }
-    let mut rel = std::path::PathBuf::new();
-    for segment in &url.segments {
-        rel.push(std::ffi::OsStr::from_bytes(segment));
-        match asking.jail.stat(&rel).map(|st| st.st_mode & libc::S_IFMT) {
-            Ok(libc::S_IFDIR) => continue,
-            Ok(_) => return Some(String::from_utf8_lossy(segment).into_owned()),
-            Err(_) => return url.segments.last().map(|s| lossy(s)),
-        }
+    // The chain's walk already stopped at the first segment that is not a directory.
+    if let Some(k) = chain.file_at {
+        return url.segments.get(k).map(|s| lossy(s));
     }
     if !url.trailing_slash {
         return url.segments.last().map(|s| lossy(s));
+    }
+    let mut rel = std::path::PathBuf::new();
+    for segment in &url.segments {
+        rel.push(std::ffi::OsStr::from_bytes(segment));
     }
     let dir_rules = chain.rules(None, asking.method);
     let names = dir_rules

@@ -52,6 +52,8 @@ impl std::fmt::Display for Origin<'_> {
 #[derive(Clone, Debug, Default)]
 pub struct Chain {
     pub levels: Vec<Level>,
+    /// The segment the walk found not to be a directory (a file, with path info after it).
+    pub file_at: Option<usize>,
 }
 
 impl Chain {
@@ -70,6 +72,7 @@ impl Chain {
             url.segments.len().saturating_sub(1)
         };
         let mut levels = Vec::new();
+        let mut file_at = None;
         let site = super::cache::site_key(root);
         let mut rel = PathBuf::new();
         let mut url_path = String::from("/");
@@ -81,7 +84,10 @@ impl Chain {
                 url_path.push('/');
             }
             match cache.place(jail, site, &rel) {
-                Place::End => break,
+                Place::End => {
+                    file_at = i.checked_sub(1);
+                    break;
+                }
                 Place::Dir(Loaded::Absent) => {}
                 Place::Dir(Loaded::File(file)) => levels.push(Level {
                     url: url_path.clone(),
@@ -91,7 +97,7 @@ impl Chain {
                 Place::Dir(Loaded::Fault(broken)) => return Err(broken),
             }
         }
-        Ok(Chain { levels })
+        Ok(Chain { levels, file_at })
     }
 
     /// Whether no directory on the way has a file (the common, cheap case).
