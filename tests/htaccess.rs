@@ -471,3 +471,75 @@ fn htaccess_types_handlers_and_expiry() {
     );
     assert_eq!(server.get("/run/anything").text(), "hello from a script\n");
 }
+
+/// A customer's site reached at `/~alice/`: a redirect or `[R]` to a local path stays in the
+/// site (the prefix is kept), a `Redirect` may name the path as the client sends it
+/// (`/~alice/was`) or as the site's own domain sees it (`/old`), and a full URL is left as it
+/// was written. On the site's own domain nothing is prefixed.
+#[test]
+fn htaccess_redirects_in_a_user_directory_keep_the_prefix() {
+    let site = Site::new()
+        .config("[[users]]\nname = \"alice\"\nhome = \"alice\"\ndomains = [\"alice.example\"]");
+    let home = site.dir.path().join("alice/public_html");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::write(
+        home.join(".htaccess"),
+        "Redirect /old /new.html\n\
+         Redirect 301 /~alice/was /now.html\n\
+         RedirectMatch ^/archives/(\\d+)$ /posts/$1\n\
+         Redirect /away https://example.com/there\n\
+         RewriteEngine On\n\
+         RewriteRule ^moved$ /target.html [R=301,L]\n\
+         RewriteRule ^relative$ target.html [R,L]\n\
+         RewriteRule ^spelled$ /~alice/target.html [R,L]\n",
+    )
+    .expect("write");
+    std::fs::write(home.join("target.html"), "target\n").expect("write");
+    crate::support::give_to_test_user(&site.dir.path().join("alice"));
+    let server = site.start();
+    let location = |path: &str, host: Option<&str>| {
+        let headers: Vec<(&str, &str)> = host.map(|h| ("Host", h)).into_iter().collect();
+        let r = server.request("GET", path, &headers);
+        (r.status, r.header("location").unwrap_or("").to_string())
+    };
+    let at = |path: &str| server.url(path);
+    assert_eq!(location("/~alice/old", None), (302, at("/~alice/new.html")));
+    assert_eq!(
+        location("/~alice/old/page?x=1", None),
+        (302, at("/~alice/new.html/page?x=1"))
+    );
+    assert_eq!(location("/~alice/was", None), (301, at("/~alice/now.html")));
+    assert_eq!(
+        location("/~alice/archives/7", None),
+        (302, at("/~alice/posts/7"))
+    );
+    assert_eq!(
+        location("/~alice/away", None),
+        (302, "https://example.com/there".to_string())
+    );
+    assert_eq!(
+        location("/~alice/moved", None),
+        (301, at("/~alice/target.html"))
+    );
+    assert_eq!(
+        location("/~alice/relative", None),
+        (302, at("/~alice/target.html"))
+    );
+    // Written with the prefix already: not prefixed twice.
+    assert_eq!(
+        location("/~alice/spelled", None),
+        (302, at("/~alice/target.html"))
+    );
+    assert_eq!(server.get("/~alice/target.html").text(), "target\n");
+    // The default site has no such rules.
+    assert_eq!(server.get("/old").status, 404);
+    // On the site's own domain: the paths as written.
+    assert_eq!(
+        location("/old", Some("alice.example")),
+        (302, "http://alice.example/new.html".to_string())
+    );
+    assert_eq!(
+        location("/moved", Some("alice.example")),
+        (301, "http://alice.example/target.html".to_string())
+    );
+}

@@ -61,9 +61,30 @@ pub fn origin(ctx: &dyn Context) -> String {
     format!("{scheme}://{authority}")
 }
 
-/// `path` (starting with `/`) as a full URL on this request's origin.
+/// `path` (starting with `/`) as a full URL on this request's origin, in the same site: for a
+/// site reached under a prefix (`CONTEXT_PREFIX`, `/~alice`), a path written for the site's
+/// own domain gets the prefix (see [`in_site`]).
 pub fn qualify(ctx: &dyn Context, path: &str) -> String {
-    format!("{}{path}", origin(ctx))
+    let prefix = ctx.variable("CONTEXT_PREFIX").unwrap_or_default();
+    format!("{}{}", origin(ctx), in_site(&prefix, path))
+}
+
+/// The URL path of a site's `path` for a site reached under `prefix` (`/~name`; empty on the
+/// site's own domain): a path the rules wrote as the client sees it (`RewriteBase /~alice/`,
+/// as WordPress writes it for a user directory, or a `%{REQUEST_URI}` back-reference) already
+/// has the prefix; one written for the site's own domain (`Redirect /old /new`,
+/// `RewriteBase /`) gets it, so that it stays in the same site instead of landing on the
+/// default site (where Apache, which knows no such sites, would send it).
+pub fn in_site(prefix: &str, path: &str) -> String {
+    let has_prefix = !prefix.is_empty()
+        && path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if has_prefix || prefix.is_empty() {
+        path.to_string()
+    } else {
+        format!("{prefix}{path}")
+    }
 }
 
 /// An absolute URL with its path escaped (`escape_absolute_uri`): what follows
@@ -114,5 +135,15 @@ mod tests {
         assert_eq!(escape_url("http://h.example"), "http://h.example");
         assert_eq!(scheme_len("HTTPS://x"), Some(8));
         assert_eq!(scheme_len("/x"), None);
+    }
+
+    #[test]
+    fn paths_stay_in_the_site_once_prefixed() {
+        assert_eq!(in_site("", "/index.php"), "/index.php");
+        assert_eq!(in_site("/~alice", "/index.php"), "/~alice/index.php");
+        assert_eq!(in_site("/~alice", "/~alice/index.php"), "/~alice/index.php");
+        assert_eq!(in_site("/~alice", "/~alice"), "/~alice");
+        // Another name that merely starts the same is not the prefix.
+        assert_eq!(in_site("/~al", "/~alice/x"), "/~al/~alice/x");
     }
 }

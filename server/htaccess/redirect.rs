@@ -99,8 +99,23 @@ impl Redirects {
 
     /// The first entry matching `path` (decoded, starting with `/`), if any.
     pub fn apply(&self, ctx: &dyn Context, path: &str, query: Option<&str>) -> Option<Redirected> {
+        self.apply_either(ctx, path, None, query)
+    }
+
+    /// The first entry matching the request: its `path` inside the site or, for a site
+    /// reached under a prefix, `full`, the path as the client sent it (`/~alice/old`). A
+    /// customer may write either (`Redirect /old ...` for the site's own domain, `Redirect
+    /// /~alice/old ...` as Apache matches it); each entry tries the path inside the site
+    /// first. A local target keeps the prefix either way ([`super::location::qualify`]).
+    pub fn apply_either(
+        &self,
+        ctx: &dyn Context,
+        path: &str,
+        full: Option<&str>,
+        query: Option<&str>,
+    ) -> Option<Redirected> {
         self.entries.iter().find_map(|e| {
-            let target = e.target(path)?;
+            let target = e.target(path).or_else(|| e.target(full?))?;
             Some(Redirected {
                 outcome: e.outcome(ctx, target, query),
                 line: e.line,

@@ -22,7 +22,7 @@ use crate::htaccess::content::ErrorDocument;
 use crate::htaccess::context::{Context, FileTest, HEADER_VARIABLES};
 use crate::htaccess::rewrite::Outcome;
 use crate::htaccess::rules::Rules;
-use crate::htaccess::{Refusal, headers};
+use crate::htaccess::{Refusal, headers, location};
 
 /// What a request keeps across its internal rewrites.
 #[derive(Default)]
@@ -157,7 +157,7 @@ pub(super) fn moved(chain: &Chain, view: &View<'_>, notes: &mut Notes) -> Result
             Outcome::Unchanged => {}
             Outcome::Internal { path, query, end } => {
                 notes.ended |= end;
-                let mut target = in_site(view.prefix, &path);
+                let mut target = location::in_site(view.prefix, &path);
                 if let Some(q) = query {
                     target.push('?');
                     target.push_str(&q);
@@ -167,25 +167,15 @@ pub(super) fn moved(chain: &Chain, view: &View<'_>, notes: &mut Notes) -> Result
             other => return answer(other, dir_url, line),
         }
     }
-    match chain.redirects().apply(view, view.path, query) {
+    // mod_alias matches the URL the client sent; a site reached at `/~name/` also answers to
+    // the path inside it, as on its own domain.
+    let full = (!view.prefix.is_empty()).then(|| format!("{}{}", view.prefix, view.path));
+    match chain
+        .redirects()
+        .apply_either(view, view.path, full.as_deref(), query)
+    {
         Some(r) => answer(r.outcome, "a .htaccess on the path", r.line),
         None => Ok(Moved::Stay),
-    }
-}
-
-/// The URL of a rewritten `path` for a site reached under `prefix` (`/~name`): a path the
-/// rules wrote as the client sees it (`RewriteBase /~alice/`, as WordPress writes it for a
-/// user directory) already has the prefix; one written for the site's own domain
-/// (`RewriteBase /`) gets it, so that it stays in the same site.
-fn in_site(prefix: &str, path: &str) -> String {
-    let has_prefix = !prefix.is_empty()
-        && path
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-    if has_prefix {
-        path.to_string()
-    } else {
-        format!("{prefix}{path}")
     }
 }
 
@@ -321,19 +311,4 @@ pub(super) fn error_document(rules: &Rules, status: StatusCode) -> Option<&Error
         .rev()
         .find(|(code, _)| *code == status.as_u16())
         .map(|(_, d)| d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::in_site;
-
-    #[test]
-    fn rewritten_paths_stay_in_the_site_once_prefixed() {
-        assert_eq!(in_site("", "/index.php"), "/index.php");
-        assert_eq!(in_site("/~alice", "/index.php"), "/~alice/index.php");
-        assert_eq!(in_site("/~alice", "/~alice/index.php"), "/~alice/index.php");
-        assert_eq!(in_site("/~alice", "/~alice"), "/~alice");
-        // Another name that merely starts the same is not the prefix.
-        assert_eq!(in_site("/~al", "/~alice/x"), "/~al/~alice/x");
-    }
 }
