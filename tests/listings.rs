@@ -198,3 +198,72 @@ fn refusals_in_a_listing_say_why_only_when_the_server_explains_errors() {
     assert!(bad.contains("refused (500)"), "{bad}");
     assert!(!bad.contains("execute"), "{bad}");
 }
+
+/// Stock `.htaccess` files carry mod_autoindex's looks: `IndexOptions` and `IndexOrderDefault`
+/// are taken and change nothing (this listing has its own format), an unknown keyword is a
+/// fault; `HeaderName`/`ReadmeName` frame the listing with a file of the site, shown as HTML
+/// when it is `.html` and escaped otherwise, and only when the visitor could fetch it.
+#[test]
+fn header_and_readme_frame_a_listing_and_index_options_change_nothing() {
+    let site = Site::new().config("[htaccess]\nlistings = true");
+    site.file(
+        "pub/.htaccess",
+        "Options +Indexes\n\
+         IndexOptions +FancyIndexing +FoldersFirst +NameWidth=* +Charset=UTF-8 -IconsAreLinks\n\
+         IndexOrderDefault Descending Date\n\
+         HeaderName HEADER.html\n\
+         ReadmeName README.txt\n",
+        0o644,
+    );
+    site.file("pub/HEADER.html", "<h2 id=\"top\">Our files</h2>", 0o644);
+    site.file("pub/README.txt", "Read <me> & enjoy", 0o644);
+    site.file("pub/a.txt", "a", 0o644);
+    site.file(
+        "pub/deep/.htaccess",
+        "ReadmeName /secret.txt\nHeaderName ../HEADER.html\n",
+        0o644,
+    );
+    site.file("pub/deep/b.txt", "b", 0o644);
+    site.file("secret.txt", "do not show", 0o600);
+    site.file(
+        "typo/.htaccess",
+        "Options +Indexes\nIndexOptions +Fancy\n",
+        0o644,
+    );
+    site.file("typo/c.txt", "c", 0o644);
+    let server = site.start();
+
+    let r = server.get("/pub/");
+    let page = r.text();
+    assert_eq!(r.status, 200, "{page}");
+    assert!(page.contains("<h2 id=\"top\">Our files</h2>"), "{page}");
+    assert!(
+        !page.contains("<h1>"),
+        "the header takes the heading's place:\n{page}"
+    );
+    let readme = page
+        .find("<pre>Read &lt;me&gt; &amp; enjoy</pre>")
+        .unwrap_or_else(|| panic!("escaped readme:\n{page}"));
+    assert!(readme > page.find("</table>").expect("table"), "{page}");
+    // The order is this listing's own (directories first, then by name), whatever
+    // IndexOrderDefault says.
+    let at = |href: &str| page.find(&format!("<a href=\"{href}\">")).expect(href);
+    assert!(at("deep/") < at("HEADER.html") && at("README.txt") < at("a.txt"));
+
+    // A deeper file names its own; a readme the visitor may not read (0600) is left out.
+    let r = server.get("/pub/deep/");
+    let page = r.text();
+    assert_eq!(r.status, 200, "{page}");
+    assert!(page.contains("<h2 id=\"top\">Our files</h2>"), "{page}");
+    assert!(!page.contains("do not show"), "{page}");
+    assert!(!page.contains("<pre>"), "{page}");
+
+    let r = server.get("/typo/");
+    let text = r.text();
+    assert_eq!(r.status, 500, "{text}");
+    assert!(
+        text.contains("`+Fancy` is not an IndexOptions keyword"),
+        "{text}"
+    );
+    assert_eq!(server.get("/typo/c.txt").status, 500);
+}

@@ -11,6 +11,7 @@
 
 use super::Problem;
 use super::access::{Compat, Require};
+use super::indexes::Texts;
 use super::redirect::Redirects;
 use super::rewrite::Rewrites;
 use super::rules::Rules;
@@ -66,6 +67,8 @@ pub struct Htaccess {
     pub rewrites: Rewrites,
     /// mod_alias's redirects.
     pub redirects: Redirects,
+    /// `HeaderName`/`ReadmeName`: files shown with this directory's listings.
+    pub texts: Texts,
     /// Lines skipped with a warning (`php_value`), to be logged.
     pub warnings: Vec<String>,
     /// The text of the lines the scopes' [`super::rules::Lines`] point at, by line number,
@@ -149,6 +152,7 @@ pub fn compile(text: &str, settings: &Settings) -> Result<Htaccess, Fault> {
         said: &mut out.said,
         rewrites: &mut out.rewrites,
         redirects: &mut out.redirects,
+        texts: &mut out.texts,
     };
     let mut rules = Rules::default();
     c.scope(
@@ -181,6 +185,7 @@ struct Compiler<'a> {
     said: &'a mut Vec<(usize, String)>,
     rewrites: &'a mut Rewrites,
     redirects: &'a mut Redirects,
+    texts: &'a mut Texts,
 }
 
 impl Compiler<'_> {
@@ -323,6 +328,16 @@ impl Compiler<'_> {
             }
             n if super::headers::NAMES.contains(&n) => super::headers::apply(rules, line),
             n if super::indexes::NAMES.contains(&n) => super::indexes::apply(rules, line),
+            n if super::indexes::TEXT_NAMES.contains(&n) => match scope {
+                Scope::Top => super::indexes::text(self.texts, line),
+                _ => Err(Problem::new(
+                    format!(
+                        "`{}` names a file for the directory's listing, not for some files",
+                        line.name
+                    ),
+                    "move it out of the section",
+                )),
+            },
             _ => Err(Problem::new(
                 format!("`{}` is not implemented yet", line.name),
                 "remove the line until this server supports it",
@@ -381,7 +396,9 @@ fn group_of(name: &str) -> Option<Group> {
         }
         "order" | "allow" | "deny" => Group::Limit,
         "directoryindex" | "expiresactive" | "expiresbytype" | "expiresdefault" => Group::Indexes,
-        n if super::indexes::NAMES.contains(&n) => Group::Indexes,
+        n if super::indexes::NAMES.contains(&n) || super::indexes::TEXT_NAMES.contains(&n) => {
+            Group::Indexes
+        }
         "options" => Group::Options,
         n if super::content::NAMES.contains(&n)
             || super::headers::NAMES.contains(&n)

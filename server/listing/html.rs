@@ -23,8 +23,13 @@ const KEPT: &AsciiSet = &NON_ALPHANUMERIC
 /// The page.
 pub fn render(listing: &Listing) -> String {
     let title = escape(&format!("Index of {}", listing.url));
+    // A `HeaderName` file takes the heading's place, as in Apache.
+    let top = match &listing.header {
+        Some(header) => format!("{header}\n"),
+        None => format!("<h1>{title}</h1>\n"),
+    };
     let mut page = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>\n<style>{STYLE}</style></head>\n<body>\n<h1>{title}</h1>\n<table>\n<tr><th>Name</th><th>Last modified</th><th>Size</th><th>What the server does with it</th></tr>\n"
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>\n<style>{STYLE}</style></head>\n<body>\n{top}<table>\n<tr><th>Name</th><th>Last modified</th><th>Size</th><th>What the server does with it</th></tr>\n"
     );
     if !listing.at_root {
         page.push_str(
@@ -44,6 +49,10 @@ pub fn render(listing: &Listing) -> String {
         );
     } else {
         let _ = writeln!(page, "<p class=\"more\">{shown} entries.</p>");
+    }
+    if let Some(readme) = &listing.readme {
+        page.push_str(readme);
+        page.push('\n');
     }
     page.push_str("</body></html>\n");
     page
@@ -97,7 +106,7 @@ fn verdict(v: &Verdict, explained: bool) -> (&'static str, String) {
 }
 
 /// `&`, `<`, `>`, `"` and `'` as entities.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -21,11 +21,15 @@
 //!   `[htaccess] listing_limit` entries in that order are kept (a bounded heap), looked at
 //!   and judged; the page says how many there were. A directory of 100,000 files costs one
 //!   pass over its names, not 100,000 verdicts.
+//! - **Header and readme:** `HeaderName` and `ReadmeName` files are shown above and below the
+//!   entries when the visitor could fetch them (see `texts`). `IndexOptions` and
+//!   `IndexOrderDefault` are accepted and change nothing: this page has its own format.
 //! - **Jailed:** the directory is opened beneath the site root (no symlink leads out), entries
 //!   are `lstat`ed relative to it (a link is shown as the link, never followed for its size),
 //!   and each verdict goes through the jail like a request.
 
 mod html;
+mod texts;
 
 use std::collections::BinaryHeap;
 use std::ffi::OsStr;
@@ -117,6 +121,10 @@ pub struct Listing {
     pub limit: usize,
     /// Whether the reasons of refusals are shown.
     pub explained: bool,
+    /// HTML shown above the entries instead of the heading (`HeaderName`) and below them
+    /// (`ReadmeName`).
+    pub header: Option<String>,
+    pub readme: Option<String>,
 }
 
 /// The listing of the directory `url` names in `site`, for `visitor`; `prefix` is the URL
@@ -156,6 +164,7 @@ pub fn list(
             verdict,
         });
     }
+    let (header, readme) = texts::around(site, url, prefix, visitor);
     Ok(Listing {
         url: format!("{prefix}{}", url.display()),
         at_root: url.segments.is_empty(),
@@ -163,6 +172,8 @@ pub fn list(
         total,
         limit,
         explained: site.config.explain_errors,
+        header,
+        readme,
     })
 }
 
