@@ -31,12 +31,14 @@ import threading
 import time
 import urllib.request
 
+import htaccess  # the .htaccess case (bench/htaccess.py, next to this file)
 import many  # the many-customers case (bench/many.py, next to this file)
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 SSH_USER = "ydkbench"  # throwaway account for the private OpenSSH sshd
 MIB = 1024 * 1024
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 HELLO_C = r"""
 #include <unistd.h>
@@ -202,6 +204,11 @@ class Target:
     def roots(self):
         return [p.pid for p in self.procs]
 
+    def cpu_ticks(self):
+        """utime + stime of the server's own process, in clock ticks; None for the anchors,
+        whose work is spread over processes that come and go."""
+        return None
+
     def url(self, path):
         return f"http://127.0.0.1:{self.port}{path}"
 
@@ -230,8 +237,10 @@ class Yadokari(Target):
     name = "yadokari"
     anchor = False
 
-    def __init__(self, tmp, docroot, binary, sftp_site, pubkey, name="yadokari", users=""):
-        """`users`: more `[[users]]` entries for the config (the many-customers server)."""
+    def __init__(self, tmp, docroot, binary, sftp_site, pubkey, name="yadokari", users="",
+                 extra=""):
+        """`users`: more `[[users]]` entries for the config (the many-customers server);
+        `extra`: more sections (the .htaccess servers' `[htaccess]`)."""
         self.name = name
         super().__init__(tmp, docroot)
         self.binary, self.sftp_port = binary, free_port()
@@ -267,11 +276,22 @@ host_key = "{self.dir}/ssh_host_ed25519_key"
 name = "bench"
 site = "{sftp_site}"
 authorized_keys = "{keys}"
-{users}""")
+{users}{extra}""")
 
     def start(self):
         p = self.spawn([self.binary, "--config", self.conf], f"{self.name}.out")
         return wait_port(self.port, p) and wait_port(self.sftp_port, p)
+
+    def cpu_ticks(self):
+        # One process (its threads are counted in it); scripts are children it reaps, whose
+        # time goes to cutime/cstime, not counted: this is the server's own work.
+        try:
+            with open(f"/proc/{self.procs[0].pid}/stat") as f:
+                stat = f.read()
+        except (OSError, IndexError):
+            return None
+        fields = stat[stat.rfind(")") + 2:].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
 
 
 class Apache(Target):
@@ -593,6 +613,12 @@ def check_target(t):
     return ok
 
 
+def fetch(url):
+    """The body and headers of a GET."""
+    with urllib.request.urlopen(url, timeout=20) as r:
+        return r.read(), r.headers
+
+
 def get_with_host(url, host):
     req = urllib.request.Request(url, headers={"Host": host})
     return urllib.request.urlopen(req, timeout=20).read()
@@ -653,7 +679,8 @@ def main():
     ap.add_argument("--sftp-mib", type=int, default=256, help="size of the SFTP file")
     ap.add_argument("--fcgiwrap-children", type=int, default=2 * os.cpu_count())
     ap.add_argument("--only", default="", help="comma-separated workload names (or prefixes); "
-                    "also 'ceiling', 'sftp', 'memory', 'many' (1,000 customers)")
+                    "also 'ceiling', 'sftp', 'memory', 'many' (1,000 customers), "
+                    "'htaccess' (.htaccess support on against off)")
     ap.add_argument("--targets", default="yadokari,apache,lighttpd,nginx")
     ap.add_argument("--results", default=os.path.join(BENCH, "results"))
     ap.add_argument("--max-minutes", type=int, default=60,
@@ -685,8 +712,8 @@ def main():
     def wanted(name):
         return not only or any(name.startswith(o) for o in only)
 
-    workloads = [w for w in WORKLOADS + many.WORKLOADS if wanted(w[0])]
-    units = {w[0]: w[4] for w in WORKLOADS + many.WORKLOADS}
+    workloads = [w for w in WORKLOADS + many.WORKLOADS + htaccess.WORKLOADS if wanted(w[0])]
+    units = {w[0]: w[4] for w in WORKLOADS + many.WORKLOADS + htaccess.WORKLOADS}
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     nproc, kernel = os.cpu_count(), platform.release()
     tmp = tempfile.mkdtemp(prefix="yadokari-bench.")
@@ -732,6 +759,7 @@ def main():
                 customers = many.build_sites(tmp, doc, pw.pw_uid, pw.pw_gid)
                 many.write_lua(os.path.join(tmp, "many.lua"))
 
+        trees = htaccess.build_trees(tmp, doc) if wanted("htaccess") else {}
         chosen = [x for x in a.targets.split(",") if x]
         makers = {
             "yadokari": lambda: Yadokari(tmp, doc, a.yadokari, sftp_y, key + ".pub"),
@@ -744,8 +772,14 @@ def main():
                                           key + ".pub", name=many.TARGET,
                                           users=many.users_toml(customers)),
         }
+        for n in htaccess.TARGETS:
+            makers[n] = (lambda n=n: Yadokari(tmp, trees[htaccess.tree_of(n)], a.yadokari,
+                                              sftp_y, key + ".pub", name=n,
+                                              extra=htaccess.settings(n)))
         if customers and "yadokari" in chosen:
             chosen.append(many.TARGET)
+        if trees and "yadokari" in chosen:
+            chosen += htaccess.TARGETS
         usable = {}
         for n in chosen:
             t = makers[n]()
@@ -754,6 +788,12 @@ def main():
             if not t.start():
                 log(f"  {n} did not start; see {tmp}/logs/")
                 t.stop()
+                continue
+            if n in htaccess.TARGETS:
+                usable[n] = htaccess.check(t, fetch)
+                for w in htaccess.WORKLOADS:
+                    if w[6] == htaccess.tree_of(n) and w[0] not in usable[n]:
+                        log(f"  {n}: {w[0]} answered wrongly; skipped")
                 continue
             usable[n] = set() if n == many.TARGET else check_target(t)
             if customers and n in ("yadokari", many.TARGET):
@@ -790,7 +830,10 @@ def main():
             for wl in workloads:
                 # The ceiling of a CGI workload takes its turn in the rotation like a target,
                 # so that it is measured under the same drift as the servers.
-                seats = live + (["ceiling"] if wl[5] else [])
+                # Only the targets that run it take seats, so that a pair (the .htaccess
+                # servers) alternates which goes first.
+                seats = ([t for t in live if wl[0] in usable[t.name]]
+                         + (["ceiling"] if wl[5] else []))
                 k = rnd % len(seats) if seats else 0
                 order = seats[k:] + seats[:k]
                 for t in order:
@@ -809,10 +852,16 @@ def main():
                     if wl[0] == MEMORY_UNDER and wanted("memory"):
                         sampler = Sampler(t.roots(), min(1.0, a.duration / 3))
                         sampler.start()
+                    ticks = t.cpu_ticks()
                     r = wrk(t, wl, a.duration, tmp)
+                    after = t.cpu_ticks()
+                    if ticks is not None and after is not None and r["requests"]:
+                        r["cpu_us"] = (after - ticks) / CLK_TCK * 1e6 / r["requests"]
                     rows.append({"round": rnd + 1, "workload": wl[0], "target": t.name, **r})
+                    cpu = f"  cpu {r['cpu_us']:.1f} us/req" if r.get("cpu_us") else ""
                     log(f"  {wl[0]:16} {t.name:9} {fmt(r['value']):>9} {wl[4]:6} "
-                        f"p99 {fmt(r['p99_ms'])} ms  errors {r['errors']} {r['error_detail']}")
+                        f"p99 {fmt(r['p99_ms'])} ms  errors {r['errors']} {r['error_detail']}"
+                        f"{cpu}")
                     if sampler:
                         sampler.done.set()
                         sampler.join()
@@ -1034,13 +1083,16 @@ def report(rows, units, a, stamp, nproc, kernel, elapsed, ciphers):
     many_lines = many.table(rows, by, fmt)
     if len(many_lines) > 2:
         lines += [""] + many_lines
+    ht_lines = htaccess.table(rows, by, fmt)
+    if len(ht_lines) > 2:
+        lines += [""] + ht_lines
     text = "\n".join(lines)
     print("\n" + text, flush=True)
 
     os.makedirs(a.results, exist_ok=True)
     base = os.path.join(a.results, stamp)
     fields = ["round", "workload", "target", "value", "rps", "requests", "p99_ms", "errors",
-              "error_detail", "ceiling", "peak_mib", "rss_mib", "processes"]
+              "error_detail", "ceiling", "peak_mib", "rss_mib", "processes", "cpu_us"]
     with open(base + "-raw.csv", "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(["timestamp", "nproc", "kernel"] + fields)
