@@ -488,6 +488,7 @@ fn htaccess_redirects_in_a_user_directory_keep_the_prefix() {
          Redirect 301 /~alice/was /now.html\n\
          RedirectMatch ^/archives/(\\d+)$ /posts/$1\n\
          Redirect /away https://example.com/there\n\
+         Redirect /friend /~bob/\n\
          RewriteEngine On\n\
          RewriteRule ^moved$ /target.html [R=301,L]\n\
          RewriteRule ^relative$ target.html [R,L]\n\
@@ -517,6 +518,8 @@ fn htaccess_redirects_in_a_user_directory_keep_the_prefix() {
         location("/~alice/away", None),
         (302, "https://example.com/there".to_string())
     );
+    // Another user's directory is named as it is.
+    assert_eq!(location("/~alice/friend", None), (302, at("/~bob/")));
     assert_eq!(
         location("/~alice/moved", None),
         (301, at("/~alice/target.html"))

@@ -63,9 +63,13 @@ pub fn origin(ctx: &dyn Context) -> String {
 
 /// `path` (starting with `/`) as a full URL on this request's origin, in the same site: for a
 /// site reached under a prefix (`CONTEXT_PREFIX`, `/~alice`), a path written for the site's
-/// own domain gets the prefix (see [`in_site`]).
+/// own domain gets the prefix (see [`in_site`]). A path that names a user directory (`/~bob/`)
+/// already says which site it means, and the client is sent there as written.
 pub fn qualify(ctx: &dyn Context, path: &str) -> String {
     let prefix = ctx.variable("CONTEXT_PREFIX").unwrap_or_default();
+    if path.starts_with("/~") {
+        return format!("{}{path}", origin(ctx));
+    }
     format!("{}{}", origin(ctx), in_site(&prefix, path))
 }
 
