@@ -748,18 +748,22 @@ def main():
         # (and runs a customer's scripts as that owner) and refuses a site that belongs to root
         # or a system account.
         customers = None
-        if wanted("sftp") or wanted("many"):
+        # `--only many` or any of its workloads (`--only many-static`).
+        many_wanted = any(wanted(w[0]) for w in many.WORKLOADS)
+        if wanted("sftp") or many_wanted:
             created_user = ensure_ssh_user(sftp_o)
             pw = pwd.getpwnam(SSH_USER)
             for d in (sftp_y, sftp_o):
                 os.chown(d, pw.pw_uid, pw.pw_gid)
                 if wanted("sftp"):
                     os.chown(os.path.join(d, "down.bin"), pw.pw_uid, pw.pw_gid)
-            if wanted("many"):
+            if many_wanted:
                 customers = many.build_sites(tmp, doc, pw.pw_uid, pw.pw_gid)
                 many.write_lua(os.path.join(tmp, "many.lua"))
 
-        trees = htaccess.build_trees(tmp, doc) if wanted("htaccess") else {}
+        # `--only htaccess` or any of its workloads (`--only htaccess-tree-static`).
+        ht_wanted = any(wanted(w[0]) for w in htaccess.WORKLOADS)
+        trees = htaccess.build_trees(tmp, doc) if ht_wanted else {}
         chosen = [x for x in a.targets.split(",") if x]
         makers = {
             "yadokari": lambda: Yadokari(tmp, doc, a.yadokari, sftp_y, key + ".pub"),
