@@ -270,7 +270,9 @@ async fn act(
     let Some((chain, rules)) = admitted else {
         return serve(req, ctx, &site, &url, None, notes, pass).await;
     };
-    let moved = {
+    let moved = if !chain.moves_urls() {
+        Moved::Stay
+    } else {
         let path = url.display();
         let (env, user) = (notes.env.clone(), notes.user.clone());
         let view = View {
@@ -353,7 +355,7 @@ fn with_target(req: Request<RequestBody>, target: &str) -> Result<Request<Reques
 
 /// A request the `.htaccess` files refused, and the rules in force when they did (none when a
 /// file on the path cannot be used).
-type Refused = (HttpError, Option<Box<Rules>>);
+type Refused = (HttpError, Option<Arc<Rules>>);
 
 /// The `.htaccess` files' admission of the request; `None` when there are none on its path.
 async fn admitted(
@@ -362,7 +364,7 @@ async fn admitted(
     site: &Served<'_>,
     url: &url::UrlPath,
     notes: &mut Notes,
-) -> Result<Option<(Chain, Box<Rules>)>, Refused> {
+) -> Result<Option<(Chain, Arc<Rules>)>, Refused> {
     let Some(cache) = &ctx.state.htaccess else {
         return Ok(None);
     };

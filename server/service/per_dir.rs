@@ -167,6 +167,9 @@ pub(super) fn moved(chain: &Chain, view: &View<'_>, notes: &mut Notes) -> Result
             other => return answer(other, dir_url, line),
         }
     }
+    if chain.levels.iter().all(|l| l.file.redirects.is_empty()) {
+        return Ok(Moved::Stay);
+    }
     match chain.redirects().apply(view, view.path, query) {
         Some(r) => answer(r.outcome, "a .htaccess on the path", r.line),
         None => Ok(Moved::Stay),
