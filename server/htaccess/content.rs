@@ -310,14 +310,7 @@ fn error_document(rules: &mut Rules, args: &[String]) -> Result<(), Problem> {
 mod tests {
     use super::*;
 
-    fn line(text: &str) -> Line {
-        let words = super::super::syntax::words(text).expect("words");
-        Line {
-            number: 1,
-            name: words[0].clone(),
-            args: words[1..].to_vec(),
-        }
-    }
+    use super::super::syntax::line;
 
     fn apply_all(lines: &[&str]) -> Result<Rules, Problem> {
         let mut r = Rules::default();
