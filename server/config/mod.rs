@@ -95,6 +95,8 @@ pub struct Config {
     pub log_level: String,
     /// Directory index names, tried in order.
     pub index_files: Vec<String>,
+    /// What is compressed for clients that accept it (`[server] compress`, `compress_cgi`).
+    pub compression: crate::compress::Settings,
     /// Limits.
     pub limits: Limits,
     /// CGI.
@@ -187,6 +189,10 @@ impl Config {
             error_log: log_target(&server.error_log, &origin.base, LogTarget::Stderr),
             log_level,
             index_files: server.index_files,
+            compression: crate::compress::Settings {
+                static_files: server.compress,
+                cgi: server.compress_cgi,
+            },
             limits,
             cgi,
             sftp_settings,

@@ -1,8 +1,8 @@
 //! Serving what a URL names in its site: resolve it (with the `.htaccess` rules in force),
 //! then send the file, run the script, or refuse with the gate's reason.
 
-use http::Method;
-use http::Request;
+use http::header::{self, HeaderMap};
+use http::{Method, Request};
 
 use super::listing;
 use super::per_dir::{self, Notes};
@@ -13,7 +13,7 @@ use crate::error::HttpError;
 use crate::htaccess::rules::Rules;
 use crate::resolve::{self, Resolution};
 use crate::sites::Served;
-use crate::{static_files, url};
+use crate::{compress, static_files, url};
 
 /// Resolves the URL in the site (with the `.htaccess` rules in force, if any) and serves,
 /// runs or refuses what it names.
@@ -52,7 +52,11 @@ pub(super) async fn serve(
                 .rel
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned());
-            let mut r = static_files::respond(req.method(), req.headers(), file, &conn.send_queue);
+            let asked = (req.method(), req.headers());
+            let content_type = static_files::content_type(&file.rel);
+            let encoding =
+                compress::for_static(asked, &file, content_type, site.jail, config.compression);
+            let mut r = static_files::respond(asked, file, encoding, &conn.send_queue);
             if let Some(rules) = rules {
                 per_dir::finish(
                     &mut r,
@@ -65,6 +69,20 @@ pub(super) async fn serve(
         }
         Resolution::Script(script) => {
             let path = script.rel.to_string_lossy().into_owned();
+            // Kept for compressing the output: the request goes to the script. An nph- script's
+            // output goes out as the script wrote it.
+            let nph = script
+                .rel
+                .file_name()
+                .is_some_and(|n| n.as_encoded_bytes().starts_with(b"nph-"));
+            let compression = (!nph && config.compression.cgi).then(|| {
+                let accept = req.headers().get_all(header::ACCEPT_ENCODING);
+                let mut asked = HeaderMap::new();
+                for v in accept {
+                    asked.append(header::ACCEPT_ENCODING, v.clone());
+                }
+                (req.method().clone(), asked)
+            });
             let mut env = notes.env.clone();
             if let Some(rules) = rules {
                 env.extend(rules.set_env.iter().cloned());
@@ -88,7 +106,12 @@ pub(super) async fn serve(
                 before,
             ));
             match run.await {
-                Ok(Outcome::Response(r)) => r,
+                Ok(Outcome::Response(r)) => match &compression {
+                    Some((method, asked)) => {
+                        compress::for_script(r, (method, asked), config.compression)
+                    }
+                    None => r,
+                },
                 Ok(Outcome::Redirect(location, parts)) => {
                     return Ok(Acted::Redirect(location, parts));
                 }
