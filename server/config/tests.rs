@@ -92,3 +92,17 @@ fn bad_value_names_key() {
         "{e}"
     );
 }
+
+#[test]
+fn static_files_are_compressed_by_default_and_scripts_are_not() {
+    let c = load_text("").expect("valid");
+    assert!(c.compression.static_files);
+    assert!(!c.compression.cgi);
+    let c = load_text("[server]\ncompress = false\ncompress_cgi = true\n").expect("valid");
+    assert!(!c.compression.static_files);
+    assert!(c.compression.cgi);
+    let e = load_text("[server]\ncompress = \"yes\"\n")
+        .expect_err("invalid")
+        .to_string();
+    assert!(e.contains("compress"), "{e}");
+}
