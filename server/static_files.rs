@@ -47,27 +47,10 @@ pub fn respond(
         Encoding::Precompressed(coding, sibling) => (Some(coding), None, sibling),
     };
     let StaticFile { rel, file, stat } = file;
-    let stat = &stat;
     let size = stat.st_size.max(0) as u64;
-    let mtime = UNIX_EPOCH
-        + Duration::from_secs(stat.st_mtime.max(0) as u64)
-        + Duration::from_nanos(stat.st_mtime_nsec.max(0) as u64);
-    let etag = etag(stat, coding);
     let mut response = Response::new(body::empty());
     let out = response.headers_mut();
-    out.reserve(10);
-    out.insert(header::ETAG, text_value(etag.clone()));
-    out.insert(
-        header::LAST_MODIFIED,
-        text_value(httpdate::fmt_http_date(mtime)),
-    );
-    if vary {
-        out.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    }
-    if coding.is_none() {
-        out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    }
-
+    let (etag, mtime) = validators(out, &stat, coding, vary);
     if !preconditions_hold(headers, &etag, mtime) {
         return crate::error_page::page(StatusCode::PRECONDITION_FAILED, None);
     }
@@ -105,6 +88,34 @@ pub fn respond(
         *response.body_mut() = stream(file, rel, start, len, send_queue);
     }
     response
+}
+
+/// Writes the representation's validators (ETag, Last-Modified) and what caches and range
+/// clients need to know (`Vary`, `Accept-Ranges`) into `out`; returns the ETag and the time.
+fn validators(
+    out: &mut HeaderMap,
+    stat: &FileStat,
+    coding: Option<Coding>,
+    vary: bool,
+) -> (String, SystemTime) {
+    let mtime = UNIX_EPOCH
+        + Duration::from_secs(stat.st_mtime.max(0) as u64)
+        + Duration::from_nanos(stat.st_mtime_nsec.max(0) as u64);
+    let etag = etag(stat, coding);
+    out.reserve(10);
+    out.insert(header::ETAG, text_value(etag.clone()));
+    out.insert(
+        header::LAST_MODIFIED,
+        text_value(httpdate::fmt_http_date(mtime)),
+    );
+    if vary {
+        out.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    // A range is served from the file as it is, never from a compressed body.
+    if coding.is_none() {
+        out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    }
+    (etag, mtime)
 }
 
 /// The media type of a file, from its extension.
