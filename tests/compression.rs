@@ -308,3 +308,60 @@ fn script_output_is_compressed_only_with_compress_cgi() {
     assert_eq!(r.header("content-encoding"), Some("x-custom"));
     assert_eq!(r.body, script_output());
 }
+
+/// The body of a chunked HTTP/1.1 message.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size");
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).expect("hex"), 16)
+            .expect("chunk size");
+        if size == 0 {
+            return out;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&body[start..start + size]);
+        body = &body[start + size + 2..];
+    }
+}
+
+#[test]
+fn compressed_script_output_still_streams() {
+    let site = Site::new().config("[server]\ncompress_cgi = true");
+    let go = site.dir.path().join("go");
+    let script = format!(
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\n\
+         i=0; while [ $i -lt 40 ]; do echo \"line $i of the first burst\"; i=$((i+1)); done\n\
+         n=0; while [ ! -e {} ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done\n\
+         [ -e {} ] && echo done || echo 'never told to go on'\n",
+        go.display(),
+        go.display()
+    );
+    site.file("cgi-bin/slow.cgi", script, 0o755);
+    let server = site.start();
+    let mut s = server.connect();
+    s.write_all(b"GET /cgi-bin/slow.cgi HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    // The first burst arrives, compressed, while the script still waits (held back until the
+    // end, the script would give up waiting and say so).
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while raw_body(&got).is_empty() {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    std::fs::write(&go, "").expect("go");
+    s.read_to_end(&mut got).expect("read");
+    let head = String::from_utf8_lossy(&got[..got.len() - raw_body(&got).len()]).to_lowercase();
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    let text = String::from_utf8(gunzip(&dechunk(raw_body(&got)))).expect("utf-8");
+    assert!(text.starts_with("line 0 of the first burst\n"), "{text}");
+    assert!(
+        text.ends_with("line 39 of the first burst\ndone\n"),
+        "{text}"
+    );
+}
