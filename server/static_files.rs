@@ -25,7 +25,8 @@ const CHUNK: usize = 256 * 1024;
 /// `pread` and one `writev` with the header cost less than a `writev` and a `sendfile`.
 const SENDFILE_FROM: u64 = 64 * 1024;
 
-/// Builds the response for an opened, gate-approved regular file, encoded as `encoding` says
+/// Builds the response for an opened, gate-approved regular file of `content_type` (from
+/// [`content_type`]), encoded as `encoding` says
 /// (see `crate::compress`). Large bodies sent as they are go to `send_queue` (the
 /// connection's; see `sendfile.rs`); a body compressed on the fly is read and compressed here.
 ///
@@ -33,11 +34,10 @@ const SENDFILE_FROM: u64 = 64 * 1024;
 /// static request, where allocation was a twentieth of the server's CPU time.
 pub fn respond(
     (method, headers): Asked<'_>,
-    file: StaticFile,
+    (file, content_type): (StaticFile, &'static str),
     encoding: Encoding,
     send_queue: &Arc<SendQueue>,
 ) -> Response<Body> {
-    let content_type = content_type(&file.rel);
     let vary = !matches!(encoding, Encoding::Plain);
     // The file whose bytes and validators the response carries: a precompressed sibling
     // stands in for the file it compresses.

@@ -56,7 +56,8 @@ pub(super) async fn serve(
             let content_type = static_files::content_type(&file.rel);
             let encoding =
                 compress::for_static(asked, &file, content_type, site.jail, config.compression);
-            let mut r = static_files::respond(asked, file, encoding, &conn.send_queue);
+            let mut r =
+                static_files::respond(asked, (file, content_type), encoding, &conn.send_queue);
             if let Some(rules) = rules {
                 per_dir::finish(
                     &mut r,
