@@ -26,8 +26,9 @@ const CHUNK: usize = 256 * 1024;
 const SENDFILE_FROM: u64 = 64 * 1024;
 
 /// Builds the response for an opened, gate-approved regular file of `content_type` (from
-/// [`content_type`]), encoded as `encoding` says (see `crate::compress`). Large bodies sent as they are go to `send_queue` (the
-/// connection's; see `sendfile.rs`); a body compressed on the fly is read and compressed here.
+/// [`content_type`]), encoded as `encoding` says (see `crate::compress`). Large bodies sent
+/// as they are go to `send_queue` (the connection's; see `sendfile.rs`); a body compressed on
+/// the fly is read and compressed here.
 ///
 /// Every header value is built with at most one allocation, or none: this runs for every
 /// static request, where allocation was a twentieth of the server's CPU time.
