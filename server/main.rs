@@ -6,6 +6,7 @@ mod app;
 mod banner;
 mod body;
 mod cgi;
+mod compress;
 mod config;
 mod conn;
 mod customer_log;

@@ -103,6 +103,9 @@ pub fn resolve(jail: &Jail, url: &UrlPath, config: &Config) -> Resolution {
 /// Resolves `url` inside the site held by `jail`, with what `scope` says.
 pub fn resolve_in(jail: &Jail, url: &UrlPath, scope: Scope<'_>) -> Resolution {
     let resolved = site_owner(jail).and_then(|owner| {
+        if let Some(rules) = scope.rules {
+            links_allowed(jail, url, rules)?;
+        }
         let descent = descend(jail, url, scope)?;
         let found = target(jail, url, descent, scope)?;
         judge(jail, found, owner, scope)
@@ -114,6 +117,34 @@ pub fn resolve_in(jail: &Jail, url: &UrlPath, scope: Scope<'_>) -> Resolution {
         Err(Stop::Denied(denial, path)) => Resolution::Denied { denial, path },
         Err(Stop::Fault(path, error)) => Resolution::Fault { path, error },
     }
+}
+
+/// Refuses a symbolic link on the path when the `.htaccess` rules turn following links off
+/// (`Options -FollowSymLinks`; with `SymLinksIfOwnerMatch`, only links whose owner is not their
+/// target's). Only looked at when they do: links inside the site are followed otherwise.
+fn links_allowed(jail: &Jail, url: &UrlPath, rules: &Rules) -> Result<(), Stop> {
+    let o = &rules.options;
+    if o.follow_symlinks != Some(false) {
+        return Ok(());
+    }
+    let mut rel = PathBuf::new();
+    for segment in &url.segments {
+        rel.push(OsStr::from_bytes(segment));
+        let Ok(l) = jail.lstat(&rel) else {
+            return Ok(());
+        };
+        if FileKind::from_mode(l.st_mode) != FileKind::Symlink {
+            continue;
+        }
+        let owners_match = o.owner_match == Some(true)
+            && jail
+                .stat(&rel)
+                .is_ok_and(|target| target.st_uid == l.st_uid);
+        if !owners_match {
+            return Err(Stop::Denied(Denial::SymlinkOff, lossy(&rel)));
+        }
+    }
+    Ok(())
 }
 
 /// Why resolution ended before a file was judged.

@@ -1,8 +1,9 @@
 //! Static files: validators (ETag, Last-Modified) and conditional requests, single byte ranges,
-//! HEAD, and bodies streamed from the open file, never read whole into memory.
+//! HEAD, and bodies streamed from the open file, never read whole into memory, as they are or
+//! in the encoding `crate::compress` chose.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +14,7 @@ use http_body_util::BodyExt;
 use nix::sys::stat::FileStat;
 
 use crate::body::{self, Body};
+use crate::compress::{Asked, Coding, Encoding};
 use crate::resolve::StaticFile;
 use crate::sendfile::{self, SendQueue};
 
@@ -23,34 +25,32 @@ const CHUNK: usize = 256 * 1024;
 /// `pread` and one `writev` with the header cost less than a `writev` and a `sendfile`.
 const SENDFILE_FROM: u64 = 64 * 1024;
 
-/// Builds the response for an opened, gate-approved regular file. Large bodies are handed to
-/// `send_queue` (the connection's; see `sendfile.rs`).
+/// Builds the response for an opened, gate-approved regular file of `content_type` (from
+/// [`content_type`]), encoded as `encoding` says (see `crate::compress`). Large bodies sent
+/// as they are go to `send_queue` (the connection's; see `sendfile.rs`); a body compressed on
+/// the fly is read and compressed here.
 ///
 /// Every header value is built with at most one allocation, or none: this runs for every
 /// static request, where allocation was a twentieth of the server's CPU time.
 pub fn respond(
-    method: &Method,
-    headers: &HeaderMap,
-    file: StaticFile,
+    (method, headers): Asked<'_>,
+    (file, content_type): (StaticFile, &'static str),
+    encoding: Encoding,
     send_queue: &Arc<SendQueue>,
 ) -> Response<Body> {
+    let vary = !matches!(encoding, Encoding::Plain);
+    // The file whose bytes and validators the response carries: a precompressed sibling
+    // stands in for the file it compresses.
+    let (coding, on_the_fly, file) = match encoding {
+        Encoding::Plain | Encoding::Identity => (None, None, file),
+        Encoding::OnTheFly(coding) => (Some(coding), Some(coding), file),
+        Encoding::Precompressed(coding, sibling) => (Some(coding), None, sibling),
+    };
     let StaticFile { rel, file, stat } = file;
-    let stat = &stat;
     let size = stat.st_size.max(0) as u64;
-    let mtime = UNIX_EPOCH
-        + Duration::from_secs(stat.st_mtime.max(0) as u64)
-        + Duration::from_nanos(stat.st_mtime_nsec.max(0) as u64);
-    let etag = etag(stat);
     let mut response = Response::new(body::empty());
     let out = response.headers_mut();
-    out.reserve(8);
-    out.insert(header::ETAG, text_value(etag.clone()));
-    out.insert(
-        header::LAST_MODIFIED,
-        text_value(httpdate::fmt_http_date(mtime)),
-    );
-    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-
+    let (etag, mtime) = validators(out, &stat, coding, vary);
     if !preconditions_hold(headers, &etag, mtime) {
         return crate::error_page::page(StatusCode::PRECONDITION_FAILED, None);
     }
@@ -58,13 +58,26 @@ pub fn respond(
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         return response;
     }
-
-    let content_type = mime_guess::from_path(&rel)
-        .first_raw()
-        .unwrap_or("application/octet-stream");
     out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(coding) = coding {
+        out.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.token()),
+        );
+    }
+    if let Some(coding) = on_the_fly {
+        // The compressed length is known only at the end: no Content-Length (chunked), and
+        // the bytes are read here, never through placeholders.
+        if method != Method::HEAD && size > 0 {
+            let plain = stream(file, rel, 0, size, None);
+            *response.body_mut() = crate::compress::compress(coding, plain);
+        }
+        return response;
+    }
 
-    let Some((status, start, len)) = selection(method, headers, &etag, mtime, size, out) else {
+    let ranges = coding.is_none();
+    let Some((status, start, len)) = selection(method, headers, (&etag, mtime, ranges), size, out)
+    else {
         *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
         return response;
     };
@@ -77,17 +90,52 @@ pub fn respond(
     response
 }
 
+/// Writes the representation's validators (ETag, Last-Modified) and what caches and range
+/// clients need to know (`Vary`, `Accept-Ranges`) into `out`; returns the ETag and the time.
+fn validators(
+    out: &mut HeaderMap,
+    stat: &FileStat,
+    coding: Option<Coding>,
+    vary: bool,
+) -> (String, SystemTime) {
+    let mtime = UNIX_EPOCH
+        + Duration::from_secs(stat.st_mtime.max(0) as u64)
+        + Duration::from_nanos(stat.st_mtime_nsec.max(0) as u64);
+    let etag = etag(stat, coding);
+    out.reserve(10);
+    out.insert(header::ETAG, text_value(etag.clone()));
+    out.insert(
+        header::LAST_MODIFIED,
+        text_value(httpdate::fmt_http_date(mtime)),
+    );
+    if vary {
+        out.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    // A range is served from the file as it is, never from a compressed body.
+    if coding.is_none() {
+        out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    }
+    (etag, mtime)
+}
+
+/// The media type of a file, from its extension.
+pub fn content_type(rel: &Path) -> &'static str {
+    mime_guess::from_path(rel)
+        .first_raw()
+        .unwrap_or("application/octet-stream")
+}
+
 /// Which bytes to send: (status, start, length) of the whole file or of the one range asked
 /// for (its Content-Range set in `out`), or `None` for a range that cannot be satisfied.
+/// Ranges are honoured only when `ranges` is (never for a compressed body).
 fn selection(
     method: &Method,
     headers: &HeaderMap,
-    etag: &str,
-    mtime: SystemTime,
+    (etag, mtime, ranges): (&str, SystemTime, bool),
     size: u64,
     out: &mut HeaderMap,
 ) -> Option<(StatusCode, u64, u64)> {
-    let range = if method == Method::GET && if_range_holds(headers, etag, mtime) {
+    let range = if ranges && method == Method::GET && if_range_holds(headers, etag, mtime) {
         headers
             .get(header::RANGE)
             .and_then(|r| r.to_str().ok())
@@ -202,10 +250,13 @@ impl http_body::Body for FileBody {
     }
 }
 
-/// Apache's default ETag (`FileETag MTime Size`): size and modification time in microseconds.
-fn etag(stat: &FileStat) -> String {
+/// Apache's default ETag (`FileETag MTime Size`): size and modification time in microseconds,
+/// with the coding's suffix for a compressed representation (`"…-gz"`), so that each encoding
+/// has its own strong tag.
+fn etag(stat: &FileStat, coding: Option<Coding>) -> String {
     let usec = (stat.st_mtime as i128) * 1_000_000 + (stat.st_mtime_nsec as i128) / 1000;
-    format!("\"{:x}-{:x}\"", stat.st_size, usec)
+    let suffix = coding.map_or("", Coding::etag_suffix);
+    format!("\"{:x}-{:x}{suffix}\"", stat.st_size, usec)
 }
 
 /// RFC 9110 §13.2.2, steps 1 and 2: If-Match (strong comparison, or `*`), or without it

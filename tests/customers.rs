@@ -119,6 +119,10 @@ fn each_customer_is_their_own_identity_in_their_own_home() {
     let listed = h.user(&["list"]);
     assert!(listed.contains(&format!("uid {alice_uid}")), "{listed}");
     assert!(listed.contains("domains=alice.example"), "{listed}");
+    assert!(
+        listed.contains("bytes=") && listed.contains("files=4/unlimited"),
+        "usage against quota: {listed}"
+    );
 
     let s = h.start();
     let local = h.root.join("id.cgi");

@@ -142,3 +142,33 @@ fn htaccess_that_is_not_a_plain_file_is_refused() {
     site.file("plain/page.html", "page\n", 0o644);
     assert_eq!(server.get("/plain/page.html").status, 200);
 }
+
+#[test]
+fn htaccess_follow_symlinks_off_refuses_links_on_the_path() {
+    let site = Site::new();
+    site.file("target.html", "the target\n", 0o644);
+    site.file("open/.htaccess", "Options +FollowSymLinks\n", 0o644);
+    site.file("closed/.htaccess", "Options -FollowSymLinks\n", 0o644);
+    site.file(
+        "owners/.htaccess",
+        "Options -FollowSymLinks +SymLinksIfOwnerMatch\n",
+        0o644,
+    );
+    for dir in ["open", "closed", "owners"] {
+        let link = site.path(&format!("{dir}/link.html"));
+        std::os::unix::fs::symlink("../target.html", &link).expect("symlink");
+        site.own(&link);
+    }
+    let server = site.start();
+    assert_eq!(server.get("/open/link.html").text(), "the target\n");
+    let r = server.get("/closed/link.html");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("FollowSymLinks"), "{}", r.text());
+    // The link and its target have one owner: followed.
+    assert_eq!(server.get("/owners/link.html").text(), "the target\n");
+    if nix::unistd::Uid::effective().is_root() {
+        // A link that is not its target's owner's is not.
+        std::os::unix::fs::lchown(site.path("owners/link.html"), Some(0), Some(0)).expect("lchown");
+        assert_eq!(server.get("/owners/link.html").status, 403);
+    }
+}

@@ -7,6 +7,7 @@ mod banner;
 mod cgi;
 mod cgi_isolation;
 mod cgi_programs;
+mod compression;
 mod customer_logs;
 mod customers;
 mod descriptors;

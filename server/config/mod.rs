@@ -11,14 +11,19 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use raw::{RawCgi, RawConfig, RawLimits, RawServer};
+use raw::{RawLimits, RawServer};
 
+mod cgi;
 mod htaccess;
+mod origin;
 mod raw;
 mod sftp;
 mod users;
 
+pub use cgi::{Cgi, ScriptLimits};
 pub use htaccess::Htaccess;
+pub(crate) use origin::Origin;
+use origin::read;
 pub use sftp::Settings;
 pub use users::{Customer, Hosting, Identity, SiteGuard, unsafe_site, valid_user_name};
 
@@ -90,6 +95,8 @@ pub struct Config {
     pub log_level: String,
     /// Directory index names, tried in order.
     pub index_files: Vec<String>,
+    /// What is compressed for clients that accept it (`[server] compress`, `compress_cgi`).
+    pub compression: crate::compress::Settings,
     /// Limits.
     pub limits: Limits,
     /// CGI.
@@ -134,48 +141,6 @@ pub struct Limits {
     pub send_timeout: Duration,
 }
 
-/// CGI settings.
-#[derive(Clone, Debug)]
-pub struct Cgi {
-    /// URL directories whose regular files are all scripts, as segments (`/cgi-bin/` → `cgi-bin`).
-    pub directories: Vec<Vec<Vec<u8>>>,
-    /// File name endings that make a file a script anywhere (`.cgi`).
-    pub extensions: Vec<String>,
-    /// File name endings run through an interpreter (`.php` → `/usr/bin/php-cgi`).
-    pub handlers: Vec<(String, PathBuf)>,
-    /// Pass `Authorization` to scripts as `HTTP_AUTHORIZATION` (Apache's `CGIPassAuth`).
-    pub pass_authorization: bool,
-    /// How long a script may take to send its header block (504 after it).
-    pub header_timeout: Duration,
-    /// How long a script may run in all.
-    pub run_timeout: Duration,
-    /// Scripts running at once.
-    pub max_concurrent: usize,
-    /// How long a request waits for a free script slot before 503.
-    pub queue_wait: Duration,
-    /// Largest header block a script may send, in bytes.
-    pub max_header_bytes: usize,
-    /// Lowest uid that counts as an ordinary user (runs as itself when the server is root).
-    pub min_uid: u32,
-    /// The account scripts owned by root or system accounts run as when the server is root.
-    pub fallback_user: String,
-    /// A script's resource limits (a customer's entry may override them).
-    pub limits: ScriptLimits,
-}
-
-/// The resource limits a script is started with (0: leave as inherited).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ScriptLimits {
-    /// RLIMIT_CPU, seconds.
-    pub cpu_secs: u64,
-    /// RLIMIT_AS, bytes.
-    pub memory_bytes: u64,
-    /// RLIMIT_NOFILE.
-    pub open_files: u64,
-    /// RLIMIT_NPROC (it counts every process of the script's user).
-    pub processes: u64,
-}
-
 impl Config {
     /// Loads `file` (or [`DEFAULT_CONFIG`] when it exists, or the built-in defaults), applies
     /// `overrides` and validates everything.
@@ -197,7 +162,7 @@ impl Config {
         let log_level =
             log_level(&server.log_level).map_err(|p| origin.err("server.log_level", p))?;
         let limits = limits(raw.limits, &origin)?;
-        let cgi = cgi(raw.cgi, &origin)?;
+        let cgi = cgi::cgi(raw.cgi, &origin)?;
         let customer_logs = rotation(&raw.hosting, &origin)?;
         let htaccess = htaccess::htaccess(raw.htaccess, &origin)?;
         let hosting = users::hosting(raw.hosting, &cgi, &origin)?;
@@ -224,6 +189,10 @@ impl Config {
             error_log: log_target(&server.error_log, &origin.base, LogTarget::Stderr),
             log_level,
             index_files: server.index_files,
+            compression: crate::compress::Settings {
+                static_files: server.compress,
+                cgi: server.compress_cgi,
+            },
             limits,
             cgi,
             sftp_settings,
@@ -293,70 +262,6 @@ impl Config {
     }
 }
 
-/// Where the values come from: the file (or the built-in defaults) and the directory relative
-/// paths are resolved against; it names both in errors.
-pub(crate) struct Origin {
-    /// The file, when there is one.
-    file: Option<PathBuf>,
-    /// The file's directory, absolute (the current directory without a file).
-    base: PathBuf,
-    /// How errors name it: the file's path, or `built-in defaults`.
-    name: String,
-}
-
-impl Origin {
-    /// An error about `key` of this origin.
-    fn err(&self, key: &str, problem: impl Into<String>) -> ConfigError {
-        ConfigError {
-            source: self.name.clone(),
-            key: Some(key.to_string()),
-            problem: problem.into(),
-        }
-    }
-
-    /// `path` resolved against the file's directory.
-    fn resolve(&self, path: &Path) -> PathBuf {
-        self.base.join(path)
-    }
-
-    /// Refuses 0 for `key`.
-    fn positive(&self, key: &str, value: u64) -> Result<(), ConfigError> {
-        if value == 0 {
-            Err(self.err(key, "must be greater than 0"))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-/// Reads and parses `file` (the built-in defaults without one).
-fn read(file: Option<PathBuf>) -> Result<(RawConfig, Origin), ConfigError> {
-    let name = file.as_ref().map_or_else(
-        || "built-in defaults".to_string(),
-        |p| p.display().to_string(),
-    );
-    let whole = |problem: String| ConfigError {
-        source: name.clone(),
-        key: None,
-        problem,
-    };
-    let cwd = std::env::current_dir()
-        .map_err(|e| whole(format!("cannot read the current directory: {e}")))?;
-    let raw = match &file {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| whole(format!("cannot read it: {e}")))?;
-            toml::from_str(&text).map_err(|e| whole(e.to_string().trim_end().to_string()))?
-        }
-        None => RawConfig::default(),
-    };
-    let base = match file.as_deref().and_then(Path::parent) {
-        Some(dir) => cwd.join(dir),
-        None => cwd,
-    };
-    Ok((raw, Origin { file, base, name }))
-}
-
 /// The document root and the listen addresses, each from the command line when given there.
 fn places(
     server: &RawServer,
@@ -414,66 +319,6 @@ fn limits(l: RawLimits, origin: &Origin) -> Result<Limits, ConfigError> {
     })
 }
 
-/// The `[cgi]` section, checked: URL directories, extensions, absolute interpreters.
-fn cgi(c: RawCgi, origin: &Origin) -> Result<Cgi, ConfigError> {
-    let mut directories = Vec::new();
-    for d in &c.directories {
-        let path = crate::url::parse(d)
-            .ok()
-            .filter(|p| !p.segments.is_empty())
-            .ok_or_else(|| {
-                origin.err(
-                    "cgi.directories",
-                    format!("`{d}` is not a URL directory like /cgi-bin/"),
-                )
-            })?;
-        directories.push(path.segments);
-    }
-    let extension = |e: &str| e.starts_with('.') && e.len() >= 2;
-    if let Some(e) = c.extensions.iter().find(|e| !extension(e)) {
-        return Err(origin.err("cgi.extensions", format!("`{e}` must look like \".cgi\"")));
-    }
-    let mut handlers = Vec::new();
-    for (ext, interp) in &c.handlers {
-        if !extension(ext) {
-            return Err(origin.err("cgi.handlers", format!("`{ext}` must look like \".php\"")));
-        }
-        if !interp.is_absolute() {
-            return Err(origin.err(
-                "cgi.handlers",
-                format!("the interpreter for `{ext}` must be an absolute path"),
-            ));
-        }
-        handlers.push((ext.clone(), interp.clone()));
-    }
-    origin.positive("cgi.header_timeout_secs", c.header_timeout_secs)?;
-    origin.positive("cgi.run_timeout_secs", c.run_timeout_secs)?;
-    origin.positive("cgi.max_concurrent", c.max_concurrent as u64)?;
-    if c.max_header_bytes < 1024 {
-        return Err(origin.err("cgi.max_header_bytes", "must be at least 1024"));
-    }
-    account_exists(&c.fallback_user).map_err(|problem| origin.err("cgi.fallback_user", problem))?;
-    Ok(Cgi {
-        directories,
-        extensions: c.extensions,
-        handlers,
-        pass_authorization: c.pass_authorization,
-        header_timeout: Duration::from_secs(c.header_timeout_secs),
-        run_timeout: Duration::from_secs(c.run_timeout_secs),
-        max_concurrent: c.max_concurrent,
-        queue_wait: Duration::from_millis(c.queue_wait_ms),
-        max_header_bytes: c.max_header_bytes,
-        min_uid: c.min_uid,
-        fallback_user: c.fallback_user,
-        limits: ScriptLimits {
-            cpu_secs: c.limit_cpu_secs,
-            memory_bytes: c.limit_memory_bytes,
-            open_files: c.limit_open_files,
-            processes: c.limit_processes,
-        },
-    })
-}
-
 /// The customers' sites: each customer's web root, reached by their domains and `/~name/`.
 fn sites(customers: &[Customer], userdir: bool) -> Result<crate::sites::Sites, String> {
     let mut sites = crate::sites::Sites::new(userdir);
@@ -525,16 +370,6 @@ fn log_level(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
-/// `cgi.fallback_user` names an account of this system.
-fn account_exists(name: &str) -> Result<(), String> {
-    match nix::unistd::User::from_name(name) {
-        Ok(Some(_)) => Ok(()),
-        _ => Err(format!(
-            "there is no user `{name}` on this system (scripts owned by root or system accounts run as it)"
-        )),
-    }
-}
-
 fn existing_dir(path: &Path) -> Result<PathBuf, String> {
     match std::fs::canonicalize(path) {
         Ok(p) if p.is_dir() => Ok(p),
@@ -556,98 +391,4 @@ fn log_target(text: &str, base: &Path, dash: LogTarget) -> LogTarget {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load_text(text: &str) -> Result<Config, ConfigError> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(dir.path().join("htdocs")).expect("mkdir");
-        let file = dir.path().join("y.toml");
-        std::fs::write(&file, text).expect("write");
-        Config::load(Some(&file), &Overrides::default())
-    }
-
-    #[test]
-    fn defaults_resolve_relative_to_the_file() {
-        let c = load_text("").expect("valid");
-        assert!(c.document_root.ends_with("htdocs"));
-        assert_eq!(c.http.port(), 8080);
-        assert_eq!(c.cgi.directories, vec![vec![b"cgi-bin".to_vec()]]);
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let e = load_text("[limits]\nmax_conections = 3\n")
-            .expect_err("invalid")
-            .to_string();
-        assert!(e.contains("max_conections"), "{e}");
-        assert!(e.contains("y.toml"), "{e}");
-    }
-
-    #[test]
-    fn log_levels_and_the_fallback_user_are_checked() {
-        for level in ["info", "DEBUG", "warn,hyper=debug", "off"] {
-            let c = load_text(&format!("[server]\nlog_level = \"{level}\"\n")).expect(level);
-            assert_eq!(c.log_level, level);
-        }
-        for level in ["verbose", "warning", "debg", "info,=debug"] {
-            let e = load_text(&format!("[server]\nlog_level = \"{level}\"\n"))
-                .expect_err(level)
-                .to_string();
-            assert!(e.contains("server.log_level"), "{e}");
-            assert!(e.contains("error, warn, info, debug, trace"), "{e}");
-        }
-        let e = load_text("[cgi]\nfallback_user = \"no-such-user-here\"\n")
-            .expect_err("no such user")
-            .to_string();
-        assert!(
-            e.contains("cgi.fallback_user") && e.contains("no-such-user-here"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn customer_log_rotation_has_defaults_and_bounds() {
-        let c = load_text("").expect("valid");
-        assert_eq!(c.customer_logs.max_bytes, 10_485_760);
-        assert_eq!(c.customer_logs.generations, 5);
-        let c = load_text("[hosting]\nlog_max_bytes = 1000\nlog_generations = 2\n").expect("valid");
-        assert_eq!(
-            (c.customer_logs.max_bytes, c.customer_logs.generations),
-            (1000, 2)
-        );
-        for (text, key) in [
-            ("log_generations = 0", "hosting.log_generations"),
-            ("log_generations = 1000", "hosting.log_generations"),
-            ("log_max_bytes = 0", "hosting.log_max_bytes"),
-        ] {
-            let e = load_text(&format!("[hosting]\n{text}\n"))
-                .expect_err(text)
-                .to_string();
-            assert!(e.contains(key), "{e}");
-        }
-    }
-
-    #[test]
-    fn a_missing_handler_is_a_warning() {
-        let c = load_text("[cgi.handlers]\n\".xyz\" = \"/no/such/interpreter\"\n").expect("valid");
-        let w = c.warnings();
-        assert_eq!(w.len(), 1);
-        assert!(w[0].contains("/no/such/interpreter"), "{w:?}");
-    }
-
-    #[test]
-    fn bad_value_names_key() {
-        let e = load_text("[server]\nhttp = \"nope\"\n")
-            .expect_err("invalid")
-            .to_string();
-        assert!(e.contains("key `server.http`"), "{e}");
-        let e = load_text("[limits]\nmax_connections = 0\n")
-            .expect_err("invalid")
-            .to_string();
-        assert!(
-            e.contains("key `limits.max_connections`: must be greater than 0"),
-            "{e}"
-        );
-    }
-}
+mod tests;

@@ -60,6 +60,8 @@ pub(super) struct RawServer {
     pub(super) error_log: String,
     pub(super) log_level: String,
     pub(super) index_files: Vec<String>,
+    pub(super) compress: bool,
+    pub(super) compress_cgi: bool,
 }
 
 impl Default for RawServer {
@@ -73,6 +75,8 @@ impl Default for RawServer {
             error_log: "-".into(),
             log_level: "info".into(),
             index_files: vec!["index.html".into(), "index.htm".into(), "index.cgi".into()],
+            compress: true,
+            compress_cgi: false,
         }
     }
 }

@@ -26,7 +26,7 @@ pub enum Admission {
     /// Go on with these rules (and the user who logged in, if any).
     Go {
         chain: Chain,
-        rules: Box<Rules>,
+        rules: Arc<Rules>,
         user: Option<String>,
     },
     /// The request ends here: a file on the path cannot be used, so no rules are in force.
@@ -35,7 +35,7 @@ pub enum Admission {
     /// `ErrorDocument` and `Header always` lines still apply to the refusal, as in Apache.
     RefusedBy {
         refusal: Box<Refusal>,
-        rules: Box<Rules>,
+        rules: Arc<Rules>,
     },
 }
 
@@ -65,7 +65,7 @@ pub async fn admit(cache: &Cache, auth: &Arc<BasicAuth>, asking: &Asking<'_>) ->
         Err(broken) => return Admission::Refused(Box::new(Refusal::broken(&broken))),
     };
     let name = file_name(&chain, asking);
-    let rules = chain.rules(name.as_deref(), asking.method);
+    let rules = chain.merged(cache, name.as_deref(), asking.method);
     let mut who = Asker {
         ip: asking.peer,
         method: asking.method,
@@ -99,11 +99,7 @@ pub async fn admit(cache: &Cache, auth: &Arc<BasicAuth>, asking: &Asking<'_>) ->
             }
         }
     };
-    Admission::Go {
-        chain,
-        rules: Box::new(rules),
-        user,
-    }
+    Admission::Go { chain, rules, user }
 }
 
 /// The name `<Files>` sections are matched against: that of the file the URL reaches, as
@@ -147,10 +143,10 @@ fn lossy(segment: &[u8]) -> String {
     String::from_utf8_lossy(segment).into_owned()
 }
 
-fn refused_by(refusal: Refusal, rules: Rules) -> Admission {
+fn refused_by(refusal: Refusal, rules: Arc<Rules>) -> Admission {
     Admission::RefusedBy {
         refusal: Box::new(refusal),
-        rules: Box::new(rules),
+        rules,
     }
 }
 

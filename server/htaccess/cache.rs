@@ -21,6 +21,7 @@ use yadokari_site::{Jail, JailError};
 
 use super::Problem;
 use super::file::{Fault, Htaccess, Settings, compile};
+use super::rules::Rules;
 
 /// What a directory's `.htaccess` gives.
 #[derive(Clone, Debug)]
@@ -50,10 +51,22 @@ const KEEP: usize = 65_536;
 /// change times.
 type Stamp = (i64, i64, i64, i64, i64);
 
-/// The compiled files of every site, by (site, device, inode) of the file.
+/// The compiled files of every site, by (site, device, inode) of the file, and what the files
+/// of a path add up to.
 pub struct Cache {
     settings: Settings,
     entries: RwLock<HashMap<Key, (Stamp, Loaded)>>,
+    /// Merged rules, by the scopes merged (the addresses of their `Rules`, which stay put
+    /// while the entry holds their files). A request in a directory with files pays one
+    /// lookup instead of merging every file's settings again.
+    merged: RwLock<HashMap<Vec<usize>, Merged>>,
+}
+
+/// One merged result, with the files it was made from (held, so that the addresses in its
+/// key are never reused by other files while it is kept).
+struct Merged {
+    _files: Vec<Arc<Htaccess>>,
+    rules: Arc<Rules>,
 }
 
 /// A file of a site: the site (a hash of its root's path) and the file's device and inode.
@@ -81,7 +94,37 @@ impl Cache {
         Cache {
             settings,
             entries: RwLock::new(HashMap::new()),
+            merged: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The rules the scopes `key` (addresses of `Rules` inside `files`) add up to: kept, or
+    /// made with `merge` and kept.
+    pub fn merged(
+        &self,
+        key: Vec<usize>,
+        files: impl FnOnce() -> Vec<Arc<Htaccess>>,
+        merge: impl FnOnce() -> Rules,
+    ) -> Arc<Rules> {
+        if let Ok(merged) = self.merged.read()
+            && let Some(m) = merged.get(&key)
+        {
+            return m.rules.clone();
+        }
+        let rules = Arc::new(merge());
+        if let Ok(mut merged) = self.merged.write() {
+            if merged.len() >= KEEP {
+                merged.clear();
+            }
+            merged.insert(
+                key,
+                Merged {
+                    _files: files(),
+                    rules: rules.clone(),
+                },
+            );
+        }
+        rules
     }
 
     /// The cache a server with `config` uses; `None` when it does not read `.htaccess` files.
@@ -103,17 +146,16 @@ impl Cache {
     /// already read through this site's jail; a file is only read through the jail, and a
     /// name that leads out of the site (a link) finds nothing compiled under this site's key,
     /// so the jailed read refuses it.
-    pub fn place(&self, jail: &Jail, site: u64, rel: &Path) -> Place {
-        let file = rel.join(NAME);
+    pub fn place(&self, jail: &Jail, site: u64, file: &Path) -> Place {
         let st = match nix::sys::stat::fstatat(
             jail.root(),
-            &file,
+            file,
             nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         ) {
             Ok(st) => st,
             Err(nix::errno::Errno::ENOENT) => return Place::Dir(Loaded::Absent),
             Err(nix::errno::Errno::ENOTDIR) => return Place::End,
-            Err(e) => return Place::Dir(broken(&file, 0, cannot_read(&e.desc().to_lowercase()))),
+            Err(e) => return Place::Dir(broken(file, 0, cannot_read(&e.desc().to_lowercase()))),
         };
         if let Ok(entries) = self.entries.read()
             && let Some((s, loaded)) = entries.get(&(site, st.st_dev, st.st_ino))
@@ -121,7 +163,7 @@ impl Cache {
         {
             return Place::Dir(loaded.clone());
         }
-        Place::Dir(self.load(jail, site, &file))
+        Place::Dir(self.load(jail, site, file))
     }
 
     /// Looks at `file` through the jail, reads and compiles it, and keeps the result.

@@ -83,7 +83,11 @@ impl Chain {
                 url_path.push_str(&String::from_utf8_lossy(segment));
                 url_path.push('/');
             }
-            match cache.place(jail, site, &rel) {
+            // `rel/.htaccess`, without a new path for every level.
+            rel.push(super::cache::NAME);
+            let place = cache.place(jail, site, &rel);
+            rel.pop();
+            match place {
                 Place::End => {
                     file_at = i.checked_sub(1);
                     break;
@@ -113,6 +117,19 @@ impl Chain {
             rules.merge(r);
         }
         rules
+    }
+
+    /// [`Chain::rules`], merged once per set of scopes and kept in `cache`.
+    pub fn merged(&self, cache: &Cache, name: Option<&str>, method: &str) -> Arc<Rules> {
+        let key: Vec<usize> = self
+            .scopes(name, method)
+            .map(|(_, r)| r as *const Rules as usize)
+            .collect();
+        cache.merged(
+            key,
+            || self.levels.iter().map(|l| l.file.clone()).collect(),
+            || self.rules(name, method),
+        )
     }
 
     /// The scopes that apply to the file named `name` and `method`, in the order they are
@@ -163,6 +180,13 @@ impl Chain {
                 line,
                 text: level.file.line_text(line).unwrap_or(""),
             })
+    }
+
+    /// Whether any file on the path rewrites or redirects (else there is nothing to try).
+    pub fn moves_urls(&self) -> bool {
+        self.levels
+            .iter()
+            .any(|l| l.file.rewrites.is_set() || !l.file.redirects.is_empty())
     }
 
     /// The rewrite rules in force: those of every file that has any, merged top down as Apache

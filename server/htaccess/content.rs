@@ -29,6 +29,8 @@ pub struct Options {
     pub indexes: Option<bool>,
     pub exec_cgi: Option<bool>,
     pub follow_symlinks: Option<bool>,
+    /// `SymLinksIfOwnerMatch`: a link is followed when it and its target have one owner.
+    pub owner_match: Option<bool>,
 }
 
 impl Options {
@@ -37,6 +39,7 @@ impl Options {
         self.indexes = deeper.indexes.or(self.indexes);
         self.exec_cgi = deeper.exec_cgi.or(self.exec_cgi);
         self.follow_symlinks = deeper.follow_symlinks.or(self.follow_symlinks);
+        self.owner_match = deeper.owner_match.or(self.owner_match);
     }
 }
 
@@ -226,6 +229,7 @@ fn options(o: &mut Options, args: &[String]) -> Result<(), Problem> {
             indexes: Some(false),
             exec_cgi: Some(false),
             follow_symlinks: Some(false),
+            owner_match: Some(false),
         };
     }
     for a in args {
@@ -237,7 +241,8 @@ fn options(o: &mut Options, args: &[String]) -> Result<(), Problem> {
         match name.to_ascii_lowercase().as_str() {
             "indexes" => o.indexes = Some(on),
             "execcgi" => o.exec_cgi = Some(on),
-            "followsymlinks" | "symlinksifownermatch" => o.follow_symlinks = Some(on),
+            "followsymlinks" => o.follow_symlinks = Some(on),
+            "symlinksifownermatch" => o.owner_match = Some(on),
             "all" => {
                 o.indexes = Some(on);
                 o.exec_cgi = Some(on);
@@ -248,6 +253,7 @@ fn options(o: &mut Options, args: &[String]) -> Result<(), Problem> {
                     indexes: Some(false),
                     exec_cgi: Some(false),
                     follow_symlinks: Some(false),
+                    owner_match: Some(false),
                 }
             }
             // Turning off what this server never does is already true.
@@ -310,14 +316,7 @@ fn error_document(rules: &mut Rules, args: &[String]) -> Result<(), Problem> {
 mod tests {
     use super::*;
 
-    fn line(text: &str) -> Line {
-        let words = super::super::syntax::words(text).expect("words");
-        Line {
-            number: 1,
-            name: words[0].clone(),
-            args: words[1..].to_vec(),
-        }
-    }
+    use super::super::syntax::line;
 
     fn apply_all(lines: &[&str]) -> Result<Rules, Problem> {
         let mut r = Rules::default();

@@ -205,14 +205,7 @@ pub fn ignored(patterns: &[String], name: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn line(text: &str) -> Line {
-        let words = super::super::syntax::words(text).expect("words");
-        Line {
-            number: 1,
-            name: words[0].clone(),
-            args: words[1..].to_vec(),
-        }
-    }
+    use super::super::syntax::line;
 
     #[test]
     fn patterns_add_up_and_a_reset_drops_the_inherited_ones() {

@@ -163,6 +163,17 @@ fn section_name(rest: &str, number: usize) -> Result<String, SyntaxError> {
         })
 }
 
+/// One directive line as written (`Name args...`), for tests.
+#[cfg(test)]
+pub fn line(text: &str) -> Line {
+    let words = words(text).expect("words");
+    Line {
+        number: 1,
+        name: words[0].clone(),
+        args: words[1..].to_vec(),
+    }
+}
+
 /// The words of a line: runs of non-space, or quoted strings (`"..."` or `'...'`) in which a
 /// backslash before the quote keeps it.
 pub fn words(text: &str) -> Result<Vec<String>, String> {

@@ -105,20 +105,9 @@ fn verdict(v: &Verdict, explained: bool) -> (&'static str, String) {
     }
 }
 
-/// `&`, `<`, `>`, `"` and `'` as entities.
+/// `&`, `<`, `>`, `"` and `'` as entities (the error page's escaping).
 pub(super) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::error_page::escape(text)
 }
 
 /// `2024-05-01 12:34` (UTC) for seconds since the epoch.

@@ -17,7 +17,7 @@ use tracing::Instrument;
 use crate::access_log::{Entry, LoggedBody};
 use crate::app::{App, State};
 use crate::body::{self, Body, BoxError, RequestBody};
-use crate::cgi::{self, Outcome, failure::Failure};
+use crate::cgi::failure::Failure;
 use crate::config::Config;
 use crate::conn::{ConnInfo, InFlight};
 use crate::customer_log::CustomerLog;
@@ -27,14 +27,15 @@ use crate::htaccess::admission::{Admission, Asking};
 use crate::htaccess::chain::Chain;
 use crate::htaccess::content::ErrorDocument;
 use crate::htaccess::rules::Rules;
-use crate::resolve::{self, Resolution};
 use crate::sites::{Route, Served};
-use crate::static_files;
 use crate::{htaccess, url};
 use per_dir::{Moved, Notes, View};
 
 mod listing;
 mod per_dir;
+mod serve;
+
+use serve::serve;
 
 /// Handles one request, logging it when its response ends.
 pub async fn handle(
@@ -270,7 +271,9 @@ async fn act(
     let Some((chain, rules)) = admitted else {
         return serve(req, ctx, &site, &url, None, notes, pass).await;
     };
-    let moved = {
+    let moved = if !chain.moves_urls() {
+        Moved::Stay
+    } else {
         let path = url.display();
         let (env, user) = (notes.env.clone(), notes.user.clone());
         let view = View {
@@ -353,7 +356,7 @@ fn with_target(req: Request<RequestBody>, target: &str) -> Result<Request<Reques
 
 /// A request the `.htaccess` files refused, and the rules in force when they did (none when a
 /// file on the path cannot be used).
-type Refused = (HttpError, Option<Box<Rules>>);
+type Refused = (HttpError, Option<Arc<Rules>>);
 
 /// The `.htaccess` files' admission of the request; `None` when there are none on its path.
 async fn admitted(
@@ -362,7 +365,7 @@ async fn admitted(
     site: &Served<'_>,
     url: &url::UrlPath,
     notes: &mut Notes,
-) -> Result<Option<(Chain, Box<Rules>)>, Refused> {
+) -> Result<Option<(Chain, Arc<Rules>)>, Refused> {
     let Some(cache) = &ctx.state.htaccess else {
         return Ok(None);
     };
@@ -394,93 +397,6 @@ async fn admitted(
             Ok(Some((chain, rules)))
         }
     }
-}
-
-/// Resolves the URL in the site (with the `.htaccess` rules in force, if any) and serves,
-/// runs or refuses what it names.
-async fn serve(
-    req: Request<RequestBody>,
-    ctx: Ctx<'_>,
-    site: &Served<'_>,
-    url: &url::UrlPath,
-    rules: Option<&Rules>,
-    notes: &Notes,
-    pass: Pass<'_>,
-) -> Result<Acted, HttpError> {
-    let Ctx { state, conn, app } = ctx;
-    let config = &state.config;
-    let scope = resolve::Scope { config, rules };
-    let name = url
-        .segments
-        .last()
-        .map(|s| String::from_utf8_lossy(s).into_owned());
-    let mut response = match resolve::resolve_in(site.jail, url, scope) {
-        Resolution::NotFound => return Err(HttpError::NotFound),
-        Resolution::AddSlash => add_slash(&req),
-        Resolution::Denied { denial, path } => {
-            return listing::instead_of(&denial, &req, ctx, site, url, rules, notes)
-                .unwrap_or(Err(HttpError::Denied { denial, path }));
-        }
-        Resolution::Fault { path, error } => {
-            let what = format!("cannot open {}", path.escape_debug());
-            return Err(HttpError::internal(what, error));
-        }
-        Resolution::Static(file) => {
-            if req.method() != Method::GET && req.method() != Method::HEAD {
-                return Err(HttpError::MethodNotAllowed);
-            }
-            let file_name = file
-                .rel
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned());
-            let mut r = static_files::respond(req.method(), req.headers(), file, &conn.send_queue);
-            if let Some(rules) = rules {
-                per_dir::finish(
-                    &mut r,
-                    rules,
-                    file_name.as_deref().or(name.as_deref()),
-                    true,
-                );
-            }
-            return Ok(Acted::Done(r));
-        }
-        Resolution::Script(script) => {
-            let path = script.rel.to_string_lossy().into_owned();
-            let mut env = notes.env.clone();
-            if let Some(rules) = rules {
-                env.extend(rules.set_env.iter().cloned());
-            }
-            let original = pass.original.path_and_query().map(|pq| pq.as_str());
-            let before = cgi::Before {
-                redirected: pass.redirected,
-                request_uri: pass.redirected.and(original),
-                remote_user: notes.user.as_deref(),
-                env: &env,
-            };
-            // Boxed: the script's future is large, and kept inline it would make every
-            // request's future (static ones too) that large to build and move.
-            let run = Box::pin(cgi::run(
-                req,
-                &script,
-                site,
-                config,
-                conn,
-                &app.scripts,
-                before,
-            ));
-            match run.await {
-                Ok(Outcome::Response(r)) => r,
-                Ok(Outcome::Redirect(location, parts)) => {
-                    return Ok(Acted::Redirect(location, parts));
-                }
-                Err(failure) => return Err(HttpError::Script { failure, path }),
-            }
-        }
-    };
-    if let Some(rules) = rules {
-        per_dir::finish(&mut response, rules, None, false);
-    }
-    Ok(Acted::Done(response))
 }
 
 /// Where a request goes: a user's site (`None`: the document root), the URL prefix it is

@@ -167,6 +167,9 @@ pub(super) fn moved(chain: &Chain, view: &View<'_>, notes: &mut Notes) -> Result
             other => return answer(other, dir_url, line),
         }
     }
+    if chain.levels.iter().all(|l| l.file.redirects.is_empty()) {
+        return Ok(Moved::Stay);
+    }
     // mod_alias matches the URL the client sent; a site reached at `/~name/` also answers to
     // the path inside it, as on its own domain.
     let full = (!view.prefix.is_empty()).then(|| format!("{}{}", view.prefix, view.path));

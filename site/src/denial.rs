@@ -32,6 +32,9 @@ pub enum Denial {
     ScriptSymlink,
     /// A script in a directory whose `.htaccess` turned scripts off (`Options -ExecCGI`).
     ExecCgiOff,
+    /// A symbolic link on the path where a `.htaccess` turned following links off
+    /// (`Options -FollowSymLinks`, or `SymLinksIfOwnerMatch` with owners that differ).
+    SymlinkOff,
 }
 
 /// A refusal spelled out for a person: what is wrong and what to type.
@@ -60,7 +63,8 @@ impl Denial {
             | Denial::OutsideSite
             | Denial::SpecialFile
             | Denial::NoIndex
-            | Denial::ExecCgiOff => 403,
+            | Denial::ExecCgiOff
+            | Denial::SymlinkOff => 403,
             Denial::NotExecutable { .. }
             | Denial::WritableByOthers { .. }
             | Denial::DirWritableByOthers { .. }
@@ -86,6 +90,7 @@ impl Denial {
             Denial::OwnerMismatch { .. } => "owner_mismatch",
             Denial::ScriptSymlink => "script_symlink",
             Denial::ExecCgiOff => "exec_cgi_off",
+            Denial::SymlinkOff => "symlink_off",
         }
     }
 
@@ -139,6 +144,10 @@ impl Denial {
             Denial::ScriptSymlink => (
                 format!("`{name}` is a symbolic link, and scripts are never run through links."),
                 format!("Delete the link {name} and upload the script itself under that name."),
+            ),
+            Denial::SymlinkOff => (
+                format!("`{name}` is a symbolic link, and a .htaccess on its path turns following links off here (`Options -FollowSymLinks`, or `SymLinksIfOwnerMatch` with a link and a target of different owners)."),
+                "Upload the file itself in place of the link, or allow links in that .htaccess (`Options +FollowSymLinks`).".to_string(),
             ),
             Denial::ExecCgiOff => (
                 format!("`{name}` is a script, and a .htaccess on its path turns scripts off here (`Options -ExecCGI`)."),
@@ -223,6 +232,7 @@ mod tests {
             (Denial::OwnerMismatch { uid: 1, owner: 2 }, 500),
             (Denial::ScriptSymlink, 500),
             (Denial::ExecCgiOff, 403),
+            (Denial::SymlinkOff, 403),
         ];
         for (denial, status) in rows {
             assert_eq!(denial.status(), status, "{denial:?}");
