@@ -24,7 +24,8 @@ const CHUNK: usize = 256 * 1024;
 const SENDFILE_FROM: u64 = 64 * 1024;
 
 /// Builds the response for an opened, gate-approved regular file. Large bodies are handed to
-/// `send_queue` (the connection's; see `sendfile.rs`).
+/// `send_queue` (the connection's; see `sendfile.rs`) when there is one: a TLS connection has
+/// none, and gets the file's bytes.
 ///
 /// Every header value is built with at most one allocation, or none: this runs for every
 /// static request, where allocation was a twentieth of the server's CPU time.
@@ -32,7 +33,7 @@ pub fn respond(
     method: &Method,
     headers: &HeaderMap,
     file: StaticFile,
-    send_queue: &Arc<SendQueue>,
+    send_queue: Option<&Arc<SendQueue>>,
 ) -> Response<Body> {
     let StaticFile { rel, file, stat } = file;
     let stat = &stat;
@@ -71,7 +72,7 @@ pub fn respond(
     out.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     *response.status_mut() = status;
     if method != Method::HEAD && len > 0 {
-        let send_queue = (len >= SENDFILE_FROM).then(|| send_queue.clone());
+        let send_queue = send_queue.filter(|_| len >= SENDFILE_FROM).cloned();
         *response.body_mut() = stream(file, rel, start, len, send_queue);
     }
     response

@@ -285,6 +285,7 @@ async fn act(
             document_root: site.document_root,
             peer: conn.peer,
             local: conn.local,
+            tls: conn.tls,
             env: &env,
             user: user.as_deref(),
         };

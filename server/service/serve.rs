@@ -52,7 +52,7 @@ pub(super) async fn serve(
                 .rel
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned());
-            let mut r = static_files::respond(req.method(), req.headers(), file, &conn.send_queue);
+            let mut r = static_files::respond(req.method(), req.headers(), file, conn.sendfile());
             if let Some(rules) = rules {
                 per_dir::finish(
                     &mut r,
