@@ -221,7 +221,8 @@ impl App {
                 continue;
             }
             let config = self.config();
-            let loaded = tokio::task::spawn_blocking(move || crate::tls::Table::load(&config)).await;
+            let loaded =
+                tokio::task::spawn_blocking(move || crate::tls::Table::load(&config)).await;
             match loaded {
                 Ok(Ok(table)) => {
                     seen = table.stamps();

@@ -92,7 +92,10 @@ pub async fn run(
 
 /// One worker thread: a single-threaded runtime that accepts and serves its own connections.
 fn worker(
-    (listener, https): (std::net::TcpListener, Option<(std::net::TcpListener, TlsAcceptor)>),
+    (listener, https): (
+        std::net::TcpListener,
+        Option<(std::net::TcpListener, TlsAcceptor)>,
+    ),
     app: Arc<App>,
     shutdown: CancellationToken,
     slots: Slots,

@@ -148,7 +148,12 @@ fn pair(files: &CertFiles, provider: &CryptoProvider) -> Result<CertifiedKey, Ce
     };
     let chain = CertificateDer::pem_file_iter(&files.certificate)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| at(&files.certificate, format!("cannot read a PEM certificate: {e}")))?;
+        .map_err(|e| {
+            at(
+                &files.certificate,
+                format!("cannot read a PEM certificate: {e}"),
+            )
+        })?;
     if chain.is_empty() {
         let problem = "holds no CERTIFICATE block".to_string();
         return Err(at(&files.certificate, problem));
@@ -156,10 +161,7 @@ fn pair(files: &CertFiles, provider: &CryptoProvider) -> Result<CertifiedKey, Ce
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| at(&files.key, format!("cannot read a PEM private key: {e}")))?;
     CertifiedKey::from_der(chain, key, provider).map_err(|e| {
-        let problem = format!(
-            "is not the key of {} ({e})",
-            files.certificate.display()
-        );
+        let problem = format!("is not the key of {} ({e})", files.certificate.display());
         at(&files.key, problem)
     })
 }

@@ -36,8 +36,13 @@ pub async fn serve(
     let limits = &config.limits;
     let activity = Arc::new(Activity::new());
     let send_queue = Arc::new(SendQueue::default());
-    let socket = ClientSocket::new(stream, activity.clone(), send_queue.clone(), limits.send_timeout)
-        .ciphertext();
+    let socket = ClientSocket::new(
+        stream,
+        activity.clone(),
+        send_queue.clone(),
+        limits.send_timeout,
+    )
+    .ciphertext();
     // A client that opens a connection and never finishes the handshake holds a slot no
     // longer than one that never finishes its header block.
     let tls = match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(socket)).await
