@@ -168,7 +168,8 @@ fn start() -> Tls {
          [tls]\ncertificate = \"certs/default.pem\"\nkey = \"certs/default.key\"\ndirectory = \"acme\"\n\
          [[users]]\nname = \"alice\"\nsite = \"alice\"\ndomains = [\"alice.example\"]\n\
          tls_certificate = \"certs/alice.pem\"\ntls_key = \"certs/alice.key\"\n\
-         [[users]]\nname = \"bob\"\nsite = \"bob\"\ndomains = [\"bob.example\"]\n",
+         [[users]]\nname = \"bob\"\nsite = \"bob\"\ndomains = [\"bob.example\"]\n\
+         force_https = true\nhsts_max_age = 300\n",
     )
     .expect("config");
     let server = Server::spawn(&["--config", config.to_str().expect("utf-8")]);
@@ -405,4 +406,34 @@ fn static_files_over_tls_are_byte_exact() {
             "{version}: the range differs"
         );
     }
+}
+
+#[test]
+fn force_https_redirects_plain_requests_but_not_acme_challenges_and_hsts_is_sent() {
+    if !tools() {
+        return;
+    }
+    let t = start();
+    let plain = crate::support::curl(&t.server, &["-H", "Host: bob.example"], "/a/b?x=1&y=2");
+    assert_eq!(plain.status, 301);
+    let expected = format!("https://bob.example:{}/a/b?x=1&y=2", t.port());
+    assert_eq!(plain.header("location"), Some(expected.as_str()));
+    let challenge = crate::support::curl(
+        &t.server,
+        &["-H", "Host: bob.example"],
+        "/.well-known/acme-challenge/token",
+    );
+    assert_eq!(challenge.status, 404);
+    let alice = crate::support::curl(&t.server, &["-H", "Host: alice.example"], "/");
+    assert_eq!((alice.status, alice.body.as_str()), (200, "alice"));
+    assert_eq!(alice.header("strict-transport-security"), None);
+    let bob = t.curl("bob.example", &["-i", "--http2"], "/");
+    let head = String::from_utf8_lossy(&bob.stdout).to_ascii_lowercase();
+    assert!(
+        head.contains("strict-transport-security: max-age=300"),
+        "{head}"
+    );
+    let alice = t.curl("alice.example", &["-i"], "/");
+    let head = String::from_utf8_lossy(&alice.stdout).to_ascii_lowercase();
+    assert!(!head.contains("strict-transport-security"), "{head}");
 }
