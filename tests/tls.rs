@@ -437,3 +437,42 @@ fn force_https_redirects_plain_requests_but_not_acme_challenges_and_hsts_is_sent
     let head = String::from_utf8_lossy(&alice.stdout).to_ascii_lowercase();
     assert!(!head.contains("strict-transport-security"), "{head}");
 }
+
+#[test]
+fn a_key_that_is_not_its_certificates_stops_the_start_and_a_reload_naming_the_file() {
+    if !tools() {
+        return;
+    }
+    let t = start();
+    // At start: bob's key given as alice's.
+    let config = t.root.join("bad.toml");
+    let text = std::fs::read_to_string(t.root.join("y.toml"))
+        .expect("config")
+        .replace(
+            "tls_key = \"certs/alice.key\"",
+            "tls_key = \"certs/default.key\"",
+        );
+    std::fs::write(&config, &text).expect("write");
+    let out = Command::new(crate::support::BIN)
+        .args(["--config", config.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("default.key") && err.contains("alice.pem"),
+        "{err}"
+    );
+    // A missing file, at reload: refused, the old certificates kept.
+    std::fs::write(
+        t.root.join("y.toml"),
+        text.replace("certs/default.key", "certs/missing.key"),
+    )
+    .expect("write");
+    t.server.signal(nix::sys::signal::Signal::SIGHUP);
+    t.server.wait_for("missing.key");
+    assert!(
+        t.handshake("alice.example", "-tls1_3")
+            .contains("subject=CN = alice.example")
+    );
+}
