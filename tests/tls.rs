@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::support::{PATIENCE, Server, eventually, have};
 
 const CGI: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\n\
-printf '%s\\n' \"HTTPS=$HTTPS\" \"REQUEST_SCHEME=$REQUEST_SCHEME\" \"SERVER_PORT=$SERVER_PORT\" \"SERVER_PROTOCOL=$SERVER_PROTOCOL\" \"SERVER_NAME=$SERVER_NAME\"\n\
+printf '%s\\n' \"HTTPS=$HTTPS\" \"REQUEST_SCHEME=$REQUEST_SCHEME\" \"SERVER_PORT=$SERVER_PORT\" \"SERVER_PROTOCOL=$SERVER_PROTOCOL\" \"SERVER_NAME=$SERVER_NAME\" \"HTTP_HOST=$HTTP_HOST\"\n\
 sha256sum | cut -d' ' -f1\n";
 
 const STREAM: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nfirst\\n'\n\
@@ -164,7 +164,7 @@ fn start() -> Tls {
     std::fs::write(
         &config,
         "[server]\ndocument_root = \"htdocs\"\nhttp = \"127.0.0.1:0\"\nsftp = \"127.0.0.1:0\"\n\
-         https = \"127.0.0.1:0\"\n\
+         https = \"127.0.0.1:1\"\n\
          [tls]\ncertificate = \"certs/default.pem\"\nkey = \"certs/default.key\"\ndirectory = \"acme\"\n\
          [[users]]\nname = \"alice\"\nsite = \"alice\"\ndomains = [\"alice.example\"]\n\
          tls_certificate = \"certs/alice.pem\"\ntls_key = \"certs/alice.key\"\n\
@@ -172,7 +172,9 @@ fn start() -> Tls {
          force_https = true\nhsts_max_age = 300\n",
     )
     .expect("config");
-    let server = Server::spawn(&["--config", config.to_str().expect("utf-8")]);
+    // `--https` wins over the file's `https`.
+    let config = config.to_str().expect("utf-8");
+    let server = Server::spawn(&["--config", config, "--https", "127.0.0.1:0"]);
     let line = server.wait_for("listening https=");
     let https = line
         .trim()
@@ -344,6 +346,7 @@ fn cgi_over_h2_sees_https_and_gets_its_whole_body_and_streams() {
         format!("SERVER_PORT={}", t.port()),
         "SERVER_PROTOCOL=HTTP/2.0".into(),
         "SERVER_NAME=alice.example".into(),
+        format!("HTTP_HOST=alice.example:{}", t.port()),
         format!("{:x}", Sha256::digest(&body)),
     ] {
         assert!(
@@ -475,4 +478,30 @@ fn a_key_that_is_not_its_certificates_stops_the_start_and_a_reload_naming_the_fi
         t.handshake("alice.example", "-tls1_3")
             .contains("subject=CN = alice.example")
     );
+}
+
+#[test]
+fn htaccess_rewrites_see_https_and_the_h2_host() {
+    if !tools() {
+        return;
+    }
+    let t = start();
+    write(&t.root.join("alice/secure/index.html"), "secret", 0o644);
+    write(
+        &t.root.join("alice/secure/.htaccess"),
+        "RewriteEngine On\nRewriteCond %{HTTPS} !=on\nRewriteRule ^ - [F]\n\
+         RewriteCond %{HTTP_HOST} ^alice\\.example\nRewriteRule ^host$ index.html [L]\n",
+        0o644,
+    );
+    std::fs::set_permissions(
+        t.root.join("alice/secure"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod");
+    let plain = crate::support::curl(&t.server, &["-H", "Host: alice.example"], "/secure/");
+    assert_eq!(plain.status, 403);
+    for version in ["--http1.1", "--http2"] {
+        let out = t.curl("alice.example", &[version], "/secure/host");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "secret", "{version}");
+    }
 }

@@ -62,6 +62,8 @@ pub async fn handle(
     // request). Events that matter carry their own fields (path, reason, script, pid).
     // `customer` is recorded once the request is routed to a customer's site.
     let span = tracing::debug_span!("request", method = %req.method(), uri = %req.uri(), peer = %conn.peer, customer = tracing::field::Empty);
+    let mut req = req;
+    crate::host::from_authority(&mut req);
     let host = crate::host::check(req.version(), req.uri(), req.headers());
     let site = https::customer_of(&req, config);
     let forced = (!conn.tls)

@@ -252,7 +252,8 @@ impl ResolvesServerCert for CertStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let key = self.current().pick(hello.server_name());
         if key.is_none() {
-            tracing::info!(
+            // Debug: scanners ask for names nobody serves all day long.
+            tracing::debug!(
                 name = hello.server_name().unwrap_or("(none)"),
                 "TLS handshake refused: no certificate for this name and no [tls] certificate"
             );
