@@ -134,6 +134,10 @@ pub struct App {
     pub scripts: ScriptSlots,
     /// `.htaccess` Basic authentication: its user files, remembered verdicts and bans.
     pub basic_auth: Arc<crate::htaccess::auth::BasicAuth>,
+    /// The certificates HTTPS handshakes pick from.
+    pub tls: Arc<crate::tls::CertStore>,
+    /// Where the HTTPS listener is bound, when there is one (for `force_https` redirects).
+    pub https: Option<std::net::SocketAddr>,
     /// The SFTP endpoint, when it runs.
     sftp: Option<Arc<Endpoint>>,
     source: ConfigSource,
@@ -147,6 +151,7 @@ impl App {
         source: ConfigSource,
         (access_log, customer_logs): (AccessLog, Arc<CustomerLogs>),
         sftp: Option<Arc<Endpoint>>,
+        (tls, https): (Arc<crate::tls::CertStore>, Option<std::net::SocketAddr>),
     ) -> App {
         App {
             scripts: ScriptSlots::new(config.cgi.max_concurrent),
@@ -158,6 +163,8 @@ impl App {
             customer_logs,
             sftp,
             source,
+            tls,
+            https,
         }
     }
 
@@ -178,10 +185,55 @@ impl App {
     /// command-line overrides) and puts it in force; a configuration that does not load is
     /// refused with its error logged, and the old one kept.
     pub fn reload_from_source(&self, why: &str) {
-        match self.source.load() {
-            Ok(new) => self.reload(new, why),
+        let new = match self.source.load() {
+            Ok(new) => new,
             Err(e) => {
-                tracing::error!(error = %e, why, "configuration not reloaded; keeping the old one")
+                tracing::error!(error = %e, why, "configuration not reloaded; keeping the old one");
+                return;
+            }
+        };
+        // The certificates first: a configuration naming a broken one is refused whole.
+        if self.https.is_some() {
+            match crate::tls::Table::load(&new) {
+                Ok(table) => self.tls.replace(table),
+                Err(e) => {
+                    tracing::error!(error = %e, why, "configuration not reloaded; keeping the old one");
+                    return;
+                }
+            }
+        }
+        self.reload(new, why);
+    }
+
+    /// Reads the certificates again when a file they came from changes on disk (a renewal, a
+    /// new domain in `[tls] directory`), so that the next handshake gets the new one. A
+    /// broken file is logged once and the old certificates kept. Runs until dropped.
+    pub async fn watch_certificates(self: Arc<Self>) {
+        if self.https.is_none() {
+            return;
+        }
+        let mut seen = self.tls.current().stamps();
+        loop {
+            tokio::time::sleep(CERTIFICATES_EVERY).await;
+            let table = self.tls.current();
+            let now = table.stamps();
+            if now == seen {
+                continue;
+            }
+            let config = self.config();
+            let loaded =
+                tokio::task::spawn_blocking(move || crate::tls::Table::load(&config)).await;
+            match loaded {
+                Ok(Ok(table)) => {
+                    seen = table.stamps();
+                    self.tls.replace(table);
+                    tracing::info!("certificates changed on disk; reloaded");
+                }
+                Ok(Err(e)) => {
+                    seen = now;
+                    tracing::error!(error = %e, "certificates changed on disk but cannot be read; keeping the old ones");
+                }
+                Err(e) => tracing::error!(error = %e, "certificate reload failed"),
             }
         }
     }
@@ -248,6 +300,9 @@ impl App {
         }
     }
 }
+
+/// How often the certificate files' modification times are looked at.
+const CERTIFICATES_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the configuration file's modification time is looked at.
 const WATCH_EVERY: Duration = Duration::from_secs(2);

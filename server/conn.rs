@@ -93,4 +93,15 @@ pub struct ConnInfo {
     pub activity: Arc<Activity>,
     /// Files its static bodies hand to `sendfile` (see `sendfile.rs`).
     pub send_queue: Arc<SendQueue>,
+    /// The connection is TLS (HTTPS): `sendfile` cannot reach inside it, so its static bodies
+    /// carry their bytes, and scripts are told `HTTPS=on`.
+    pub tls: bool,
+}
+
+impl ConnInfo {
+    /// The queue static bodies may hand files to; `None` on TLS, where placeholder slices
+    /// would be encrypted as they are (zeros) instead of replaced by the file.
+    pub fn sendfile(&self) -> Option<&Arc<SendQueue>> {
+        (!self.tls).then_some(&self.send_queue)
+    }
 }

@@ -31,6 +31,23 @@ impl fmt::Display for HostError {
 
 impl std::error::Error for HostError {}
 
+/// Gives an HTTP/2 request the Host field its `:authority` stands for, as Apache's mod_http2
+/// does: everything after (routing, `%{HTTP_HOST}`, a script's `HTTP_HOST`, and the requests a
+/// rewrite, an `ErrorDocument` or a script's `Location:` make from this one, which keep its
+/// headers but not its absolute URI) then sees the host as it would over HTTP/1.1.
+pub fn from_authority<B>(req: &mut http::Request<B>) {
+    if req.version() != Version::HTTP_2 || req.headers().contains_key(header::HOST) {
+        return;
+    }
+    let value = req
+        .uri()
+        .authority()
+        .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
+    if let Some(value) = value {
+        req.headers_mut().insert(header::HOST, value);
+    }
+}
+
 /// A Host value without its port: `example.org:8080` → `example.org`, `[::1]:80` → `[::1]`.
 pub fn without_port(host: &str) -> &str {
     if host.starts_with('[') {
@@ -166,5 +183,31 @@ mod tests {
                 "{hosts:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_h2_request_gets_its_authority_as_host() {
+        let mut req = http::Request::builder()
+            .version(Version::HTTP_2)
+            .uri("https://alice.example:8443/a?b")
+            .body(())
+            .expect("request");
+        from_authority(&mut req);
+        assert_eq!(req.headers()[header::HOST], "alice.example:8443");
+        // Never over HTTP/1.1, nor over a Host the client sent.
+        let mut h1 = http::Request::builder()
+            .uri("http://x.example/")
+            .body(())
+            .expect("request");
+        from_authority(&mut h1);
+        assert!(!h1.headers().contains_key(header::HOST));
+        let mut sent = http::Request::builder()
+            .version(Version::HTTP_2)
+            .uri("https://a.example/")
+            .header(header::HOST, "b.example")
+            .body(())
+            .expect("request");
+        from_authority(&mut sent);
+        assert_eq!(sent.headers()[header::HOST], "b.example");
     }
 }

@@ -1,6 +1,8 @@
 //! The accept loop and one HTTP/1.1 connection: connection cap, accept back-off, hyper with a
 //! timer (without one, `header_read_timeout` silently does nothing), a keep-alive idle timeout,
 //! and graceful shutdown that lets in-flight responses finish within the configured grace.
+//! The same workers accept HTTPS connections, under the same caps, and hand them to
+//! `crate::tls::connection`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,11 +33,23 @@ use yadokari_site::per_address::PerAddress;
 /// it, so a request never pays for waking another thread or moving between them (on this
 /// 2-core machine kind, the work-stealing scheduler's wake-ups were a tenth of the CPU time of
 /// a small static request).
-pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
+pub async fn run(
+    listener: TcpListener,
+    https: Option<(TcpListener, TlsAcceptor)>,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+) {
     let listener = match listener.into_std() {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "cannot hand the HTTP listener to the workers");
+            return;
+        }
+    };
+    let https = match https.map(|(l, a)| l.into_std().map(|l| (l, a))).transpose() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot hand the HTTPS listener to the workers");
             return;
         }
     };
@@ -45,7 +60,14 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
     };
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
-        let listener = match listener.try_clone() {
+        let cloned = listener.try_clone().and_then(|l| {
+            let https = match &https {
+                Some((h, a)) => Some((h.try_clone()?, a.clone())),
+                None => None,
+            };
+            Ok((l, https))
+        });
+        let listener = match cloned {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "cannot share the HTTP listener");
@@ -62,7 +84,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
         }
     }
     // Only the workers' copies keep the socket open now: when they stop accepting, it closes.
-    drop(listener);
+    drop((listener, https));
     for handle in workers {
         let _ = tokio::task::spawn_blocking(move || handle.join()).await;
     }
@@ -70,7 +92,10 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
 
 /// One worker thread: a single-threaded runtime that accepts and serves its own connections.
 fn worker(
-    listener: std::net::TcpListener,
+    (listener, https): (
+        std::net::TcpListener,
+        Option<(std::net::TcpListener, TlsAcceptor)>,
+    ),
     app: Arc<App>,
     shutdown: CancellationToken,
     slots: Slots,
@@ -86,19 +111,23 @@ fn worker(
         }
     };
     runtime.block_on(async move {
-        let listener = match listener
-            .set_nonblocking(true)
-            .and_then(|()| TcpListener::from_std(listener))
-        {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot register the HTTP listener");
+        let register = |l: std::net::TcpListener| {
+            l.set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(l))
+        };
+        let listener = register(listener);
+        let https = https.map(|(l, a)| register(l).map(|l| (l, a))).transpose();
+        let (listener, https) = match (listener, https) {
+            (Ok(l), Ok(h)) => (l, h),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot register the HTTP listeners");
                 return;
             }
         };
         let tracker = TaskTracker::new();
-        accept_loop(&listener, &app, &shutdown, &slots, &tracker).await;
-        drop(listener);
+        let listeners = (&listener, https.as_ref());
+        accept_loop(listeners, &app, &shutdown, &slots, &tracker).await;
+        drop((listener, https));
         tracker.close();
         let grace = app.config().limits.shutdown_grace;
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
@@ -118,8 +147,16 @@ struct Slots {
     per_address: Arc<PerAddress>,
 }
 
+/// Accepts from `listener`; never resolves when there is none.
+async fn accept_from(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn accept_loop(
-    listener: &TcpListener,
+    (listener, https): (&TcpListener, Option<&(TcpListener, TlsAcceptor)>),
     app: &Arc<App>,
     shutdown: &CancellationToken,
     slots: &Slots,
@@ -138,10 +175,11 @@ async fn accept_loop(
         let accepted = tokio::select! {
             biased;
             () = shutdown.cancelled() => return,
-            a = listener.accept() => a,
+            a = listener.accept() => a.map(|(s, p)| (s, p, None)),
+            a = accept_from(https.map(|(l, _)| l)) => a.map(|(s, p)| (s, p, https.map(|(_, a)| a.clone()))),
         };
         match accepted {
-            Ok((stream, peer)) => {
+            Ok((stream, peer, tls)) => {
                 backoff = Duration::from_millis(5);
                 let cap = app.config().limits.max_connections_per_address;
                 let Some(place) = slots.per_address.admit(peer.ip(), cap) else {
@@ -151,7 +189,13 @@ async fn accept_loop(
                 let app = app.clone();
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
-                    connection(stream, peer, app, shutdown).await;
+                    match tls {
+                        Some(acceptor) => {
+                            crate::tls::connection::serve(stream, peer, app, shutdown, acceptor)
+                                .await
+                        }
+                        None => connection(stream, peer, app, shutdown).await,
+                    }
                     drop((place, permit));
                 });
             }
@@ -166,7 +210,7 @@ async fn accept_loop(
 }
 
 /// The ceiling of a connection's read buffer (see `max_buf_size` above).
-const READ_BUFFER: usize = 256 * 1024;
+pub(crate) const READ_BUFFER: usize = 256 * 1024;
 
 /// hyper's HTTP/1.1 settings from the configured limits.
 fn http_builder(limits: &Limits) -> http1::Builder {
@@ -202,6 +246,7 @@ async fn connection(
         local,
         activity: activity.clone(),
         send_queue: send_queue.clone(),
+        tls: false,
     });
     let io = TokioIo::new(ClientSocket::new(
         stream,

@@ -29,6 +29,7 @@ mod sftp;
 mod sites;
 mod socket;
 mod static_files;
+mod tls;
 mod url;
 mod users;
 
@@ -93,6 +94,9 @@ struct ServeArgs {
     /// SFTP listen address, e.g. 127.0.0.1:2222.
     #[arg(long, value_name = "ADDR")]
     sftp: Option<String>,
+    /// HTTPS listen address, e.g. 127.0.0.1:8443 (needs a certificate in `[tls]`).
+    #[arg(long, value_name = "ADDR")]
+    https: Option<String>,
     /// The document root to serve.
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
@@ -103,6 +107,7 @@ impl ServeArgs {
         Overrides {
             http: self.http.clone(),
             sftp: self.sftp.clone(),
+            https: self.https.clone(),
             root: self.root.clone(),
         }
     }
@@ -172,6 +177,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let signals = Signals::install()?;
         let (http, sftp_listener) = bind(&config).await?;
         banner(&config, http.local_addr()?);
+        let (https, store) = bind_https(&config).await?;
+        let https_addr = https.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
+        if let Some(addr) = https_addr {
+            banner!("listening https={addr}");
+        }
         for line in &adopted {
             banner!("{line}");
         }
@@ -187,9 +197,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             source,
             (access_log, customer_logs),
             Some(sftp.endpoint.clone()),
+            (store, https_addr),
         ));
         tokio::spawn(signals.handle(app.clone(), shutdown.clone()));
         tokio::spawn(app.clone().watch_config_file());
+        tokio::spawn(app.clone().watch_certificates());
         tokio::spawn(housekeeping(app.clone()));
         tokio::spawn(flush_customer_logs(app.clone()));
         match reaper::become_subreaper() {
@@ -198,7 +210,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
             Err(e) => tracing::warn!(error = %e, "cannot become the reaper of scripts' leftovers; a script's daemons may outlive it"),
         }
-        listener::run(http, app.clone(), shutdown).await;
+        listener::run(http, https, app.clone(), shutdown).await;
         app.access_log.flush();
         sftp.stopped().await;
         // After the SFTP sessions: their last transfer lines go to customers' logs too.
@@ -219,6 +231,26 @@ async fn bind(
         .await
         .with_context(|| format!("cannot listen on {} for SFTP", config.sftp))?;
     Ok((http, sftp))
+}
+
+/// The HTTPS listener and its acceptor when `server.https` is set, after reading every
+/// certificate the configuration names (a broken one stops the start, naming the file).
+async fn bind_https(
+    config: &Config,
+) -> anyhow::Result<(
+    Option<(tokio::net::TcpListener, tokio_rustls::TlsAcceptor)>,
+    Arc<tls::CertStore>,
+)> {
+    let Some(addr) = config.https else {
+        return Ok((None, Arc::new(tls::CertStore::new(tls::Table::empty()))));
+    };
+    let table = tls::Table::load(config)?;
+    let store = Arc::new(tls::CertStore::new(table));
+    let acceptor = tls::acceptor(store.clone()).context("cannot set up TLS")?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for HTTPS"))?;
+    Ok((Some((listener, acceptor)), store))
 }
 
 /// Flushes the access log a few times a second and hands free memory back every few seconds.

@@ -22,7 +22,9 @@ pub struct ClientSocket {
     /// The files behind the placeholders hyper writes.
     send_queue: Arc<SendQueue>,
     /// Watches the request bytes for CL+TE; only this reader touches it, so it needs no lock.
-    framing: FramingWatch,
+    /// `None` under TLS, where the bytes here are ciphertext (`crate::tls` watches the
+    /// decrypted ones).
+    framing: Option<FramingWatch>,
     /// How long one write may wait for the client to take bytes.
     send_timeout: Duration,
     /// Armed while a write is blocked on a client that is not reading.
@@ -41,10 +43,16 @@ impl ClientSocket {
             inner,
             activity,
             send_queue,
-            framing: FramingWatch::default(),
+            framing: Some(FramingWatch::default()),
             send_timeout,
             stalled: None,
         }
+    }
+
+    /// The same socket carrying TLS: its bytes are not watched for framing.
+    pub fn ciphertext(mut self) -> ClientSocket {
+        self.framing = None;
+        self
     }
 
     /// Passes a write's result through, failing it once the client has not taken a byte for
@@ -168,9 +176,11 @@ impl AsyncRead for ClientSocket {
         if buf.filled().len() > before {
             let this = &mut *self;
             this.activity.touch();
-            this.framing.feed(&buf.filled()[before..]);
-            if this.framing.ambiguous {
-                this.activity.mark_ambiguous();
+            if let Some(framing) = &mut this.framing {
+                framing.feed(&buf.filled()[before..]);
+                if framing.ambiguous {
+                    this.activity.mark_ambiguous();
+                }
             }
         }
         poll

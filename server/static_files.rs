@@ -27,8 +27,9 @@ const SENDFILE_FROM: u64 = 64 * 1024;
 
 /// Builds the response for an opened, gate-approved regular file of `content_type` (from
 /// [`content_type`]), encoded as `encoding` says (see `crate::compress`). Large bodies sent
-/// as they are go to `send_queue` (the connection's; see `sendfile.rs`); a body compressed on
-/// the fly is read and compressed here.
+/// as they are go to `send_queue` (the connection's; see `sendfile.rs`) when there is one: a
+/// TLS connection has none, and gets the file's bytes. A body compressed on the fly is read
+/// and compressed here.
 ///
 /// Every header value is built with at most one allocation, or none: this runs for every
 /// static request, where allocation was a twentieth of the server's CPU time.
@@ -36,7 +37,7 @@ pub fn respond(
     (method, headers): Asked<'_>,
     (file, content_type): (StaticFile, &'static str),
     encoding: Encoding,
-    send_queue: &Arc<SendQueue>,
+    send_queue: Option<&Arc<SendQueue>>,
 ) -> Response<Body> {
     let vary = !matches!(encoding, Encoding::Plain);
     // The file whose bytes and validators the response carries: a precompressed sibling
@@ -84,7 +85,7 @@ pub fn respond(
     out.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     *response.status_mut() = status;
     if method != Method::HEAD && len > 0 {
-        let send_queue = (len >= SENDFILE_FROM).then(|| send_queue.clone());
+        let send_queue = send_queue.filter(|_| len >= SENDFILE_FROM).cloned();
         *response.body_mut() = stream(file, rel, start, len, send_queue);
     }
     response

@@ -28,5 +28,6 @@ mod sftp_rules;
 mod sftp_sessions;
 mod sites;
 mod static_files;
+mod tls;
 mod traversal;
 mod wire;

@@ -29,6 +29,8 @@ pub struct Facts<'a> {
     pub remote: SocketAddr,
     /// The server's end of the connection.
     pub local: SocketAddr,
+    /// The request came over TLS: `HTTPS=on`, `REQUEST_SCHEME=https`.
+    pub tls: bool,
     /// `DOCUMENT_ROOT`.
     pub document_root: &'a Path,
     /// `CONTEXT_PREFIX`: the URL prefix the site is reached under (`/~name`), or empty.
@@ -67,7 +69,13 @@ pub fn build(f: &Facts<'_>) -> Vec<CString> {
     );
     set("SERVER_PROTOCOL", protocol(f.version).as_bytes());
     set("REQUEST_METHOD", f.method.as_bytes());
-    set("REQUEST_SCHEME", b"http");
+    if f.tls {
+        // As Apache's mod_ssl: `HTTPS` only when on (scripts test `$ENV{HTTPS}` for truth).
+        set("HTTPS", b"on");
+        set("REQUEST_SCHEME", b"https");
+    } else {
+        set("REQUEST_SCHEME", b"http");
+    }
     set("QUERY_STRING", f.uri.query().unwrap_or("").as_bytes());
     let request_uri = f
         .request_uri
@@ -232,6 +240,7 @@ mod tests {
             content_length: None,
             remote: "[::1]:5555".parse().expect("addr"),
             local: "[::1]:8080".parse().expect("addr"),
+            tls: false,
             document_root: Path::new("/srv/www"),
             context_prefix: "",
             context_root: Path::new("/srv/www"),

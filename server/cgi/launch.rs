@@ -117,6 +117,7 @@ fn environment(call: &Call<'_>, filename: &std::path::Path) -> Vec<CString> {
         content_length: stdin.len(),
         remote: conn.peer,
         local: conn.local,
+        tls: conn.tls,
         document_root: site.document_root,
         context_prefix: site.prefix,
         context_root: site.root,

@@ -18,6 +18,7 @@ mod htaccess;
 mod origin;
 mod raw;
 mod sftp;
+mod tls;
 mod users;
 
 pub use cgi::{Cgi, ScriptLimits};
@@ -25,6 +26,7 @@ pub use htaccess::Htaccess;
 pub(crate) use origin::Origin;
 use origin::read;
 pub use sftp::Settings;
+pub use tls::{CertFiles, Tls};
 pub use users::{Customer, Hosting, Identity, SiteGuard, unsafe_site, valid_user_name};
 
 /// Where the config is looked for when `--config` is not given.
@@ -59,6 +61,8 @@ pub struct Overrides {
     pub http: Option<String>,
     /// `--sftp ADDR`
     pub sftp: Option<String>,
+    /// `--https ADDR`
+    pub https: Option<String>,
     /// `--root DIR`
     pub root: Option<PathBuf>,
 }
@@ -85,6 +89,8 @@ pub struct Config {
     pub http: SocketAddr,
     /// SFTP listen address.
     pub sftp: SocketAddr,
+    /// HTTPS listen address; `None`: no TLS listener.
+    pub https: Option<SocketAddr>,
     /// Show the reason and fix of a refusal on the error page (they always go to the log).
     pub explain_errors: bool,
     /// Access log (Combined Log Format).
@@ -118,6 +124,8 @@ pub struct Config {
     pub customer_logs: crate::customer_log::Rotation,
     /// `[htaccess]`: sites' per-directory configuration.
     pub htaccess: Htaccess,
+    /// `[tls]`: the default certificate, the certificate directory, HSTS.
+    pub tls: Tls,
 }
 
 /// Every bound and cap of the HTTP side.
@@ -165,6 +173,8 @@ impl Config {
         let cgi = cgi::cgi(raw.cgi, &origin)?;
         let customer_logs = rotation(&raw.hosting, &origin)?;
         let htaccess = htaccess::htaccess(raw.htaccess, &origin)?;
+        let tls = tls::tls(raw.tls, &origin)?;
+        let https = https(&server, overrides, &origin)?;
         let hosting = users::hosting(raw.hosting, &cgi, &origin)?;
         let customers = users::customers(&raw.users, &hosting, &cgi, &origin, &document_root)?;
         let sftp_settings = sftp::settings(
@@ -207,6 +217,8 @@ impl Config {
             sites,
             customer_logs,
             htaccess,
+            tls,
+            https,
         })
     }
 
@@ -234,6 +246,7 @@ impl Config {
         [
             ("server.http", self.http != new.http),
             ("server.sftp", self.sftp != new.sftp),
+            ("server.https", self.https != new.https),
             ("server.error_log", self.error_log != new.error_log),
             ("server.log_level", self.log_level != new.log_level),
             (
@@ -289,6 +302,26 @@ fn places(
         None => parse_addr(&server.sftp).map_err(|p| origin.err("server.sftp", p))?,
     };
     Ok((document_root, http, sftp))
+}
+
+/// The HTTPS listen address, from the command line when given there; `None` when neither
+/// asks for one.
+fn https(
+    server: &RawServer,
+    overrides: &Overrides,
+    origin: &Origin,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    match (&overrides.https, &server.https) {
+        (Some(a), _) => parse_addr(a).map(Some).map_err(|problem| ConfigError {
+            source: "command line".into(),
+            key: Some("--https".into()),
+            problem,
+        }),
+        (None, Some(a)) => parse_addr(a)
+            .map(Some)
+            .map_err(|p| origin.err("server.https", p)),
+        (None, None) => Ok(None),
+    }
 }
 
 /// The `[limits]` section, checked.

@@ -19,6 +19,7 @@ pub(super) struct RawConfig {
     pub(super) users: Vec<super::users::RawUser>,
     pub(super) hosting: RawHosting,
     pub(super) htaccess: super::htaccess::RawHtaccess,
+    pub(super) tls: super::tls::RawTls,
 }
 
 /// `[hosting]`.
@@ -55,6 +56,7 @@ pub(super) struct RawServer {
     pub(super) document_root: PathBuf,
     pub(super) http: String,
     pub(super) sftp: String,
+    pub(super) https: Option<String>,
     pub(super) explain_errors: bool,
     pub(super) access_log: String,
     pub(super) error_log: String,
@@ -70,6 +72,7 @@ impl Default for RawServer {
             document_root: PathBuf::from("htdocs"),
             http: "127.0.0.1:8080".into(),
             sftp: "127.0.0.1:2222".into(),
+            https: None,
             explain_errors: false,
             access_log: "-".into(),
             error_log: "-".into(),

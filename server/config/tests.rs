@@ -106,3 +106,25 @@ fn static_files_are_compressed_by_default_and_scripts_are_not() {
         .to_string();
     assert!(e.contains("compress"), "{e}");
 }
+
+#[test]
+fn https_and_tls_keys_are_checked() {
+    let c = load_text("").expect("valid");
+    assert_eq!((c.https, c.tls.default.is_none()), (None, true));
+    let c = load_text(
+        "[server]\nhttps = \"127.0.0.1:0\"\n[tls]\ncertificate = \"a.pem\"\nkey = \"a.key\"\ndirectory = \"live\"\nhsts_max_age = 60\n",
+    )
+    .expect("valid");
+    assert_eq!(c.https.map(|a| a.port()), Some(0));
+    let default = c.tls.default.expect("default pair");
+    assert!(default.certificate.is_absolute() && default.key.ends_with("a.key"));
+    assert!(c.tls.directory.expect("directory").ends_with("live"));
+    assert_eq!(c.tls.hsts_max_age, Some(60));
+    let e = load_text("[tls]\ncertificate = \"a.pem\"\n").expect_err("half a pair");
+    assert_eq!(e.key.as_deref(), Some("tls.key"));
+    let e = load_text("[server]\nhttps = \"nowhere\"\n").expect_err("bad address");
+    assert_eq!(e.key.as_deref(), Some("server.https"));
+    let e = load_text("[[users]]\nname = \"a\"\nsite = \"htdocs\"\ntls_key = \"k\"\n")
+        .expect_err("half a pair");
+    assert_eq!(e.key.as_deref(), Some("users.tls_certificate"));
+}

@@ -33,6 +33,11 @@ pub(super) struct RawUser {
     #[serde(default)]
     domains: Vec<String>,
     max_scripts: Option<usize>,
+    tls_certificate: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    force_https: bool,
+    hsts_max_age: Option<u64>,
     limit_cpu_secs: Option<u64>,
     limit_memory_bytes: Option<u64>,
     limit_open_files: Option<u64>,
@@ -78,6 +83,12 @@ pub struct Customer {
     pub domains: Vec<String>,
     /// Scripts of theirs running at once, at most.
     pub max_scripts: usize,
+    /// Their own certificate for their domains (`tls_certificate`, `tls_key`).
+    pub tls: Option<super::CertFiles>,
+    /// Plain HTTP requests for their domains are sent to HTTPS (301).
+    pub force_https: bool,
+    /// HSTS for their HTTPS responses, over `[tls] hsts_max_age`.
+    pub hsts_max_age: Option<u64>,
     /// Their scripts' resource limits.
     pub limits: ScriptLimits,
 }
@@ -193,6 +204,8 @@ fn customer(
             ),
         ));
     }
+    let tls = super::tls::pair(u.tls_certificate.clone(), u.tls_key.clone(), origin)
+        .map_err(|(key, problem)| err(&format!("users.tls_{key}"), problem))?;
     let d = &cgi.limits;
     Ok(Customer {
         name: u.name.clone(),
@@ -202,6 +215,9 @@ fn customer(
         unix_user,
         domains,
         max_scripts,
+        tls,
+        force_https: u.force_https,
+        hsts_max_age: u.hsts_max_age,
         limits: ScriptLimits {
             cpu_secs: u.limit_cpu_secs.unwrap_or(d.cpu_secs),
             memory_bytes: u.limit_memory_bytes.unwrap_or(d.memory_bytes),

@@ -31,6 +31,7 @@ use crate::sites::{Route, Served};
 use crate::{htaccess, url};
 use per_dir::{Moved, Notes, View};
 
+mod https;
 mod listing;
 mod per_dir;
 mod serve;
@@ -51,7 +52,7 @@ pub async fn handle(
     let mut entry = wanted.then(|| Entry {
         remote: conn.peer.ip(),
         time: SystemTime::now(),
-        request_line: format!("{} {} {:?}", req.method(), req.uri(), req.version()),
+        request_line: request_line(&req),
         status: 0,
         referer: header_text(&req, header::REFERER),
         user_agent: header_text(&req, header::USER_AGENT),
@@ -61,7 +62,13 @@ pub async fn handle(
     // request). Events that matter carry their own fields (path, reason, script, pid).
     // `customer` is recorded once the request is routed to a customer's site.
     let span = tracing::debug_span!("request", method = %req.method(), uri = %req.uri(), peer = %conn.peer, customer = tracing::field::Empty);
+    let mut req = req;
+    crate::host::from_authority(&mut req);
     let host = crate::host::check(req.version(), req.uri(), req.headers());
+    let site = https::customer_of(&req, config);
+    let forced = (!conn.tls)
+        .then(|| https::forced(&req, config, site, app.https))
+        .flatten();
     let mut customer = None;
     let response = if conn.activity.ambiguous_framing() {
         HttpError::AmbiguousFraming.response(config)
@@ -69,6 +76,8 @@ pub async fn handle(
         HttpError::BadHost(e).response(config)
     } else if unsupported_coding(req.headers()) {
         HttpError::UnsupportedCoding.response(config)
+    } else if let Some(r) = forced.as_deref().and_then(https::redirect) {
+        r
     } else {
         let req = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
         let ctx = Ctx {
@@ -78,6 +87,14 @@ pub async fn handle(
         };
         respond(req, ctx, &mut customer).instrument(span).await
     };
+    let mut response = response;
+    if conn.tls
+        && let Some(hsts) = https::hsts(config, site)
+    {
+        response
+            .headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+    }
     if let Some(entry) = &mut entry {
         entry.status = response.status().as_u16();
     }
@@ -99,6 +116,17 @@ fn unsupported_coding(headers: &http::HeaderMap) -> bool {
         (Some(only), None) => !only.eq_ignore_ascii_case(b"chunked"),
         (Some(_), Some(_)) => true,
     }
+}
+
+/// The request line as the access log shows it: an HTTP/2 request's target is its path (its
+/// URI carries the scheme and authority, which an HTTP/1.1 request line has not), as Apache
+/// logs it.
+fn request_line<B>(req: &Request<B>) -> String {
+    let target: &dyn std::fmt::Display = match req.uri().path_and_query() {
+        Some(pq) if req.version() == http::Version::HTTP_2 => pq,
+        _ => req.uri(),
+    };
+    format!("{} {target} {:?}", req.method(), req.version())
 }
 
 fn header_text<B>(req: &Request<B>, name: header::HeaderName) -> Option<String> {
@@ -285,6 +313,7 @@ async fn act(
             document_root: site.document_root,
             peer: conn.peer,
             local: conn.local,
+            tls: conn.tls,
             env: &env,
             user: user.as_deref(),
         };

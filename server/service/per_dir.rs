@@ -47,6 +47,8 @@ pub(super) struct View<'a> {
     pub(super) document_root: &'a Path,
     pub(super) peer: SocketAddr,
     pub(super) local: SocketAddr,
+    /// The request came over TLS.
+    pub(super) tls: bool,
     /// What earlier passes set (`[E=]`) and who logged in.
     pub(super) env: &'a [(String, String)],
     pub(super) user: Option<&'a str>,
@@ -59,8 +61,8 @@ impl Context for View<'_> {
             "REQUEST_URI" => format!("{}{}", self.prefix, self.path),
             "REQUEST_FILENAME" | "SCRIPT_FILENAME" => self.filename(),
             "REQUEST_METHOD" => req.method().to_string(),
-            "HTTPS" => "off".into(),
-            "REQUEST_SCHEME" => "http".into(),
+            "HTTPS" => if self.tls { "on" } else { "off" }.into(),
+            "REQUEST_SCHEME" => if self.tls { "https" } else { "http" }.into(),
             "SERVER_NAME" => server_name(req),
             "SERVER_PORT" => self.local.port().to_string(),
             "SERVER_ADDR" => self.local.ip().to_string(),

@@ -57,7 +57,7 @@ pub(super) async fn serve(
             let encoding =
                 compress::for_static(asked, &file, content_type, site.jail, config.compression);
             let mut r =
-                static_files::respond(asked, (file, content_type), encoding, &conn.send_queue);
+                static_files::respond(asked, (file, content_type), encoding, conn.sendfile());
             if let Some(rules) = rules {
                 per_dir::finish(
                     &mut r,
