@@ -134,6 +134,9 @@ pub struct App {
     pub scripts: ScriptSlots,
     /// `.htaccess` Basic authentication: its user files, remembered verdicts and bans.
     pub basic_auth: Arc<crate::htaccess::auth::BasicAuth>,
+    /// The ACME HTTP-01 challenges in flight, published by the ACME task and answered by the
+    /// HTTP listener.
+    pub challenges: Arc<crate::acme::Challenges>,
     /// The SFTP endpoint, when it runs.
     sftp: Option<Arc<Endpoint>>,
     source: ConfigSource,
@@ -156,6 +159,7 @@ impl App {
             state: RwLock::new(Arc::new(State::new(config))),
             access_log: Arc::new(access_log),
             customer_logs,
+            challenges: Arc::default(),
             sftp,
             source,
         }

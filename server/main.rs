@@ -2,6 +2,7 @@
 //! → exit code.
 
 mod access_log;
+mod acme;
 mod app;
 mod banner;
 mod body;
@@ -191,6 +192,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(app.clone().watch_config_file());
         tokio::spawn(housekeeping(app.clone()));
         tokio::spawn(flush_customer_logs(app.clone()));
+        tokio::spawn(acme::run(app.clone()));
         match reaper::become_subreaper() {
             Ok(()) => {
                 tokio::spawn(reaper::run(app.scripts.running()));

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use raw::{RawLimits, RawServer};
 
+mod acme;
 mod cgi;
 mod htaccess;
 mod origin;
@@ -20,6 +21,7 @@ mod raw;
 mod sftp;
 mod users;
 
+pub use acme::Acme;
 pub use cgi::{Cgi, ScriptLimits};
 pub use htaccess::Htaccess;
 pub(crate) use origin::Origin;
@@ -116,6 +118,8 @@ pub struct Config {
     pub customer_logs: crate::customer_log::Rotation,
     /// `[htaccess]`: sites' per-directory configuration.
     pub htaccess: Htaccess,
+    /// `[acme]`: automatic certificates; `None` when off.
+    pub acme: Option<Acme>,
 }
 
 /// Every bound and cap of the HTTP side.
@@ -163,6 +167,7 @@ impl Config {
         let cgi = cgi::cgi(raw.cgi, &origin)?;
         let customer_logs = rotation(&raw.hosting, &origin)?;
         let htaccess = htaccess::htaccess(raw.htaccess, &origin)?;
+        let acme = acme::acme(raw.acme, &origin)?;
         let hosting = users::hosting(raw.hosting, &cgi, &origin)?;
         let customers = users::customers(&raw.users, &hosting, &cgi, &origin, &document_root)?;
         let sftp_settings = sftp::settings(
@@ -201,6 +206,7 @@ impl Config {
             sites,
             customer_logs,
             htaccess,
+            acme,
         })
     }
 
@@ -217,6 +223,20 @@ impl Config {
                     interp.display()
                 )
             })
+            .collect()
+    }
+
+    /// The domains that want a certificate from ACME, in the customers' order: every
+    /// customer's with `all_domains`, otherwise those of customers with `acme = true`.
+    /// Wildcards are included; the ACME task skips them (they need DNS-01).
+    pub fn acme_domains(&self) -> Vec<&str> {
+        let Some(acme) = &self.acme else {
+            return Vec::new();
+        };
+        self.customers
+            .iter()
+            .filter(|c| acme.all_domains || c.acme)
+            .flat_map(|c| c.domains.iter().map(String::as_str))
             .collect()
     }
 

@@ -19,6 +19,7 @@ pub(super) struct RawConfig {
     pub(super) users: Vec<super::users::RawUser>,
     pub(super) hosting: RawHosting,
     pub(super) htaccess: super::htaccess::RawHtaccess,
+    pub(super) acme: super::acme::RawAcme,
 }
 
 /// `[hosting]`.

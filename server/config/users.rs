@@ -32,6 +32,8 @@ pub(super) struct RawUser {
     pub(super) quota_files: Option<u64>,
     #[serde(default)]
     domains: Vec<String>,
+    #[serde(default)]
+    acme: bool,
     max_scripts: Option<usize>,
     limit_cpu_secs: Option<u64>,
     limit_memory_bytes: Option<u64>,
@@ -76,6 +78,8 @@ pub struct Customer {
     pub unix_user: Option<String>,
     /// Their domains, checked and lowercased.
     pub domains: Vec<String>,
+    /// Their domains get certificates from ACME (`acme = true`; `[acme] all_domains` for all).
+    pub acme: bool,
     /// Scripts of theirs running at once, at most.
     pub max_scripts: usize,
     /// Their scripts' resource limits.
@@ -201,6 +205,7 @@ fn customer(
         identity,
         unix_user,
         domains,
+        acme: u.acme,
         max_scripts,
         limits: ScriptLimits {
             cpu_secs: u.limit_cpu_secs.unwrap_or(d.cpu_secs),
