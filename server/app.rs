@@ -138,6 +138,9 @@ pub struct App {
     pub tls: Arc<crate::tls::CertStore>,
     /// Where the HTTPS listener is bound, when there is one (for `force_https` redirects).
     pub https: Option<std::net::SocketAddr>,
+    /// The ACME HTTP-01 challenges in flight, published by the ACME task and answered by the
+    /// HTTP listener.
+    pub challenges: Arc<crate::acme::Challenges>,
     /// The SFTP endpoint, when it runs.
     sftp: Option<Arc<Endpoint>>,
     source: ConfigSource,
@@ -161,6 +164,7 @@ impl App {
             state: RwLock::new(Arc::new(State::new(config))),
             access_log: Arc::new(access_log),
             customer_logs,
+            challenges: Arc::default(),
             sftp,
             source,
             tls,

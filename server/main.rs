@@ -2,6 +2,7 @@
 //! → exit code.
 
 mod access_log;
+mod acme;
 mod app;
 mod banner;
 mod body;
@@ -145,6 +146,9 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     limit_malloc_arenas();
+    // Every TLS client and server in the process (the HTTPS listener, ACME's client) uses
+    // the one provider: rustls refuses to guess between two.
+    let _ = tls::certs::provider().install_default();
     let source = ConfigSource {
         file: args.config.clone(),
         overrides: args.overrides(),
@@ -204,6 +208,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(app.clone().watch_certificates());
         tokio::spawn(housekeeping(app.clone()));
         tokio::spawn(flush_customer_logs(app.clone()));
+        tokio::spawn(acme::run(app.clone()));
         match reaper::become_subreaper() {
             Ok(()) => {
                 tokio::spawn(reaper::run(app.scripts.running()));

@@ -197,7 +197,8 @@ impl Site {
 }
 
 /// The test defaults, with `extra` (whole `[section]` blocks) overriding keys of the same
-/// section: sections in `extra` are merged by appending their keys to the default section.
+/// section: sections in `extra` are merged by appending their keys to the default section;
+/// each `[[array]]` header starts an entry of its own.
 fn merged_config(extra: &str) -> String {
     let mut sections: Vec<(String, Vec<String>)> = vec![
         (
@@ -216,7 +217,12 @@ fn merged_config(extra: &str) -> String {
     for line in extra.lines() {
         let t = line.trim();
         if t.starts_with('[') {
-            current = Some(match sections.iter().position(|(s, _)| s == t) {
+            // An array of tables (`[[users]]`) gets a new entry each time it is named.
+            let found = match t.starts_with("[[") {
+                true => None,
+                false => sections.iter().position(|(s, _)| s == t),
+            };
+            current = Some(match found {
                 Some(i) => i,
                 None => {
                     sections.push((t.to_string(), vec![]));

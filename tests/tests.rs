@@ -3,6 +3,7 @@
 mod support;
 
 mod accounts;
+mod acme;
 mod banner;
 mod cgi;
 mod cgi_isolation;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use raw::{RawLimits, RawServer};
 
+mod acme;
 mod cgi;
 mod htaccess;
 mod origin;
@@ -21,6 +22,7 @@ mod sftp;
 mod tls;
 mod users;
 
+pub use acme::Acme;
 pub use cgi::{Cgi, ScriptLimits};
 pub use htaccess::Htaccess;
 pub(crate) use origin::Origin;
@@ -126,6 +128,8 @@ pub struct Config {
     pub htaccess: Htaccess,
     /// `[tls]`: the default certificate, the certificate directory, HSTS.
     pub tls: Tls,
+    /// `[acme]`: automatic certificates; `None` when off.
+    pub acme: Option<Acme>,
 }
 
 /// Every bound and cap of the HTTP side.
@@ -175,6 +179,7 @@ impl Config {
         let htaccess = htaccess::htaccess(raw.htaccess, &origin)?;
         let tls = tls::tls(raw.tls, &origin)?;
         let https = https(&server, overrides, &origin)?;
+        let acme = acme::acme(raw.acme, &origin)?;
         let hosting = users::hosting(raw.hosting, &cgi, &origin)?;
         let customers = users::customers(&raw.users, &hosting, &cgi, &origin, &document_root)?;
         let sftp_settings = sftp::settings(
@@ -219,6 +224,7 @@ impl Config {
             htaccess,
             tls,
             https,
+            acme,
         })
     }
 
@@ -235,6 +241,20 @@ impl Config {
                     interp.display()
                 )
             })
+            .collect()
+    }
+
+    /// The domains that want a certificate from ACME, in the customers' order: every
+    /// customer's with `all_domains`, otherwise those of customers with `acme = true`.
+    /// Wildcards are included; the ACME task skips them (they need DNS-01).
+    pub fn acme_domains(&self) -> Vec<&str> {
+        let Some(acme) = &self.acme else {
+            return Vec::new();
+        };
+        self.customers
+            .iter()
+            .filter(|c| acme.all_domains || c.acme)
+            .flat_map(|c| c.domains.iter().map(String::as_str))
             .collect()
     }
 

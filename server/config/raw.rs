@@ -20,6 +20,7 @@ pub(super) struct RawConfig {
     pub(super) hosting: RawHosting,
     pub(super) htaccess: super::htaccess::RawHtaccess,
     pub(super) tls: super::tls::RawTls,
+    pub(super) acme: super::acme::RawAcme,
 }
 
 /// `[hosting]`.

@@ -32,6 +32,8 @@ pub(super) struct RawUser {
     pub(super) quota_files: Option<u64>,
     #[serde(default)]
     domains: Vec<String>,
+    #[serde(default)]
+    acme: bool,
     max_scripts: Option<usize>,
     tls_certificate: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -81,6 +83,8 @@ pub struct Customer {
     pub unix_user: Option<String>,
     /// Their domains, checked and lowercased.
     pub domains: Vec<String>,
+    /// Their domains get certificates from ACME (`acme = true`; `[acme] all_domains` for all).
+    pub acme: bool,
     /// Scripts of theirs running at once, at most.
     pub max_scripts: usize,
     /// Their own certificate for their domains (`tls_certificate`, `tls_key`).
@@ -214,6 +218,7 @@ fn customer(
         identity,
         unix_user,
         domains,
+        acme: u.acme,
         max_scripts,
         tls,
         force_https: u.force_https,

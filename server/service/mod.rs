@@ -76,6 +76,8 @@ pub async fn handle(
         HttpError::BadHost(e).response(config)
     } else if unsupported_coding(req.headers()) {
         HttpError::UnsupportedCoding.response(config)
+    } else if let Some(answer) = acme_challenge(&req, &app, config) {
+        answer
     } else if let Some(r) = forced.as_deref().and_then(https::redirect) {
         r
     } else {
@@ -100,6 +102,14 @@ pub async fn handle(
     }
     let log = app.access_log.clone();
     response.map(|b| LoggedBody::new(b, entry, log, customer, guard))
+}
+
+/// The answer to an ACME HTTP-01 challenge request, when `[acme]` is on and the request is
+/// one: before any site sees it, so no customer's rules can get in the way (see
+/// [`crate::acme::Challenges::answer`]). With `[acme]` off the sites serve the path as before.
+fn acme_challenge(req: &Request<Incoming>, app: &App, config: &Config) -> Option<Response<Body>> {
+    config.acme.as_ref()?;
+    app.challenges.answer(req.method(), req.uri().path())
 }
 
 /// Whether the request's Transfer-Encoding is anything but a lone `chunked`: hyper takes

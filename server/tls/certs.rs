@@ -5,7 +5,8 @@
 //! anything is served with it. For a name, in order: the certificate of the customer whose
 //! site the name routes to (`tls_certificate`, exact domains and `*.` wildcards as
 //! `crate::sites` routes requests), then `[tls] directory`'s `<name>/` (and, for a wildcard,
-//! `_wildcard.<parent>/`, since `*` is an awkward file name), then the default.
+//! `_wildcard.<parent>/`, since `*` is an awkward file name), then what ACME obtained (`[acme]
+//! state`, the same layout; `crate::acme`), then the default.
 //!
 //! The [`CertStore`] holds the table in force; the handshake only reads it (no file I/O on
 //! the handshake path). A watcher (`watch`) re-reads the table when a file it was made from
@@ -92,10 +93,24 @@ impl Table {
             .iter()
             .map(|c| c.tls.as_ref().map(&mut read).transpose())
             .collect::<Result<Vec<_>, _>>()?;
-        let directory = match &config.tls.directory {
+        let mut directory = match &config.tls.directory {
             Some(dir) => directory(dir, &provider, &mut watched),
             None => HashMap::new(),
         };
+        if let Some(acme) = &config.acme {
+            // ACME makes its state directory at its first round: watched, it is read once made.
+            if !acme.state.exists() {
+                watched.push(acme.state.clone());
+            }
+            // Certificates put in `[tls] directory` by hand win over those ACME obtained.
+            let obtained = match acme.state.exists() {
+                true => self::directory(&acme.state, &provider, &mut watched),
+                false => HashMap::new(),
+            };
+            for (name, key) in obtained {
+                directory.entry(name).or_insert(key);
+            }
+        }
         Ok(Table {
             default,
             customers,
