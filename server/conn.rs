@@ -99,9 +99,10 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    /// The queue static bodies may hand files to; `None` on TLS, where placeholder slices
-    /// would be encrypted as they are (zeros) instead of replaced by the file.
-    pub fn sendfile(&self) -> Option<&Arc<SendQueue>> {
-        (!self.tls).then_some(&self.send_queue)
+    /// The queue a static body of a request made with `version` may hand files to; `None` on
+    /// TLS, where placeholder slices would be encrypted as they are (zeros) instead of
+    /// replaced by the file, and for HTTP/2 (cleartext h2c), whose frames cut the body.
+    pub fn sendfile(&self, version: hyper::Version) -> Option<&Arc<SendQueue>> {
+        (!self.tls && version < hyper::Version::HTTP_2).then_some(&self.send_queue)
     }
 }

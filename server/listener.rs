@@ -1,4 +1,5 @@
-//! The accept loop and one HTTP/1.1 connection: connection cap, accept back-off, hyper with a
+//! The accept loop and one HTTP/1.1 connection (or, with `[server] h2c`, HTTP/1.1 or
+//! cleartext HTTP/2 by the client's first bytes): connection cap, accept back-off, hyper with a
 //! timer (without one, `header_read_timeout` silently does nothing), a keep-alive idle timeout,
 //! and graceful shutdown that lets in-flight responses finish within the configured grace.
 //! The same workers accept HTTPS connections, under the same caps, and hand them to
@@ -21,8 +22,10 @@ use crate::app::App;
 use crate::config::Limits;
 use crate::conn::{Activity, ConnInfo};
 use crate::sendfile::SendQueue;
+use crate::served;
 use crate::service;
 use crate::socket::ClientSocket;
+use crate::tls::connection::Protocols;
 use yadokari_site::per_address::PerAddress;
 
 /// Runs the HTTP server on `listener` until `shutdown` is cancelled, then waits for open
@@ -259,30 +262,27 @@ async fn connection(
         let info = info.clone();
         async move { Ok::<_, std::convert::Infallible>(service::handle(req, app, info).await) }
     });
-    let conn = http_builder(&config.limits).serve_connection(io, svc);
-    tokio::pin!(conn);
-    let idle = config.limits.keep_alive_timeout;
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    if e.is_parse_too_large() {
-                        access_log.rejected(peer.ip(), 431);
-                    } else if e.is_parse() {
-                        access_log.rejected(peer.ip(), 400);
-                    }
-                }
-                break;
-            }
-            () = shutdown.cancelled(), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = activity.idle_for(idle), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
+    let limits = &config.limits;
+    let ended = match config.h2c {
+        false => {
+            let conn = http_builder(limits).serve_connection(io, svc);
+            tokio::pin!(conn);
+            served::drive(conn, &activity, &shutdown, limits.keep_alive_timeout).await
+        }
+        true => {
+            let builder = crate::tls::connection::builder(limits, Protocols::Either);
+            let conn = builder.serve_connection(io, svc);
+            tokio::pin!(conn);
+            served::drive(conn, &activity, &shutdown, limits.keep_alive_timeout).await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+        if let Some(e) = e.downcast_ref::<hyper::Error>() {
+            if e.is_parse_too_large() {
+                access_log.rejected(peer.ip(), 431);
+            } else if e.is_parse() {
+                access_log.rejected(peer.ip(), 400);
             }
         }
     }

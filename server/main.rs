@@ -25,6 +25,7 @@ mod listing;
 mod reaper;
 mod resolve;
 mod sendfile;
+mod served;
 mod service;
 mod sftp;
 mod sites;

@@ -14,6 +14,7 @@ mod customers;
 mod descriptors;
 mod explain_htaccess;
 mod explanations;
+mod h2c;
 mod htaccess;
 mod htaccess_apps;
 mod htaccess_auth;

@@ -103,6 +103,9 @@ pub struct Config {
     pub log_level: String,
     /// Directory index names, tried in order.
     pub index_files: Vec<String>,
+    /// `[server] h2c`: the HTTP listener also speaks cleartext HTTP/2 to clients that start
+    /// with its preface (prior knowledge, RFC 9113 §3.3).
+    pub h2c: bool,
     /// What is compressed for clients that accept it (`[server] compress`, `compress_cgi`).
     pub compression: crate::compress::Settings,
     /// Limits.
@@ -204,6 +207,7 @@ impl Config {
             error_log: log_target(&server.error_log, &origin.base, LogTarget::Stderr),
             log_level,
             index_files: server.index_files,
+            h2c: server.h2c,
             compression: crate::compress::Settings {
                 static_files: server.compress,
                 cgi: server.compress_cgi,

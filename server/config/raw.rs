@@ -65,6 +65,7 @@ pub(super) struct RawServer {
     pub(super) index_files: Vec<String>,
     pub(super) compress: bool,
     pub(super) compress_cgi: bool,
+    pub(super) h2c: bool,
 }
 
 impl Default for RawServer {
@@ -81,6 +82,7 @@ impl Default for RawServer {
             index_files: vec!["index.html".into(), "index.htm".into(), "index.cgi".into()],
             compress: true,
             compress_cgi: false,
+            h2c: false,
         }
     }
 }

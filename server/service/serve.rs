@@ -56,8 +56,12 @@ pub(super) async fn serve(
             let content_type = static_files::content_type(&file.rel);
             let encoding =
                 compress::for_static(asked, &file, content_type, site.jail, config.compression);
-            let mut r =
-                static_files::respond(asked, (file, content_type), encoding, conn.sendfile());
+            let mut r = static_files::respond(
+                asked,
+                (file, content_type),
+                encoding,
+                conn.sendfile(req.version()),
+            );
             if let Some(rules) = rules {
                 per_dir::finish(
                     &mut r,

@@ -71,52 +71,52 @@ pub async fn serve(
         let info = info.clone();
         async move { Ok::<_, std::convert::Infallible>(service::handle(req, app, info).await) }
     });
-    let builder = builder(limits, h2);
+    let protocols = match h2 {
+        true => Protocols::Http2,
+        false => Protocols::Http1,
+    };
+    let builder = builder(limits, protocols);
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
-    let idle = limits.keep_alive_timeout;
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "TLS connection ended with an error");
-                }
-                break;
-            }
-            () = shutdown.cancelled(), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = activity.idle_for(idle), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-        }
+    let ended = crate::served::drive(conn, &activity, &shutdown, limits.keep_alive_timeout).await;
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "TLS connection ended with an error");
     }
 }
 
-/// hyper's settings from the configured limits: HTTP/1.1 as on a plain connection, or HTTP/2
-/// when ALPN chose it (only the protocol the handshake agreed on is spoken).
-fn builder(limits: &Limits, h2: bool) -> auto::Builder<TokioExecutor> {
+/// Which protocols a connection may speak.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Protocols {
+    /// HTTP/1.1 only (ALPN chose it, or offered nothing).
+    Http1,
+    /// HTTP/2 only (ALPN chose `h2`).
+    Http2,
+    /// Either, by the client's first bytes: the HTTP/2 preface or an HTTP/1.1 request (the
+    /// plain listener with `[server] h2c`).
+    Either,
+}
+
+/// hyper's settings from the configured limits for `protocols`: HTTP/1.1 as on a plain
+/// connection, HTTP/2 with the same header bound. Only the protocols given are spoken.
+pub fn builder(limits: &Limits, protocols: Protocols) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    if h2 {
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(limits.max_header_bytes as u32)
-            .max_concurrent_streams(100);
-        builder.http2_only()
-    } else {
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .keep_alive(true)
-            // The auto builder has no `max_header_size`: the read buffer's ceiling bounds
-            // the header block instead (as on plain connections, where both are set).
-            .max_buf_size(limits.max_header_bytes.max(crate::listener::READ_BUFFER))
-            .max_headers(100);
-        builder.http1_only()
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_concurrent_streams(100);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true)
+        // The auto builder has no `max_header_size`: the read buffer's ceiling bounds
+        // the header block instead (as on plain connections, where both are set).
+        .max_buf_size(limits.max_header_bytes.max(crate::listener::READ_BUFFER))
+        .max_headers(100);
+    match protocols {
+        Protocols::Http1 => builder.http1_only(),
+        Protocols::Http2 => builder.http2_only(),
+        Protocols::Either => builder,
     }
 }
