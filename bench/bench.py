@@ -33,6 +33,7 @@ import urllib.request
 
 import htaccess  # the .htaccess case (bench/htaccess.py, next to this file)
 import many  # the many-customers case (bench/many.py, next to this file)
+import tls  # HTTPS against nginx (bench/tls.py, next to this file)
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
@@ -79,7 +80,7 @@ WORKLOADS = [
     ("static-1m-c64", "/1m.bin", 64, [], "MB/s", None),
     ("post-10m-c1", "/cgi-bin/count", 1, ["post"], "MB/s", None),
 ]
-BYTES_PER_REQ = {"static-1m-c64": MIB, "post-10m-c1": 10 * MIB}
+BYTES_PER_REQ = {"static-1m-c64": MIB, "post-10m-c1": 10 * MIB, **tls.BYTES_PER_REQ}
 MEMORY_UNDER = "cgi-c-ka-c64"  # PSS is sampled while this workload runs
 
 
@@ -489,6 +490,45 @@ Subsystem sftp internal-sftp
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 
+class YadokariTls(Yadokari):
+    """yadokari with its HTTPS listener (`--https`) and `[tls]` certificate; wrk is pointed
+    at the HTTPS port."""
+
+    def __init__(self, tmp, docroot, binary, sftp_site, pubkey, cert, key):
+        super().__init__(tmp, docroot, binary, sftp_site, pubkey, name=tls.YADOKARI,
+                         extra=tls.yadokari_extra(cert, key))
+        self.https_port = free_port()
+
+    def start(self):
+        p = self.spawn([self.binary, "--config", self.conf,
+                        "--https", f"127.0.0.1:{self.https_port}"], f"{self.name}.out")
+        return wait_port(self.port, p) and wait_port(self.https_port, p)
+
+    def url(self, path):
+        return f"https://127.0.0.1:{self.https_port}{path}"
+
+
+class NginxTls(Target):
+    """nginx serving the document root over TLS only (static files; no fcgiwrap)."""
+    name = tls.NGINX
+
+    def __init__(self, tmp, docroot, cert, key):
+        super().__init__(tmp, docroot)
+        self.cert, self.key = cert, key
+
+    def start(self):
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(tls.nginx_conf(self.dir, self.tmp, self.docroot, self.port, self.cert,
+                                   self.key))
+        p = self.spawn(["/usr/sbin/nginx", "-p", self.dir, "-e",
+                        f"{self.tmp}/logs/nginx-tls-error.log", "-c", conf], "nginx-tls.out")
+        return wait_port(self.port, p)
+
+    def url(self, path):
+        return f"https://127.0.0.1:{self.port}{path}"
+
+
 def parse_wrk(out):
     r = {}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -680,7 +720,7 @@ def main():
     ap.add_argument("--fcgiwrap-children", type=int, default=2 * os.cpu_count())
     ap.add_argument("--only", default="", help="comma-separated workload names (or prefixes); "
                     "also 'ceiling', 'sftp', 'memory', 'many' (1,000 customers), "
-                    "'htaccess' (.htaccess support on against off)")
+                    "'htaccess' (.htaccess support on against off), 'tls' (HTTPS against nginx)")
     ap.add_argument("--targets", default="yadokari,apache,lighttpd,nginx")
     ap.add_argument("--results", default=os.path.join(BENCH, "results"))
     ap.add_argument("--max-minutes", type=int, default=60,
@@ -712,8 +752,9 @@ def main():
     def wanted(name):
         return not only or any(name.startswith(o) for o in only)
 
-    workloads = [w for w in WORKLOADS + many.WORKLOADS + htaccess.WORKLOADS if wanted(w[0])]
-    units = {w[0]: w[4] for w in WORKLOADS + many.WORKLOADS + htaccess.WORKLOADS}
+    every = WORKLOADS + many.WORKLOADS + htaccess.WORKLOADS + tls.WORKLOADS
+    workloads = [w for w in every if wanted(w[0])]
+    units = {w[0]: w[4] for w in every}
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     nproc, kernel = os.cpu_count(), platform.release()
     tmp = tempfile.mkdtemp(prefix="yadokari-bench.")
@@ -764,6 +805,9 @@ def main():
         # `--only htaccess` or any of its workloads (`--only htaccess-tree-static`).
         ht_wanted = any(wanted(w[0]) for w in htaccess.WORKLOADS)
         trees = htaccess.build_trees(tmp, doc) if ht_wanted else {}
+        # `--only tls` or any of its workloads: the same certificate for both servers.
+        tls_wanted = any(wanted(w[0]) for w in tls.WORKLOADS)
+        cert, cert_key = tls.make_certificate(tmp) if tls_wanted else (None, None)
         chosen = [x for x in a.targets.split(",") if x]
         makers = {
             "yadokari": lambda: Yadokari(tmp, doc, a.yadokari, sftp_y, key + ".pub"),
@@ -776,6 +820,9 @@ def main():
                                           key + ".pub", name=many.TARGET,
                                           users=many.users_toml(customers)),
         }
+        makers[tls.YADOKARI] = lambda: YadokariTls(tmp, doc, a.yadokari, sftp_y, key + ".pub",
+                                                   cert, cert_key)
+        makers[tls.NGINX] = lambda: NginxTls(tmp, doc, cert, cert_key)
         for n in htaccess.TARGETS:
             makers[n] = (lambda n=n: Yadokari(tmp, trees[htaccess.tree_of(n)], a.yadokari,
                                               sftp_y, key + ".pub", name=n,
@@ -784,6 +831,9 @@ def main():
             chosen.append(many.TARGET)
         if trees and "yadokari" in chosen:
             chosen += htaccess.TARGETS
+        if tls_wanted:
+            chosen += [t for plain, t in (("yadokari", tls.YADOKARI), ("nginx", tls.NGINX))
+                       if plain in chosen]
         usable = {}
         for n in chosen:
             t = makers[n]()
@@ -792,6 +842,12 @@ def main():
             if not t.start():
                 log(f"  {n} did not start; see {tmp}/logs/")
                 t.stop()
+                continue
+            if n in tls.TARGETS:
+                usable[n] = tls.check(t, cert)
+                for w in tls.WORKLOADS:
+                    if w[0] not in usable[n]:
+                        log(f"  {n}: {w[0]} answered wrongly; skipped")
                 continue
             if n in htaccess.TARGETS:
                 usable[n] = htaccess.check(t, fetch)
@@ -1087,6 +1143,9 @@ def report(rows, units, a, stamp, nproc, kernel, elapsed, ciphers):
     many_lines = many.table(rows, by, fmt)
     if len(many_lines) > 2:
         lines += [""] + many_lines
+    tls_lines = tls.table(by, fmt)
+    if len(tls_lines) > 2:
+        lines += [""] + tls_lines
     ht_lines = htaccess.table(rows, by, fmt)
     if len(ht_lines) > 2:
         lines += [""] + ht_lines

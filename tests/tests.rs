@@ -18,6 +18,7 @@ mod h2c;
 mod htaccess;
 mod htaccess_apps;
 mod htaccess_auth;
+mod htaccess_changes;
 mod htaccess_files;
 mod lifecycle;
 mod listings;

@@ -71,6 +71,7 @@ impl Chain {
         } else {
             url.segments.len().saturating_sub(1)
         };
+        cache.refresh();
         let mut levels = Vec::new();
         let mut file_at = None;
         let site = super::cache::site_key(root);

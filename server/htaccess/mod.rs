@@ -33,6 +33,7 @@ pub mod rules;
 pub mod syntax;
 pub mod user_file;
 pub mod verdicts;
+pub mod watch;
 
 /// Why a directive cannot be used, and what to do about it.
 #[derive(Clone, Debug, PartialEq, Eq)]

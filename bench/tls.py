@@ -1,0 +1,127 @@
+"""HTTPS against nginx, a case of bench.py (issue 13): yadokari's TLS listener (rustls with
+ring) and nginx's (OpenSSL), each with the same ECDSA P-256 certificate made by this run,
+serving the same files to wrk over TLS.
+
+- `tls-static-1k-c64`: GET /1k.bin over 64 keep-alive connections (the record layer and the
+  request path).
+- `tls-static-1m-c64`: GET /1m.bin, the same way (bulk encryption; neither server can use
+  `sendfile` through TLS without kernel TLS, which nginx does not turn on by default).
+- `tls-handshake-c64`: GET /1k.bin with `Connection: close` over 64 connections: every request
+  is a new TCP connection and a full handshake (wrk resumes no sessions), so this is new TLS
+  connections per second.
+
+Both in their default TLS settings (TLS 1.2 and 1.3, the client's first cipher suite: wrk's
+OpenSSL offers TLS_AES_256_GCM_SHA384 first, X25519), HTTP/1.1 (wrk speaks nothing else), and
+nginx with two workers as in bench.py's plain nginx. Issue 13's target: yadokari >= 1.0x nginx
+on each. Server CPU per request is recorded for yadokari as for every yadokari run.
+"""
+
+import os
+import ssl
+import subprocess
+import urllib.request
+
+# name, url path, wrk connections, extra wrk args, unit, ceiling
+WORKLOADS = [
+    ("tls-static-1k-c64", "/1k.bin", 64, [], "req/s", None),
+    ("tls-static-1m-c64", "/1m.bin", 64, [], "MB/s", None),
+    ("tls-handshake-c64", "/1k.bin", 64, ["-H", "Connection: close"], "req/s", None),
+]
+BYTES_PER_REQ = {"tls-static-1m-c64": 1024 * 1024}
+YADOKARI, NGINX = "yadokari-tls", "nginx-tls"
+TARGETS = [YADOKARI, NGINX]
+GOAL = 1.0
+
+
+def make_certificate(tmp):
+    """An ECDSA P-256 certificate for 127.0.0.1 and localhost, self-signed (the check below
+    trusts exactly it). Returns (certificate, key) paths."""
+    d = os.path.join(tmp, "tls")
+    os.makedirs(d, mode=0o755)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True, timeout=60)
+    os.chmod(key, 0o644)  # both servers read it after dropping to their users
+    return cert, key
+
+
+def yadokari_extra(cert, key):
+    """The `[tls]` section of the yadokari TLS server."""
+    return f'\n[tls]\ncertificate = "{cert}"\nkey = "{key}"\n'
+
+
+def nginx_conf(d, tmp, docroot, port, cert, key):
+    """nginx serving `docroot` over TLS only, otherwise as bench.py's plain nginx."""
+    return f"""daemon off;
+master_process on;
+worker_processes 2;
+user nobody nogroup;
+pid {d}/nginx.pid;
+error_log {tmp}/logs/nginx-tls-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    keepalive_timeout 30s;
+    client_body_temp_path {d}/client_body;
+    fastcgi_temp_path {d}/fastcgi;
+    proxy_temp_path {d}/proxy;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    types {{ application/octet-stream bin; text/html html; }}
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        root {docroot};
+    }}
+}}
+"""
+
+
+def check(t, cert):
+    """The TLS workloads server `t` answers correctly over TLS, its certificate verified."""
+    context = ssl.create_default_context(cafile=cert)
+    ok = set()
+    for name, path, *_rest in WORKLOADS:
+        try:
+            with open(os.path.join(t.docroot, path.lstrip("/")), "rb") as f:
+                want = f.read()
+            with urllib.request.urlopen(t.url(path), timeout=20, context=context) as r:
+                good = r.read() == want
+        except Exception:  # noqa: BLE001 - any failure marks the workload unusable
+            good = False
+        if good:
+            ok.add(name)
+    return ok
+
+
+def table(by, fmt):
+    """Markdown lines: each workload, both servers, the ratio and the verdict."""
+    out = ["| HTTPS (issue 13) | unit | yadokari | nginx | yadokari / nginx | target | verdict |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, _path, _c, _extra, unit, _ceil in WORKLOADS:
+        y, n = by.get((name, YADOKARI)), by.get((name, NGINX))
+        if not y and not n:
+            continue
+
+        def cell(s):
+            if not s:
+                return "-"
+            c = f"{fmt(s['median'])} ({fmt(s['min'])}-{fmt(s['max'])})"
+            if s["p99_ms"] != "":
+                c += f" p99 {fmt(s['p99_ms'])}"
+            return c + (" !" if s["errors"] else "")
+
+        ratio = y["median"] / n["median"] if y and n and n["median"] else None
+        verdict = "-" if ratio is None else ("met" if ratio >= GOAL else "MISSED")
+        shown = "-" if ratio is None else f"{ratio:.2f}"
+        out.append(f"| {name} | {unit} | {cell(y)} | {cell(n)} | {shown} | >= {GOAL} | "
+                   f"{verdict} |")
+    return out
