@@ -512,17 +512,19 @@ class NginxTls(Target):
     """nginx serving the document root over TLS only (static files; no fcgiwrap)."""
     name = tls.NGINX
 
-    def __init__(self, tmp, docroot, cert, key):
+    def __init__(self, tmp, docroot, cert, key, tls13=False):
+        self.name = tls.NGINX13 if tls13 else tls.NGINX
         super().__init__(tmp, docroot)
-        self.cert, self.key = cert, key
+        self.cert, self.key, self.tls13 = cert, key, tls13
 
     def start(self):
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
             f.write(tls.nginx_conf(self.dir, self.tmp, self.docroot, self.port, self.cert,
-                                   self.key))
+                                   self.key, self.tls13))
         p = self.spawn(["/usr/sbin/nginx", "-p", self.dir, "-e",
-                        f"{self.tmp}/logs/nginx-tls-error.log", "-c", conf], "nginx-tls.out")
+                        f"{self.tmp}/logs/{self.name}-error.log", "-c", conf],
+                       f"{self.name}.out")
         return wait_port(self.port, p)
 
     def url(self, path):
@@ -823,6 +825,7 @@ def main():
         makers[tls.YADOKARI] = lambda: YadokariTls(tmp, doc, a.yadokari, sftp_y, key + ".pub",
                                                    cert, cert_key)
         makers[tls.NGINX] = lambda: NginxTls(tmp, doc, cert, cert_key)
+        makers[tls.NGINX13] = lambda: NginxTls(tmp, doc, cert, cert_key, tls13=True)
         for n in htaccess.TARGETS:
             makers[n] = (lambda n=n: Yadokari(tmp, trees[htaccess.tree_of(n)], a.yadokari,
                                               sftp_y, key + ".pub", name=n,
@@ -832,8 +835,8 @@ def main():
         if trees and "yadokari" in chosen:
             chosen += htaccess.TARGETS
         if tls_wanted:
-            chosen += [t for plain, t in (("yadokari", tls.YADOKARI), ("nginx", tls.NGINX))
-                       if plain in chosen]
+            chosen += [t for plain, t in (("yadokari", tls.YADOKARI), ("nginx", tls.NGINX),
+                                          ("nginx", tls.NGINX13)) if plain in chosen]
         usable = {}
         for n in chosen:
             t = makers[n]()

@@ -216,7 +216,7 @@ async fn accept_loop(
 pub(crate) const READ_BUFFER: usize = 256 * 1024;
 
 /// hyper's HTTP/1.1 settings from the configured limits.
-fn http_builder(limits: &Limits) -> http1::Builder {
+pub(crate) fn http_builder(limits: &Limits) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

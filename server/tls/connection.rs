@@ -71,14 +71,19 @@ pub async fn serve(
         let info = info.clone();
         async move { Ok::<_, std::convert::Infallible>(service::handle(req, app, info).await) }
     });
-    let protocols = match h2 {
-        true => Protocols::Http2,
-        false => Protocols::Http1,
+    let idle = limits.keep_alive_timeout;
+    // HTTP/1.1 with the plain listener's own builder (its header-size bound included, which
+    // hyper-util's auto builder lacks); HTTP/2 through the auto builder.
+    let ended = if h2 {
+        let builder = builder(limits, Protocols::Http2);
+        let conn = builder.serve_connection(io, svc);
+        tokio::pin!(conn);
+        crate::served::drive(conn, &activity, &shutdown, idle).await
+    } else {
+        let conn = crate::listener::http_builder(limits).serve_connection(io, svc);
+        tokio::pin!(conn);
+        crate::served::drive(conn, &activity, &shutdown, idle).await
     };
-    let builder = builder(limits, protocols);
-    let conn = builder.serve_connection(io, svc);
-    tokio::pin!(conn);
-    let ended = crate::served::drive(conn, &activity, &shutdown, limits.keep_alive_timeout).await;
     if let Err(e) = ended {
         tracing::debug!(%peer, error = %e, "TLS connection ended with an error");
     }
@@ -87,8 +92,6 @@ pub async fn serve(
 /// Which protocols a connection may speak.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Protocols {
-    /// HTTP/1.1 only (ALPN chose it, or offered nothing).
-    Http1,
     /// HTTP/2 only (ALPN chose `h2`).
     Http2,
     /// Either, by the client's first bytes: the HTTP/2 preface or an HTTP/1.1 request (the
@@ -96,8 +99,9 @@ pub enum Protocols {
     Either,
 }
 
-/// hyper's settings from the configured limits for `protocols`: HTTP/1.1 as on a plain
-/// connection, HTTP/2 with the same header bound. Only the protocols given are spoken.
+/// hyper-util's builder for `protocols`, from the configured limits: HTTP/2 with the same
+/// header bound as HTTP/1.1, and HTTP/1.1 as on a plain connection but for the header-size
+/// bound, which the auto builder lacks (its read buffer's ceiling bounds the header block).
 pub fn builder(limits: &Limits, protocols: Protocols) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -115,7 +119,6 @@ pub fn builder(limits: &Limits, protocols: Protocols) -> auto::Builder<TokioExec
         .max_buf_size(limits.max_header_bytes.max(crate::listener::READ_BUFFER))
         .max_headers(100);
     match protocols {
-        Protocols::Http1 => builder.http1_only(),
         Protocols::Http2 => builder.http2_only(),
         Protocols::Either => builder,
     }

@@ -1,8 +1,8 @@
 //! HTTPS: the rustls server configuration (TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`, the
 //! certificate picked by SNI in [`certs`]) and one TLS connection ([`connection`]).
 //!
-//! Why rustls with ring: no OpenSSL to link or keep patched, and ring builds quickest of the
-//! providers here. The listener hands accepted TLS connections to [`connection::serve`]; plain
+//! Why rustls with aws-lc-rs: no OpenSSL to link or keep patched, the cryptography the SSH side
+//! already builds, and the fastest handshakes of the providers (see `certs::provider`). The listener hands accepted TLS connections to [`connection::serve`]; plain
 //! ones never come here, so HTTP/1.1 over TCP stays exactly as it was.
 
 use std::sync::Arc;
@@ -27,5 +27,14 @@ pub fn acceptor(store: Arc<CertStore>) -> Result<TlsAcceptor, rustls::Error> {
         .with_cert_resolver(store);
     let mut config = config;
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    // Resumption without server state: a returning client (a browser's next connection)
+    // skips the certificate signature. Ticket keys are random per process and rotate every
+    // six hours (rustls's Ticketer), as nginx's default tickets; the memory cache rustls keeps
+    // by default (256 sessions) serves the clients that ask for session IDs instead.
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    // One ticket per connection, as a browser uses one per connection it opens (rustls sends
+    // two by default, each an encryption and a key derivation more per handshake).
+    config.send_tls13_tickets = 1;
+    config.ignore_client_order = true;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

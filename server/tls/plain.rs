@@ -67,8 +67,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Plain<S> {
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
+    /// No: rustls makes a TLS record of every slice it is given, so hyper's head and body
+    /// written as two slices cost two records (two encryptions, two tags on the wire).
+    /// Flattened by hyper into one buffer, a small response is one record.
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        false
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
