@@ -33,6 +33,7 @@ import urllib.request
 
 import htaccess  # the .htaccess case (bench/htaccess.py, next to this file)
 import many  # the many-customers case (bench/many.py, next to this file)
+import nginx_conf  # the nginx.conf all nginx servers share (bench/nginx_conf.py)
 import tls  # HTTPS against nginx (bench/tls.py, next to this file)
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -388,28 +389,7 @@ class Nginx(Target):
         conf = os.path.join(self.dir, "nginx.conf")
         d = self.dir
         with open(conf, "w") as f:
-            f.write(f"""daemon off;
-master_process on;
-worker_processes 2;
-user nobody nogroup;
-pid {d}/nginx.pid;
-error_log {self.tmp}/logs/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    keepalive_timeout 30s;
-    client_max_body_size 100m;
-    client_body_temp_path {d}/client_body;
-    fastcgi_temp_path {d}/fastcgi;
-    proxy_temp_path {d}/proxy;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    types {{ application/octet-stream bin; text/html html; }}
-    default_type application/octet-stream;
-    server {{
+            f.write(nginx_conf.conf(d, f"{self.tmp}/logs/nginx-error.log", f"""    server {{
         listen 127.0.0.1:{self.port};
         root {self.docroot};
         location /cgi-bin/ {{
@@ -417,9 +397,8 @@ http {{
             fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
             fastcgi_pass unix:{sock};
         }}
-    }}
-}}
-""")
+    }}"""))
+
         p = self.spawn(["/usr/sbin/nginx", "-p", d, "-e", f"{self.tmp}/logs/nginx-error.log",
                         "-c", conf], "nginx.out")
         return fcgi.poll() is None and wait_port(self.port, p)

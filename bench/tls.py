@@ -28,6 +28,8 @@ import ssl
 import subprocess
 import urllib.request
 
+import nginx_conf as nginx_common
+
 # name, url path, wrk connections, extra wrk args, unit, ceiling
 WORKLOADS = [
     ("tls-static-1k-c64", "/1k.bin", 64, [], "req/s", None),
@@ -63,36 +65,13 @@ def yadokari_extra(cert, key):
 def nginx_conf(d, tmp, docroot, port, cert, key, tls13):
     """nginx serving `docroot` over TLS only, otherwise as bench.py's plain nginx; `tls13`
     enables TLS 1.3 beside 1.2."""
-    protocols = "ssl_protocols TLSv1.2 TLSv1.3;" if tls13 else ""
-    return f"""daemon off;
-master_process on;
-worker_processes 2;
-user nobody nogroup;
-pid {d}/nginx.pid;
-error_log {tmp}/logs/{os.path.basename(d)}-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    keepalive_timeout 30s;
-    client_body_temp_path {d}/client_body;
-    fastcgi_temp_path {d}/fastcgi;
-    proxy_temp_path {d}/proxy;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    types {{ application/octet-stream bin; text/html html; }}
-    default_type application/octet-stream;
-    server {{
+    protocols = "\n        ssl_protocols TLSv1.2 TLSv1.3;" if tls13 else ""
+    return nginx_common.conf(d, f"{tmp}/logs/{os.path.basename(d)}-error.log", f"""    server {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {cert};
-        ssl_certificate_key {key};
-        {protocols}
+        ssl_certificate_key {key};{protocols}
         root {docroot};
-    }}
-}}
-"""
+    }}""")
 
 
 def check(t, cert):
