@@ -25,7 +25,7 @@ pub enum Admission {
     Plain,
     /// Go on with these rules (and the user who logged in, if any).
     Go {
-        chain: Chain,
+        chain: Arc<Chain>,
         rules: Arc<Rules>,
         user: Option<String>,
     },

@@ -22,6 +22,7 @@ use nix::sys::stat::{FileStat, Mode};
 use yadokari_site::{Jail, JailError};
 
 use super::Problem;
+use super::chain::Chain;
 use super::file::{Fault, Htaccess, Settings, compile};
 use super::rules::Rules;
 
@@ -64,6 +65,24 @@ pub struct Cache {
     merged: RwLock<HashMap<Vec<usize>, Merged>>,
     /// What the looks found, kept while inotify says nothing changed (`None` without inotify).
     watch: Option<super::watch::Watch>,
+    /// Whole chains, by a hash of their site and directories (checked whole on a hit), each
+    /// true while the generation it was made in lasts.
+    chains: RwLock<HashMap<u64, KeptChain>>,
+}
+
+/// A chain and what it was made for.
+struct KeptChain {
+    site: u64,
+    dirs: Vec<Vec<u8>>,
+    generation: u64,
+    chain: Arc<Chain>,
+}
+
+/// The hash a chain is kept under.
+fn chain_key(site: u64, dirs: &[Vec<u8>]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+        .hash_one((site, dirs))
 }
 
 /// One merged result, with the files it was made from (held, so that the addresses in its
@@ -101,6 +120,7 @@ impl Cache {
             entries: RwLock::new(HashMap::new()),
             merged: RwLock::new(HashMap::new()),
             watch: super::watch::Watch::new(),
+            chains: RwLock::new(HashMap::new()),
         }
     }
 
@@ -152,17 +172,51 @@ impl Cache {
     /// already read through this site's jail; a file is only read through the jail, and a
     /// name that leads out of the site (a link) finds nothing compiled under this site's key,
     /// so the jailed read refuses it.
-    pub fn place(&self, jail: &Jail, site: u64, file: &Path) -> Place {
+    ///
+    /// Also says whether the answer is kept (inotify watches for its change): only then may
+    /// something made from it be kept too ([`Cache::chain`]).
+    pub fn place(&self, jail: &Jail, site: u64, file: &Path) -> (Place, bool) {
         let Some(watch) = &self.watch else {
-            return self.look(jail, site, file);
+            return (self.look(jail, site, file), false);
         };
         if let Some(place) = watch.kept(site, file) {
-            return place;
+            return (place, true);
         }
         let ticket = watch.before_look(jail, site, file);
         let place = self.look(jail, site, file);
-        watch.keep(ticket, site, file, &place);
-        place
+        let kept = watch.keep(ticket, site, file, &place);
+        (place, kept)
+    }
+
+    /// The generation of what is kept (see `super::watch`); `None` without inotify.
+    pub fn generation(&self) -> Option<u64> {
+        self.watch.as_ref().map(|w| w.generation())
+    }
+
+    /// The chain kept for the directories `dirs` of `site`, if it is still true.
+    pub fn chain(&self, site: u64, dirs: &[Vec<u8>]) -> Option<Arc<Chain>> {
+        let generation = self.generation()?;
+        let chains = self.chains.read().ok()?;
+        let kept = chains.get(&chain_key(site, dirs))?;
+        (kept.generation == generation && kept.site == site && kept.dirs == dirs)
+            .then(|| kept.chain.clone())
+    }
+
+    /// Keeps `chain`, made in `generation` from kept answers only, for the directories `dirs`.
+    pub fn keep_chain(&self, site: u64, dirs: &[Vec<u8>], generation: u64, chain: &Arc<Chain>) {
+        let Ok(mut chains) = self.chains.write() else {
+            return;
+        };
+        if chains.len() >= KEEP {
+            chains.clear();
+        }
+        let kept = KeptChain {
+            site,
+            dirs: dirs.to_vec(),
+            generation,
+            chain: chain.clone(),
+        };
+        chains.insert(chain_key(site, dirs), kept);
     }
 
     /// Applies the changes inotify reported since the last call: before a request trusts

@@ -60,21 +60,49 @@ impl Chain {
     /// The chain for `url` in the site held by `jail` (root `root`): the directories the URL
     /// passes through (its last segment too when it ends in a slash), or the first unusable
     /// file on the way.
+    ///
+    /// A chain made only of answers inotify watches is kept whole, and given again while
+    /// nothing changed (see `super::watch`): most requests walk nothing.
     pub fn of(
         cache: &Cache,
         jail: &Jail,
         root: &Path,
         url: &UrlPath,
-    ) -> Result<Chain, Arc<Broken>> {
+    ) -> Result<Arc<Chain>, Arc<Broken>> {
         let dirs = if url.trailing_slash {
             url.segments.len()
         } else {
             url.segments.len().saturating_sub(1)
         };
         cache.refresh();
+        let site = super::cache::site_key(root);
+        let walked = &url.segments[..dirs];
+        if let Some(chain) = cache.chain(site, walked) {
+            return Ok(chain);
+        }
+        let generation = cache.generation();
+        let (chain, durable) = Chain::walk(cache, jail, site, url, dirs)?;
+        let chain = Arc::new(chain);
+        if let Some(generation) = generation
+            && durable
+        {
+            cache.keep_chain(site, walked, generation, &chain);
+        }
+        Ok(chain)
+    }
+
+    /// Looks at each directory of the first `dirs` segments of `url`; also says whether every
+    /// answer was a kept one.
+    fn walk(
+        cache: &Cache,
+        jail: &Jail,
+        site: u64,
+        url: &UrlPath,
+        dirs: usize,
+    ) -> Result<(Chain, bool), Arc<Broken>> {
         let mut levels = Vec::new();
         let mut file_at = None;
-        let site = super::cache::site_key(root);
+        let mut durable = true;
         let mut rel = PathBuf::new();
         let mut url_path = String::from("/");
         for i in 0..=dirs {
@@ -86,7 +114,8 @@ impl Chain {
             }
             // `rel/.htaccess`, without a new path for every level.
             rel.push(super::cache::NAME);
-            let place = cache.place(jail, site, &rel);
+            let (place, kept) = cache.place(jail, site, &rel);
+            durable &= kept;
             rel.pop();
             match place {
                 Place::End => {
@@ -102,7 +131,7 @@ impl Chain {
                 Place::Dir(Loaded::Fault(broken)) => return Err(broken),
             }
         }
-        Ok(Chain { levels, file_at })
+        Ok((Chain { levels, file_at }, durable))
     }
 
     /// Whether no directory on the way has a file (the common, cheap case).

@@ -25,6 +25,7 @@
 //! deliver events on a thread of their own, which breaks the ordering above.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -60,8 +61,9 @@ pub struct Watch {
     inotify: Inotify,
     /// The watches (taken for every drain, which makes drains one at a time).
     watches: Mutex<Watches>,
-    /// What the looks found, by site and `.htaccess` path.
-    kept: RwLock<HashMap<u64, HashMap<PathBuf, Place>>>,
+    /// What the looks found, by site and `.htaccess` path (as bytes: hashing a `Path` walks
+    /// its components).
+    kept: RwLock<HashMap<u64, HashMap<OsString, Place>>>,
     /// Bumped by every applied event: a look that began in an older generation is not kept.
     generation: AtomicU64,
 }
@@ -128,7 +130,13 @@ impl Watch {
     /// What was found for `file` of `site`, when kept.
     pub fn kept(&self, site: u64, file: &Path) -> Option<Place> {
         let kept = self.kept.read().ok()?;
-        kept.get(&site)?.get(file).cloned()
+        kept.get(&site)?.get(file.as_os_str()).cloned()
+    }
+
+    /// The generation now: it changes whenever an event is applied, so anything made from
+    /// kept looks in one generation is still true while it lasts.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Watches the directory holding `file` (opened through `jail`) before it is looked at.
@@ -147,25 +155,27 @@ impl Watch {
         }
     }
 
-    /// Keeps what the look at `file` found, unless something changed since `ticket` was taken.
-    pub fn keep(&self, ticket: Ticket, site: u64, file: &Path, place: &Place) {
+    /// Keeps what the look at `file` found, unless something changed since `ticket` was
+    /// taken; whether it was kept.
+    pub fn keep(&self, ticket: Ticket, site: u64, file: &Path, place: &Place) -> bool {
         let allowed = match place {
             Place::End => ticket.parent,
             Place::Dir(_) => ticket.dir,
         };
         if !allowed {
-            return;
+            return false;
         }
         let Ok(mut kept) = self.kept.write() else {
-            return;
+            return false;
         };
         // Checked under the lock that every invalidation takes: no event was applied since.
         if self.generation.load(Ordering::Acquire) != ticket.generation {
-            return;
+            return false;
         }
         kept.entry(site)
             .or_default()
-            .insert(file.to_path_buf(), place.clone());
+            .insert(file.as_os_str().to_os_string(), place.clone());
+        true
     }
 
     fn is_watched(&self, site: u64, dir: &Path) -> bool {
@@ -232,14 +242,14 @@ impl Watch {
             };
             match &event.name {
                 Some(name) if name == NAME => {
-                    files.remove(&dir.join(NAME));
+                    files.remove(dir.join(NAME).as_os_str());
                 }
                 Some(_) if written => {}
                 Some(name) => {
                     let under = dir.join(name);
-                    files.retain(|file, _| !file.starts_with(&under));
+                    files.retain(|file, _| !Path::new(file).starts_with(&under));
                 }
-                None => files.retain(|file, _| !file.starts_with(dir)),
+                None => files.retain(|file, _| !Path::new(file).starts_with(dir)),
             }
         }
         // Under the lock `keep` checks it with: a look older than this event is not kept.

@@ -404,7 +404,7 @@ async fn admitted(
     site: &Served<'_>,
     url: &url::UrlPath,
     notes: &mut Notes,
-) -> Result<Option<(Chain, Arc<Rules>)>, Refused> {
+) -> Result<Option<(Arc<Chain>, Arc<Rules>)>, Refused> {
     let Some(cache) = &ctx.state.htaccess else {
         return Ok(None);
     };
