@@ -49,12 +49,21 @@ impl std::fmt::Display for Origin<'_> {
 }
 
 /// The files of one request's path, shallowest first.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Chain {
     pub levels: Vec<Level>,
     /// The segment the walk found not to be a directory (a file, with path info after it).
     pub file_at: Option<usize>,
+    /// [`Chain::merged`]'s answers by file name and method, for a chain kept whole (a few
+    /// names per directory are asked for again and again).
+    memo: std::sync::RwLock<Vec<Memo>>,
 }
+
+/// One remembered [`Chain::merged`] answer: the file name, the method, the rules.
+type Memo = (Option<Box<str>>, Box<str>, Arc<Rules>);
+
+/// Answers a chain remembers; past this it asks the cache.
+const MEMO: usize = 32;
 
 impl Chain {
     /// The chain for `url` in the site held by `jail` (root `root`): the directories the URL
@@ -131,7 +140,12 @@ impl Chain {
                 Place::Dir(Loaded::Fault(broken)) => return Err(broken),
             }
         }
-        Ok((Chain { levels, file_at }, durable))
+        let chain = Chain {
+            levels,
+            file_at,
+            memo: Default::default(),
+        };
+        Ok((chain, durable))
     }
 
     /// Whether no directory on the way has a file (the common, cheap case).
@@ -151,6 +165,24 @@ impl Chain {
 
     /// [`Chain::rules`], merged once per set of scopes and kept in `cache`.
     pub fn merged(&self, cache: &Cache, name: Option<&str>, method: &str) -> Arc<Rules> {
+        if let Ok(memo) = self.memo.read()
+            && let Some((_, _, rules)) = memo
+                .iter()
+                .find(|(n, m, _)| n.as_deref() == name && &**m == method)
+        {
+            return rules.clone();
+        }
+        let rules = self.merged_in(cache, name, method);
+        if let Ok(mut memo) = self.memo.write()
+            && memo.len() < MEMO
+        {
+            memo.push((name.map(Box::from), Box::from(method), rules.clone()));
+        }
+        rules
+    }
+
+    /// [`Chain::merged`] without the chain's own memory.
+    fn merged_in(&self, cache: &Cache, name: Option<&str>, method: &str) -> Arc<Rules> {
         let key: Vec<usize> = self
             .scopes(name, method)
             .map(|(_, r)| r as *const Rules as usize)

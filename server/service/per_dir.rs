@@ -279,25 +279,24 @@ fn expires(headers: &mut HeaderMap, rules: &Rules) {
     let Some((from_modification, after)) = rules.expires.for_type(media) else {
         return;
     };
-    let base = if from_modification {
-        headers
-            .get(header::LAST_MODIFIED)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok())
-    } else {
-        Some(SystemTime::now())
+    if !from_modification {
+        let (expires, cache_control) = from_access(after);
+        headers.insert(header::EXPIRES, expires);
+        headers.insert(header::CACHE_CONTROL, cache_control);
+        return;
+    }
+    let Some(modified) = headers
+        .get(header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    else {
+        return;
     };
-    let Some(base) = base else { return };
-    let at = base + after;
-    // From access: exactly the duration written, as Apache sends it (measuring it against a
-    // second `now` would give 86399 for "access plus 1 day").
-    let max_age = if from_modification {
-        at.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-            .as_secs()
-    } else {
-        after.as_secs()
-    };
+    let at = modified + after;
+    let max_age = at
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
     if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
         headers.insert(header::EXPIRES, v);
     }
@@ -306,6 +305,35 @@ fn expires(headers: &mut HeaderMap, rules: &Rules) {
         HeaderValue::from_str(&format!("max-age={max_age}"))
             .unwrap_or(HeaderValue::from_static("max-age=0")),
     );
+}
+
+/// `Expires` and `Cache-Control` for "access plus `after`": the same for a whole second, so
+/// each thread formats them once per second and duration, not once per request.
+fn from_access(after: Duration) -> (HeaderValue, HeaderValue) {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u64, Duration, HeaderValue, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    LAST.with_borrow_mut(|last| {
+        if let Some((s, a, expires, cache_control)) = last.as_ref()
+            && *s == second
+            && *a == after
+        {
+            return (expires.clone(), cache_control.clone());
+        }
+        let expires = HeaderValue::from_str(&httpdate::fmt_http_date(now + after))
+            .unwrap_or(HeaderValue::from_static("0"));
+        // Exactly the duration written, as Apache sends it (measuring it against a second
+        // `now` would give 86399 for "access plus 1 day").
+        let cache_control = HeaderValue::from_str(&format!("max-age={}", after.as_secs()))
+            .unwrap_or(HeaderValue::from_static("max-age=0"));
+        *last = Some((second, after, expires.clone(), cache_control.clone()));
+        (expires, cache_control)
+    })
 }
 
 /// The `ErrorDocument` for `status`, if the files name one.
