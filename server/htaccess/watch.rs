@@ -4,9 +4,9 @@
 //!
 //! "An edit applies to the very next request" still holds: the kernel queues an event before
 //! the system call that made the change returns, and every request first drains the queue
-//! ([`Watch::refresh`]: one non-blocking `read`, under a lock, so that a request on another
-//! thread that began after the change waits until the draining one has applied it) before it
-//! trusts what is kept. A look that raced with a change is not kept: kept entries carry the
+//! ([`Watch::refresh`]: one non-blocking `read`; a request on another thread that began after
+//! the change waits until the thread that read its event has applied it) before it trusts
+//! what is kept. A look that raced with a change is not kept: kept entries carry the
 //! generation they were looked at in, and any applied event starts a new one.
 //!
 //! What invalidates what, for a watched directory `d`:
@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use nix::errno::Errno;
@@ -66,6 +66,10 @@ pub struct Watch {
     kept: RwLock<HashMap<u64, HashMap<OsString, Place>>>,
     /// Bumped by every applied event: a look that began in an older generation is not kept.
     generation: AtomicU64,
+    /// Threads inside [`Watch::refresh`]'s read-and-apply.
+    reading: AtomicU32,
+    /// Whether any watch was ever added (else there is nothing to read).
+    watching: AtomicBool,
 }
 
 #[derive(Default)]
@@ -97,33 +101,57 @@ impl Watch {
             watches: Mutex::new(Watches::default()),
             kept: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            reading: AtomicU32::new(0),
+            watching: AtomicBool::new(false),
         })
     }
 
     /// Applies every change the kernel has queued. Call before trusting [`Watch::kept`].
+    ///
+    /// No lock in the common case (an empty queue): each thread counts itself in `reading`
+    /// before its `read` and out after applying what it read. A thread whose read found
+    /// nothing then waits until no read is in progress, since another thread's read may have
+    /// taken the events of a change that came before this request (then that thread is still
+    /// counted until it has applied them). A lock around the read made the two workers queue
+    /// behind each other's system call on every request.
     pub fn refresh(&self) {
-        let mut watches = match self.watches.lock() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if watches.dirs.is_empty() {
+        if !self.watching.load(Ordering::SeqCst) {
             return;
         }
+        self.reading.fetch_add(1, Ordering::SeqCst);
         loop {
             match self.inotify.read_events() {
                 Ok(events) if !events.is_empty() => {
+                    let mut watches = self.lock();
                     for event in &events {
                         self.apply(&mut watches, event);
                     }
                 }
-                Ok(_) | Err(Errno::EAGAIN) => return,
+                Ok(_) | Err(Errno::EAGAIN) => break,
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read inotify events; forgetting what was kept");
-                    self.forget_all(&mut watches);
-                    return;
+                    self.forget_all(&mut self.lock());
+                    break;
                 }
             }
+        }
+        self.reading.fetch_sub(1, Ordering::SeqCst);
+        let mut spins = 0u32;
+        while self.reading.load(Ordering::SeqCst) > 0 {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Watches> {
+        match self.watches.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
         }
     }
 
@@ -207,6 +235,7 @@ impl Watch {
         // Followed, the /proc link names exactly the directory opened.
         match self.inotify.add_watch(link.as_str(), mask()) {
             Ok(wd) => {
+                self.watching.store(true, Ordering::SeqCst);
                 watches.dirs.entry(wd).or_default().push(key.clone());
                 watches.by_dir.insert(key, wd);
                 true
