@@ -109,7 +109,9 @@ pub enum Place {
 /// The identity of a site for the cache's keys.
 pub fn site_key(root: &Path) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault};
-    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(root)
+    // The path's bytes: hashing a `Path` walks its components, on every request.
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+        .hash_one(root.as_os_str().as_bytes())
 }
 
 impl Cache {
