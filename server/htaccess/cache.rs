@@ -229,8 +229,8 @@ impl Cache {
         }
     }
 
-    /// [`Cache::place`] asking the file system.
-    fn look(&self, jail: &Jail, site: u64, file: &Path) -> Place {
+    /// [`Cache::place`] asking the file system, keeping nothing but the compiled file.
+    pub fn look(&self, jail: &Jail, site: u64, file: &Path) -> Place {
         let st = match nix::sys::stat::fstatat(
             jail.root(),
             file,

@@ -83,14 +83,20 @@ impl Chain {
         } else {
             url.segments.len().saturating_sub(1)
         };
-        cache.refresh();
         let site = super::cache::site_key(root);
+        if dirs == 0 {
+            // Only the web root's own file: one `fstatat` costs less than draining the inotify
+            // queue and looking up a kept chain.
+            let (chain, _) = Chain::walk(cache, jail, site, url, 0, false)?;
+            return Ok(Arc::new(chain));
+        }
+        cache.refresh();
         let walked = &url.segments[..dirs];
         if let Some(chain) = cache.chain(site, walked) {
             return Ok(chain);
         }
         let generation = cache.generation();
-        let (chain, durable) = Chain::walk(cache, jail, site, url, dirs)?;
+        let (chain, durable) = Chain::walk(cache, jail, site, url, dirs, true)?;
         let chain = Arc::new(chain);
         if let Some(generation) = generation
             && durable
@@ -100,14 +106,16 @@ impl Chain {
         Ok(chain)
     }
 
-    /// Looks at each directory of the first `dirs` segments of `url`; also says whether every
-    /// answer was a kept one.
+    /// Looks at each directory of the first `dirs` segments of `url`, through what inotify
+    /// keeps when `kept` (else asking the file system); also says whether every answer was a
+    /// kept one.
     fn walk(
         cache: &Cache,
         jail: &Jail,
         site: u64,
         url: &UrlPath,
         dirs: usize,
+        kept: bool,
     ) -> Result<(Chain, bool), Arc<Broken>> {
         let mut levels = Vec::new();
         let mut file_at = None;
@@ -123,8 +131,11 @@ impl Chain {
             }
             // `rel/.htaccess`, without a new path for every level.
             rel.push(super::cache::NAME);
-            let (place, kept) = cache.place(jail, site, &rel);
-            durable &= kept;
+            let (place, answer_kept) = match kept {
+                true => cache.place(jail, site, &rel),
+                false => (cache.look(jail, site, &rel), false),
+            };
+            durable &= answer_kept;
             rel.pop();
             match place {
                 Place::End => {
