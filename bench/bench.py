@@ -31,6 +31,7 @@ import threading
 import time
 import urllib.request
 
+import cells  # one table cell (bench/cells.py)
 import htaccess  # the .htaccess case (bench/htaccess.py, next to this file)
 import many  # the many-customers case (bench/many.py, next to this file)
 import nginx_conf  # the nginx.conf all nginx servers share (bench/nginx_conf.py)
@@ -1094,19 +1095,11 @@ def report(rows, units, a, stamp, nproc, kernel, elapsed, ciphers):
             " | yadokari / best anchor | yadokari / ceiling |")
     lines += [head, "|" + " --- |" * (len(names) + 4)]
     for w in order:
-        cells, present = [], False
+        row, present = [], False
         for n in names:
             s = by.get((w, n))
-            if not s:
-                cells.append("-")
-                continue
-            present = True
-            c = f"{fmt(s['median'])} ({fmt(s['min'])}-{fmt(s['max'])})"
-            if s["p99_ms"] != "":
-                c += f" p99 {fmt(s['p99_ms'])}"
-            if s["errors"]:
-                c += " !"
-            cells.append(c)
+            present = present or s is not None
+            row.append(cells.cell(s, fmt))
         if not present:
             continue
         y = by.get((w, "yadokari"))
@@ -1120,7 +1113,7 @@ def report(rows, units, a, stamp, nproc, kernel, elapsed, ciphers):
         for s in summary:
             if s["workload"] == w:
                 s["ratio_best_anchor"], s["ratio_ceiling"] = rb, rc
-        lines.append(f"| {w} | {units.get(w, '')} | " + " | ".join(cells) + f" | {rb} | {rc} |")
+        lines.append(f"| {w} | {units.get(w, '')} | " + " | ".join(row) + f" | {rb} | {rc} |")
     lines += [""] + targets_table(rows, by)
     many_lines = many.table(rows, by, fmt)
     if len(many_lines) > 2:

@@ -27,6 +27,8 @@ import os
 import shutil
 import statistics
 
+import cells
+
 # name, url path, wrk connections, extra wrk args, unit, ceiling, tree
 WORKLOADS = [
     ("htaccess-none-static-root-c64", "/1k.bin", 64, [], "req/s", None, "none"),
@@ -140,13 +142,7 @@ def table(rows, by, fmt):
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 
     def cell(key):
-        s = by.get(key)
-        if not s:
-            return "-"
-        c = f"{fmt(s['median'])} ({fmt(s['min'])}-{fmt(s['max'])})"
-        if s["p99_ms"] != "":
-            c += f" p99 {fmt(s['p99_ms'])}"
-        return c + (" !" if s["errors"] else "")
+        return cells.cell(by.get(key), fmt)
 
     def spread(values):
         if not values:

@@ -20,6 +20,8 @@ import os
 import shutil
 import statistics
 
+import cells
+
 CUSTOMERS = 1000
 HOT = 10  # customers the requests are spread over
 TARGET = "yadokari-many"
@@ -145,13 +147,7 @@ def table(rows, by, fmt):
            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
 
     def cell(key):
-        s = by.get(key)
-        if not s:
-            return "-"
-        c = f"{fmt(s['median'])} ({fmt(s['min'])}-{fmt(s['max'])})"
-        if s["p99_ms"] != "":
-            c += f" p99 {fmt(s['p99_ms'])}"
-        return c + (" !" if s["errors"] else "")
+        return cells.cell(by.get(key), fmt)
 
     for name, _path, _c, _x, unit, _ceil, plain in WORKLOADS:
         single, many = by.get((name, "yadokari")), by.get((name, TARGET))

@@ -28,6 +28,7 @@ import ssl
 import subprocess
 import urllib.request
 
+import cells
 import nginx_conf as nginx_common
 
 # name, url path, wrk connections, extra wrk args, unit, ceiling
@@ -98,12 +99,7 @@ def table(by, fmt):
            "target |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
 
     def cell(s):
-        if not s:
-            return "-"
-        c = f"{fmt(s['median'])} ({fmt(s['min'])}-{fmt(s['max'])})"
-        if s["p99_ms"] != "":
-            c += f" p99 {fmt(s['p99_ms'])}"
-        return c + (" !" if s["errors"] else "")
+        return cells.cell(s, fmt)
 
     def ratio(y, n):
         if not y or not n or not n["median"]:

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::pki::Pki;
 use crate::support::{Site, have};
 
 /// A free port on 127.0.0.1 (bound and released: pebble needs numbers in its config).
@@ -44,89 +45,19 @@ struct Pebble {
     management: String,
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let o = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        o.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// A CA and pebble's HTTPS certificate for 127.0.0.1, made with openssl.
-fn pebble_tls(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=yadokari test CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "pebble.key",
-            "-out",
-            "pebble.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .expect("ext");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "pebble.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "pebble.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-}
-
 /// Starts challtestsrv and pebble with certificates valid for `validity_secs`, validating
 /// HTTP-01 on `http_port`.
 fn start_pebble(dir: &Path, http_port: u16, validity_secs: u64) -> Pebble {
-    pebble_tls(dir);
+    // pebble's own HTTPS certificate, from a CA the server under test is told to trust.
+    let pki = Pki::new(dir.join("ca"));
+    let san = "IP:127.0.0.1,DNS:localhost";
+    pki.issue_for(
+        "pebble",
+        "/CN=127.0.0.1",
+        san,
+        &dir.join("pebble.pem"),
+        &dir.join("pebble.key"),
+    );
     let (dns, management, acme) = (free_port(), free_port(), free_port());
     let management = format!("127.0.0.1:{management}");
     let dns_child = Command::new("pebble-challtestsrv")
@@ -191,7 +122,7 @@ fn start_pebble(dir: &Path, http_port: u16, validity_secs: u64) -> Pebble {
         _dns: Owned(dns_child),
         _pebble: Owned(pebble),
         directory: format!("https://127.0.0.1:{acme}/dir"),
-        ca: dir.join("ca.pem"),
+        ca: PathBuf::from(pki.ca()),
         management,
     }
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
 pub mod sftp;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -171,11 +171,11 @@ impl Watch {
     pub fn before_look(&self, jail: &Jail, site: u64, file: &Path) -> Ticket {
         let generation = self.generation.load(Ordering::Acquire);
         let dir = file.parent().unwrap_or(Path::new(""));
-        let watched = self.watch(jail, site, dir);
-        let parent = match dir.parent() {
-            Some(up) => self.is_watched(site, up),
-            None => false,
-        };
+        let mut watches = self.lock();
+        let watched = self.watch(&mut watches, jail, site, dir);
+        let parent = dir
+            .parent()
+            .is_some_and(|up| watches.by_dir.contains_key(&(site, up.to_path_buf())));
         Ticket {
             generation,
             dir: watched,
@@ -206,24 +206,14 @@ impl Watch {
         true
     }
 
-    fn is_watched(&self, site: u64, dir: &Path) -> bool {
-        self.watches
-            .lock()
-            .is_ok_and(|w| w.by_dir.contains_key(&(site, dir.to_path_buf())))
-    }
-
     /// Watches `dir` of `site`; whether it is watched.
-    fn watch(&self, jail: &Jail, site: u64, dir: &Path) -> bool {
-        let mut watches = match self.watches.lock() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+    fn watch(&self, watches: &mut Watches, jail: &Jail, site: u64, dir: &Path) -> bool {
         let key = (site, dir.to_path_buf());
         if watches.by_dir.contains_key(&key) {
             return true;
         }
         if watches.by_dir.len() >= MAX_WATCHES {
-            self.forget_all(&mut watches);
+            self.forget_all(watches);
         }
         // SECURITY: the directory is reached through the jail; the watch is added on what was
         // opened (the descriptor's /proc link), so no path is resolved twice.

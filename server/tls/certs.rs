@@ -99,13 +99,13 @@ impl Table {
         };
         if let Some(acme) = &config.acme {
             // ACME makes its state directory at its first round: watched, it is read once made.
-            if !acme.state.exists() {
-                watched.push(acme.state.clone());
-            }
             // Certificates put in `[tls] directory` by hand win over those ACME obtained.
             let obtained = match acme.state.exists() {
                 true => self::directory(&acme.state, &provider, &mut watched),
-                false => HashMap::new(),
+                false => {
+                    watched.push(acme.state.clone());
+                    HashMap::new()
+                }
             };
             for (name, key) in obtained {
                 directory.entry(name).or_insert(key);

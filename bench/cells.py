@@ -1,0 +1,12 @@
+"""One summary cell of a results table, as every table of the benchmark writes it."""
+
+
+def cell(s, fmt):
+    """`median (min-max)`, then ` p99 N` for HTTP figures and ` !` when requests failed;
+    `-` when there is no summary `s`. `fmt` formats a number (bench.py's `fmt`)."""
+    if not s:
+        return "-"
+    c = f"{fmt(s['median'])} ({fmt(s['min'])}-{fmt(s['max'])})"
+    if s["p99_ms"] != "":
+        c += f" p99 {fmt(s['p99_ms'])}"
+    return c + (" !" if s["errors"] else "")
