@@ -35,7 +35,7 @@ use store::Store;
 /// How often the task looks at the configuration and at what is due.
 const ROUND: Duration = Duration::from_secs(2);
 
-/// The longest one attempt (order, validation, issuance) may take.
+/// The longest one attempt (order, validation, issuance) or the account's set-up may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What the task keeps between rounds.
@@ -120,7 +120,12 @@ impl Task {
         {
             return None;
         }
-        match account::account(acme, store).await {
+        // Bounded as an attempt is: an ACME server that accepts and never answers must not
+        // hold the task (and every later domain) for ever.
+        let made = tokio::time::timeout(ATTEMPT_TIMEOUT, account::account(acme, store))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {}s", ATTEMPT_TIMEOUT.as_secs())));
+        match made {
             Ok(account) => {
                 self.account = Some(account.clone());
                 self.account_retry = None;
