@@ -141,6 +141,8 @@ pub struct App {
     /// The ACME HTTP-01 challenges in flight, published by the ACME task and answered by the
     /// HTTP listener.
     pub challenges: Arc<crate::acme::Challenges>,
+    /// The customers' sandboxes.
+    pub sandboxes: Arc<crate::sandbox::Sandboxes>,
     /// The SFTP endpoint, when it runs.
     sftp: Option<Arc<Endpoint>>,
     source: ConfigSource,
@@ -155,8 +157,11 @@ impl App {
         (access_log, customer_logs): (AccessLog, Arc<CustomerLogs>),
         sftp: Option<Arc<Endpoint>>,
         (tls, https): (Arc<crate::tls::CertStore>, Option<std::net::SocketAddr>),
+        sandboxes: Arc<crate::sandbox::Sandboxes>,
     ) -> App {
+        sandboxes.reload(&config);
         App {
+            sandboxes,
             scripts: ScriptSlots::new(config.cgi.max_concurrent),
             basic_auth: Arc::new(crate::htaccess::auth::BasicAuth::new(
                 crate::htaccess::auth::Limits::default(),
@@ -263,6 +268,7 @@ impl App {
             crate::sftp::reload(endpoint, &old, &new);
         }
         self.customer_logs.rebuild(&new);
+        self.sandboxes.reload(&new);
         let state = Arc::new(State::new(new));
         match self.state.write() {
             Ok(mut s) => *s = state,

@@ -24,6 +24,7 @@ mod listener;
 mod listing;
 mod reaper;
 mod resolve;
+mod sandbox;
 mod sendfile;
 mod served;
 mod service;
@@ -171,6 +172,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let access_log = AccessLog::open(&config.access_log).context("cannot open the access log")?;
+    let sandboxes = Arc::new(sandbox::Sandboxes::new(&config));
+    if config.sandbox.required
+        && let Some(missing) = sandboxes.incomplete()
+    {
+        anyhow::bail!(
+            "sandbox.required = true, but this server cannot isolate customers fully: {missing}"
+        );
+    }
     yadokari_site::identity::remember_process_groups();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -190,6 +199,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         for line in &adopted {
             banner!("{line}");
         }
+        banner!("{}", sandboxes.describe());
         let shutdown = CancellationToken::new();
         let sftp = sftp::start(
             &config,
@@ -203,6 +213,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             (access_log, customer_logs),
             Some(sftp.endpoint.clone()),
             (store, https_addr),
+            sandboxes,
         ));
         tokio::spawn(signals.handle(app.clone(), shutdown.clone()));
         tokio::spawn(app.clone().watch_config_file());
@@ -221,6 +232,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sftp.stopped().await;
         // After the SFTP sessions: their last transfer lines go to customers' logs too.
         app.flush_logs().await;
+        let sandboxes = app.sandboxes.clone();
+        let _ = tokio::task::spawn_blocking(move || sandboxes.shutdown()).await;
         tracing::info!("stopped");
         Ok(())
     })

@@ -73,6 +73,12 @@ pub enum Failure {
     HeaderTimeout { secs: u64 },
     /// More than the allowed internal redirects.
     RedirectLoop,
+    /// The customer's sandbox could not be built.
+    Sandbox { error: String },
+    /// The customer's memory limit (cgroup) stopped the script: the kernel ended it.
+    MemoryLimit { limit: u64 },
+    /// The customer's process limit (cgroup) refused the script a `fork`.
+    ProcessLimit { limit: u64 },
 }
 
 impl Failure {
@@ -152,6 +158,26 @@ impl Failure {
                 format!("`{path}` led to more than 10 internal redirects (a Location: loop)."),
                 "Make the Location: header point at a page that does not redirect again."
                     .to_string(),
+            ),
+            Failure::Sandbox { error } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("`{path}` was not run: this site's sandbox could not be set up ({error})."),
+                "This is the server's problem, not the script's: the host should look at the error log.".to_string(),
+            ),
+            Failure::MemoryLimit { limit } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "`{path}` was stopped: it used more than {}, the memory limit of this site (all of its scripts running at once count together).",
+                    crate::sandbox::size(*limit)
+                ),
+                "Make the script use less memory (process data in pieces), or ask the host for a larger sandbox_memory_bytes.".to_string(),
+            ),
+            Failure::ProcessLimit { limit } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "`{path}` was stopped: it tried to run more than {limit} processes at once, the process limit of this site (all of its scripts count together)."
+                ),
+                "Make the script start fewer processes (a loop that forks without waiting is the usual cause), or ask the host for a larger sandbox_processes.".to_string(),
             ),
             _ => return None,
         })
@@ -344,6 +370,9 @@ impl Failure {
             Failure::Changed => "changed_while_starting",
             Failure::HeaderTimeout { .. } => "header_timeout",
             Failure::RedirectLoop => "redirect_loop",
+            Failure::Sandbox { .. } => "sandbox",
+            Failure::MemoryLimit { .. } => "memory_limit",
+            Failure::ProcessLimit { .. } => "process_limit",
         }
     }
 }
@@ -373,6 +402,9 @@ fn step_text(step: Step) -> &'static str {
         Step::Identity => "switching to its user",
         Step::WorkingDirectory => "entering its directory",
         Step::Exec => "executing it",
+        Step::Cgroup => "joining its site's cgroup",
+        Step::Namespace => "entering its site's sandbox",
+        Step::Landlock => "confining it to its site's files",
     }
 }
 

@@ -19,7 +19,10 @@ use super::{Stdin, env, identity, predict, pump, spawn};
 use crate::config::Config;
 use crate::conn::ConnInfo;
 use crate::resolve::Script;
+use crate::sandbox::Shell;
+use crate::sandbox::cgroup::Stop;
 use crate::sites::Served;
+use std::sync::Arc;
 
 /// Everything the script is started with, built before anything is spawned.
 pub(super) struct Launch {
@@ -37,6 +40,9 @@ pub(super) struct Launch {
     /// The script's name in `dir`.
     name: std::ffi::OsString,
     limits: spawn::Limits,
+    /// The customer's shell, and the script's directory by path and (device, inode) for the
+    /// working directory inside its mount namespace.
+    shell: Option<(Arc<Shell>, Option<ShellDir>)>,
 }
 
 /// What a script is started for: the request, the site it was routed to, and the script the
@@ -50,6 +56,8 @@ pub(super) struct Call<'a> {
     pub(super) conn: &'a ConnInfo,
     /// What the request picked up on its way here.
     pub(super) before: super::Before<'a>,
+    /// The customer's shell, when their scripts run in one.
+    pub(super) shell: Option<Arc<Shell>>,
 }
 
 impl Launch {
@@ -65,6 +73,10 @@ impl Launch {
         let filename = site.root.join(&script.rel);
         let envp = environment(call, &filename);
         let (dir, name) = pinned_directory(site.jail, script)?;
+        let shell = match &call.shell {
+            Some(shell) => Some((shell.clone(), shell_directory(shell, &dir, &filename)?)),
+            None => None,
+        };
         let script_c = c_string(filename.as_os_str())?;
         let (program, argv) = match &script.interpreter {
             Some(interp) => {
@@ -86,8 +98,46 @@ impl Launch {
             limits: site
                 .customer
                 .map_or(config.cgi.limits, |i| config.customers[i].limits),
+            shell,
         })
     }
+
+    /// A script that failed before its header block: explained as its customer's limit when
+    /// that is what stopped it.
+    pub(super) fn explain_stop(&self, failure: Failure) -> Failure {
+        if !matches!(
+            failure,
+            Failure::NoHeaderBlock { .. } | Failure::BadHead { .. }
+        ) {
+            return failure;
+        }
+        match self.shell.as_ref().and_then(|(s, _)| s.stopped()) {
+            Some(Stop::Memory(limit)) => Failure::MemoryLimit { limit },
+            Some(Stop::Processes(limit)) => Failure::ProcessLimit { limit },
+            None => failure,
+        }
+    }
+}
+
+/// The script's directory by path and the (device, inode) it must turn out to be.
+type ShellDir = (CString, (u64, u64));
+
+/// In a shell with a mount namespace, the child enters the script's directory by path: the
+/// path and the (device, inode) it must turn out to be.
+fn shell_directory(
+    shell: &Shell,
+    dir: &OwnedFd,
+    filename: &std::path::Path,
+) -> Result<Option<ShellDir>, Failure> {
+    if !shell.has_mounts() {
+        return Ok(None);
+    }
+    let stat = nix::sys::stat::fstat(dir).map_err(|e| Failure::Resources { error: e.into() })?;
+    let path = filename
+        .parent()
+        .and_then(crate::sandbox::c_dir)
+        .ok_or(Failure::Changed)?;
+    Ok(Some((path, (stat.st_dev, stat.st_ino))))
 }
 
 /// The script's environment (see `env.rs`). SCRIPT_NAME is the URL path, the site's prefix
@@ -101,6 +151,7 @@ fn environment(call: &Call<'_>, filename: &std::path::Path) -> Vec<CString> {
         config,
         conn,
         before,
+        ..
     } = *call;
     let redirected = before.redirected;
     let redirect_status = match (redirected, &script.interpreter) {
@@ -210,6 +261,10 @@ pub(super) fn start(
         ],
         identity: launch.identity.as_ref(),
         limits: launch.limits,
+        join: launch
+            .shell
+            .as_ref()
+            .map(|(shell, dir)| shell.join(dir.as_ref().map(|(p, id)| (p, *id)))),
     };
     let spawned = spawn::spawn(&spec);
     // The child's ends must close here, or we would never see end-of-file.
@@ -231,6 +286,11 @@ pub(super) fn start(
 
 /// What a failed spawn means: an `execve` errno is diagnosed from the script's first bytes.
 fn spawn_failure(e: spawn::SpawnError, script: &Script, launch: &Launch) -> Failure {
+    // The directory entered by path inside the shell was not the one the gate judged.
+    if e.step == Some(spawn::Step::WorkingDirectory) && e.error.raw_os_error() == Some(libc::ESTALE)
+    {
+        return Failure::Changed;
+    }
     let denied = matches!(e.error.raw_os_error(), Some(libc::EACCES | libc::EPERM));
     let in_dirs = matches!(
         e.step,

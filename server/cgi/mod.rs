@@ -77,6 +77,15 @@ pub struct Before<'a> {
     pub env: &'a [(String, String)],
 }
 
+/// Where scripts run: the slots they take and the customers' shells.
+#[derive(Clone, Copy)]
+pub struct Scripts<'a> {
+    /// The concurrency slots.
+    pub slots: &'a ScriptSlots,
+    /// The customers' sandboxes.
+    pub sandboxes: &'a std::sync::Arc<crate::sandbox::Sandboxes>,
+}
+
 /// Runs `script` for `req`: prepare the body, take a slot, build the launch, start the
 /// script, read its header block, and make the response.
 pub async fn run(
@@ -85,7 +94,7 @@ pub async fn run(
     site: &Served<'_>,
     config: &Config,
     conn: &ConnInfo,
-    slots: &ScriptSlots,
+    scripts: Scripts<'_>,
     before: Before<'_>,
 ) -> Result<Outcome, Failure> {
     let (parts, body) = req.into_parts();
@@ -97,7 +106,15 @@ pub async fn run(
             max: c.max_scripts,
         }
     });
-    let slot = slots.take(config.cgi.queue_wait, share).await?;
+    let slot = scripts.slots.take(config.cgi.queue_wait, share).await?;
+    let shell = match site.customer {
+        Some(i) => scripts
+            .sandboxes
+            .shell(config, i)
+            .await
+            .map_err(|error| Failure::Sandbox { error })?,
+        None => None,
+    };
     let launch = Launch::new(&launch::Call {
         parts: &parts,
         stdin: &stdin,
@@ -106,6 +123,7 @@ pub async fn run(
         config,
         conn,
         before,
+        shell,
     })?;
     let (mut child, mut stdout) = launch::start(&launch, stdin, slot, script)?;
     let started = Instant::now();
@@ -120,7 +138,7 @@ pub async fn run(
     )
     .await;
     let (head, rest) = match head {
-        Ok(result) => result?,
+        Ok(result) => result.map_err(|f| launch.explain_stop(f))?,
         // Dropping the child kills its whole group.
         Err(_) => {
             return Err(Failure::HeaderTimeout {

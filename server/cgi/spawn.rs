@@ -54,7 +54,35 @@ pub struct Spec<'a> {
     pub identity: Option<&'a Identity>,
     /// Resource limits.
     pub limits: Limits,
+    /// The customer's shell to join, when there is one.
+    pub join: Option<Join>,
 }
+
+/// A customer's shell as the child joins it: descriptors the caller holds open for the
+/// spawn's duration (`-1`: not part of this shell).
+#[derive(Clone, Copy, Debug)]
+pub struct Join {
+    /// `cgroup.procs` of each hierarchy, written `0` (one on cgroup v2, three on v1).
+    pub cgroups: [RawFd; 3],
+    /// The network namespace (network `none`).
+    pub net: RawFd,
+    /// The IPC namespace.
+    pub ipc: RawFd,
+    /// The mount namespace.
+    pub mnt: RawFd,
+    /// The Landlock ruleset.
+    pub landlock: RawFd,
+    /// A fresh pid namespace for this script and everything it starts.
+    pub new_pid: bool,
+    /// After `setns` into `mnt`: the working directory by path (the held one belongs to the
+    /// host's mounts, whose `..` leads out of the shell) and its (device, inode), which must be
+    /// the directory the gate judged.
+    pub dir: Option<(*const libc::c_char, (u64, u64))>,
+}
+
+// SAFETY: the pointer in `dir` is only read by the child, while the spawning call (which owns
+// the string) waits for it.
+unsafe impl Send for Join {}
 
 /// The step at which the child failed, with its errno.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +99,12 @@ pub enum Step {
     WorkingDirectory,
     /// `execve`.
     Exec,
+    /// Joining the customer's cgroup.
+    Cgroup,
+    /// `setns` into the customer's namespaces.
+    Namespace,
+    /// `landlock_restrict_self`.
+    Landlock,
 }
 
 /// A failed spawn: the step and the OS error.
@@ -107,6 +141,7 @@ struct ChildArgs {
     /// Signals whose disposition the child resets to the default.
     reset: *const libc::c_int,
     nreset: usize,
+    join: Option<Join>,
     /// Written by the child on failure: step * 1000 + errno.
     failure: AtomicI32,
 }
@@ -177,6 +212,7 @@ pub fn spawn(spec: &Spec<'_>) -> Result<Spawned, SpawnError> {
         ],
         reset: reset.as_ptr(),
         nreset: reset.len(),
+        join: spec.join,
         failure: AtomicI32::new(0),
     };
     let (pid, pidfd) = clone_child(&args)?;
@@ -203,10 +239,15 @@ fn clone_child(args: &ChildArgs) -> Result<(i32, OwnedFd), SpawnError> {
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let new_pid = if args.join.is_some_and(|j| j.new_pid) {
+            libc::CLONE_NEWPID
+        } else {
+            0
+        };
         let pid = libc::clone(
             child_main,
             top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD | new_pid,
             args as *const ChildArgs as *mut libc::c_void,
             &mut pidfd as *mut libc::c_int,
         );
@@ -245,6 +286,9 @@ fn reap_failed(pidfd: OwnedFd, failure: i32) -> SpawnError {
         3 => Step::Descriptors,
         4 => Step::Identity,
         5 => Step::WorkingDirectory,
+        7 => Step::Cgroup,
+        8 => Step::Namespace,
+        9 => Step::Landlock,
         _ => Step::Exec,
     };
     SpawnError {
@@ -273,6 +317,25 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         dfl.sa_sigaction = libc::SIG_DFL;
         for i in 0..args.nreset {
             libc::sigaction(*args.reset.add(i), &dfl, std::ptr::null_mut());
+        }
+        // The shell first, while still root: v1 cgroups check the writer when it writes, and
+        // every setns needs CAP_SYS_ADMIN. The mount namespace last of the three: it resets
+        // the root and working directory.
+        if let Some(join) = &args.join {
+            for &fd in &join.cgroups {
+                if fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return fail(7);
+                }
+            }
+            for (fd, kind) in [
+                (join.net, libc::CLONE_NEWNET),
+                (join.ipc, libc::CLONE_NEWIPC),
+                (join.mnt, libc::CLONE_NEWNS),
+            ] {
+                if fd >= 0 && libc::setns(fd, kind) != 0 {
+                    return fail(8);
+                }
+            }
         }
         if libc::setpgid(0, 0) != 0 {
             return fail(1);
@@ -315,13 +378,45 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 return fail(4);
             }
         }
-        if libc::fchdir(args.dir) != 0 {
-            return fail(5);
+        match args
+            .join
+            .and_then(|j| if j.mnt >= 0 { j.dir } else { None })
+        {
+            // SECURITY: in the shell's mount namespace, never the held descriptor: it is a
+            // directory of the host's mounts, and `..` from it would climb the host's tree
+            // (other customers' homes included). By path instead, then checked to be the
+            // very directory the gate judged (a bind mount keeps device and inode).
+            Some((path, (dev, ino))) => {
+                if libc::chdir(path) != 0 {
+                    return fail(5);
+                }
+                let mut st: libc::stat = std::mem::zeroed();
+                if libc::stat(c".".as_ptr(), &mut st) != 0 {
+                    return fail(5);
+                }
+                if (st.st_dev, st.st_ino) != (dev, ino) {
+                    *libc::__errno_location() = libc::ESTALE;
+                    return fail(5);
+                }
+            }
+            None => {
+                if libc::fchdir(args.dir) != 0 {
+                    return fail(5);
+                }
+            }
         }
         // SECURITY: no set-id program the script runs can gain rights (su, a setuid binary a
         // customer uploads as root's, ...).
         if libc::syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             return fail(4);
+        }
+        // After NNP (Landlock requires it of a process without CAP_SYS_ADMIN) and after the
+        // setns calls (a confined process may not enter namespaces).
+        if let Some(join) = &args.join
+            && join.landlock >= 0
+            && libc::syscall(libc::SYS_landlock_restrict_self, join.landlock, 0) != 0
+        {
+            return fail(9);
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);

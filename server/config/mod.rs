@@ -18,6 +18,7 @@ mod cgi;
 mod htaccess;
 mod origin;
 mod raw;
+mod sandbox;
 mod sftp;
 mod tls;
 mod users;
@@ -27,6 +28,7 @@ pub use cgi::{Cgi, ScriptLimits};
 pub use htaccess::Htaccess;
 pub(crate) use origin::Origin;
 use origin::read;
+pub use sandbox::{Network, Sandbox, Shell};
 pub use sftp::Settings;
 pub use tls::{CertFiles, Tls};
 pub use users::{Customer, Hosting, Identity, SiteGuard, unsafe_site, valid_user_name};
@@ -133,6 +135,8 @@ pub struct Config {
     pub tls: Tls,
     /// `[acme]`: automatic certificates; `None` when off.
     pub acme: Option<Acme>,
+    /// `[sandbox]`: customers' shells.
+    pub sandbox: Sandbox,
 }
 
 /// Every bound and cap of the HTTP side.
@@ -184,7 +188,14 @@ impl Config {
         let https = https(&server, overrides, &origin)?;
         let acme = acme::acme(raw.acme, &origin)?;
         let hosting = users::hosting(raw.hosting, &cgi, &origin)?;
-        let customers = users::customers(&raw.users, &hosting, &cgi, &origin, &document_root)?;
+        let sandbox = sandbox::sandbox(raw.sandbox, &origin)?;
+        let customers = users::customers(
+            &raw.users,
+            &hosting,
+            &cgi,
+            &origin,
+            (&document_root, &sandbox),
+        )?;
         let sftp_settings = sftp::settings(
             raw.sftp,
             &raw.users,
@@ -229,6 +240,7 @@ impl Config {
             tls,
             https,
             acme,
+            sandbox,
         })
     }
 

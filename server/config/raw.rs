@@ -21,6 +21,7 @@ pub(super) struct RawConfig {
     pub(super) htaccess: super::htaccess::RawHtaccess,
     pub(super) tls: super::tls::RawTls,
     pub(super) acme: super::acme::RawAcme,
+    pub(super) sandbox: super::sandbox::RawSandbox,
 }
 
 /// `[hosting]`.

@@ -44,6 +44,11 @@ pub(super) struct RawUser {
     limit_memory_bytes: Option<u64>,
     limit_open_files: Option<u64>,
     limit_processes: Option<u64>,
+    sandbox_network: Option<String>,
+    sandbox_memory_bytes: Option<u64>,
+    sandbox_processes: Option<u64>,
+    sandbox_cpu_weight: Option<u64>,
+    sandbox_tmp_bytes: Option<u64>,
 }
 
 /// `[hosting]`, validated.
@@ -95,6 +100,8 @@ pub struct Customer {
     pub hsts_max_age: Option<u64>,
     /// Their scripts' resource limits.
     pub limits: ScriptLimits,
+    /// Their shell: network and limits for all their scripts together.
+    pub shell: super::sandbox::Shell,
 }
 
 /// The `[hosting]` section, checked.
@@ -146,7 +153,7 @@ pub(super) fn customers(
     hosting: &Hosting,
     cgi: &Cgi,
     origin: &Origin,
-    document_root: &Path,
+    (document_root, sandbox): (&Path, &super::Sandbox),
 ) -> Result<Vec<Customer>, ConfigError> {
     let mut out: Vec<Customer> = Vec::with_capacity(raw.len());
     let mut names: HashMap<&str, ()> = HashMap::with_capacity(raw.len());
@@ -155,7 +162,7 @@ pub(super) fn customers(
         if names.insert(&u.name, ()).is_some() {
             return Err(origin.err("users.name", format!("`{}` appears twice", u.name)));
         }
-        let c = customer(u, hosting, cgi, origin, document_root)?;
+        let c = customer(u, hosting, cgi, origin, (document_root, sandbox))?;
         if let Some(id) = c.identity
             && let Some(other) = identities.insert(id.uid, &u.name)
         {
@@ -179,7 +186,7 @@ fn customer(
     hosting: &Hosting,
     cgi: &Cgi,
     origin: &Origin,
-    document_root: &Path,
+    (document_root, sandbox): (&Path, &super::Sandbox),
 ) -> Result<Customer, ConfigError> {
     let err = |key: &str, problem: String| origin.err(key, format!("user `{}`: {problem}", u.name));
     if !valid_user_name(&u.name) {
@@ -210,6 +217,14 @@ fn customer(
     }
     let tls = super::tls::pair(u.tls_certificate.clone(), u.tls_key.clone(), origin)
         .map_err(|(key, problem)| err(&format!("users.tls_{key}"), problem))?;
+    let overrides = super::sandbox::RawOverrides {
+        sandbox_network: u.sandbox_network.as_deref(),
+        sandbox_memory_bytes: u.sandbox_memory_bytes,
+        sandbox_processes: u.sandbox_processes,
+        sandbox_cpu_weight: u.sandbox_cpu_weight,
+        sandbox_tmp_bytes: u.sandbox_tmp_bytes,
+    };
+    let shell = super::sandbox::shell(&overrides, &sandbox.defaults, origin, &u.name)?;
     let d = &cgi.limits;
     Ok(Customer {
         name: u.name.clone(),
@@ -229,6 +244,7 @@ fn customer(
             open_files: u.limit_open_files.unwrap_or(d.open_files),
             processes: u.limit_processes.unwrap_or(d.processes),
         },
+        shell,
     })
 }
 

@@ -107,7 +107,10 @@ pub(super) async fn serve(
                 site,
                 config,
                 conn,
-                &app.scripts,
+                cgi::Scripts {
+                    slots: &app.scripts,
+                    sandboxes: &app.sandboxes,
+                },
                 before,
             ));
             match run.await {
