@@ -7,95 +7,11 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::support::sftp::{Running, client_key, text, user_cmd};
-use crate::support::{PATIENCE, Server, eventually, have, raw_body, raw_status};
+use crate::support::sftp::text;
+use crate::support::{Host, PATIENCE, as_root, eventually, get, have, raw_status};
 
 const ID: &str =
     "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\necho \"uid=$(id -u) groups=$(id -G)\"\n";
-
-fn as_root() -> bool {
-    let root = nix::unistd::Uid::effective().is_root();
-    if !root {
-        eprintln!("skipping: needs root to give customers identities");
-    }
-    root
-}
-
-/// A host's directory with a configuration, a document root and (with `extra`) settings.
-struct Host {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-impl Host {
-    fn new(extra: &str) -> Host {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = std::fs::canonicalize(dir.path()).expect("canonical");
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        std::fs::create_dir(root.join("htdocs")).expect("mkdir");
-        std::fs::write(root.join("htdocs/index.html"), "default").expect("write");
-        std::fs::write(
-            root.join("y.toml"),
-            format!(
-                "[server]\ndocument_root = \"htdocs\"\nhttp = \"127.0.0.1:0\"\nsftp = \"127.0.0.1:0\"\nexplain_errors = true\n{extra}"
-            ),
-        )
-        .expect("config");
-        Host { _dir: dir, root }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.root.join("y.toml")
-    }
-
-    /// `yadokari user ARGS`, which must succeed; its output.
-    fn user(&self, args: &[&str]) -> String {
-        let o = user_cmd(&self.config(), args, "");
-        assert!(o.status.success(), "user {args:?}: {}", text(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    /// `yadokari user ARGS`, which must fail; its error.
-    fn user_refused(&self, args: &[&str]) -> String {
-        let o = user_cmd(&self.config(), args, "");
-        assert!(
-            !o.status.success(),
-            "user {args:?} should fail: {}",
-            text(&o)
-        );
-        String::from_utf8_lossy(&o.stderr).into_owned()
-    }
-
-    /// Adds customer `name` with a client key of theirs; returns the key.
-    fn customer(&self, name: &str, extra: &[&str]) -> PathBuf {
-        let mut args = vec!["add", name];
-        args.extend_from_slice(extra);
-        self.user(&args);
-        let key = client_key(&self.root, &format!("id_{name}"));
-        let public = key.with_extension("pub");
-        self.user(&["key", name, public.to_str().expect("utf-8")]);
-        key
-    }
-
-    fn start(&self) -> Running {
-        Running::of(Server::spawn(&[
-            "--config",
-            self.config().to_str().expect("utf-8"),
-        ]))
-    }
-
-    fn home(&self, name: &str) -> PathBuf {
-        self.root.join("homes").join(name)
-    }
-}
-
-fn get(server: &Server, host: &str, path: &str) -> (u16, String) {
-    let raw = server.raw(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes());
-    (
-        raw_status(&raw),
-        String::from_utf8_lossy(raw_body(&raw)).into_owned(),
-    )
-}
 
 fn uid_of(path: &Path) -> u32 {
     std::fs::symlink_metadata(path).expect("stat").uid()
@@ -218,7 +134,7 @@ fn user_add_refuses_what_would_break_isolation() {
     );
 }
 
-const SLOW: &str = "#!/bin/sh\ntouch \"started.$$\"\ni=0\nwhile [ ! -e release ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\nprintf 'Content-Type: text/plain\\n\\nslow done\\n'\n";
+const SLOW: &str = "#!/bin/sh\nread pid _ </proc/self/stat\ntouch \"started.$pid\"\ni=0\nwhile [ ! -e release ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\nprintf 'Content-Type: text/plain\\n\\nslow done\\n'\n";
 const HELLO: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhello from bob\\n'\n";
 
 /// A site directory `name` under the host's root with `cgi-bin/` holding `script`.

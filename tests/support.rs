@@ -1,11 +1,15 @@
 //! The harness: a site in a temporary directory, the real `yadokari` binary started on port 0,
 //! its printed address read back, and clients (ureq, and raw bytes over a socket) to talk to it.
-//! The SFTP clients and the sites with SFTP users are in [`sftp`].
+//! The SFTP clients and the sites with SFTP users are in [`sftp`]; a host with many customers
+//! (`yadokari user add`) is in [`host`].
 
 #![allow(dead_code)]
 
+pub mod host;
 pub mod pki;
 pub mod sftp;
+
+pub use host::{Host, as_root, get};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -536,6 +540,28 @@ pub fn process_gone(pid: i32) -> bool {
             .and_then(|rest| rest.split_whitespace().next())
             .is_some_and(|state| state == "Z" || state == "X"),
     }
+}
+
+/// The pids of the live processes whose command line (its words joined by spaces) contains
+/// `marker`, such as `sleep 301.7`: how a test finds what a script left behind when the script
+/// only knew its pids inside a pid namespace. Zombies have no command line, so they do not count.
+pub fn processes_with(marker: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| {
+                let words: Vec<u8> = line
+                    .iter()
+                    .map(|&b| if b == 0 { b' ' } else { b })
+                    .collect();
+                String::from_utf8_lossy(&words).contains(marker)
+            })
+        })
+        .collect()
 }
 
 /// Waits (bounded by [`PATIENCE`]) until `check` holds; false if it never did.

@@ -23,6 +23,7 @@ mod htaccess_files;
 mod lifecycle;
 mod listings;
 mod reload;
+mod sandbox;
 mod sftp;
 mod sftp_auth;
 mod sftp_protocol;

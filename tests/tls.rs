@@ -260,8 +260,9 @@ fn cgi_over_h2_sees_https_and_gets_its_whole_body_and_streams() {
             "{line} missing from:\n{text}"
         );
     }
-    // The first line arrives while the script still waits for the go-ahead.
-    let go = t.root.join("go");
+    // The first line arrives while the script still waits for the go-ahead (in alice's site:
+    // her scripts see nothing outside her home).
+    let go = t.root.join("alice/go");
     let resolve = format!("alice.example:{}:127.0.0.1", t.port());
     let mut curl = Command::new("curl")
         .args([
