@@ -33,6 +33,7 @@ import urllib.request
 
 import cells  # one table cell (bench/cells.py)
 import htaccess  # the .htaccess case (bench/htaccess.py, next to this file)
+import sandbox  # the sandbox case (bench/sandbox.py)
 import many  # the many-customers case (bench/many.py, next to this file)
 import nginx_conf  # the nginx.conf all nginx servers share (bench/nginx_conf.py)
 import tls  # HTTPS against nginx (bench/tls.py, next to this file)
@@ -288,13 +289,22 @@ authorized_keys = "{keys}"
     def cpu_ticks(self):
         # One process (its threads are counted in it); scripts are children it reaps, whose
         # time goes to cutime/cstime, not counted: this is the server's own work.
+        fields = self._stat()
+        return int(fields[11]) + int(fields[12]) if fields else None  # utime, stime (14, 15)
+
+    def child_ticks(self):
+        """cutime + cstime: the reaped scripts' CPU, their time between clone and exec (where
+        the sandbox is joined) included."""
+        fields = self._stat()
+        return int(fields[13]) + int(fields[14]) if fields else None  # fields 16 and 17
+
+    def _stat(self):
         try:
             with open(f"/proc/{self.procs[0].pid}/stat") as f:
                 stat = f.read()
         except (OSError, IndexError):
             return None
-        fields = stat[stat.rfind(")") + 2:].split()
-        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        return stat[stat.rfind(")") + 2:].split()
 
 
 class Apache(Target):
@@ -702,7 +712,8 @@ def main():
     ap.add_argument("--fcgiwrap-children", type=int, default=2 * os.cpu_count())
     ap.add_argument("--only", default="", help="comma-separated workload names (or prefixes); "
                     "also 'ceiling', 'sftp', 'memory', 'many' (1,000 customers), "
-                    "'htaccess' (.htaccess support on against off), 'tls' (HTTPS against nginx)")
+                    "'htaccess' (.htaccess support on against off), 'tls' (HTTPS against nginx), "
+                    "'sandbox' (the per-customer sandbox against none)")
     ap.add_argument("--targets", default="yadokari,apache,lighttpd,nginx")
     ap.add_argument("--results", default=os.path.join(BENCH, "results"))
     ap.add_argument("--max-minutes", type=int, default=60,
@@ -734,7 +745,8 @@ def main():
     def wanted(name):
         return not only or any(name.startswith(o) for o in only)
 
-    every = WORKLOADS + many.WORKLOADS + htaccess.WORKLOADS + tls.WORKLOADS
+    every = (WORKLOADS + many.WORKLOADS + htaccess.WORKLOADS + tls.WORKLOADS
+             + sandbox.WORKLOADS)
     workloads = [w for w in every if wanted(w[0])]
     units = {w[0]: w[4] for w in every}
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -773,7 +785,9 @@ def main():
         customers = None
         # `--only many` or any of its workloads (`--only many-static`).
         many_wanted = any(wanted(w[0]) for w in many.WORKLOADS)
-        if wanted("sftp") or many_wanted:
+        sb_wanted = any(wanted(w[0]) for w in sandbox.WORKLOADS)
+        sb_site = None
+        if wanted("sftp") or many_wanted or sb_wanted:
             created_user = ensure_ssh_user(sftp_o)
             pw = pwd.getpwnam(SSH_USER)
             for d in (sftp_y, sftp_o):
@@ -783,6 +797,8 @@ def main():
             if many_wanted:
                 customers = many.build_sites(tmp, doc, pw.pw_uid, pw.pw_gid)
                 many.write_lua(os.path.join(tmp, "many.lua"))
+            if sb_wanted:
+                sb_site = sandbox.build_site(tmp, doc, pw.pw_uid, pw.pw_gid)
 
         # `--only htaccess` or any of its workloads (`--only htaccess-tree-static`).
         ht_wanted = any(wanted(w[0]) for w in htaccess.WORKLOADS)
@@ -810,8 +826,13 @@ def main():
             makers[n] = (lambda n=n: Yadokari(tmp, trees[htaccess.tree_of(n)], a.yadokari,
                                               sftp_y, key + ".pub", name=n,
                                               extra=htaccess.settings(n)))
+        for n in sandbox.TARGETS:
+            makers[n] = (lambda n=n: Yadokari(tmp, doc, a.yadokari, sftp_y, key + ".pub",
+                                              name=n, extra=sandbox.settings(n, sb_site)))
         if customers and "yadokari" in chosen:
             chosen.append(many.TARGET)
+        if sb_site and "yadokari" in chosen:
+            chosen += sandbox.TARGETS
         if trees and "yadokari" in chosen:
             chosen += htaccess.TARGETS
         if tls_wanted:
@@ -831,6 +852,11 @@ def main():
                 for w in tls.WORKLOADS:
                     if w[0] not in usable[n]:
                         log(f"  {n}: {w[0]} answered wrongly; skipped")
+                continue
+            if n in sandbox.TARGETS:
+                usable[n] = sandbox.check(t, fetch)
+                if not usable[n]:
+                    log(f"  {n}: the customer's hello answered wrongly; skipped")
                 continue
             if n in htaccess.TARGETS:
                 usable[n] = htaccess.check(t, fetch)
@@ -896,8 +922,12 @@ def main():
                         sampler = Sampler(t.roots(), min(1.0, a.duration / 3))
                         sampler.start()
                     ticks = t.cpu_ticks()
+                    kids = t.child_ticks() if hasattr(t, "child_ticks") else None
                     r = wrk(t, wl, a.duration, tmp)
                     after = t.cpu_ticks()
+                    kids_after = t.child_ticks() if kids is not None else None
+                    if kids is not None and kids_after is not None and r["requests"]:
+                        r["child_us"] = (kids_after - kids) / CLK_TCK * 1e6 / r["requests"]
                     if ticks is not None and after is not None and r["requests"]:
                         r["cpu_us"] = (after - ticks) / CLK_TCK * 1e6 / r["requests"]
                     rows.append({"round": rnd + 1, "workload": wl[0], "target": t.name, **r})
@@ -1124,13 +1154,17 @@ def report(rows, units, a, stamp, nproc, kernel, elapsed, ciphers):
     ht_lines = htaccess.table(rows, by, fmt)
     if len(ht_lines) > 2:
         lines += [""] + ht_lines
+    sb_lines = sandbox.table(rows, by, fmt)
+    if len(sb_lines) > 2:
+        lines += [""] + sb_lines
     text = "\n".join(lines)
     print("\n" + text, flush=True)
 
     os.makedirs(a.results, exist_ok=True)
     base = os.path.join(a.results, stamp)
     fields = ["round", "workload", "target", "value", "rps", "requests", "p99_ms", "errors",
-              "error_detail", "ceiling", "peak_mib", "rss_mib", "processes", "cpu_us"]
+              "error_detail", "ceiling", "peak_mib", "rss_mib", "processes", "cpu_us",
+              "child_us"]
     with open(base + "-raw.csv", "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(["timestamp", "nproc", "kernel"] + fields)

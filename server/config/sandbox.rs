@@ -14,6 +14,7 @@ pub(super) struct RawSandbox {
     required: bool,
     network: String,
     pid_namespace: bool,
+    limits: bool,
     memory_bytes: u64,
     processes: u64,
     cpu_weight: u64,
@@ -27,6 +28,7 @@ impl Default for RawSandbox {
             required: false,
             network: "host".into(),
             pid_namespace: true,
+            limits: true,
             memory_bytes: 512 * 1024 * 1024,
             processes: 512,
             cpu_weight: 100,
@@ -87,6 +89,10 @@ pub struct Sandbox {
     pub required: bool,
     /// Every request starts in a fresh pid namespace, so that nothing it started outlives it.
     pub pid_namespace: bool,
+    /// Per-customer cgroups (memory, processes, CPU) are made and joined. Off, nothing limits
+    /// a customer's scripts together (each still has its `limit_*` rlimits); joining costs a
+    /// write per hierarchy per script, which is 10–20 % of a spawn on cgroup v1.
+    pub limits: bool,
     /// The defaults of every customer's shell.
     pub defaults: Shell,
 }
@@ -117,6 +123,7 @@ pub(super) fn sandbox(raw: RawSandbox, origin: &Origin) -> Result<Sandbox, Confi
         enabled: raw.enabled,
         required: raw.required,
         pid_namespace: raw.pid_namespace,
+        limits: raw.limits,
         defaults,
     })
 }

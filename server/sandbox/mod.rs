@@ -63,6 +63,8 @@ pub struct Sandboxes {
     missing: Vec<String>,
     /// `sandbox.network`, for the banner.
     network: Network,
+    /// `sandbox.limits`.
+    limits: bool,
     /// Customers' shells, by name.
     shells: Mutex<HashMap<String, Arc<Entry>>>,
     /// Customers' cgroups, by name: they outlive a shell rebuilt for a new home.
@@ -155,7 +157,9 @@ impl Sandboxes {
             None
         };
         let namespaces = no_network.is_some();
-        let cgroups = if root {
+        let cgroups = if !s.limits {
+            None
+        } else if root {
             cgroup::Root::new().map_err(|e| missing.push(e)).ok()
         } else {
             missing.push("per-customer limits (cgroups): the server is not running as root".into());
@@ -170,6 +174,7 @@ impl Sandboxes {
             cgroups,
             missing,
             network: s.defaults.network,
+            limits: s.limits,
             shells: Mutex::default(),
             groups: Mutex::default(),
         }
@@ -185,6 +190,7 @@ impl Sandboxes {
             cgroups: None,
             missing: Vec::new(),
             network: config.sandbox.defaults.network,
+            limits: config.sandbox.limits,
             shells: Mutex::default(),
             groups: Mutex::default(),
         }
@@ -206,10 +212,11 @@ impl Sandboxes {
         } else {
             "process-group"
         };
-        let limits = self
-            .cgroups
-            .as_ref()
-            .map_or_else(|| "none".to_string(), cgroup::Root::describe);
+        let limits = match &self.cgroups {
+            Some(root) => root.describe(),
+            None if !self.limits => "off(sandbox.limits = false)".to_string(),
+            None => "none".to_string(),
+        };
         let network = match (self.network, self.namespaces) {
             (Network::None, false) => "none(tcp-only,landlock)",
             (n, _) => n.name(),
@@ -407,11 +414,20 @@ fn spec(config: &Config, index: usize) -> Spec {
 fn hidden(config: &Config, customer: &Customer) -> Vec<PathBuf> {
     let mut places: Vec<PathBuf> = Vec::new();
     places.extend(config.hosting.homes.iter().cloned());
+    // Homes inside the homes' directory are covered with it: a customer added there changes
+    // no other customer's shell.
+    let in_homes = |home: &Path| {
+        config
+            .hosting
+            .homes
+            .as_ref()
+            .is_some_and(|h| home.starts_with(h))
+    };
     places.extend(
         config
             .customers
             .iter()
-            .filter(|c| c.name != customer.name)
+            .filter(|c| c.name != customer.name && !in_homes(&c.home))
             .map(|c| c.home.clone()),
     );
     places.push(config.document_root.clone());
