@@ -49,6 +49,14 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
     for note in &forecast.notes {
         println!("note: {note}");
     }
+    if matches!(
+        forecast.verdict,
+        Verdict::Runs { .. } | Verdict::Fails { .. }
+    ) && root != config.document_root
+        && let Some(customer) = config.customers.iter().find(|c| c.web_root == root)
+    {
+        println!("sandbox: {}", crate::sandbox::forecast(config, customer));
+    }
     if forecast.verdict.works() {
         ExitCode::SUCCESS
     } else {

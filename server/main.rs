@@ -280,6 +280,10 @@ async fn housekeeping(app: Arc<App>) {
         app.access_log.flush();
         if tick % TRIM_EVERY_TICKS == 0 {
             give_back_free_memory();
+            let released = app.sandboxes.release_idle();
+            if released > 0 {
+                tracing::debug!(released, "released idle customers' sandboxes");
+            }
         }
     }
 }

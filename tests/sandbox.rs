@@ -758,3 +758,57 @@ fn started_as_an_ordinary_user_with_required_the_server_refuses_to_start() {
     );
     assert!(!said.contains("listening http="), "{said}");
 }
+
+#[test]
+fn removing_a_customer_ends_their_running_scripts_and_explain_names_their_sandbox() {
+    if !as_root() {
+        return;
+    }
+    let h = host("", "", &["alice", "bob"]);
+    let held = daemon_script(
+        "gone",
+        "setsid sh -c 'read p _ </proc/self/stat; echo $p > gone.pid; exec sleep 301.7109' </dev/null >/dev/null 2>&1 &",
+        "sleep 301.7109",
+    );
+    h.site_file("alice", "cgi-bin/gone.cgi", held, 0o755);
+    let explained = Command::new(BIN)
+        .args(["explain", "--config"])
+        .arg(h.root.join("y.toml"))
+        .arg(h.home("alice").join("public_html/cgi-bin/gone.cgi"))
+        .output()
+        .expect("explain");
+    let said = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        said.contains("sandbox: customer alice: files: its own mount namespace")
+            && said.contains("processes: a pid namespace per request")
+            && said.contains("limits: cgroup v"),
+        "explain names the isolation her scripts get: {said}"
+    );
+    let s = h.start();
+    let mut stream = s.server.connect();
+    stream
+        .write_all(b"GET /~alice/cgi-bin/gone.cgi HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send");
+    let mut reader = BufReader::new(stream);
+    let mut seen = String::new();
+    while !seen.contains("daemon=") {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).expect("read") > 0,
+            "ended early: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    assert!(!processes_with("301.7109").is_empty(), "her script runs");
+    h.user(&["remove", "alice"]);
+    assert!(
+        eventually(|| processes_with("301.7109").is_empty()),
+        "a removed customer's scripts are ended: {:?}",
+        processes_with("301.7109")
+    );
+    assert_eq!(
+        get(&s.server, "localhost", "/~bob/").0,
+        200,
+        "bob is still served"
+    );
+}

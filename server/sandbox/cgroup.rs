@@ -70,24 +70,16 @@ impl Root {
     /// Finds the hierarchies and makes the server's directory in each; `Err` says why
     /// there will be no per-customer limits.
     pub fn new() -> Result<Root, String> {
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo")
-            .map_err(|e| format!("cgroups: cannot read /proc/self/mountinfo: {e}"))?;
-        let own = std::fs::read_to_string("/proc/self/cgroup")
-            .map_err(|e| format!("cgroups: cannot read /proc/self/cgroup: {e}"))?;
+        let (version, mounts, own) = detect()?;
         let name = format!("yadokari.{}", std::process::id());
-        if let Some(unified) = v2_mount(&mounts) {
-            let controllers =
-                std::fs::read_to_string(unified.join("cgroup.controllers")).unwrap_or_default();
-            let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
-            if has("memory") && has("pids") {
-                return v2_root(&unified, &own, &name);
-            }
+        if version == Version::V2 {
+            let unified = v2_mount(&mounts).ok_or("cgroups: the v2 hierarchy went away")?;
+            return v2_root(&unified, &own, &name);
         }
         let mut dirs = Vec::new();
         for controller in V1_CONTROLLERS {
-            let mount = v1_mount(&mounts, controller).ok_or_else(|| {
-                format!("cgroups: no v2 hierarchy with controllers and no v1 `{controller}` hierarchy is mounted")
-            })?;
+            let mount = v1_mount(&mounts, controller)
+                .ok_or_else(|| format!("cgroups: no v1 `{controller}` hierarchy is mounted"))?;
             let path = own_path(&own, |list| list.split(',').any(|c| c == controller));
             let dir = mount.join(path.trim_start_matches('/')).join(&name);
             make_dir(&dir)?;
@@ -142,13 +134,58 @@ impl Root {
         Ok(group)
     }
 
-    /// Removes the server's directories (customers' cgroups must be gone: see
-    /// [`Group::remove`]).
+    /// The customers that have a cgroup directory now.
+    pub fn names(&self) -> Vec<String> {
+        std::fs::read_dir(&self.dirs[0])
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().is_dir())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Ends customer `name`'s scripts and removes their cgroup (a customer removed).
+    pub fn remove_group(&self, name: &str) {
+        let dirs: Vec<PathBuf> = self.dirs.iter().map(|d| d.join(name)).collect();
+        empty_and_remove(self.version, &dirs);
+    }
+
+    /// Ends every customer's scripts and removes every cgroup the server made (it stops).
     pub fn remove(&self) {
+        for name in self.names() {
+            self.remove_group(&name);
+        }
         for dir in &self.dirs {
             let _ = std::fs::remove_dir(dir);
         }
     }
+}
+
+/// The cgroup version this host runs (v2 when its unified hierarchy has the memory and pids
+/// controllers, v1 when those hierarchies are mounted), with `/proc/self/mountinfo` and
+/// `/proc/self/cgroup` as read.
+pub fn detect() -> Result<(Version, String, String), String> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("cgroups: cannot read /proc/self/mountinfo: {e}"))?;
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("cgroups: cannot read /proc/self/cgroup: {e}"))?;
+    if let Some(unified) = v2_mount(&mounts) {
+        let controllers =
+            std::fs::read_to_string(unified.join("cgroup.controllers")).unwrap_or_default();
+        let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
+        if has("memory") && has("pids") {
+            return Ok((Version::V2, mounts, own));
+        }
+    }
+    if V1_CONTROLLERS
+        .iter()
+        .all(|c| v1_mount(&mounts, c).is_some())
+    {
+        return Ok((Version::V1, mounts, own));
+    }
+    Err("cgroups: no v2 hierarchy with the memory and pids controllers, and no v1 memory, pids and cpu hierarchies".into())
 }
 
 /// Which event counter.
@@ -258,35 +295,38 @@ impl Group {
             })
             .unwrap_or(0)
     }
+}
 
-    /// Ends every process in the cgroup and removes it (a customer removed, the server
-    /// stopping). Bounded: gives up after about a second, leaving an empty directory at worst.
-    pub fn remove(&self) {
-        match self.version {
-            Version::V2 => {
-                let _ = write(&self.dirs[0].join("cgroup.kill"), "1");
-            }
-            Version::V1 => {
-                // No fork succeeds from now on, so the kill below cannot be outrun.
-                let _ = write(&self.dirs[1].join("pids.max"), "0");
+/// Ends every process in a customer's cgroup (`dirs`, one per hierarchy) and removes it.
+/// Bounded: gives up after about a second, leaving an empty directory at worst.
+fn empty_and_remove(version: Version, dirs: &[PathBuf]) {
+    if !dirs.iter().any(|d| d.exists()) {
+        return;
+    }
+    match version {
+        Version::V2 => {
+            let _ = write(&dirs[0].join("cgroup.kill"), "1");
+        }
+        Version::V1 => {
+            // No fork succeeds from now on, so the kill below cannot be outrun.
+            let _ = write(&dirs[1].join("pids.max"), "0");
+        }
+    }
+    for _ in 0..100 {
+        let mut left = false;
+        for dir in dirs {
+            let pids = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in pids.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                left = true;
+                // SAFETY: kill(2) of a process in this customer's cgroup, which only the
+                // server's scripts join.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
-        for _ in 0..100 {
-            let mut left = false;
-            for dir in &self.dirs {
-                let pids = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-                for pid in pids.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
-                    left = true;
-                    // SAFETY: kill(2) of a process in this customer's cgroup, which only the
-                    // server's scripts join.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-            if !left && self.dirs.iter().all(|d| remove_dir(d)) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        if !left && dirs.iter().all(|d| remove_dir(d)) {
+            return;
         }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

@@ -58,7 +58,7 @@ pub struct Sandboxes {
     /// The network namespace of customers with network `none`.
     no_network: Option<Arc<OwnedFd>>,
     /// Where customers' cgroups are made.
-    cgroups: Option<cgroup::Root>,
+    cgroups: Option<Arc<cgroup::Root>>,
     /// What is missing, and why: the banner's last part.
     missing: Vec<String>,
     /// `sandbox.network`, for the banner.
@@ -67,15 +67,27 @@ pub struct Sandboxes {
     limits: bool,
     /// Customers' shells, by name.
     shells: Mutex<HashMap<String, Arc<Entry>>>,
-    /// Customers' cgroups, by name: they outlive a shell rebuilt for a new home.
-    groups: Mutex<HashMap<String, Arc<cgroup::Group>>>,
+    /// Customers' cgroups in use, by name: shared by a shell rebuilt for a new home and the
+    /// old one its scripts still run in; their descriptors close with the last shell (the
+    /// directory stays, with its limits, until the customer is removed or the server stops).
+    groups: Mutex<HashMap<String, std::sync::Weak<cgroup::Group>>>,
+    /// When the server started, for the shells' idle times.
+    started: std::time::Instant,
 }
 
 /// A customer's shell, built once on demand.
 struct Entry {
     spec: Spec,
     shell: tokio::sync::OnceCell<Arc<Shell>>,
+    /// When a script last asked for it, in seconds since the server started (see
+    /// [`Sandboxes::release_idle`]).
+    used: std::sync::atomic::AtomicU64,
 }
+
+/// A shell no script has asked for in this long is released (its namespaces and ruleset
+/// closed; the cgroup, a directory, stays): with thousands of customers only the active ones
+/// hold descriptors, and the next script of an idle one pays the few milliseconds of a build.
+pub const IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What a shell is built from: when it changes, the shell is built anew.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,7 +172,10 @@ impl Sandboxes {
         let cgroups = if !s.limits {
             None
         } else if root {
-            cgroup::Root::new().map_err(|e| missing.push(e)).ok()
+            cgroup::Root::new()
+                .map(Arc::new)
+                .map_err(|e| missing.push(e))
+                .ok()
         } else {
             missing.push("per-customer limits (cgroups): the server is not running as root".into());
             None
@@ -177,6 +192,7 @@ impl Sandboxes {
             limits: s.limits,
             shells: Mutex::default(),
             groups: Mutex::default(),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -193,6 +209,7 @@ impl Sandboxes {
             limits: config.sandbox.limits,
             shells: Mutex::default(),
             groups: Mutex::default(),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -252,27 +269,36 @@ impl Sandboxes {
         if let Ok(mut shells) = self.shells.lock() {
             shells.retain(|name, entry| specs.get(name).is_some_and(|s| *s == entry.spec));
         }
-        let removed: Vec<Arc<cgroup::Group>> = match self.groups.lock() {
+        let removed: Vec<String> = match self.groups.lock() {
             Ok(mut groups) => {
-                let gone: Vec<String> = groups
-                    .keys()
-                    .filter(|n| !specs.contains_key(*n))
-                    .cloned()
-                    .collect();
+                groups.retain(|_, g| g.strong_count() > 0);
                 for (name, group) in groups.iter() {
                     if let Some(spec) = specs.get(name)
+                        && let Some(group) = group.upgrade()
                         && let Err(e) = group.set_limits(&spec.limits)
                     {
                         tracing::error!(customer = %name, error = %e, "cannot set the customer's new limits");
                     }
                 }
-                gone.iter().filter_map(|n| groups.remove(n)).collect()
+                groups.retain(|name, _| specs.contains_key(name));
+                self.known_groups(&specs)
             }
             Err(_) => Vec::new(),
         };
-        if !removed.is_empty() {
-            std::thread::spawn(move || removed.iter().for_each(|g| g.remove()));
+        if let (false, Some(root)) = (removed.is_empty(), self.cgroups.clone()) {
+            std::thread::spawn(move || removed.iter().for_each(|n| root.remove_group(n)));
         }
+    }
+
+    /// The customers whose cgroup directories exist but who are not in `specs` any more.
+    fn known_groups(&self, specs: &HashMap<String, Spec>) -> Vec<String> {
+        let Some(root) = &self.cgroups else {
+            return Vec::new();
+        };
+        root.names()
+            .into_iter()
+            .filter(|n| !specs.contains_key(n))
+            .collect()
     }
 
     /// Customer `index`'s shell, built now if it is not yet; `Ok(None)` when the sandbox is
@@ -299,12 +325,16 @@ impl Sandboxes {
                     let entry = Arc::new(Entry {
                         spec: spec(config, index),
                         shell: tokio::sync::OnceCell::new(),
+                        used: std::sync::atomic::AtomicU64::new(0),
                     });
                     shells.insert(customer.name.clone(), entry.clone());
                     entry
                 }
             }
         };
+        entry
+            .used
+            .store(self.now(), std::sync::atomic::Ordering::Relaxed);
         let shell = entry
             .shell
             .get_or_try_init(|| {
@@ -324,6 +354,25 @@ impl Sandboxes {
             })
             .await?;
         Ok(Some(shell.clone()))
+    }
+
+    /// Seconds since the server started.
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Releases the shells no script has asked for in [`IDLE`]; returns how many. Scripts
+    /// running in one keep it until they end.
+    pub fn release_idle(&self) -> usize {
+        let now = self.now();
+        let Ok(mut shells) = self.shells.lock() else {
+            return 0;
+        };
+        let before = shells.len();
+        shells.retain(|_, e| {
+            now.saturating_sub(e.used.load(std::sync::atomic::Ordering::Relaxed)) < IDLE.as_secs()
+        });
+        before - shells.len()
     }
 
     /// Builds one shell (blocking: mounts, cgroup files).
@@ -367,30 +416,77 @@ impl Sandboxes {
             .groups
             .lock()
             .map_err(|_| "the cgroup registry is broken".to_string())?;
-        if let Some(g) = groups.get(&spec.name) {
-            return Ok(g.clone());
+        if let Some(g) = groups.get(&spec.name).and_then(std::sync::Weak::upgrade) {
+            return Ok(g);
         }
         let group = root
             .group(&spec.name, &spec.limits)
             .map_err(|e| format!("the customer's cgroup: {e}"))?;
         let group = Arc::new(group);
-        groups.insert(spec.name.clone(), group.clone());
+        groups.insert(spec.name.clone(), Arc::downgrade(&group));
         Ok(group)
     }
 
     /// Ends every customer's scripts and removes the server's cgroups (the server stops).
     pub fn shutdown(&self) {
-        let groups: Vec<Arc<cgroup::Group>> = match self.groups.lock() {
-            Ok(mut g) => g.drain().map(|(_, g)| g).collect(),
-            Err(_) => Vec::new(),
-        };
-        for group in groups {
-            group.remove();
-        }
         if let Some(root) = &self.cgroups {
             root.remove();
         }
     }
+}
+
+/// What `yadokari explain` says of a customer's scripts: the isolation a server started now by
+/// this user would give them (probed without building anything).
+pub fn forecast(config: &Config, customer: &Customer) -> String {
+    if !config.sandbox.enabled {
+        return "off (sandbox.enabled = false): the script sees whatever its user may read".into();
+    }
+    // SAFETY: geteuid only reads this process's credentials.
+    let root = unsafe { libc::geteuid() } == 0;
+    let landlock = landlock::abi().is_ok();
+    let files = match (root, landlock) {
+        (true, true) => {
+            "its own mount namespace (the system read-only, only its home) and Landlock"
+        }
+        (true, false) => "its own mount namespace (the system read-only, only its home)",
+        (false, true) => "Landlock only (reads limited to the system and its home)",
+        (false, false) => "none",
+    };
+    let processes = if root && config.sandbox.pid_namespace {
+        "a pid namespace per request"
+    } else {
+        "its process group"
+    };
+    let shell = &customer.shell;
+    let limits = match (config.sandbox.limits, root, cgroup::detect()) {
+        (false, _, _) => "none (sandbox.limits = false)".to_string(),
+        (true, false, _) => "none (needs root)".to_string(),
+        (true, true, Err(e)) => format!("none ({e})"),
+        (true, true, Ok((version, ..))) => format!(
+            "cgroup {}: memory {}, {} processes, cpu weight {}",
+            if version == cgroup::Version::V2 {
+                "v2"
+            } else {
+                "v1"
+            },
+            if shell.memory_bytes == 0 {
+                "unlimited".to_string()
+            } else {
+                size(shell.memory_bytes)
+            },
+            if shell.processes == 0 {
+                "unlimited".to_string()
+            } else {
+                shell.processes.to_string()
+            },
+            shell.cpu_weight
+        ),
+    };
+    format!(
+        "customer {}: files: {files}; processes: {processes}; limits: {limits}; network: {}",
+        customer.name,
+        shell.network.name()
+    )
 }
 
 /// Customer `index`'s spec under `config`.
