@@ -10,3 +10,12 @@ def cell(s, fmt):
     if s["p99_ms"] != "":
         c += f" p99 {fmt(s['p99_ms'])}"
     return c + (" !" if s["errors"] else "")
+
+
+def paired(rows, name, on, off, key):
+    """Per round, `key` of the server `on` over that of `off` (the two ran in the same round)."""
+    got = {}
+    for r in rows:
+        if r["workload"] == name and r["target"] in (on, off) and r.get(key):
+            got.setdefault(r["round"], {})[r["target"]] = r[key]
+    return [g[on] / g[off] for g in got.values() if g.get(off) and on in g]

@@ -125,13 +125,6 @@ def check(t, fetch):
     return ok
 
 
-def paired(rows, name, on, off, key):
-    """Per round, `key` of the server `on` over that of `off` (the two ran back to back)."""
-    got = {}
-    for r in rows:
-        if r["workload"] == name and r["target"] in (on, off) and r.get(key):
-            got.setdefault(r["round"], {})[r["target"]] = r[key]
-    return [g[on] / g[off] for g in got.values() if g.get(off) and on in g]
 
 
 def table(rows, by, fmt):
@@ -157,9 +150,9 @@ def table(rows, by, fmt):
             continue
         ratio = (f"{s_on['median'] / s_off['median']:.3f}"
                  if s_on and s_off and s_off["median"] else "-")
-        _, rps = spread(paired(rows, name, on, off, "value"))
+        _, rps = spread(cells.paired(rows, name, on, off, "value"))
         # CPU: off over on, so that it reads like the throughput ratio (higher is better).
-        cpu = paired(rows, name, off, on, "cpu_us")
+        cpu = cells.paired(rows, name, off, on, "cpu_us")
         mid, cpu_spread = spread(cpu)
         cpu_on = [r["cpu_us"] for r in rows if r["workload"] == name and r["target"] == on
                   and r.get("cpu_us")]

@@ -41,18 +41,14 @@ SETTINGS = {
 
 def cgroup_version():
     """2 when the unified hierarchy has controllers, else 1."""
-    try:
-        with open("/sys/fs/cgroup/cgroup.controllers") as f:
-            if "memory" in f.read().split():
-                return 2
-    except OSError:
-        pass
-    try:
-        with open("/sys/fs/cgroup/unified/cgroup.controllers") as f:
-            if "memory" in f.read().split():
-                return 2
-    except OSError:
-        pass
+    for path in ("/sys/fs/cgroup/cgroup.controllers",
+                 "/sys/fs/cgroup/unified/cgroup.controllers"):
+        try:
+            with open(path) as f:
+                if "memory" in f.read().split():
+                    return 2
+        except OSError:
+            pass
     return 1
 
 
@@ -88,13 +84,6 @@ def check(t, fetch):
     return {w[0] for w in WORKLOADS} if body == b"Hello, world!\n" else set()
 
 
-def paired(rows, name, on, off, key):
-    """Per round, `key` of the server `on` over that of `off`."""
-    got = {}
-    for r in rows:
-        if r["workload"] == name and r["target"] in (on, off) and r.get(key):
-            got.setdefault(r["round"], {})[r["target"]] = r[key]
-    return [g[on] / g[off] for g in got.values() if g.get(off) and on in g]
 
 
 def table(rows, by, fmt):
@@ -112,7 +101,7 @@ def table(rows, by, fmt):
             if not s_on or not s_off:
                 continue
             ratio = f"{s_on['median'] / s_off['median']:.3f}" if s_off["median"] else "-"
-            per = paired(rows, name, on, off, "value")
+            per = cells.paired(rows, name, on, off, "value")
             mid = statistics.median(per) if per else None
             spread = f"{mid:.3f} ({min(per):.3f}-{max(per):.3f})" if per else "-"
 

@@ -314,6 +314,21 @@ fn setsid_daemon(name: &str, marker: &str) -> String {
     )
 }
 
+/// Reads a response until its script has said `daemon=`; the connection stays open.
+fn read_until_daemon(stream: std::net::TcpStream) -> BufReader<std::net::TcpStream> {
+    let mut reader = BufReader::new(stream);
+    let mut seen = String::new();
+    while !seen.contains("daemon=") {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).expect("read") > 0,
+            "ended early: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    reader
+}
+
 /// The `daemon=PID` a script said.
 fn daemon_pid(body: &str) -> i32 {
     body.lines()
@@ -436,16 +451,7 @@ fn a_client_leaving_kills_everything_its_request_started() {
     stream
         .write_all(b"GET /~alice/cgi-bin/held.cgi HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .expect("send");
-    let mut reader = BufReader::new(stream);
-    let mut seen = String::new();
-    while !seen.contains("daemon=") {
-        let mut line = String::new();
-        assert!(
-            reader.read_line(&mut line).expect("read") > 0,
-            "ended early: {seen}"
-        );
-        seen.push_str(&line);
-    }
+    let reader = read_until_daemon(stream);
     drop(reader);
     assert!(
         eventually(|| processes_with("301.7105").is_empty()),
@@ -789,16 +795,7 @@ fn removing_a_customer_ends_their_running_scripts_and_explain_names_their_sandbo
     stream
         .write_all(b"GET /~alice/cgi-bin/gone.cgi HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .expect("send");
-    let mut reader = BufReader::new(stream);
-    let mut seen = String::new();
-    while !seen.contains("daemon=") {
-        let mut line = String::new();
-        assert!(
-            reader.read_line(&mut line).expect("read") > 0,
-            "ended early: {seen}"
-        );
-        seen.push_str(&line);
-    }
+    let _held = read_until_daemon(stream); // open: only the removal may end it
     assert!(!processes_with("301.7109").is_empty(), "her script runs");
     h.user(&["remove", "alice"]);
     assert!(
