@@ -370,7 +370,6 @@ server.modules = ( "mod_cgi" )
 server.max-keep-alive-requests = 65535
 server.max-keep-alive-idle = 30
 server.max-connections = 4096
-server.stream-request-body = 2
 server.upload-dirs = ( "{self.dir}" )
 mimetype.assign = ( ".bin" => "application/octet-stream", ".html" => "text/html" )
 $HTTP["url"] =~ "^/cgi-bin/" {{
@@ -569,8 +568,14 @@ def ceiling(binary, program, threads, seconds):
     return float(re.search(r"spawns_per_sec=([\d.]+)", out).group(1))
 
 
+# `--sftp-cipher`: the cipher the client asks for (None: the client's default order, which
+# picks chacha20-poly1305 with every server here).
+SFTP_CIPHER = None
+
+
 def sftp_transfer(port, user, key, batch, timeout=600, verbose=False):
-    cmd = ["sftp", "-v" if verbose else "-q", "-b", batch, "-i", key, "-P", str(port),
+    cipher = ["-c", SFTP_CIPHER] if SFTP_CIPHER else []
+    cmd = ["sftp", "-v" if verbose else "-q", *cipher, "-b", batch, "-i", key, "-P", str(port),
            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", f"{user}@127.0.0.1"]
     t0 = time.monotonic()
@@ -709,6 +714,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run / ceiling run")
     ap.add_argument("--sftp-mib", type=int, default=256, help="size of the SFTP file")
+    ap.add_argument("--sftp-cipher", default=None,
+                    help="the cipher the sftp client asks for (default: its own order)")
     ap.add_argument("--fcgiwrap-children", type=int, default=2 * os.cpu_count())
     ap.add_argument("--only", default="", help="comma-separated workload names (or prefixes); "
                     "also 'ceiling', 'sftp', 'memory', 'many' (1,000 customers), "
@@ -720,6 +727,8 @@ def main():
                     help="stop (and stop every server) after this long")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     a = ap.parse_args()
+    global SFTP_CIPHER
+    SFTP_CIPHER = a.sftp_cipher
     if os.geteuid() != 0:
         sys.exit("bench.py must run as root (servers drop to nobody; sshd needs root)")
     if (not 1 <= a.rounds <= 50 or not 1 <= a.duration <= 600 or not 1 <= a.sftp_mib <= 4096
