@@ -102,11 +102,12 @@ pub fn resolve(jail: &Jail, url: &UrlPath, config: &Config) -> Resolution {
 
 /// Resolves `url` inside the site held by `jail`, with what `scope` says.
 pub fn resolve_in(jail: &Jail, url: &UrlPath, scope: Scope<'_>) -> Resolution {
-    let resolved = site_owner(jail).and_then(|owner| {
+    let resolved = site_root(jail).and_then(|root| {
+        let owner = root.st_uid;
         if let Some(rules) = scope.rules {
             links_allowed(jail, url, rules)?;
         }
-        let descent = descend(jail, url, scope)?;
+        let descent = descend(jail, url, scope, root.st_mode)?;
         let found = target(jail, url, descent, scope)?;
         judge(jail, found, owner, scope)
     });
@@ -159,11 +160,12 @@ fn lossy(rel: &Path) -> String {
     rel.to_string_lossy().into_owned()
 }
 
-/// The site's owner (the owner of its root directory), once the root itself may be entered.
-fn site_owner(jail: &Jail) -> Result<u32, Stop> {
+/// The site's root directory's `stat` (its owner is the site's owner), once the root itself
+/// may be entered. One `fstat` per request: the walk starts from its mode.
+fn site_root(jail: &Jail) -> Result<FileStat, Stop> {
     let root = jail.stat(Path::new("")).map_err(|_| Stop::NotFound)?;
     check_directory(root.st_mode).map_err(|d| Stop::Denied(d, "/".into()))?;
-    Ok(root.st_uid)
+    Ok(root)
 }
 
 /// A file the walk reached: its place, its `stat`, whether its name is a link, and the file
@@ -194,12 +196,14 @@ struct Descent {
 /// instead of an `lstat` now and an open + `fstat` to serve it. O_NONBLOCK keeps a FIFO from
 /// hanging the open; device files, which only root can create, are opened read-only before
 /// the gate refuses them. Any failure falls back to `look`, which names the reason.
-fn descend(jail: &Jail, url: &UrlPath, scope: Scope<'_>) -> Result<Descent, Stop> {
+fn descend(
+    jail: &Jail,
+    url: &UrlPath,
+    scope: Scope<'_>,
+    root_mode: u32,
+) -> Result<Descent, Stop> {
     let mut rel = PathBuf::new();
-    let mut dir_mode = jail
-        .stat(Path::new(""))
-        .map_err(|_| Stop::NotFound)?
-        .st_mode;
+    let mut dir_mode = root_mode;
     let open_last = url
         .segments
         .last()
