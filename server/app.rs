@@ -281,8 +281,35 @@ impl App {
     /// reopened by every reload; customers' files, kept open across a reload by the file
     /// watcher, are closed here so that the next line opens them afresh).
     pub fn hangup(&self) {
+        crate::systemd::reloading();
         self.reload_from_source("SIGHUP");
         self.customer_logs.reopen();
+        crate::systemd::ready(&self.status());
+    }
+
+    /// The service manager's status line: what is served, and the isolation in force.
+    pub fn status(&self) -> String {
+        let config = self.config();
+        format!(
+            "serving {} customer(s); {}",
+            config.customers.len(),
+            self.sandboxes.describe()
+        )
+    }
+
+    /// SIGUSR1 (logrotate's `postrotate`): every log file the server writes is opened again at
+    /// its path, the access log's buffered lines first written to the old one; nothing else
+    /// changes.
+    pub fn reopen_logs(&self) {
+        let config = self.config();
+        if let Err(e) = self.access_log.reopen(&config.access_log) {
+            tracing::error!(error = %e, "cannot reopen the access log; keeping the old one");
+        }
+        if let Err(e) = crate::error_log::reopen() {
+            tracing::error!(error = %e, "cannot reopen the error log; keeping the old one");
+        }
+        self.customer_logs.reopen();
+        tracing::info!("logs reopened (SIGUSR1)");
     }
 
     /// Writes out every log's buffered lines: the global access log at once, the customers'

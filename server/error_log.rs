@@ -34,12 +34,13 @@ pub fn init(config: &Config, customers: Arc<CustomerLogs>) -> anyhow::Result<()>
     let fmt = tracing_subscriber::fmt::layer().with_target(false);
     match &config.error_log {
         LogTarget::File(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            let file = open(path)
                 .with_context(|| format!("cannot open the error log {}", path.display()))?;
-            let writer = OneLine::new(std::sync::Mutex::new(file), false);
+            let file = ERROR_FILE.get_or_init(|| ErrorFile {
+                path: path.clone(),
+                file: std::sync::Mutex::new(file),
+            });
+            let writer = OneLine::new(file, false);
             let fmt = fmt.with_ansi(false).with_writer(writer);
             registry.with(fmt.with_filter(filter)).init();
         }
@@ -60,6 +61,54 @@ pub fn init(config: &Config, customers: Arc<CustomerLogs>) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// The error log's file, when it is one: reopened by [`reopen`] (SIGUSR1, after logrotate
+/// renamed it), so that lines go to the new file and none to the renamed one.
+struct ErrorFile {
+    path: std::path::PathBuf,
+    file: std::sync::Mutex<std::fs::File>,
+}
+
+static ERROR_FILE: std::sync::OnceLock<ErrorFile> = std::sync::OnceLock::new();
+
+fn open(path: &std::path::Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// Opens the error log's file again at its path (nothing to do when the log is a stream).
+pub fn reopen() -> io::Result<()> {
+    let Some(log) = ERROR_FILE.get() else {
+        return Ok(());
+    };
+    let file = open(&log.path)?;
+    let mut current = log.file.lock().unwrap_or_else(|p| p.into_inner());
+    *current = file;
+    Ok(())
+}
+
+impl<'a> MakeWriter<'a> for &'static ErrorFile {
+    type Writer = ErrorFileWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        ErrorFileWriter(self.file.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The error log's file, held for one event.
+pub struct ErrorFileWriter<'a>(std::sync::MutexGuard<'a, std::fs::File>);
+
+impl Write for ErrorFileWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// Makes writers that escape control characters inside an event.

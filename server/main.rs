@@ -32,6 +32,7 @@ mod sftp;
 mod sites;
 mod socket;
 mod static_files;
+mod systemd;
 mod tls;
 mod url;
 mod users;
@@ -180,6 +181,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "sandbox.required = true, but this server cannot isolate customers fully: {missing}"
         );
     }
+    // Before any thread: the sockets a service manager handed over, checked.
+    let inherited = systemd::inherited().map_err(anyhow::Error::msg)?;
     yadokari_site::identity::remember_process_groups();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -189,9 +192,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
         let signals = Signals::install()?;
-        let (http, sftp_listener) = bind(&config).await?;
+        let mut inherited = inherited;
+        let (http, sftp_listener) = bind(&config, &mut inherited).await?;
         banner(&config, http.local_addr()?);
-        let (https, store) = bind_https(&config).await?;
+        let (https, store) = bind_https(&config, inherited.https.take()).await?;
         let https_addr = https.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         if let Some(addr) = https_addr {
             banner!("listening https={addr}");
@@ -221,6 +225,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(housekeeping(app.clone()));
         tokio::spawn(flush_customer_logs(app.clone()));
         tokio::spawn(acme::run(app.clone()));
+        tokio::spawn(systemd::watchdog());
+        systemd::ready(&app.status());
         match reaper::become_subreaper() {
             Ok(()) => {
                 tokio::spawn(reaper::run(app.scripts.running()));
@@ -239,16 +245,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Binds the HTTP and SFTP listeners.
+/// The HTTP and SFTP listeners: those the service manager handed over, else bound to the
+/// configured addresses.
 async fn bind(
     config: &Config,
+    inherited: &mut systemd::Inherited,
 ) -> anyhow::Result<(tokio::net::TcpListener, tokio::net::TcpListener)> {
-    let http = tokio::net::TcpListener::bind(config.http)
-        .await
-        .with_context(|| format!("cannot listen on {} for HTTP", config.http))?;
-    let sftp = tokio::net::TcpListener::bind(config.sftp)
-        .await
-        .with_context(|| format!("cannot listen on {} for SFTP", config.sftp))?;
+    let http = match inherited.http.take() {
+        Some(l) => tokio::net::TcpListener::from_std(l).context("the handed-over HTTP socket")?,
+        None => tokio::net::TcpListener::bind(config.http)
+            .await
+            .with_context(|| format!("cannot listen on {} for HTTP", config.http))?,
+    };
+    let sftp = match inherited.sftp.take() {
+        Some(l) => tokio::net::TcpListener::from_std(l).context("the handed-over SFTP socket")?,
+        None => tokio::net::TcpListener::bind(config.sftp)
+            .await
+            .with_context(|| format!("cannot listen on {} for SFTP", config.sftp))?,
+    };
     Ok((http, sftp))
 }
 
@@ -256,19 +270,28 @@ async fn bind(
 /// certificate the configuration names (a broken one stops the start, naming the file).
 async fn bind_https(
     config: &Config,
+    inherited: Option<std::net::TcpListener>,
 ) -> anyhow::Result<(
     Option<(tokio::net::TcpListener, tokio_rustls::TlsAcceptor)>,
     Arc<tls::CertStore>,
 )> {
     let Some(addr) = config.https else {
+        if inherited.is_some() {
+            anyhow::bail!(
+                "socket activation handed over an `https` socket, but [server] https is not set (the certificates come with it)"
+            );
+        }
         return Ok((None, Arc::new(tls::CertStore::new(tls::Table::empty()))));
     };
     let table = tls::Table::load(config)?;
     let store = Arc::new(tls::CertStore::new(table));
     let acceptor = tls::acceptor(store.clone()).context("cannot set up TLS")?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for HTTPS"))?;
+    let listener = match inherited {
+        Some(l) => tokio::net::TcpListener::from_std(l).context("the handed-over HTTPS socket")?,
+        None => tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for HTTPS"))?,
+    };
     Ok((Some((listener, acceptor)), store))
 }
 
@@ -393,11 +416,12 @@ fn banner(config: &Config, http: std::net::SocketAddr) {
 /// The signals the server acts on, installed before it serves anything: a SIGHUP or SIGTERM
 /// that arrives early must be handled, not take the default action (which ends the process).
 /// SIGINT/SIGTERM: graceful stop. SIGHUP: re-read the configuration; a bad one is refused and
-/// the old one kept.
+/// the old one kept. SIGUSR1: reopen the log files (after logrotate).
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -406,6 +430,7 @@ impl Signals {
             int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
             term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
             hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+            usr1: signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?,
         })
     }
 
@@ -416,8 +441,10 @@ impl Signals {
                 _ = self.int.recv() => break,
                 _ = self.term.recv() => break,
                 _ = self.hup.recv() => app.hangup(),
+                _ = self.usr1.recv() => app.reopen_logs(),
             }
         }
+        systemd::stopping();
         shutdown.cancel();
         tracing::info!("shutting down: no new connections; letting in-flight requests finish");
     }

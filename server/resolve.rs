@@ -196,12 +196,7 @@ struct Descent {
 /// instead of an `lstat` now and an open + `fstat` to serve it. O_NONBLOCK keeps a FIFO from
 /// hanging the open; device files, which only root can create, are opened read-only before
 /// the gate refuses them. Any failure falls back to `look`, which names the reason.
-fn descend(
-    jail: &Jail,
-    url: &UrlPath,
-    scope: Scope<'_>,
-    root_mode: u32,
-) -> Result<Descent, Stop> {
+fn descend(jail: &Jail, url: &UrlPath, scope: Scope<'_>, root_mode: u32) -> Result<Descent, Stop> {
     let mut rel = PathBuf::new();
     let mut dir_mode = root_mode;
     let open_last = url

@@ -32,6 +32,7 @@ mod sftp_rules;
 mod sftp_sessions;
 mod sites;
 mod static_files;
+mod systemd;
 mod tls;
 mod traversal;
 mod wire;

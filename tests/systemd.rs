@@ -1,0 +1,252 @@
+//! Living under a service manager (issue 21, first part): sockets handed over by socket
+//! activation (`systemd-socket-activate`, which works without systemd as PID 1), readiness,
+//! reload, stop and watchdog notifications on a `NOTIFY_SOCKET` the test owns, and SIGUSR1
+//! reopening the log files after a rotation.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::sftp::{Running, SftpSite, local, text};
+use crate::support::{BIN, PATIENCE, Server, Site, eventually, have};
+
+/// A port nobody listens on now (bound and let go: the socket activator binds it next).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// `GET path` on `port` once something accepts there (the activator starts the server at the
+/// first connection); the status code.
+fn get_when_listening(port: u16, path: &str) -> std::thread::JoinHandle<u16> {
+    let path = path.to_string();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + PATIENCE;
+        let mut stream = loop {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("nothing listens on {port}: {e}"),
+            }
+        };
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("send");
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        crate::support::raw_status(&out)
+    })
+}
+
+/// The notifications that arrive on `socket` within `bound`, one string per datagram.
+fn notifications_until(socket: &UnixDatagram, bound: Duration, want: &str) -> Vec<String> {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let deadline = Instant::now() + bound;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            if got.last().is_some_and(|g| g.contains(want)) {
+                break;
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn socket_activation_hands_over_the_http_and_sftp_sockets() {
+    if !have("systemd-socket-activate") || !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    s.site.file("index.html", "activated\n", 0o644);
+    s.site.write_config();
+    let (http, sftp) = (free_port(), free_port());
+    let first = get_when_listening(http, "/index.html");
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.args([
+        "-l",
+        &format!("127.0.0.1:{http}"),
+        "-l",
+        &format!("127.0.0.1:{sftp}"),
+    ])
+    .arg("--fdname=http:sftp")
+    .arg(BIN)
+    .arg("--config")
+    .arg(s.site.config_path());
+    let server = Server::spawn_command(cmd);
+    assert_eq!(
+        first.join().expect("thread"),
+        200,
+        "the first request, which started it"
+    );
+    assert_eq!(
+        server.http.port(),
+        http,
+        "it serves on the socket it was given"
+    );
+    let running = Running::of(server);
+    assert_eq!(running.addr.port(), sftp);
+    let file = local(
+        s.site.dir.path(),
+        "up.txt",
+        b"uploaded through the handed-over socket\n",
+    );
+    let o = running.batch(&s.key, format!("put {} up.txt\n", file.display()));
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(s.site.path("up.txt")).expect("uploaded"),
+        b"uploaded through the handed-over socket\n"
+    );
+}
+
+#[test]
+fn a_handed_over_socket_that_is_not_a_tcp_listener_is_refused_with_the_reason() {
+    if !have("systemd-socket-activate") {
+        return;
+    }
+    let site = Site::new();
+    site.write_config();
+    let port = free_port();
+    // A UDP socket where the HTTP listener should be.
+    let mut activator = Command::new("timeout")
+        .args(["30", "systemd-socket-activate", "--datagram"])
+        .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=http"])
+        .arg(BIN)
+        .arg("--config")
+        .arg(site.config_path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("activator");
+    // A datagram starts it.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let started = Instant::now();
+    let status = loop {
+        let _ = udp.send_to(b"hello", ("127.0.0.1", port));
+        if let Some(status) = activator.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(started.elapsed() < PATIENCE, "the server never gave up");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    activator
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read");
+    assert!(!status.success(), "it must not serve: {err}");
+    assert!(
+        err.contains("the `http` descriptor") && err.contains("not a listening stream socket"),
+        "the reason names the socket: {err}"
+    );
+}
+
+#[test]
+fn the_service_manager_hears_ready_reloading_stopping_and_the_watchdog() {
+    let site = Site::new();
+    site.file("index.html", "ready\n", 0o644);
+    site.write_config();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notify");
+    let socket = UnixDatagram::bind(&path).expect("bind");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config")
+        .arg(site.config_path())
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "200000");
+    let server = Server::spawn_command(cmd);
+    let got = notifications_until(&socket, PATIENCE, "READY=1");
+    let ready = got.iter().find(|g| g.contains("READY=1"));
+    assert!(ready.is_some(), "READY=1 once it serves: {got:?}");
+    assert!(
+        ready.is_some_and(|r| r.contains("STATUS=serving") && r.contains("sandbox")),
+        "with a status line: {got:?}"
+    );
+    assert_eq!(server.get("/").status, 200, "ready means it answers");
+    let got = notifications_until(&socket, PATIENCE, "WATCHDOG=1");
+    assert!(
+        got.iter().any(|g| g.contains("WATCHDOG=1")),
+        "the watchdog is pinged: {got:?}"
+    );
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    let got = notifications_until(&socket, PATIENCE, "READY=1");
+    assert!(
+        got.iter()
+            .any(|g| g.contains("RELOADING=1") && g.contains("MONOTONIC_USEC=")),
+        "a reload is announced: {got:?}"
+    );
+    assert!(
+        got.iter().any(|g| g.contains("READY=1")),
+        "and its end: {got:?}"
+    );
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let got = notifications_until(&socket, PATIENCE, "STOPPING=1");
+    assert!(
+        got.iter().any(|g| g.contains("STOPPING=1")),
+        "SIGTERM is announced: {got:?}"
+    );
+}
+
+#[test]
+fn sigusr1_reopens_the_logs_so_that_no_line_is_lost_across_a_rotation() {
+    let site = Site::new().config(
+        "[server]\naccess_log = \"access.log\"\nerror_log = \"error.log\"\nlog_level = \"info\"",
+    );
+    let server = site.start();
+    let logs = site.dir.path();
+    let (access, error) = (logs.join("access.log"), logs.join("error.log"));
+    for i in 0..5 {
+        assert_eq!(server.get(&format!("/before-{i}")).status, 404);
+    }
+    assert!(
+        eventually(|| lines_with(&access, "/before-") == 5),
+        "the first requests are logged"
+    );
+    std::fs::rename(&access, logs.join("access.log.1")).expect("rotate");
+    std::fs::rename(&error, logs.join("error.log.1")).expect("rotate");
+    server.signal(nix::sys::signal::Signal::SIGUSR1);
+    assert!(
+        eventually(|| lines_with(&error, "logs reopened") == 1),
+        "the reopen is in the new error log"
+    );
+    for i in 0..5 {
+        assert_eq!(server.get(&format!("/after-{i}")).status, 404);
+    }
+    assert!(
+        eventually(|| lines_with(&access, "/after-") == 5),
+        "the later requests are in the new access log"
+    );
+    let old = logs.join("access.log.1");
+    assert_eq!(
+        lines_with(&old, "/before-"),
+        5,
+        "nothing lost from the old one"
+    );
+    assert_eq!(
+        lines_with(&old, "/after-"),
+        0,
+        "nothing new written to the old one"
+    );
+    assert_eq!(lines_with(&access, "/before-"), 0);
+    assert!(
+        lines_with(&logs.join("error.log.1"), "logs reopened") == 0,
+        "the rotated error log gets nothing after the signal"
+    );
+}
+
+/// Lines of `path` that contain `needle` (0 when it does not exist).
+fn lines_with(path: &std::path::Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().filter(|l| l.contains(needle)).count())
+        .unwrap_or(0)
+}
