@@ -52,6 +52,26 @@ impl Activity {
         InFlight(self.clone())
     }
 
+    /// At shutdown (or an upgrade's hand-over), resolves when the connection may be asked to
+    /// finish without cutting off a request its client has sent or is sending: at once when a
+    /// request is in flight (it is answered, then the connection closes), otherwise once the
+    /// connection has read nothing for `quiet` (a client that just connected sends its request
+    /// within it; asked to finish before that, hyper would close the connection under it).
+    pub async fn settled(&self, quiet: Duration) {
+        loop {
+            if self.in_flight.load(Ordering::Relaxed) > 0 {
+                return;
+            }
+            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + quiet;
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline.min(now + Duration::from_millis(20)).into()).await;
+        }
+    }
+
     /// Resolves once the connection has had no request in flight and read nothing for `idle`.
     pub async fn idle_for(&self, idle: Duration) {
         loop {

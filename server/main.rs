@@ -34,6 +34,7 @@ mod socket;
 mod static_files;
 mod systemd;
 mod tls;
+mod upgrade;
 mod url;
 mod users;
 
@@ -196,6 +197,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (http, sftp_listener) = bind(&config, &mut inherited).await?;
         banner(&config, http.local_addr()?);
         let (https, store) = bind_https(&config, inherited.https.take()).await?;
+        let handover = handover(&http, &sftp_listener, https.as_ref().map(|(l, _)| l));
         let https_addr = https.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         if let Some(addr) = https_addr {
             banner!("listening https={addr}");
@@ -219,7 +221,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             (store, https_addr),
             sandboxes,
         ));
-        tokio::spawn(signals.handle(app.clone(), shutdown.clone()));
+        tokio::spawn(signals.handle(app.clone(), shutdown.clone(), handover));
         tokio::spawn(app.clone().watch_config_file());
         tokio::spawn(app.clone().watch_certificates());
         tokio::spawn(housekeeping(app.clone()));
@@ -243,6 +245,31 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Duplicates of the listeners, kept for an upgrade (SIGUSR2); `None` (with a warning) when
+/// they cannot be duplicated.
+fn handover(
+    http: &tokio::net::TcpListener,
+    sftp: &tokio::net::TcpListener,
+    https: Option<&tokio::net::TcpListener>,
+) -> Option<Arc<upgrade::Handover>> {
+    use std::os::fd::AsFd;
+    let dup = |l: &tokio::net::TcpListener| l.as_fd().try_clone_to_owned();
+    let made = (|| {
+        let mut sockets = vec![("http", dup(http)?), ("sftp", dup(sftp)?)];
+        if let Some(l) = https {
+            sockets.push(("https", dup(l)?));
+        }
+        upgrade::Handover::new(sockets)
+    })();
+    match made {
+        Ok(h) => Some(Arc::new(h)),
+        Err(e) => {
+            tracing::warn!(error = %e, "upgrades (SIGUSR2) are not possible");
+            None
+        }
+    }
 }
 
 /// The HTTP and SFTP listeners: those the service manager handed over, else bound to the
@@ -416,12 +443,14 @@ fn banner(config: &Config, http: std::net::SocketAddr) {
 /// The signals the server acts on, installed before it serves anything: a SIGHUP or SIGTERM
 /// that arrives early must be handled, not take the default action (which ends the process).
 /// SIGINT/SIGTERM: graceful stop. SIGHUP: re-read the configuration; a bad one is refused and
-/// the old one kept. SIGUSR1: reopen the log files (after logrotate).
+/// the old one kept. SIGUSR1: reopen the log files (after logrotate). SIGUSR2: upgrade to the
+/// binary now on disk without dropping anything (`crate::upgrade`).
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
     usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -431,17 +460,45 @@ impl Signals {
             term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
             hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
             usr1: signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?,
+            usr2: signal(SignalKind::user_defined2()).context("cannot handle SIGUSR2")?,
         })
     }
 
-    /// Acts on signals until SIGINT or SIGTERM, which start the graceful shutdown.
-    async fn handle(mut self, app: Arc<App>, shutdown: CancellationToken) {
+    /// Acts on signals until SIGINT or SIGTERM, which start the graceful shutdown, or until
+    /// an upgrade's new server is ready, which starts the same drain.
+    async fn handle(
+        mut self,
+        app: Arc<App>,
+        shutdown: CancellationToken,
+        handover: Option<Arc<upgrade::Handover>>,
+    ) {
+        let (upgraded, mut done) = tokio::sync::mpsc::channel::<i32>(1);
         loop {
             tokio::select! {
                 _ = self.int.recv() => break,
                 _ = self.term.recv() => break,
                 _ = self.hup.recv() => app.hangup(),
                 _ = self.usr1.recv() => app.reopen_logs(),
+                _ = self.usr2.recv() => match &handover {
+                    Some(h) => {
+                        let (h, upgraded) = (h.clone(), upgraded.clone());
+                        tokio::spawn(async move {
+                            match h.upgrade().await {
+                                Ok(pid) => {
+                                    let _ = upgraded.send(pid).await;
+                                }
+                                Err(e) => tracing::error!(error = %e, "upgrade failed; this server keeps serving"),
+                            }
+                        });
+                    }
+                    None => tracing::error!("upgrade refused: the listening sockets could not be kept for it"),
+                },
+                Some(pid) = done.recv() => {
+                    tracing::info!(new_pid = pid, "upgrade: the new server is ready; this one stops accepting and finishes what is in flight");
+                    systemd::main_pid(pid);
+                    shutdown.cancel();
+                    return;
+                }
             }
         }
         systemd::stopping();

@@ -21,6 +21,23 @@ use std::time::Duration;
 
 use crate::cgi::Running;
 
+/// Children that are not scripts' leftovers although no request owns them: a new server
+/// started by an upgrade (`crate::upgrade`).
+static SPARED: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Never touch child `pid`.
+pub fn spare(pid: i32) {
+    SPARED.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
+}
+
+/// Treat child `pid` as any other again (it was killed and reaped).
+pub fn unspare(pid: i32) {
+    SPARED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|&p| p != pid);
+}
+
 /// How often the server's children are looked at.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -47,6 +64,7 @@ pub async fn run(running: Running) {
         every.tick().await;
         let mut scripts = running.pids();
         scripts.extend(inherited.iter());
+        scripts.extend(SPARED.lock().unwrap_or_else(|p| p.into_inner()).iter());
         suspects = tokio::task::spawn_blocking(move || sweep(session, &scripts, &suspects))
             .await
             .unwrap_or_default();

@@ -66,8 +66,12 @@ where
     }
 }
 
-/// Runs `conn` until it closes; after `shutdown` or `idle` without a request in flight, asks
-/// it to finish and keeps driving it until it has.
+/// How long a connection without a request in flight may stay quiet at shutdown before it is
+/// closed (see [`Activity::settled`]).
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// Runs `conn` until it closes; after `shutdown` (once the connection has settled) or `idle`
+/// without a request in flight, asks it to finish and keeps driving it until it has.
 pub async fn drive<C: Served + ?Sized>(
     mut conn: Pin<&mut C>,
     activity: &Activity,
@@ -75,10 +79,15 @@ pub async fn drive<C: Served + ?Sized>(
     idle: Duration,
 ) -> Result<(), ConnError> {
     let mut closing = false;
+    let settled = async {
+        shutdown.cancelled().await;
+        activity.settled(SETTLE).await;
+    };
+    tokio::pin!(settled);
     loop {
         tokio::select! {
             result = poll_fn(|cx| conn.as_mut().poll_served(cx)) => return result,
-            () = shutdown.cancelled(), if !closing => {
+            () = &mut settled, if !closing => {
                 conn.as_mut().finish();
                 closing = true;
             }

@@ -98,6 +98,16 @@ pub fn reloading() {
     }
 }
 
+/// Tells the service manager that process `pid` (an upgrade's new server) is the service's
+/// main process from now on.
+pub fn main_pid(pid: i32) {
+    let status = format!("upgraded: pid {pid} serves now");
+    send(&[
+        NotifyState::MainPid(pid as u32),
+        NotifyState::Status(&status),
+    ]);
+}
+
 /// Tells the service manager the server is stopping.
 pub fn stopping() {
     send(&[

@@ -35,4 +35,5 @@ mod static_files;
 mod systemd;
 mod tls;
 mod traversal;
+mod upgrade;
 mod wire;

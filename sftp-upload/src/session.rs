@@ -108,6 +108,7 @@ pub async fn run(channel: russh::Channel<Msg>, sftp: Sftp, user: String, stops: 
         stops: &stops,
         ending: &ending,
         stopping: false,
+        last_packet: std::time::Instant::now(),
         user: &user,
     };
     let why = reader.run(&mut read_half, req_tx).await;
@@ -133,10 +134,19 @@ struct Reader<'a> {
     open_files: Arc<AtomicUsize>,
     stops: &'a Stops,
     ending: &'a Ending,
-    /// The server is stopping; the session goes on while it has files open.
+    /// The server is stopping; the session goes on while it has files open, or while its
+    /// client is still sending (see [`QUIET`]).
     stopping: bool,
+    /// When the last packet began.
+    last_packet: std::time::Instant,
     user: &'a str,
 }
+
+/// When the server stops (or hands over to an upgrade), a session without open files ends
+/// only once its client has sent nothing for this long: a client between two requests of one
+/// batch (`put` is OPEN, WRITEs, CLOSE; a batch is several) would otherwise see its session
+/// end in the middle of what it was doing.
+const QUIET: Duration = Duration::from_millis(500);
 
 impl Reader<'_> {
     /// Queues packets until the session ends; returns why it did.
@@ -177,7 +187,10 @@ impl Reader<'_> {
         loop {
             // SECURITY of uploads: when the server stops, a session with files open goes on
             // (within the server's grace period) so a transfer can finish; an idle one ends.
-            if self.stopping && self.open_files.load(Ordering::SeqCst) == 0 {
+            if self.stopping
+                && self.open_files.load(Ordering::SeqCst) == 0
+                && self.last_packet.elapsed() >= QUIET
+            {
                 return Err(End::ServerStopping);
             }
             tokio::select! {
@@ -186,7 +199,10 @@ impl Reader<'_> {
                 _ = self.stops.shutdown.cancelled(), if !self.stopping => self.stopping = true,
                 _ = tokio::time::sleep(Duration::from_millis(100)), if self.stopping => {}
                 r = reader.fill_buf() => return match r {
-                    Ok(buf) if !buf.is_empty() => Ok(()),
+                    Ok(buf) if !buf.is_empty() => {
+                        self.last_packet = std::time::Instant::now();
+                        Ok(())
+                    }
                     _ => Err(End::ClosedByClient),
                 },
             }

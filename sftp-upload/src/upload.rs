@@ -43,7 +43,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -131,6 +131,10 @@ impl Upload {
         let flags = access | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let create = |path: &Path| -> io::Result<File> {
             let fd = nix::fcntl::open(path, flags, Mode::from_bits_truncate(0o600))?;
+            // Held while the upload's file is open: another server on the same sites (the new
+            // one of an upgrade) sweeping unfinished uploads leaves this one alone.
+            #[allow(deprecated)]
+            nix::fcntl::flock(fd.as_raw_fd(), nix::fcntl::FlockArg::LockExclusiveNonblock)?;
             Ok(File::from(fd))
         };
         let (file, temp) = tempfile::Builder::new()
@@ -218,18 +222,38 @@ impl Upload {
 }
 
 /// Removes the temporary upload files a crash left anywhere in the site of `jail`, without
-/// following links. Returns how many it removed.
+/// following links. Returns how many it removed. An upload still in progress (its file locked
+/// by the server writing it, during an upgrade's hand-over; or written in the last minute, the
+/// moment between its creation and its lock) is left alone.
 pub fn sweep(jail: &Jail) -> usize {
     let mut removed = 0;
     walk_site(jail, |dir, name, st| {
         if st.st_mode & libc::S_IFMT == libc::S_IFREG
             && Upload::is_temp_name(name.to_bytes())
+            && !in_progress(dir, name, st)
             && nix::unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).is_ok()
         {
             removed += 1;
         }
     });
     removed
+}
+
+/// Whether the temporary file `name` in `dir` is an upload some server is still writing.
+fn in_progress(dir: BorrowedFd<'_>, name: &std::ffi::CStr, st: &nix::sys::stat::FileStat) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if now - st.st_mtime < 60 {
+        return true;
+    }
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let Ok(fd) = nix::fcntl::openat(dir, name, flags, Mode::empty()) else {
+        return false;
+    };
+    #[allow(deprecated)]
+    let locked = nix::fcntl::flock(fd.as_raw_fd(), nix::fcntl::FlockArg::LockExclusiveNonblock);
+    locked.is_err()
 }
 
 #[cfg(test)]
@@ -241,11 +265,23 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
         std::fs::write(dir.path().join("keep"), b"x").expect("write");
-        std::fs::write(dir.path().join(".ht-yadokari-upload-1"), b"x").expect("write");
-        std::fs::write(dir.path().join("sub/.ht-yadokari-upload-2"), b"x").expect("write");
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for name in [".ht-yadokari-upload-1", "sub/.ht-yadokari-upload-2", ".ht-yadokari-upload-3"] {
+            let f = File::create(dir.path().join(name)).expect("write");
+            f.set_modified(old).expect("age");
+        }
+        // Another server's upload in progress: its file is locked.
+        let busy = File::open(dir.path().join(".ht-yadokari-upload-3")).expect("open");
+        #[allow(deprecated)]
+        nix::fcntl::flock(busy.as_raw_fd(), nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .expect("lock");
+        // A crash's leftover from a moment ago may still be one being created.
+        std::fs::write(dir.path().join(".ht-yadokari-upload-4"), b"x").expect("write");
         let jail = Jail::open(dir.path()).expect("jail");
         assert_eq!(sweep(&jail), 2);
         assert!(dir.path().join("keep").exists());
+        assert!(dir.path().join(".ht-yadokari-upload-3").exists(), "locked: in progress");
+        assert!(dir.path().join(".ht-yadokari-upload-4").exists(), "too recent");
     }
 
     fn temporaries(dir: &Path) -> Vec<std::path::PathBuf> {

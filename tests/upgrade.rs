@@ -1,0 +1,242 @@
+//! Upgrades that drop nothing (issue 21): SIGUSR2 starts the binary now on disk with the
+//! listening sockets, and the old server drains once the new one is ready. Five upgrades in a
+//! row under a load of static GETs, CGI GETs, POSTs and SFTP uploads lose nothing; a broken new
+//! binary leaves the old one serving.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::support::sftp::{Running, SftpSite, local, run_with_input, ssh_options, text};
+use crate::support::{BIN, PATIENCE, Server, eventually, have, process_gone, raw_status};
+
+/// Kills the server that an upgrade left running (the test's `Server` only knows the first).
+struct Last(i32);
+
+impl Drop for Last {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            // SAFETY: kill(2) of the server this test started (through its upgrades), by pid.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}
+
+/// One request on a new connection; whether it got a 200 with `want` in its body.
+fn request(addr: SocketAddr, head: &str, body: &[u8], want: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(PATIENCE));
+    if s.write_all(head.as_bytes()).is_err() || s.write_all(body).is_err() {
+        return false;
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    raw_status(&out) == 200 && String::from_utf8_lossy(&out).contains(want)
+}
+
+/// Replaces the file at `path` with `content` in one rename, as a package upgrade does.
+fn replace(path: &std::path::Path, content: &[u8]) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, content).expect("write");
+    std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::rename(&next, path).expect("rename");
+}
+
+/// The pid in the `n`th "new server is ready" line, once there is one.
+fn ready_pid(server: &Server, n: usize) -> i32 {
+    let said = |s: &str| s.matches("the new server is ready").count();
+    assert!(
+        eventually(|| said(&server.output()) >= n),
+        "upgrade {n} never became ready:\n{}",
+        server.output()
+    );
+    let out = server.output();
+    out.lines()
+        .filter(|l| l.contains("the new server is ready"))
+        .nth(n - 1)
+        .and_then(|l| l.split("new_pid=").nth(1))
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no new_pid in:\n{out}"))
+}
+
+#[test]
+fn five_upgrades_under_load_lose_no_request_and_a_broken_binary_changes_nothing() {
+    if !have("sftp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    s.site.file("index.html", "static page\n", 0o644);
+    s.site.dir("cgi-bin", 0o755);
+    s.site.file(
+        "cgi-bin/hello.cgi",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhello script\\n'\n",
+        0o755,
+    );
+    s.site.file(
+        "cgi-bin/count.cgi",
+        "#!/bin/sh\nn=$(wc -c)\nprintf 'Content-Type: text/plain\\n\\ncounted %s\\n' \"$n\"\n",
+        0o755,
+    );
+    s.site.write_config();
+    // The server runs from a copy of the binary, which the test replaces between upgrades.
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let bin = bin_dir.path().join("yadokari");
+    replace(&bin, &std::fs::read(BIN).expect("binary"));
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--config").arg(s.site.config_path());
+    let running = Running::of(Server::spawn_command(cmd));
+    let first = running.server.pid() as i32;
+    let mut last = Last(0);
+    let http = running.server.http;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let body = vec![b'p'; 64 * 1024];
+    let loads: Vec<(String, Vec<u8>, &str)> = vec![
+        (
+            "GET /index.html HTTP/1.0\r\n\r\n".into(),
+            Vec::new(),
+            "static page",
+        ),
+        (
+            "GET /cgi-bin/hello.cgi HTTP/1.0\r\n\r\n".into(),
+            Vec::new(),
+            "hello script",
+        ),
+        (
+            format!(
+                "POST /cgi-bin/count.cgi HTTP/1.0\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            ),
+            body,
+            "counted 65536",
+        ),
+    ];
+    let mut threads = Vec::new();
+    for (head, body, want) in loads {
+        let (stop, failures, done) = (stop.clone(), failures.clone(), done.clone());
+        threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if request(http, &head, &body, want) {
+                    done.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    failures.fetch_add(1, Ordering::SeqCst);
+                    eprintln!("failed: {}", head.lines().next().unwrap_or(""));
+                }
+            }
+        }));
+    }
+    let upload = local(s.site.dir.path(), "up.bin", &vec![b'u'; 256 * 1024]);
+    let uploads = Arc::new(AtomicUsize::new(0));
+    let sftp_failures = Arc::new(AtomicUsize::new(0));
+    {
+        let (stop, uploads, sftp_failures) = (stop.clone(), uploads.clone(), sftp_failures.clone());
+        let key = s.key.clone();
+        let addr = running.addr;
+        let upload = upload.clone();
+        threads.push(std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let o = put(
+                    addr,
+                    &key,
+                    format!("put {} up-{}.bin\n", upload.display(), n % 3),
+                );
+                if o.status.success() {
+                    uploads.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    sftp_failures.fetch_add(1, Ordering::SeqCst);
+                    eprintln!("sftp failed: {}", text(&o));
+                }
+                n += 1;
+            }
+        }));
+    }
+
+    let mut current = first;
+    for n in 1..=5 {
+        let before = done.load(Ordering::SeqCst);
+        assert!(
+            eventually(|| done.load(Ordering::SeqCst) > before + 5),
+            "load runs"
+        );
+        replace(&bin, &std::fs::read(BIN).expect("binary"));
+        // SAFETY: a signal to the server this test started (or its upgrade), by pid.
+        unsafe { libc::kill(current, libc::SIGUSR2) };
+        let next = ready_pid(&running.server, n);
+        last.0 = next;
+        assert_ne!(next, current);
+        assert!(
+            eventually(|| process_gone(current)),
+            "the old server ({current}) drains and exits"
+        );
+        current = next;
+    }
+    let before = (done.load(Ordering::SeqCst), uploads.load(Ordering::SeqCst));
+    assert!(
+        eventually(|| done.load(Ordering::SeqCst) > before.0 + 5
+            && uploads.load(Ordering::SeqCst) > before.1),
+        "the last server serves HTTP and SFTP"
+    );
+
+    // A broken binary: the upgrade fails, the running server goes on, nothing is lost.
+    replace(&bin, b"#!/bin/sh\necho broken >&2\nexit 1\n");
+    // SAFETY: as above.
+    unsafe { libc::kill(current, libc::SIGUSR2) };
+    assert!(
+        eventually(|| running
+            .server
+            .output()
+            .contains("upgrade failed; this server keeps serving")),
+        "the failure is logged:\n{}",
+        running.server.output()
+    );
+    let before = done.load(Ordering::SeqCst);
+    assert!(
+        eventually(|| done.load(Ordering::SeqCst) > before + 5),
+        "still serving"
+    );
+    assert!(!process_gone(current), "the same server serves on");
+
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().expect("load thread");
+    }
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "HTTP requests failed across the upgrades"
+    );
+    assert_eq!(
+        sftp_failures.load(Ordering::SeqCst),
+        0,
+        "SFTP uploads failed across the upgrades"
+    );
+    assert!(uploads.load(Ordering::SeqCst) > 0);
+    let total = done.load(Ordering::SeqCst);
+    eprintln!(
+        "{total} HTTP requests and {} uploads across 5 upgrades",
+        uploads.load(Ordering::SeqCst)
+    );
+}
+
+/// `sftp -b -` as demo with `key` on a new connection to `addr`.
+fn put(addr: SocketAddr, key: &std::path::Path, batch: String) -> std::process::Output {
+    let mut cmd = Command::new("timeout");
+    cmd.arg(PATIENCE.as_secs().to_string()).arg("sftp");
+    cmd.args(ssh_options(addr.port()));
+    cmd.arg("-i")
+        .arg(key)
+        .args(["-o", "BatchMode=yes", "-b", "-"])
+        .arg(format!("demo@{}", addr.ip()));
+    run_with_input(cmd, batch)
+}
