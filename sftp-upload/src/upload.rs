@@ -266,22 +266,35 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
         std::fs::write(dir.path().join("keep"), b"x").expect("write");
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        for name in [".ht-yadokari-upload-1", "sub/.ht-yadokari-upload-2", ".ht-yadokari-upload-3"] {
+        for name in [
+            ".ht-yadokari-upload-1",
+            "sub/.ht-yadokari-upload-2",
+            ".ht-yadokari-upload-3",
+        ] {
             let f = File::create(dir.path().join(name)).expect("write");
             f.set_modified(old).expect("age");
         }
         // Another server's upload in progress: its file is locked.
         let busy = File::open(dir.path().join(".ht-yadokari-upload-3")).expect("open");
         #[allow(deprecated)]
-        nix::fcntl::flock(busy.as_raw_fd(), nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .expect("lock");
+        nix::fcntl::flock(
+            busy.as_raw_fd(),
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        )
+        .expect("lock");
         // A crash's leftover from a moment ago may still be one being created.
         std::fs::write(dir.path().join(".ht-yadokari-upload-4"), b"x").expect("write");
         let jail = Jail::open(dir.path()).expect("jail");
         assert_eq!(sweep(&jail), 2);
         assert!(dir.path().join("keep").exists());
-        assert!(dir.path().join(".ht-yadokari-upload-3").exists(), "locked: in progress");
-        assert!(dir.path().join(".ht-yadokari-upload-4").exists(), "too recent");
+        assert!(
+            dir.path().join(".ht-yadokari-upload-3").exists(),
+            "locked: in progress"
+        );
+        assert!(
+            dir.path().join(".ht-yadokari-upload-4").exists(),
+            "too recent"
+        );
     }
 
     fn temporaries(dir: &Path) -> Vec<std::path::PathBuf> {
