@@ -31,6 +31,33 @@ pub fn init(config: &Config, customers: Arc<CustomerLogs>) -> anyhow::Result<()>
     })?;
     let (customer_layer, customer_filter) = CustomerLayer::new(customers);
     let registry = tracing_subscriber::registry().with(customer_layer.with_filter(customer_filter));
+    if config.log_json {
+        // JSON escapes every control character itself: no OneLine needed.
+        let json = tracing_subscriber::fmt::layer()
+            .json()
+            .with_target(false)
+            .with_current_span(false);
+        match &config.error_log {
+            LogTarget::File(path) => {
+                let file = open(path)
+                    .with_context(|| format!("cannot open the error log {}", path.display()))?;
+                let file = ERROR_FILE.get_or_init(|| ErrorFile {
+                    path: path.clone(),
+                    file: std::sync::Mutex::new(file),
+                });
+                registry
+                    .with(json.with_writer(file).with_filter(filter))
+                    .init();
+            }
+            LogTarget::Stdout => registry
+                .with(json.with_writer(io::stdout).with_filter(filter))
+                .init(),
+            LogTarget::Stderr | LogTarget::Off => registry
+                .with(json.with_writer(io::stderr).with_filter(filter))
+                .init(),
+        }
+        return Ok(());
+    }
     let fmt = tracing_subscriber::fmt::layer().with_target(false);
     match &config.error_log {
         LogTarget::File(path) => {

@@ -22,6 +22,7 @@ mod host;
 mod htaccess;
 mod listener;
 mod listing;
+mod pid_file;
 mod reaper;
 mod resolve;
 mod sandbox;
@@ -78,6 +79,13 @@ enum Command {
         /// A file or directory inside the document root, or a URL path (`/cgi-bin/x.cgi`).
         path: PathBuf,
     },
+    /// Upgrade the running server in place to the binary now on disk (SIGUSR2 to the pid in
+    /// `[server] pid_file`), and wait until the new one serves.
+    Upgrade {
+        /// The configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Manage the hosting users (SFTP logins) kept in the configuration file.
     User {
         /// The configuration file.
@@ -125,6 +133,33 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
         Some(Command::User { config, action }) => users::user_command(action, config.as_deref()),
+        Some(Command::Upgrade { config }) => {
+            return match Config::load(config.as_deref(), &Overrides::default()) {
+                Ok(Config {
+                    pid_file: Some(path),
+                    ..
+                }) => match pid_file::upgrade(&path) {
+                    Ok(said) => {
+                        println!("{said}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("yadokari upgrade: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
+                Ok(_) => {
+                    eprintln!(
+                        "yadokari upgrade: the configuration has no [server] pid_file, so the running server cannot be found (send it SIGUSR2 instead)"
+                    );
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("yadokari: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Some(Command::Explain { config, root, path }) => {
             let overrides = Overrides {
                 root,
@@ -228,6 +263,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(flush_customer_logs(app.clone()));
         tokio::spawn(acme::run(app.clone()));
         tokio::spawn(systemd::watchdog());
+        let pid_path = app.config().pid_file.clone();
+        if let Some(path) = &pid_path
+            && let Err(e) = pid_file::write(path)
+        {
+            tracing::error!(file = %path.display(), error = %e, "cannot write the pid file");
+        }
         systemd::ready(&app.status());
         match reaper::become_subreaper() {
             Ok(()) => {
@@ -242,6 +283,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         app.flush_logs().await;
         let sandboxes = app.sandboxes.clone();
         let _ = tokio::task::spawn_blocking(move || sandboxes.shutdown()).await;
+        if let Some(path) = &pid_path {
+            pid_file::remove(path);
+        }
         tracing::info!("stopped");
         Ok(())
     })

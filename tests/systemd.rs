@@ -250,3 +250,28 @@ fn lines_with(path: &std::path::Path, needle: &str) -> usize {
         .map(|t| t.lines().filter(|l| l.contains(needle)).count())
         .unwrap_or(0)
 }
+
+#[test]
+fn the_error_log_can_be_json_lines_for_log_shippers() {
+    let site = Site::new()
+        .config("[server]\nerror_log = \"error.log\"\nlog_format = \"json\"\nlog_level = \"info\"");
+    let server = site.start();
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    let path = site.dir.path().join("error.log");
+    assert!(eventually(
+        || std::fs::read_to_string(&path).is_ok_and(|t| t.contains("configuration reloaded"))
+    ));
+    let text = std::fs::read_to_string(&path).expect("log");
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("fields").is_some(),
+            "{line}"
+        );
+    }
+    assert!(
+        text.contains("\"why\":\"SIGHUP\""),
+        "fields are JSON fields: {text}"
+    );
+}

@@ -240,3 +240,65 @@ fn put(addr: SocketAddr, key: &std::path::Path, batch: String) -> std::process::
         .arg(format!("demo@{}", addr.ip()));
     run_with_input(cmd, batch)
 }
+
+#[test]
+fn yadokari_upgrade_finds_the_server_through_its_pid_file_and_refuses_a_stale_one() {
+    let s = SftpSite::new("");
+    s.site.file("index.html", "page\n", 0o644);
+    let run = s.site.dir.path().join("run");
+    std::fs::create_dir(&run).expect("mkdir");
+    let s = SftpSite {
+        site: s.site.config("[server]\npid_file = \"run/yadokari.pid\""),
+        key: s.key,
+    };
+    s.site.write_config();
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    let bin = bin_dir.path().join("yadokari");
+    replace(&bin, &std::fs::read(BIN).expect("binary"));
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--config").arg(s.site.config_path());
+    let server = Server::spawn_command(cmd);
+    let pid_path = run.join("yadokari.pid");
+    let old = server.pid() as i32;
+    assert!(
+        eventually(|| std::fs::read_to_string(&pid_path).is_ok_and(|t| t.trim() == old.to_string())),
+        "the pid file names the server"
+    );
+    let mut last = Last(0);
+    let o = Command::new(BIN)
+        .args(["upgrade", "--config"])
+        .arg(s.site.config_path())
+        .output()
+        .expect("upgrade");
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let new: i32 = std::fs::read_to_string(&pid_path)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    last.0 = new;
+    assert_ne!(new, old);
+    assert!(said.contains(&format!("pid {new} serves now")), "{said}");
+    assert!(eventually(|| process_gone(old)), "the old server exits");
+    assert_eq!(server.get("/index.html").status, 200, "the new one serves");
+    assert!(
+        std::fs::read_to_string(&pid_path).is_ok_and(|t| t.trim() == new.to_string()),
+        "the old server, stopping, left the new one's pid file alone"
+    );
+
+    // A stale file naming some other program: never signalled.
+    std::fs::write(&pid_path, format!("{}\n", std::process::id())).expect("write");
+    let o = Command::new(BIN)
+        .args(["upgrade", "--config"])
+        .arg(s.site.config_path())
+        .output()
+        .expect("upgrade");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("not a running yadokari"), "{err}");
+}

@@ -103,6 +103,11 @@ pub struct Config {
     pub error_log: LogTarget,
     /// Error log level filter (`info`, `debug`, or a tracing filter).
     pub log_level: String,
+    /// The error log's lines are JSON objects (`[server] log_format = "json"`), for log
+    /// shippers; else text.
+    pub log_json: bool,
+    /// Where the server writes its pid once it serves (`yadokari upgrade` reads it).
+    pub pid_file: Option<PathBuf>,
     /// Directory index names, tried in order.
     pub index_files: Vec<String>,
     /// `[server] h2c`: the HTTP listener also speaks cleartext HTTP/2 to clients that start
@@ -180,6 +185,16 @@ impl Config {
         }
         let log_level =
             log_level(&server.log_level).map_err(|p| origin.err("server.log_level", p))?;
+        let log_json = match server.log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(origin.err(
+                    "server.log_format",
+                    format!("`{other}` is not a log format; use \"text\" or \"json\""),
+                ));
+            }
+        };
         let limits = limits(raw.limits, &origin)?;
         let cgi = cgi::cgi(raw.cgi, &origin)?;
         let customer_logs = rotation(&raw.hosting, &origin)?;
@@ -217,6 +232,8 @@ impl Config {
             },
             error_log: log_target(&server.error_log, &origin.base, LogTarget::Stderr),
             log_level,
+            log_json,
+            pid_file: server.pid_file.as_ref().map(|p| origin.resolve(p)),
             index_files: server.index_files,
             h2c: server.h2c,
             compression: crate::compress::Settings {
@@ -285,6 +302,8 @@ impl Config {
             ("server.https", self.https != new.https),
             ("server.error_log", self.error_log != new.error_log),
             ("server.log_level", self.log_level != new.log_level),
+            ("server.log_format", self.log_json != new.log_json),
+            ("server.pid_file", self.pid_file != new.pid_file),
             (
                 "limits.max_connections",
                 self.limits.max_connections != new.limits.max_connections,

@@ -67,6 +67,8 @@ pub(super) struct RawServer {
     pub(super) compress: bool,
     pub(super) compress_cgi: bool,
     pub(super) h2c: bool,
+    pub(super) pid_file: Option<PathBuf>,
+    pub(super) log_format: String,
 }
 
 impl Default for RawServer {
@@ -84,6 +86,8 @@ impl Default for RawServer {
             compress: true,
             compress_cgi: false,
             h2c: false,
+            pid_file: None,
+            log_format: "text".into(),
         }
     }
 }
