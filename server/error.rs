@@ -130,9 +130,11 @@ impl HttpError {
             HttpError::NotFound => tracing::debug!("not found"),
             HttpError::MethodNotAllowed => tracing::debug!("method not allowed"),
             HttpError::Denied { denial, path } => {
+                crate::metrics::refusal(denial.code());
                 tracing::warn!(status, reason = denial.code(), path = %path, why, fix, "refused")
             }
             HttpError::Script { failure, path } => {
+                crate::metrics::script_failed(failure.code());
                 tracing::warn!(status, reason = failure.code(), script = %path, why, fix, "script failed")
             }
             HttpError::Htaccess(r) if r.status == StatusCode::UNAUTHORIZED => {

@@ -230,6 +230,23 @@ pub(crate) fn http_builder(limits: &Limits) -> http1::Builder {
     builder
 }
 
+/// An open connection, counted in the metrics from its start to the end of its task.
+pub struct Open;
+
+impl Open {
+    /// Counts a connection opened.
+    pub fn new() -> Open {
+        crate::metrics::connections(1.0);
+        Open
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        crate::metrics::connections(-1.0);
+    }
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -240,6 +257,7 @@ async fn connection(
     let Ok(local) = stream.local_addr() else {
         return;
     };
+    let _open = Open::new();
     let config = app.config();
     let access_log = app.access_log.clone();
     let activity = Arc::new(Activity::new());

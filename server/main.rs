@@ -22,6 +22,7 @@ mod host;
 mod htaccess;
 mod listener;
 mod listing;
+mod metrics;
 mod pid_file;
 mod reaper;
 mod resolve;
@@ -113,6 +114,9 @@ struct ServeArgs {
     /// The document root to serve.
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// Admin listen address for /metrics and /healthz, e.g. 127.0.0.1:9180 (off by default).
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
 }
 
 impl ServeArgs {
@@ -122,6 +126,7 @@ impl ServeArgs {
             sftp: self.sftp.clone(),
             https: self.https.clone(),
             root: self.root.clone(),
+            admin: self.admin.clone(),
         }
     }
 }
@@ -233,6 +238,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         banner(&config, http.local_addr()?);
         let (https, store) = bind_https(&config, inherited.https.take()).await?;
         let handover = handover(&http, &sftp_listener, https.as_ref().map(|(l, _)| l));
+        let admin = match config.admin {
+            Some(addr) => {
+                metrics::install().map_err(anyhow::Error::msg)?;
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} for the admin listener"))?;
+                banner!("listening admin={}", l.local_addr()?);
+                Some(l)
+            }
+            None => None,
+        };
         let https_addr = https.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         if let Some(addr) = https_addr {
             banner!("listening https={addr}");
@@ -263,6 +279,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(flush_customer_logs(app.clone()));
         tokio::spawn(acme::run(app.clone()));
         tokio::spawn(systemd::watchdog());
+        if let Some(listener) = admin {
+            let endpoint = sftp.endpoint.clone();
+            tokio::spawn(metrics::serve(
+                listener,
+                shutdown.clone(),
+                Arc::new(move || endpoint.sessions_running()),
+            ));
+        }
         let pid_path = app.config().pid_file.clone();
         if let Some(path) = &pid_path
             && let Err(e) = pid_file::write(path)
@@ -374,6 +398,7 @@ async fn housekeeping(app: Arc<App>) {
         app.access_log.flush();
         if tick % TRIM_EVERY_TICKS == 0 {
             give_back_free_memory();
+            metrics::upkeep();
             let released = app.sandboxes.release_idle();
             if released > 0 {
                 tracing::debug!(released, "released idle customers' sandboxes");

@@ -22,6 +22,7 @@ mod htaccess_changes;
 mod htaccess_files;
 mod lifecycle;
 mod listings;
+mod metrics;
 mod reload;
 mod sandbox;
 mod sftp;

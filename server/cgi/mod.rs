@@ -126,6 +126,7 @@ pub async fn run(
         shell,
     })?;
     let (mut child, mut stdout) = launch::start(&launch, stdin, slot, script)?;
+    crate::metrics::script_started(site.customer.map(|i| config.customers[i].name.as_str()));
     let started = Instant::now();
     let nph = script
         .rel

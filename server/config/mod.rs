@@ -67,6 +67,8 @@ pub struct Overrides {
     pub sftp: Option<String>,
     /// `--https ADDR`
     pub https: Option<String>,
+    /// `--admin ADDR`
+    pub admin: Option<String>,
     /// `--root DIR`
     pub root: Option<PathBuf>,
 }
@@ -108,6 +110,8 @@ pub struct Config {
     pub log_json: bool,
     /// Where the server writes its pid once it serves (`yadokari upgrade` reads it).
     pub pid_file: Option<PathBuf>,
+    /// The admin listener (`/metrics`, `/healthz`); `None`: off.
+    pub admin: Option<SocketAddr>,
     /// Directory index names, tried in order.
     pub index_files: Vec<String>,
     /// `[server] h2c`: the HTTP listener also speaks cleartext HTTP/2 to clients that start
@@ -201,6 +205,22 @@ impl Config {
         let htaccess = htaccess::htaccess(raw.htaccess, &origin)?;
         let tls = tls::tls(raw.tls, &origin)?;
         let https = https(&server, overrides, &origin)?;
+        let admin = match (&overrides.admin, &server.admin) {
+            (Some(a), _) => Some(parse_addr(a).map_err(|problem| ConfigError {
+                source: "command line".into(),
+                key: Some("--admin".into()),
+                problem,
+            })?),
+            (None, Some(a)) => Some(parse_addr(a).map_err(|p| origin.err("server.admin", p))?),
+            (None, None) => None,
+        };
+        if let Some(a) = admin {
+            let others: Vec<SocketAddr> = [Some(http), Some(sftp), https]
+                .into_iter()
+                .flatten()
+                .collect();
+            crate::metrics::check_address(a, &others).map_err(|p| origin.err("server.admin", p))?;
+        }
         let acme = acme::acme(raw.acme, &origin)?;
         let hosting = users::hosting(raw.hosting, &cgi, &origin)?;
         let sandbox = sandbox::sandbox(raw.sandbox, &origin)?;
@@ -234,6 +254,7 @@ impl Config {
             log_level,
             log_json,
             pid_file: server.pid_file.as_ref().map(|p| origin.resolve(p)),
+            admin,
             index_files: server.index_files,
             h2c: server.h2c,
             compression: crate::compress::Settings {
@@ -300,6 +321,7 @@ impl Config {
             ("server.http", self.http != new.http),
             ("server.sftp", self.sftp != new.sftp),
             ("server.https", self.https != new.https),
+            ("server.admin", self.admin != new.admin),
             ("server.error_log", self.error_log != new.error_log),
             ("server.log_level", self.log_level != new.log_level),
             ("server.log_format", self.log_json != new.log_json),

@@ -68,6 +68,7 @@ pub(super) struct RawServer {
     pub(super) compress_cgi: bool,
     pub(super) h2c: bool,
     pub(super) pid_file: Option<PathBuf>,
+    pub(super) admin: Option<String>,
     pub(super) log_format: String,
 }
 
@@ -87,6 +88,7 @@ impl Default for RawServer {
             compress_cgi: false,
             h2c: false,
             pid_file: None,
+            admin: None,
             log_format: "text".into(),
         }
     }

@@ -75,6 +75,11 @@ struct Pending {
 }
 
 impl CustomerLog {
+    /// The customer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(super) fn new(
         name: &str,
         settings: Settings,

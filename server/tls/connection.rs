@@ -32,6 +32,7 @@ pub async fn serve(
     let Ok(local) = stream.local_addr() else {
         return;
     };
+    let _open = crate::listener::Open::new();
     let config = app.config();
     let limits = &config.limits;
     let activity = Arc::new(Activity::new());

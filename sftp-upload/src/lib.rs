@@ -289,6 +289,16 @@ impl Endpoint {
         *slot = Arc::new(config);
     }
 
+    /// SFTP sessions running now, all users together.
+    pub fn sessions_running(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|c| c.load(Ordering::SeqCst))
+            .sum()
+    }
+
     fn session_slot(&self, user: &str) -> Option<SessionSlot> {
         let max = self.config().limits.max_sessions_per_user;
         let counter = self
