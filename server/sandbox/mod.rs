@@ -73,6 +73,8 @@ pub struct Sandboxes {
     groups: Mutex<HashMap<String, std::sync::Weak<cgroup::Group>>>,
     /// When the server started, for the shells' idle times.
     started: std::time::Instant,
+    /// What no customer may see, worked out once per configuration (see [`hidden`]).
+    hidden: Mutex<Arc<Vec<PathBuf>>>,
 }
 
 /// A customer's shell, built once on demand.
@@ -146,10 +148,25 @@ impl Sandboxes {
     /// namespace without network, the server's cgroup directories).
     pub fn new(config: &Config) -> Sandboxes {
         let s = &config.sandbox;
-        let mut missing = Vec::new();
+        let off = Sandboxes {
+            enabled: false,
+            pid_namespace: false,
+            namespaces: false,
+            landlock: None,
+            no_network: None,
+            cgroups: None,
+            missing: Vec::new(),
+            network: s.defaults.network,
+            limits: s.limits,
+            shells: Mutex::default(),
+            groups: Mutex::default(),
+            started: std::time::Instant::now(),
+            hidden: Mutex::default(),
+        };
         if !s.enabled {
-            return Sandboxes::off(config);
+            return off;
         }
+        let mut missing = Vec::new();
         // SAFETY: geteuid only reads this process's credentials.
         let root = unsafe { libc::geteuid() } == 0;
         let landlock = landlock::abi().map_err(|e| missing.push(e)).ok();
@@ -188,28 +205,7 @@ impl Sandboxes {
             no_network,
             cgroups,
             missing,
-            network: s.defaults.network,
-            limits: s.limits,
-            shells: Mutex::default(),
-            groups: Mutex::default(),
-            started: std::time::Instant::now(),
-        }
-    }
-
-    fn off(config: &Config) -> Sandboxes {
-        Sandboxes {
-            enabled: false,
-            pid_namespace: false,
-            namespaces: false,
-            landlock: None,
-            no_network: None,
-            cgroups: None,
-            missing: Vec::new(),
-            network: config.sandbox.defaults.network,
-            limits: config.sandbox.limits,
-            shells: Mutex::default(),
-            groups: Mutex::default(),
-            started: std::time::Instant::now(),
+            ..off
         }
     }
 
@@ -260,12 +256,15 @@ impl Sandboxes {
         if !self.enabled {
             return;
         }
+        let hidden = Arc::new(hidden(config));
         let specs: HashMap<String, Spec> = config
             .customers
             .iter()
-            .enumerate()
-            .map(|(i, c)| (c.name.clone(), spec(config, i)))
+            .map(|c| (c.name.clone(), spec(c, &hidden)))
             .collect();
+        if let Ok(mut kept) = self.hidden.lock() {
+            *kept = hidden;
+        }
         if let Ok(mut shells) = self.shells.lock() {
             shells.retain(|name, entry| specs.get(name).is_some_and(|s| *s == entry.spec));
         }
@@ -322,8 +321,12 @@ impl Sandboxes {
             match shells.get(&customer.name) {
                 Some(entry) => entry.clone(),
                 None => {
+                    let hidden = match self.hidden.lock() {
+                        Ok(h) => h.clone(),
+                        Err(_) => Arc::new(hidden(config)),
+                    };
                     let entry = Arc::new(Entry {
-                        spec: spec(config, index),
+                        spec: spec(customer, &hidden),
                         shell: tokio::sync::OnceCell::new(),
                         used: std::sync::atomic::AtomicU64::new(0),
                     });
@@ -489,14 +492,17 @@ pub fn forecast(config: &Config, customer: &Customer) -> String {
     )
 }
 
-/// Customer `index`'s spec under `config`.
-fn spec(config: &Config, index: usize) -> Spec {
-    let customer = &config.customers[index];
+/// A customer's spec: `hidden` (see [`hidden`]) without the places inside their own home.
+fn spec(customer: &Customer, hidden: &[PathBuf]) -> Spec {
     Spec {
         name: customer.name.clone(),
         plan: mounts::Plan {
             home: customer.home.clone(),
-            hidden: hidden(config, customer),
+            hidden: hidden
+                .iter()
+                .filter(|p| !p.starts_with(&customer.home))
+                .cloned()
+                .collect(),
             tmp_bytes: customer.shell.tmp_bytes,
         },
         network: customer.shell.network,
@@ -504,28 +510,20 @@ fn spec(config: &Config, index: usize) -> Spec {
     }
 }
 
-/// The places a customer's scripts must not see: every other home, the homes' directory, the
-/// server's document root, configuration, certificates, ACME state and logs. A place inside
-/// their own home is theirs; one that holds the system (`/`, or above `/usr`) is never covered.
-fn hidden(config: &Config, customer: &Customer) -> Vec<PathBuf> {
+/// The places customers' scripts must not see, worked out once per configuration: the homes'
+/// directory, the directories that hold customers' homes elsewhere (`site = DIR`: covering the
+/// directory that holds them, not each home, keeps a shell at a few mounts with thousands of
+/// customers, and a customer added there changes no other customer's shell), the server's
+/// document root, configuration, certificates, ACME state and logs. Each customer's shell
+/// leaves out what lies inside their own home ([`spec`]); a place that holds the system (`/`,
+/// `/var/lib`, `/opt`, ...) is never covered, and a home directly inside one is covered itself.
+fn hidden(config: &Config) -> Vec<PathBuf> {
+    const SYSTEM: [&str; 11] = [
+        "/usr", "/etc", "/bin", "/lib", "/dev", "/proc", "/sys", "/tmp", "/var/lib", "/opt", "/run",
+    ];
+    let holds_system = |p: &Path| SYSTEM.iter().any(|s| Path::new(s).starts_with(p));
     let mut places: Vec<PathBuf> = Vec::new();
     places.extend(config.hosting.homes.iter().cloned());
-    // Homes inside the homes' directory are covered with it: a customer added there changes
-    // no other customer's shell.
-    let in_homes = |home: &Path| {
-        config
-            .hosting
-            .homes
-            .as_ref()
-            .is_some_and(|h| home.starts_with(h))
-    };
-    places.extend(
-        config
-            .customers
-            .iter()
-            .filter(|c| c.name != customer.name && !in_homes(&c.home))
-            .map(|c| c.home.clone()),
-    );
     places.push(config.document_root.clone());
     places.extend(config.source_dir.iter().cloned());
     places.extend(config.tls.directory.iter().cloned());
@@ -539,15 +537,31 @@ fn hidden(config: &Config, customer: &Customer) -> Vec<PathBuf> {
             places.extend(path.parent().map(Path::to_path_buf));
         }
     }
-    let system = [
-        "/usr", "/etc", "/bin", "/lib", "/dev", "/proc", "/sys", "/tmp",
-    ];
     let mut out: Vec<PathBuf> = places
         .into_iter()
         .filter_map(|p| std::fs::canonicalize(p).ok())
-        .filter(|p| !p.starts_with(&customer.home))
-        .filter(|p| !system.iter().any(|s| Path::new(s).starts_with(p)))
+        .filter(|p| !holds_system(p))
         .collect();
+    // Homes are canonical already (the configuration made them so).
+    let in_homes = |home: &Path| {
+        config
+            .hosting
+            .homes
+            .as_ref()
+            .is_some_and(|h| home.starts_with(h))
+    };
+    for home in config
+        .customers
+        .iter()
+        .map(|c| &c.home)
+        .filter(|h| !in_homes(h))
+    {
+        match home.parent().filter(|p| !holds_system(p)) {
+            Some(parent) => out.push(parent.to_path_buf()),
+            None if !holds_system(home) => out.push(home.clone()),
+            None => {}
+        }
+    }
     out.sort();
     out.dedup();
     out
@@ -629,6 +643,44 @@ pub fn c_dir(dir: &Path) -> Option<CString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn homes_elsewhere_are_covered_by_the_directory_that_holds_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        for d in ["htdocs", "sites/a", "sites/b", "sites/c"] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        let users: String = ["a", "b", "c"]
+            .iter()
+            .map(|n| format!("[[users]]\nname = \"{n}\"\nsite = \"sites/{n}\"\n"))
+            .collect();
+        let file = root.join("y.toml");
+        std::fs::write(&file, users).expect("write");
+        let config = Config::load(Some(&file), &crate::config::Overrides::default()).expect("load");
+        let places = hidden(&config);
+        assert_eq!(
+            places
+                .iter()
+                .filter(|p| p.starts_with(root.join("sites")))
+                .count(),
+            1,
+            "one place for three homes: {places:?}"
+        );
+        let a = spec(&config.customers[0], &places);
+        assert!(
+            a.plan.hidden.contains(&root.join("sites")),
+            "{:?}",
+            a.plan.hidden
+        );
+        assert!(a.plan.hidden.contains(&root.join("htdocs")));
+        assert!(
+            a.plan
+                .hidden
+                .iter()
+                .all(|p| !p.starts_with(root.join("sites/a")))
+        );
+    }
 
     #[test]
     fn sizes_read_like_a_person_wrote_them() {
