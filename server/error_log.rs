@@ -31,35 +31,10 @@ pub fn init(config: &Config, customers: Arc<CustomerLogs>) -> anyhow::Result<()>
     })?;
     let (customer_layer, customer_filter) = CustomerLayer::new(customers);
     let registry = tracing_subscriber::registry().with(customer_layer.with_filter(customer_filter));
-    if config.log_json {
-        // JSON escapes every control character itself: no OneLine needed.
-        let json = tracing_subscriber::fmt::layer()
-            .json()
-            .with_target(false)
-            .with_current_span(false);
-        match &config.error_log {
-            LogTarget::File(path) => {
-                let file = open(path)
-                    .with_context(|| format!("cannot open the error log {}", path.display()))?;
-                let file = ERROR_FILE.get_or_init(|| ErrorFile {
-                    path: path.clone(),
-                    file: std::sync::Mutex::new(file),
-                });
-                registry
-                    .with(json.with_writer(file).with_filter(filter))
-                    .init();
-            }
-            LogTarget::Stdout => registry
-                .with(json.with_writer(io::stdout).with_filter(filter))
-                .init(),
-            LogTarget::Stderr | LogTarget::Off => registry
-                .with(json.with_writer(io::stderr).with_filter(filter))
-                .init(),
-        }
-        return Ok(());
-    }
-    let fmt = tracing_subscriber::fmt::layer().with_target(false);
-    match &config.error_log {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    // Where lines go, and whether the formatter may colour them (only on a terminal). The
+    // error log is never `off` (only the access log may be).
+    let (writer, ansi) = match &config.error_log {
         LogTarget::File(path) => {
             let file = open(path)
                 .with_context(|| format!("cannot open the error log {}", path.display()))?;
@@ -67,25 +42,21 @@ pub fn init(config: &Config, customers: Arc<CustomerLogs>) -> anyhow::Result<()>
                 path: path.clone(),
                 file: std::sync::Mutex::new(file),
             });
-            let writer = OneLine::new(file, false);
-            let fmt = fmt.with_ansi(false).with_writer(writer);
-            registry.with(fmt.with_filter(filter)).init();
+            (BoxMakeWriter::new(file), false)
         }
-        LogTarget::Stdout => {
-            let ansi = io::stdout().is_terminal();
-            let fmt = fmt
-                .with_ansi(ansi)
-                .with_writer(OneLine::new(io::stdout, ansi));
-            registry.with(fmt.with_filter(filter)).init();
-        }
-        // The error log is never `off` (only the access log may be).
+        LogTarget::Stdout => (BoxMakeWriter::new(io::stdout), io::stdout().is_terminal()),
         LogTarget::Stderr | LogTarget::Off => {
-            let ansi = io::stderr().is_terminal();
-            let fmt = fmt
-                .with_ansi(ansi)
-                .with_writer(OneLine::new(io::stderr, ansi));
-            registry.with(fmt.with_filter(filter)).init();
+            (BoxMakeWriter::new(io::stderr), io::stderr().is_terminal())
         }
+    };
+    let fmt = tracing_subscriber::fmt::layer().with_target(false);
+    if config.log_json {
+        // JSON escapes every control character itself: no OneLine needed.
+        let json = fmt.json().with_current_span(false).with_writer(writer);
+        registry.with(json.with_filter(filter)).init();
+    } else {
+        let text = fmt.with_ansi(ansi).with_writer(OneLine::new(writer, ansi));
+        registry.with(text.with_filter(filter)).init();
     }
     Ok(())
 }

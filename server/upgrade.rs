@@ -68,14 +68,17 @@ impl Handover {
         let notify_path = dir.path().join("notify");
         let notify = tokio::net::UnixDatagram::bind(&notify_path)
             .map_err(|e| format!("the notify socket: {e}"))?;
-        let mut child = Starting(Some(self.spawn(&notify_path)?));
-        let pid = child.pid();
+        let mut child = Starting {
+            child: self.spawn(&notify_path)?,
+            ready: false,
+        };
+        let pid = child.child.id().map_or(0, |p| p as i32);
         crate::reaper::spare(pid);
         tracing::info!(pid, binary = %self.binary.display(), "upgrade: started the new binary; waiting for it to be ready");
-        let waited = tokio::time::timeout(READY_WITHIN, ready(&notify, child.get())).await;
+        let waited = tokio::time::timeout(READY_WITHIN, ready(&notify, &mut child.child)).await;
         let failure = match waited {
             Ok(Ok(())) => {
-                child.0 = None;
+                child.ready = true;
                 return Ok(pid);
             }
             Ok(Err(e)) => e,
@@ -84,10 +87,8 @@ impl Handover {
                 READY_WITHIN.as_secs()
             ),
         };
-        if let Some(mut c) = child.0.take() {
-            let _ = c.start_kill();
-            let _ = c.wait().await;
-        }
+        let _ = child.child.start_kill();
+        let _ = child.child.wait().await;
         crate::reaper::unspare(pid);
         Err(failure)
     }
@@ -121,23 +122,17 @@ impl Handover {
     }
 }
 
-/// A new server not yet ready: killed if the wait is abandoned (the old server stops first).
-struct Starting(Option<tokio::process::Child>);
-
-impl Starting {
-    fn pid(&self) -> i32 {
-        self.0.as_ref().and_then(|c| c.id()).map_or(0, |p| p as i32)
-    }
-
-    fn get(&mut self) -> &mut tokio::process::Child {
-        self.0.as_mut().expect("present until taken")
-    }
+/// A new server: killed when dropped before it said it was ready (the wait was abandoned:
+/// the old server stops first, or the upgrade failed).
+struct Starting {
+    child: tokio::process::Child,
+    ready: bool,
 }
 
 impl Drop for Starting {
     fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.start_kill();
+        if !self.ready {
+            let _ = self.child.start_kill();
         }
     }
 }

@@ -126,6 +126,8 @@ fn metrics_count_exactly_the_requests_made_and_promtool_accepts_them() {
 
 #[test]
 fn the_admin_listener_cannot_share_a_customer_facing_address() {
+    // A fixed port, because port 0 is "any" and never the same as another listener's: the
+    // configuration is refused before anything is bound.
     let site =
         Site::new().config("[server]\nhttp = \"127.0.0.1:18123\"\nadmin = \"127.0.0.1:18123\"");
     site.write_config();

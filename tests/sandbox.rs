@@ -303,14 +303,15 @@ echo "daemon=$(cat {name}.pid)"
     )
 }
 
-/// `setsid`, a daemon that ends by running `sleep MARKER`, its host pid in `NAME.pid`.
-fn setsid_daemon(name: &str, marker: &str) -> String {
+/// `setsid`, a daemon that ends by running `sleep MARKER`, its host pid in `NAME.pid`; then
+/// the script itself does `rest`.
+fn setsid_daemon(name: &str, marker: &str, rest: &str) -> String {
     daemon_script(
         name,
         &format!(
             "setsid sh -c 'read p _ </proc/self/stat; echo $p > {name}.pid; exec sleep {marker}' </dev/null >/dev/null 2>&1 &"
         ),
-        "",
+        rest,
     )
 }
 
@@ -345,7 +346,7 @@ fn everything_a_request_started_is_gone_within_a_second_of_its_response() {
     h.site_file(
         "alice",
         "cgi-bin/setsid.cgi",
-        setsid_daemon("setsid", "301.7101"),
+        setsid_daemon("setsid", "301.7101", ""),
         0o755,
     );
     h.site_file(
@@ -416,11 +417,7 @@ fn the_run_timeout_kills_everything_the_request_started() {
         return;
     }
     let h = host("", "[cgi]\nrun_timeout_secs = 2\n", &["alice"]);
-    let stuck = daemon_script(
-        "stuck",
-        "setsid sh -c 'read p _ </proc/self/stat; echo $p > stuck.pid; exec sleep 301.7104' </dev/null >/dev/null 2>&1 &",
-        "sleep 301.7104",
-    );
+    let stuck = setsid_daemon("stuck", "301.7104", "sleep 301.7104");
     h.site_file("alice", "cgi-bin/stuck.cgi", stuck, 0o755);
     let s = h.start();
     // Past the run limit, the response is cut: that is the moment everything is killed.
@@ -440,19 +437,14 @@ fn a_client_leaving_kills_everything_its_request_started() {
         return;
     }
     let h = host("", "", &["alice"]);
-    let held = daemon_script(
-        "held",
-        "setsid sh -c 'read p _ </proc/self/stat; echo $p > held.pid; exec sleep 301.7105' </dev/null >/dev/null 2>&1 &",
-        "sleep 301.7105",
-    );
+    let held = setsid_daemon("held", "301.7105", "sleep 301.7105");
     h.site_file("alice", "cgi-bin/held.cgi", held, 0o755);
     let s = h.start();
     let mut stream = s.server.connect();
     stream
         .write_all(b"GET /~alice/cgi-bin/held.cgi HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .expect("send");
-    let reader = read_until_daemon(stream);
-    drop(reader);
+    drop(read_until_daemon(stream));
     assert!(
         eventually(|| processes_with("301.7105").is_empty()),
         "the script or its daemon outlived the client: {:?}",
@@ -663,7 +655,7 @@ fn ordinary_host(sandbox: &str) -> Host {
         ),
         (
             "carol/cgi-bin/daemon.cgi",
-            setsid_daemon("daemon", "301.7106"),
+            setsid_daemon("daemon", "301.7106", ""),
         ),
     ];
     for (rel, text) in &files {
@@ -771,11 +763,7 @@ fn removing_a_customer_ends_their_running_scripts_and_explain_names_their_sandbo
         return;
     }
     let h = host("", "", &["alice", "bob"]);
-    let held = daemon_script(
-        "gone",
-        "setsid sh -c 'read p _ </proc/self/stat; echo $p > gone.pid; exec sleep 301.7109' </dev/null >/dev/null 2>&1 &",
-        "sleep 301.7109",
-    );
+    let held = setsid_daemon("gone", "301.7109", "sleep 301.7109");
     h.site_file("alice", "cgi-bin/gone.cgi", held, 0o755);
     let explained = Command::new(BIN)
         .args(["explain", "--config"])

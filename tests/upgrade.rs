@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::support::sftp::{Running, SftpSite, local, run_with_input, ssh_options, text};
-use crate::support::{BIN, PATIENCE, Server, eventually, have, process_gone, raw_status};
+use crate::support::{BIN, PATIENCE, Server, Site, eventually, have, process_gone, raw_status};
 
 /// Kills the server that an upgrade left running (the test's `Server` only knows the first).
 struct Last(i32);
@@ -243,20 +243,16 @@ fn put(addr: SocketAddr, key: &std::path::Path, batch: String) -> std::process::
 
 #[test]
 fn yadokari_upgrade_finds_the_server_through_its_pid_file_and_refuses_a_stale_one() {
-    let s = SftpSite::new("");
-    s.site.file("index.html", "page\n", 0o644);
-    let run = s.site.dir.path().join("run");
+    let site = Site::new().config("[server]\npid_file = \"run/yadokari.pid\"");
+    site.file("index.html", "page\n", 0o644);
+    let run = site.dir.path().join("run");
     std::fs::create_dir(&run).expect("mkdir");
-    let s = SftpSite {
-        site: s.site.config("[server]\npid_file = \"run/yadokari.pid\""),
-        key: s.key,
-    };
-    s.site.write_config();
+    site.write_config();
     let bin_dir = tempfile::tempdir().expect("tempdir");
     let bin = bin_dir.path().join("yadokari");
     replace(&bin, &std::fs::read(BIN).expect("binary"));
     let mut cmd = Command::new(&bin);
-    cmd.arg("--config").arg(s.site.config_path());
+    cmd.arg("--config").arg(site.config_path());
     let server = Server::spawn_command(cmd);
     let pid_path = run.join("yadokari.pid");
     let old = server.pid() as i32;
@@ -267,7 +263,7 @@ fn yadokari_upgrade_finds_the_server_through_its_pid_file_and_refuses_a_stale_on
     let mut last = Last(0);
     let o = Command::new(BIN)
         .args(["upgrade", "--config"])
-        .arg(s.site.config_path())
+        .arg(site.config_path())
         .output()
         .expect("upgrade");
     let said = String::from_utf8_lossy(&o.stdout);
@@ -295,7 +291,7 @@ fn yadokari_upgrade_finds_the_server_through_its_pid_file_and_refuses_a_stale_on
     std::fs::write(&pid_path, format!("{}\n", std::process::id())).expect("write");
     let o = Command::new(BIN)
         .args(["upgrade", "--config"])
-        .arg(s.site.config_path())
+        .arg(site.config_path())
         .output()
         .expect("upgrade");
     let err = String::from_utf8_lossy(&o.stderr);

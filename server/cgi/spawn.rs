@@ -74,15 +74,11 @@ pub struct Join {
     pub landlock: RawFd,
     /// A fresh pid namespace for this script and everything it starts.
     pub new_pid: bool,
-    /// After `setns` into `mnt`: the working directory by path (the held one belongs to the
-    /// host's mounts, whose `..` leads out of the shell) and its (device, inode), which must be
-    /// the directory the gate judged.
+    /// With a mount namespace (`mnt`), the working directory by path (the held one belongs to
+    /// the host's mounts, whose `..` leads out of the shell) and its (device, inode), which must
+    /// be the directory the gate judged; `None` without one.
     pub dir: Option<(*const libc::c_char, (u64, u64))>,
 }
-
-// SAFETY: the pointer in `dir` is only read by the child, while the spawning call (which owns
-// the string) waits for it.
-unsafe impl Send for Join {}
 
 /// The step at which the child failed, with its errno.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -378,10 +374,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 return fail(4);
             }
         }
-        match args
-            .join
-            .and_then(|j| if j.mnt >= 0 { j.dir } else { None })
-        {
+        match args.join.and_then(|j| j.dir) {
             // SECURITY: in the shell's mount namespace, never the held descriptor: it is a
             // directory of the host's mounts, and `..` from it would climb the host's tree
             // (other customers' homes included). By path instead, then checked to be the

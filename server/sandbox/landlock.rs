@@ -9,6 +9,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Filesystem rights (`LANDLOCK_ACCESS_FS_*`), by the ABI that brought them.
@@ -163,5 +164,3 @@ fn allow(ruleset: &OwnedFd, path: &Path, access: u64) -> io::Result<()> {
     }
     Ok(())
 }
-
-use std::os::unix::fs::OpenOptionsExt;
