@@ -94,10 +94,8 @@ impl Root {
 
     /// What the banner says: `cgroup-v1(memory,pids,cpu)`.
     pub fn describe(&self) -> String {
-        match self.version {
-            Version::V2 => "cgroup-v2(memory,pids,cpu)".into(),
-            Version::V1 => "cgroup-v1(memory,pids,cpu)".into(),
-        }
+        let v = if self.version == Version::V2 { 2 } else { 1 };
+        format!("cgroup-v{v}(memory,pids,cpu)")
     }
 
     /// Makes (or takes over) customer `name`'s cgroup with `limits`.

@@ -45,7 +45,8 @@ pub async fn handle(
     conn: Arc<ConnInfo>,
 ) -> Response<LoggedBody<InFlight>> {
     let guard = conn.activity.begin();
-    let started = std::time::Instant::now();
+    // Only read the clock when the metrics are on.
+    let started = crate::metrics::on().then(std::time::Instant::now);
     let version = req.version();
     let state = app.state();
     let config = &state.config;
@@ -102,12 +103,14 @@ pub async fn handle(
     if let Some(entry) = &mut entry {
         entry.status = response.status().as_u16();
     }
-    crate::metrics::request(
-        customer.as_deref().map(CustomerLog::name),
-        response.status(),
-        version,
-        started.elapsed(),
-    );
+    if let Some(started) = started {
+        crate::metrics::request(
+            customer.as_deref().map(CustomerLog::name),
+            response.status(),
+            version,
+            started.elapsed(),
+        );
+    }
     let log = app.access_log.clone();
     response.map(|b| LoggedBody::new(b, entry, log, customer, guard))
 }
