@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use crate::support::{Site, raw_status};
+use crate::support::{Site, eventually, raw_status};
 
 #[test]
 fn both_content_length_and_transfer_encoding_is_refused() {
@@ -255,6 +255,20 @@ fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> std::net:
     std::net::TcpStream::from(fd)
 }
 
+/// The number of connections waiting in the accept queue of the listener on `port`
+/// (`/proc/net/tcp`'s rx_queue of the listening socket).
+fn accept_queue(port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local_port = fields.get(1)?.rsplit(':').next()?;
+        let listening = fields.get(3) == Some(&"0A");
+        let queue = fields.get(4)?.split(':').nth(1)?;
+        (listening && u16::from_str_radix(local_port, 16).ok()? == port)
+            .then(|| u64::from_str_radix(queue, 16).ok())?
+    })
+}
+
 #[test]
 fn one_address_cannot_hold_every_connection_slot() {
     let site =
@@ -271,7 +285,12 @@ fn one_address_cannot_hold_every_connection_slot() {
             c
         })
         .collect();
-    server.wait_for("127.0.0.1"); // the server is up and logging
+    // ...once the server has taken them all from its accept queue (two workers accept at once:
+    // a later connection taken before an earlier one would be let in instead of it)...
+    assert!(
+        eventually(|| accept_queue(server.http.port()) == Some(0)),
+        "the server never took the held connections"
+    );
     // ...so the next one from there is closed,
     let mut over = connect_from(me, server.http);
     over.set_read_timeout(Some(crate::support::PATIENCE))
