@@ -269,6 +269,7 @@ impl<G: Send + Unpin> HttpBody for LoggedBody<G> {
 
 impl<G: Send> Drop for LoggedBody<G> {
     fn drop(&mut self) {
+        crate::metrics::bytes_sent(self.customer.as_deref().map(CustomerLog::name), self.bytes);
         if let Some(entry) = self.entry.take() {
             let line = entry.line(self.bytes);
             if self.log.enabled() {

@@ -87,6 +87,21 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Write the manual page and shell completions, generated from this command line, into
+    /// DIR (`man/yadokari.1`, `completions/yadokari.bash`, `_yadokari`, `yadokari.fish`); the
+    /// package build uses it.
+    #[command(hide = true)]
+    GenerateDocs {
+        /// The directory to write into (made when missing).
+        dir: PathBuf,
+    },
+    /// Ask the running server whether it is ready (the admin listener's `/healthz`); exit
+    /// status 0 when it is, 1 when it is not.
+    Health {
+        /// The configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Manage the hosting users (SFTP logins) kept in the configuration file.
     User {
         /// The configuration file.
@@ -133,11 +148,13 @@ impl ServeArgs {
 
 fn main() -> ExitCode {
     close_inherited_descriptors();
+    systemd::take_upgrade_environment();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
         Some(Command::User { config, action }) => users::user_command(action, config.as_deref()),
+        Some(Command::GenerateDocs { dir }) => generate_docs(&dir),
         Some(Command::Upgrade { config }) => {
             return match Config::load(config.as_deref(), &Overrides::default()) {
                 Ok(Config {
@@ -156,6 +173,32 @@ fn main() -> ExitCode {
                 Ok(_) => {
                     eprintln!(
                         "yadokari upgrade: the configuration has no [server] pid_file, so the running server cannot be found (send it SIGUSR2 instead)"
+                    );
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("yadokari: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Some(Command::Health { config }) => {
+            return match Config::load(config.as_deref(), &Overrides::default()) {
+                Ok(Config {
+                    admin: Some(addr), ..
+                }) => match metrics::health(addr) {
+                    Ok(said) => {
+                        println!("{said}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("yadokari health: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
+                Ok(_) => {
+                    eprintln!(
+                        "yadokari health: the configuration has no [server] admin listener to ask"
                     );
                     ExitCode::from(2)
                 }
@@ -186,6 +229,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The manual page and the bash, zsh and fish completions, from the clap definition itself (so
+/// they never disagree with `--help`).
+fn generate_docs(dir: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let man = dir.join("man");
+    let completions = dir.join("completions");
+    for d in [&man, &completions] {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot make {}", d.display()))?;
+    }
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    std::fs::write(man.join("yadokari.1"), page)?;
+    for (shell, name) in [
+        (clap_complete::Shell::Bash, "yadokari.bash"),
+        (clap_complete::Shell::Zsh, "_yadokari"),
+        (clap_complete::Shell::Fish, "yadokari.fish"),
+    ] {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "yadokari", &mut out);
+        std::fs::write(completions.join(name), out)?;
+    }
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -237,18 +304,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (http, sftp_listener) = bind(&config, &mut inherited).await?;
         banner(&config, http.local_addr()?);
         let (https, store) = bind_https(&config, inherited.https.take()).await?;
-        let handover = handover(&http, &sftp_listener, https.as_ref().map(|(l, _)| l));
-        let admin = match config.admin {
-            Some(addr) => {
-                metrics::install().map_err(anyhow::Error::msg)?;
-                let l = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr} for the admin listener"))?;
-                banner!("listening admin={}", l.local_addr()?);
-                Some(l)
-            }
-            None => None,
-        };
+        let admin = bind_admin(&config, inherited.admin.take()).await?;
+        let handover = handover(&[
+            ("http", Some(&http)),
+            ("sftp", Some(&sftp_listener)),
+            ("https", https.as_ref().map(|(l, _)| l)),
+            ("admin", admin.as_ref()),
+        ]);
         let https_addr = https.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         if let Some(addr) = https_addr {
             banner!("listening https={addr}");
@@ -280,11 +342,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(acme::run(app.clone()));
         tokio::spawn(systemd::watchdog());
         if let Some(listener) = admin {
-            let endpoint = sftp.endpoint.clone();
             tokio::spawn(metrics::serve(
                 listener,
                 shutdown.clone(),
-                Arc::new(move || endpoint.sessions_running()),
+                scrape(app.clone(), sftp.endpoint.clone()),
             ));
         }
         let pid_path = app.config().pid_file.clone();
@@ -315,19 +376,42 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
+/// What `/metrics` reads at each scrape: SFTP sessions, quota use and limits, certificates.
+fn scrape(app: Arc<App>, endpoint: Arc<sftp_upload::Endpoint>) -> metrics::Scrape {
+    Arc::new(move || {
+        let state = app.state();
+        metrics::Scraped {
+            sftp_sessions: endpoint.sessions_running(),
+            quota_used: endpoint
+                .usage_counted()
+                .into_iter()
+                .map(|(user, u)| (user, u.bytes, u.files))
+                .collect(),
+            quota_limits: state
+                .config
+                .sftp_settings
+                .users
+                .iter()
+                .filter(|u| u.quota.bytes.is_some() || u.quota.files.is_some())
+                .map(|u| (u.name.clone(), u.quota.bytes, u.quota.files))
+                .collect(),
+            expiries: app.tls.current().expiries(),
+        }
+    })
+}
+
 /// Duplicates of the listeners, kept for an upgrade (SIGUSR2); `None` (with a warning) when
 /// they cannot be duplicated.
 fn handover(
-    http: &tokio::net::TcpListener,
-    sftp: &tokio::net::TcpListener,
-    https: Option<&tokio::net::TcpListener>,
+    listeners: &[(&'static str, Option<&tokio::net::TcpListener>)],
 ) -> Option<Arc<upgrade::Handover>> {
     use std::os::fd::AsFd;
-    let dup = |l: &tokio::net::TcpListener| l.as_fd().try_clone_to_owned();
     let made = (|| {
-        let mut sockets = vec![("http", dup(http)?), ("sftp", dup(sftp)?)];
-        if let Some(l) = https {
-            sockets.push(("https", dup(l)?));
+        let mut sockets = Vec::new();
+        for (name, listener) in listeners {
+            if let Some(l) = listener {
+                sockets.push((*name, l.as_fd().try_clone_to_owned()?));
+            }
         }
         upgrade::Handover::new(sockets)
     })();
@@ -359,6 +443,31 @@ async fn bind(
             .with_context(|| format!("cannot listen on {} for SFTP", config.sftp))?,
     };
     Ok((http, sftp))
+}
+
+/// The admin listener when `server.admin` is set (the one handed over, else bound), with the
+/// metrics recorder installed.
+async fn bind_admin(
+    config: &Config,
+    inherited: Option<std::net::TcpListener>,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(addr) = config.admin else {
+        if inherited.is_some() {
+            anyhow::bail!(
+                "socket activation handed over an `admin` socket, but [server] admin is not set"
+            );
+        }
+        return Ok(None);
+    };
+    metrics::install().map_err(anyhow::Error::msg)?;
+    let listener = match inherited {
+        Some(l) => tokio::net::TcpListener::from_std(l).context("the handed-over admin socket")?,
+        None => tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for the admin listener"))?,
+    };
+    banner!("listening admin={}", listener.local_addr()?);
+    Ok(Some(listener))
 }
 
 /// The HTTPS listener and its acceptor when `server.https` is set, after reading every

@@ -7,8 +7,11 @@
 //! relaxed load for all of this.
 //!
 //! Counted: HTTP requests by customer, status class and protocol, with the time to the
-//! response's head as a histogram; gate refusals by reason; scripts started (by customer) and
-//! failed (by reason); open HTTP connections; SFTP sessions (at scrape time); build info.
+//! response's head as a histogram; response and request body bytes by customer; gate refusals
+//! by reason; scripts started (by customer), their run times (a histogram), and those that
+//! failed, timed out or were killed (by reason); open HTTP connections. At scrape time: SFTP
+//! sessions, each counted customer's quota use and limits, and each certificate's expiry by
+//! domain; build info.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,6 +25,10 @@ use http_body_util::Full;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
+/// What `/healthz` answers while the server serves (the admin listener is closed once it
+/// stops accepting, as the customer-facing ones are); `yadokari health` looks for it.
+pub const HEALTHY: &str = "ready\n";
+
 static ON: AtomicBool = AtomicBool::new(false);
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -31,9 +38,17 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 struct Hot {
     default_site: [[metrics::Counter; 3]; 5],
     head: metrics::Histogram,
+    sent_default_site: metrics::Counter,
+    script_run: metrics::Histogram,
 }
 
 static HOT: OnceLock<Hot> = OnceLock::new();
+
+/// Histogram buckets for durations, from half a millisecond to a minute.
+const SECONDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const PROTOCOLS: [&str; 3] = ["HTTP/1.0", "HTTP/1.1", "HTTP/2"];
@@ -50,10 +65,12 @@ pub fn install() -> Result<(), String> {
             metrics_exporter_prometheus::Matcher::Full(
                 "yadokari_http_response_head_seconds".into(),
             ),
-            &[
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ],
+            SECONDS,
+        )
+        .map_err(|e| format!("metrics: {e}"))?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("yadokari_cgi_run_seconds".into()),
+            SECONDS,
         )
         .map_err(|e| format!("metrics: {e}"))?
         .install_recorder()
@@ -76,6 +93,38 @@ pub fn install() -> Result<(), String> {
         "yadokari_cgi_failures_total",
         "Scripts that failed (could not start, timed out, were killed, answered badly), by reason"
     );
+    metrics::describe_counter!(
+        "yadokari_http_sent_bytes_total",
+        "Response body bytes sent, by customer (- for the document root)"
+    );
+    metrics::describe_counter!(
+        "yadokari_http_received_bytes_total",
+        "Request body bytes handed to scripts, by customer"
+    );
+    metrics::describe_histogram!(
+        "yadokari_cgi_run_seconds",
+        "Time from a script's start to its end (reaped)"
+    );
+    metrics::describe_gauge!(
+        "yadokari_quota_used_bytes",
+        "Bytes a customer's site holds, as last counted (customers counted since the start)"
+    );
+    metrics::describe_gauge!(
+        "yadokari_quota_used_files",
+        "Files and directories a customer's site holds, as last counted"
+    );
+    metrics::describe_gauge!(
+        "yadokari_quota_limit_bytes",
+        "A customer's quota_bytes (customers with a limit)"
+    );
+    metrics::describe_gauge!(
+        "yadokari_quota_limit_files",
+        "A customer's quota_files (customers with a limit)"
+    );
+    metrics::describe_gauge!(
+        "yadokari_certificate_expiry_timestamp_seconds",
+        "When the certificate served for a domain expires (Unix time)"
+    );
     metrics::describe_gauge!("yadokari_http_connections", "Open HTTP connections");
     metrics::describe_gauge!("yadokari_sftp_sessions", "Running SFTP sessions");
     metrics::describe_gauge!("yadokari_build_info", "The running build");
@@ -87,6 +136,8 @@ pub fn install() -> Result<(), String> {
             })
         }),
         head: metrics::histogram!("yadokari_http_response_head_seconds"),
+        sent_default_site: metrics::counter!("yadokari_http_sent_bytes_total", "customer" => "-"),
+        script_run: metrics::histogram!("yadokari_cgi_run_seconds"),
     });
     ON.store(true, Ordering::Relaxed);
     Ok(())
@@ -109,6 +160,73 @@ pub fn request(customer: Option<&str>, status: StatusCode, version: http::Versio
             .increment(1),
     }
     hot.head.record(head.as_secs_f64());
+}
+
+/// A response's body ended (or was dropped) after `bytes`.
+pub fn bytes_sent(customer: Option<&str>, bytes: u64) {
+    let Some(hot) = HOT.get().filter(|_| on()) else {
+        return;
+    };
+    match customer {
+        None => hot.sent_default_site.increment(bytes),
+        Some(name) => {
+            metrics::counter!("yadokari_http_sent_bytes_total", "customer" => name.to_string())
+                .increment(bytes)
+        }
+    }
+}
+
+/// A script was handed a request body of `bytes`.
+pub fn bytes_received(customer: Option<&str>, bytes: u64) {
+    if on() && bytes > 0 {
+        let customer = customer.unwrap_or("-").to_string();
+        metrics::counter!("yadokari_http_received_bytes_total", "customer" => customer)
+            .increment(bytes);
+    }
+}
+
+/// A script ended (was reaped) after running for `ran`.
+pub fn script_ended(ran: Duration) {
+    if let Some(hot) = HOT.get().filter(|_| on()) {
+        hot.script_run.record(ran.as_secs_f64());
+    }
+}
+
+/// What is measured at scrape time rather than counted as it happens.
+pub struct Scraped {
+    /// SFTP sessions running.
+    pub sftp_sessions: usize,
+    /// `(customer, bytes, files)` as last counted.
+    pub quota_used: Vec<(String, u64, u64)>,
+    /// `(customer, quota_bytes, quota_files)` as configured.
+    pub quota_limits: Vec<(String, Option<u64>, Option<u64>)>,
+    /// `(domain, expiry)` of the certificates in force.
+    pub expiries: Vec<(String, std::time::SystemTime)>,
+}
+
+fn set_scraped(now: Scraped) {
+    metrics::gauge!("yadokari_sftp_sessions").set(now.sftp_sessions as f64);
+    for (customer, bytes, files) in now.quota_used {
+        metrics::gauge!("yadokari_quota_used_bytes", "customer" => customer.clone())
+            .set(bytes as f64);
+        metrics::gauge!("yadokari_quota_used_files", "customer" => customer).set(files as f64);
+    }
+    for (customer, bytes, files) in now.quota_limits {
+        if let Some(b) = bytes {
+            metrics::gauge!("yadokari_quota_limit_bytes", "customer" => customer.clone())
+                .set(b as f64);
+        }
+        if let Some(f) = files {
+            metrics::gauge!("yadokari_quota_limit_files", "customer" => customer).set(f as f64);
+        }
+    }
+    for (domain, expiry) in now.expiries {
+        let at = expiry
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        metrics::gauge!("yadokari_certificate_expiry_timestamp_seconds", "domain" => domain)
+            .set(at);
+    }
 }
 
 /// The gate refused a request.
@@ -140,13 +258,12 @@ pub fn connections(delta: f64) {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until `shutdown`; `sftp_sessions` counts
-/// the running SFTP sessions at scrape time.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    shutdown: CancellationToken,
-    sftp_sessions: Arc<dyn Fn() -> usize + Send + Sync>,
-) {
+/// What [`serve`] measures at each scrape.
+pub type Scrape = Arc<dyn Fn() -> Scraped + Send + Sync>;
+
+/// Serves `/metrics` and `/healthz` on `listener` until `shutdown` (then the listener is left
+/// to an upgrade's new server, or closed); `scrape` measures what is read at scrape time.
+pub async fn serve(listener: tokio::net::TcpListener, shutdown: CancellationToken, scrape: Scrape) {
     loop {
         let (stream, _) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -159,11 +276,11 @@ pub async fn serve(
                 }
             },
         };
-        let sessions = sftp_sessions.clone();
+        let scrape = scrape.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let sessions = sessions.clone();
-                async move { Ok::<_, Infallible>(answer(&req, &*sessions)) }
+                let scrape = scrape.clone();
+                async move { Ok::<_, Infallible>(answer(&req, &*scrape)) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
             let _ = hyper::server::conn::http1::Builder::new()
@@ -175,7 +292,7 @@ pub async fn serve(
 
 fn answer(
     req: &Request<hyper::body::Incoming>,
-    sessions: &dyn Fn() -> usize,
+    scrape: &dyn Fn() -> Scraped,
 ) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, kind: &'static str, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -188,7 +305,7 @@ fn answer(
     };
     match (req.method(), req.uri().path()) {
         (&http::Method::GET, "/metrics") => {
-            metrics::gauge!("yadokari_sftp_sessions").set(sessions() as f64);
+            set_scraped(scrape());
             let text = HANDLE.get().map(|h| h.render()).unwrap_or_default();
             reply(
                 StatusCode::OK,
@@ -196,7 +313,9 @@ fn answer(
                 text,
             )
         }
-        (&http::Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&http::Method::GET, "/healthz") => {
+            reply(StatusCode::OK, "text/plain", HEALTHY.to_string())
+        }
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -225,4 +344,31 @@ pub fn check_address(admin: SocketAddr, others: &[SocketAddr]) -> Result<(), Str
         ));
     }
     Ok(())
+}
+
+/// `yadokari health`: asks the admin listener at `addr` for `/healthz`; `Ok` with its answer
+/// when the server says it is ready, else why not.
+pub fn health(addr: SocketAddr) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let wait = Duration::from_secs(5);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, wait)
+        .map_err(|e| format!("nothing answers at the admin address {addr}: {e}"))?;
+    let _ = stream.set_read_timeout(Some(wait));
+    let _ = stream.set_write_timeout(Some(wait));
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: yadokari\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let mut answer = Vec::new();
+    stream
+        .take(64 * 1024)
+        .read_to_end(&mut answer)
+        .map_err(|e| format!("{addr}: no answer ({e})"))?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    if head.starts_with("HTTP/1.1 200") && body == HEALTHY {
+        Ok(format!("{addr}: {}", body.trim_end()))
+    } else {
+        let status = head.lines().next().unwrap_or("");
+        Err(format!("{addr} answered `{status}`: not ready"))
+    }
 }

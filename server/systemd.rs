@@ -4,9 +4,16 @@
 //! The protocols are spoken by the `sd-notify` crate; without `NOTIFY_SOCKET` (not under
 //! systemd, or `Type=simple`) every notification is a no-op. Handed-over sockets are taken by
 //! name (`LISTEN_FDNAMES`, the `FileDescriptorName=` of `yadokari.socket`: `http`, `https`,
-//! `sftp`); without names (`systemd-socket-activate` without `--fdname`), in the order `http`,
-//! `sftp`, `https`. A socket that is not a listening TCP socket, an unknown name or a name given
-//! twice is refused with the reason before anything is served.
+//! `sftp`, `admin`); without names (`systemd-socket-activate` without `--fdname`), in the order
+//! `http`, `sftp`, `https`, `admin`. A socket that is not a listening TCP socket, an unknown name
+//! or a name given twice is refused with the reason before anything is served.
+//!
+//! An upgrade's new server (`crate::upgrade`) is started with `NOTIFY_SOCKET` pointing at the
+//! old server, which waits there for its `READY=1`, and with the service manager's own socket
+//! in `YADOKARI_SERVICE_NOTIFY_SOCKET` (its watchdog period in
+//! `YADOKARI_SERVICE_WATCHDOG_USEC`): [`take_upgrade_environment`] puts those back, so that
+//! once the old server has made the new one the service's main process (`MAINPID=`), its
+//! status, watchdog pings, reloads and stop reach the service manager.
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -22,6 +29,61 @@ pub struct Inherited {
     pub sftp: Option<std::net::TcpListener>,
     /// `https`.
     pub https: Option<std::net::TcpListener>,
+    /// `admin`.
+    pub admin: Option<std::net::TcpListener>,
+}
+
+/// Where an upgrade's new server says it is ready (the old server's socket), when this
+/// process is one.
+static UPGRADE_READY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// The environment variables that carry the service manager's socket and watchdog period past
+/// an upgrade's handshake.
+pub const SERVICE_NOTIFY_SOCKET: &str = "YADOKARI_SERVICE_NOTIFY_SOCKET";
+/// See [`SERVICE_NOTIFY_SOCKET`].
+pub const SERVICE_WATCHDOG_USEC: &str = "YADOKARI_SERVICE_WATCHDOG_USEC";
+
+/// In an upgrade's new server: remembers the old server's socket for [`ready`] and points
+/// `NOTIFY_SOCKET` (and the watchdog) back at the service manager. Call before any thread
+/// starts (it changes the environment).
+pub fn take_upgrade_environment() {
+    let Some(service) = std::env::var_os(SERVICE_NOTIFY_SOCKET) else {
+        return;
+    };
+    if let Some(old) = std::env::var_os("NOTIFY_SOCKET") {
+        let _ = UPGRADE_READY.set(old.into());
+    }
+    let watchdog = std::env::var_os(SERVICE_WATCHDOG_USEC);
+    // SAFETY: called from `main` before the runtime or any other thread exists, so nothing
+    // reads the environment concurrently.
+    unsafe {
+        std::env::remove_var(SERVICE_NOTIFY_SOCKET);
+        std::env::remove_var(SERVICE_WATCHDOG_USEC);
+        if service.is_empty() {
+            std::env::remove_var("NOTIFY_SOCKET");
+        } else {
+            std::env::set_var("NOTIFY_SOCKET", service);
+        }
+        if let Some(usec) = watchdog {
+            std::env::set_var("WATCHDOG_USEC", usec);
+            std::env::set_var("WATCHDOG_PID", std::process::id().to_string());
+        }
+    }
+}
+
+/// What an upgrade's new server inherits to reach the service manager: this process's own
+/// service socket and watchdog period, as environment pairs (empty values when there are none).
+pub fn service_environment() -> [(&'static str, String); 2] {
+    let watchdog = sd_notify::watchdog_enabled()
+        .map(|d| d.as_micros().to_string())
+        .unwrap_or_default();
+    [
+        (
+            SERVICE_NOTIFY_SOCKET,
+            std::env::var("NOTIFY_SOCKET").unwrap_or_default(),
+        ),
+        (SERVICE_WATCHDOG_USEC, watchdog),
+    ]
 }
 
 /// The sockets handed over to this process (none when `LISTEN_PID` is not this process).
@@ -33,7 +95,10 @@ pub fn inherited() -> Result<Inherited, String> {
     let unnamed = fds.iter().all(|(_, name)| name == "unknown");
     for (i, (fd, name)) in fds.into_iter().enumerate() {
         let role = if unnamed {
-            ["http", "sftp", "https"].get(i).copied().unwrap_or("")
+            ["http", "sftp", "https", "admin"]
+                .get(i)
+                .copied()
+                .unwrap_or("")
         } else {
             name.as_str()
         };
@@ -41,9 +106,10 @@ pub fn inherited() -> Result<Inherited, String> {
             "http" => &mut out.http,
             "sftp" => &mut out.sftp,
             "https" => &mut out.https,
+            "admin" => &mut out.admin,
             _ => {
                 return Err(format!(
-                    "socket activation: descriptor {fd} is named `{name}`; this server takes `http`, `https` and `sftp`"
+                    "socket activation: descriptor {fd} is named `{name}`; this server takes `http`, `https`, `sftp` and `admin`"
                 ));
             }
         };
@@ -84,9 +150,21 @@ fn listener(fd: RawFd, role: &str) -> Result<std::net::TcpListener, String> {
     Ok(listener)
 }
 
-/// Tells the service manager the server is ready, with a status line.
+/// Tells the service manager the server is ready, with a status line. An upgrade's new server
+/// tells the old one instead (which then names it the main process); only its status goes to
+/// the service manager.
 pub fn ready(status: &str) {
-    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+    match UPGRADE_READY.get() {
+        Some(old) => {
+            let said = std::os::unix::net::UnixDatagram::unbound()
+                .and_then(|s| s.send_to(b"READY=1\n", old));
+            if let Err(e) = said {
+                tracing::error!(socket = %old.display(), error = %e, "cannot tell the server being upgraded that this one is ready");
+            }
+            send(&[NotifyState::Status(status)]);
+        }
+        None => send(&[NotifyState::Ready, NotifyState::Status(status)]),
+    }
 }
 
 /// Tells the service manager a reload starts (`RELOADING=1` with the monotonic time systemd

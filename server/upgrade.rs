@@ -23,7 +23,7 @@ const READY_WITHIN: Duration = Duration::from_secs(30);
 /// What an upgrade hands over: the listening sockets (duplicates, held for the purpose) and
 /// how the server was started.
 pub struct Handover {
-    /// `(name, socket)`: `http`, `sftp`, and `https` when there is one.
+    /// `(name, socket)`: `http`, `sftp`, and `https` and `admin` when there are.
     sockets: Vec<(&'static str, OwnedFd)>,
     /// The binary's path as it was at start (the file there now is what an upgrade runs).
     binary: PathBuf,
@@ -106,6 +106,7 @@ impl Handover {
             .env("LISTEN_FDS", fds.len().to_string())
             .env("LISTEN_FDNAMES", names.join(":"))
             .env("NOTIFY_SOCKET", notify)
+            .envs(crate::systemd::service_environment())
             .env_remove("LISTEN_PID")
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")

@@ -23,6 +23,7 @@ mod htaccess_files;
 mod lifecycle;
 mod listings;
 mod metrics;
+mod package;
 mod reload;
 mod sandbox;
 mod sftp;

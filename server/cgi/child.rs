@@ -15,6 +15,8 @@ pub struct Child {
     pid: i32,
     pidfd: Option<AsyncFd<OwnedFd>>,
     status: Option<ExitStatus>,
+    /// When it was started (its run time goes to the metrics when it is reaped).
+    started: std::time::Instant,
     /// Held until the script is reaped: its concurrency slot and its place among the running.
     _slot: Option<Slot>,
 }
@@ -42,6 +44,7 @@ impl Child {
             pid,
             pidfd: Some(pidfd),
             status: None,
+            started: std::time::Instant::now(),
             _slot: Some(slot),
         })
     }
@@ -93,6 +96,7 @@ impl Child {
             self.status = Some(status);
             self.pidfd = None;
             self._slot = None;
+            crate::metrics::script_ended(self.started.elapsed());
         }
     }
 
@@ -117,7 +121,7 @@ impl Drop for Child {
         // Not dead yet (SIGKILL is asynchronous): reap it in the background.
         let pidfd = self.pidfd.take();
         let slot = self._slot.take();
-        let pid = self.pid;
+        let (pid, started) = (self.pid, self.started);
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn(async move {
@@ -125,6 +129,7 @@ impl Drop for Child {
                         pid,
                         pidfd,
                         status: None,
+                        started,
                         _slot: slot,
                     };
                     child.kill_and_reap().await;

@@ -99,6 +99,7 @@ pub async fn run(
 ) -> Result<Outcome, Failure> {
     let (parts, body) = req.into_parts();
     let stdin = prepare_body(&parts, body, &config.limits).await?;
+    let launch_body_len = stdin.len().unwrap_or(0);
     let share = site.customer.map(|i| {
         let c = &config.customers[i];
         slots::Share {
@@ -126,7 +127,9 @@ pub async fn run(
         shell,
     })?;
     let (mut child, mut stdout) = launch::start(&launch, stdin, slot, script)?;
-    crate::metrics::script_started(site.customer.map(|i| config.customers[i].name.as_str()));
+    let customer = site.customer.map(|i| config.customers[i].name.as_str());
+    crate::metrics::script_started(customer);
+    crate::metrics::bytes_received(customer, launch_body_len);
     let started = Instant::now();
     let nph = script
         .rel

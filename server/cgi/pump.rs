@@ -186,6 +186,7 @@ impl ScriptBody {
                         "script ran past cgi.run_timeout_secs; killed with its process group"
                     );
                     timed_out.store(true, Ordering::Release);
+                    crate::metrics::script_failed("run-timeout");
                     // Dropping the child kills the whole group.
                     drop(child);
                 }

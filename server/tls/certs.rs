@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -123,6 +123,53 @@ impl Table {
     /// The modification times of the files the table was read from, now.
     pub fn stamps(&self) -> Vec<Option<SystemTime>> {
         self.watched.iter().map(|p| modified(p)).collect()
+    }
+
+    /// Each DNS name the certificates in force cover (their subject alternative names), with
+    /// the moment its certificate expires; a name covered twice is given the later expiry.
+    pub fn expiries(&self) -> Vec<(String, SystemTime)> {
+        let mut by_name: HashMap<String, SystemTime> = HashMap::new();
+        let keys = self
+            .default
+            .iter()
+            .chain(self.customers.iter().flatten())
+            .chain(self.directory.values());
+        for key in keys {
+            let Some(leaf) = key.cert.first() else {
+                continue;
+            };
+            let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+                continue;
+            };
+            let Ok(seconds) = u64::try_from(cert.validity().not_after.timestamp()) else {
+                continue;
+            };
+            let expiry = UNIX_EPOCH + Duration::from_secs(seconds);
+            let names = cert
+                .subject_alternative_name()
+                .ok()
+                .flatten()
+                .map(|san| {
+                    san.value
+                        .general_names
+                        .iter()
+                        .filter_map(|n| match n {
+                            x509_parser::extensions::GeneralName::DNSName(d) => {
+                                Some(d.to_ascii_lowercase())
+                            }
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            for name in names {
+                let slot = by_name.entry(name).or_insert(expiry);
+                *slot = (*slot).max(expiry);
+            }
+        }
+        let mut out: Vec<_> = by_name.into_iter().collect();
+        out.sort();
+        out
     }
 
     /// The certificate for `name` (the client's SNI), or the default.

@@ -299,6 +299,17 @@ impl Endpoint {
             .sum()
     }
 
+    /// Each user's counted usage (bytes, files), for those counted since the start (a user's
+    /// site is counted at their first write, and recounted as `quota_rescan_secs` says).
+    pub fn usage_counted(&self) -> Vec<(String, Usage)> {
+        let mut out: Vec<_> = lock(&self.usage)
+            .iter()
+            .filter_map(|(user, tally)| tally.usage().map(|u| (user.clone(), u)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     fn session_slot(&self, user: &str) -> Option<SessionSlot> {
         let max = self.config().limits.max_sessions_per_user;
         let counter = self
