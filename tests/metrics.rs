@@ -6,7 +6,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 
-use crate::support::{PATIENCE, Server, Site, have, raw_body, raw_status};
+use crate::support::pki::Pki;
+use crate::support::sftp::{SftpSite, local, text};
+use crate::support::{BIN, PATIENCE, Server, Site, eventually, have, raw_body, raw_status};
 
 /// The `listening admin=` address.
 fn admin(server: &Server) -> SocketAddr {
@@ -93,13 +95,19 @@ fn metrics_count_exactly_the_requests_made_and_promtool_accepts_them() {
         after.contains("yadokari_http_response_head_seconds_bucket"),
         "{after}"
     );
-    assert_eq!(get(addr, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(get(addr, "/healthz"), (200, "ready\n".to_string()));
     assert_eq!(
         server.get("/metrics").status,
         404,
         "the customers' port has no metrics"
     );
 
+    promtool_accepts(&after);
+}
+
+/// `promtool check metrics` accepts `text` (when promtool is installed; under CI it must be).
+fn promtool_accepts(text: &str) {
+    let after = text;
     if have("promtool") {
         let mut promtool = Command::new("promtool")
             .args(["check", "metrics"])
@@ -142,4 +150,126 @@ fn the_admin_listener_cannot_share_a_customer_facing_address() {
         err.contains("server.admin") && err.contains("customer-facing"),
         "{err}"
     );
+}
+
+#[test]
+fn bytes_script_times_quota_and_certificate_expiry_are_measured_and_health_says_ready() {
+    if !have("openssl") || !have("sftp") {
+        return;
+    }
+    let mut s = SftpSite::new("quota_bytes = 100000\n");
+    let pki = Pki::new(s.site.dir.path().join("pki"));
+    let (cert, key) = (
+        s.site.dir.path().join("default.pem"),
+        s.site.dir.path().join("default.key"),
+    );
+    pki.issue("metrics.example", "/CN=metrics.example", &cert, &key);
+    // A fixed admin port, which `yadokari health` reads from the configuration.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    s.site = s.site.config(&format!(
+        "[server]\nadmin = \"127.0.0.1:{port}\"\nhttps = \"127.0.0.1:0\"\n[tls]\ncertificate = \"{}\"\nkey = \"{}\"",
+        cert.display(),
+        key.display()
+    ));
+    s.site.file("page.html", "page\n", 0o644);
+    s.site.dir("cgi-bin", 0o755);
+    s.site.file(
+        "cgi-bin/hello.cgi",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhello\\n'\n",
+        0o755,
+    );
+    let running = s.start();
+    let server = &running.server;
+    let addr = admin(server);
+    let (_, before) = get(addr, "/metrics");
+    let moved = |after: &str, name: &str, labels: &[&str]| {
+        sample(after, name, labels) - sample(&before, name, labels)
+    };
+
+    // demo's site is the document root, so these are demo's: 3 x 5 bytes of page, 3 x 6 bytes
+    // of script output; one script is handed a 100-byte body.
+    for _ in 0..3 {
+        assert_eq!(server.get("/page.html").text(), "page\n");
+    }
+    for _ in 0..2 {
+        assert_eq!(server.get("/cgi-bin/hello.cgi").text(), "hello\n");
+    }
+    let posted = server.send("POST", "/cgi-bin/hello.cgi", &[], &[b'x'; 100]);
+    assert_eq!(posted.text(), "hello\n");
+    // A file uploaded: the customer's quota use is counted.
+    let file = local(s.site.dir.path(), "up.bin", &[7u8; 1000]);
+    let o = running.batch(&s.key, format!("put {} up.bin\n", file.display()));
+    assert!(o.status.success(), "{}", text(&o));
+
+    let mut after = String::new();
+    assert!(
+        eventually(|| {
+            after = get(addr, "/metrics").1;
+            moved(&after, "yadokari_cgi_run_seconds_count", &[]) == 3.0
+        }),
+        "each of the three scripts' run time is measured once it is reaped:\n{after}"
+    );
+    assert_eq!(
+        moved(
+            &after,
+            "yadokari_http_sent_bytes_total",
+            &["customer=\"demo\""]
+        ),
+        15.0 + 18.0,
+        "{after}"
+    );
+    assert_eq!(
+        moved(
+            &after,
+            "yadokari_http_received_bytes_total",
+            &["customer=\"demo\""]
+        ),
+        100.0,
+        "{after}"
+    );
+    let used = sample(&after, "yadokari_quota_used_bytes", &["customer=\"demo\""]);
+    assert!(used >= 1000.0, "the upload counts: {used}\n{after}");
+    assert_eq!(
+        sample(&after, "yadokari_quota_limit_bytes", &["customer=\"demo\""]),
+        100000.0,
+        "{after}"
+    );
+    let expiry = sample(
+        &after,
+        "yadokari_certificate_expiry_timestamp_seconds",
+        &["domain=\"metrics.example\""],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(
+        expiry > now && expiry < now + 3.0 * 86400.0,
+        "the two-day certificate's expiry: {expiry} (now {now})\n{after}"
+    );
+    promtool_accepts(&after);
+
+    // `yadokari health` asks the same listener: ready while it serves, not once it is gone.
+    let health = || {
+        Command::new(BIN)
+            .args(["health", "--config"])
+            .arg(s.site.config_path())
+            .output()
+            .expect("health")
+    };
+    let o = health();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("ready"),
+        "{}",
+        text(&o)
+    );
+    let mut running = running;
+    running.server.signal(nix::sys::signal::Signal::SIGTERM);
+    running.server.wait_exit();
+    let o = health();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }

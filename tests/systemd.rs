@@ -275,3 +275,68 @@ fn the_error_log_can_be_json_lines_for_log_shippers() {
         "fields are JSON fields: {text}"
     );
 }
+
+#[test]
+fn after_an_upgrade_the_new_server_is_the_main_process_and_keeps_the_admin_listener() {
+    let site = Site::new();
+    site.file("index.html", "upgraded\n", 0o644);
+    // A fixed admin port: the new server can only have it by inheriting the old one's socket.
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let site = site.config(&format!("[server]\nadmin = \"{admin}\""));
+    site.write_config();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notify");
+    let socket = UnixDatagram::bind(&path).expect("bind");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config")
+        .arg(site.config_path())
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "200000");
+    let server = Server::spawn_command(cmd);
+    let got = notifications_until(&socket, PATIENCE, "READY=1");
+    assert!(got.iter().any(|g| g.contains("READY=1")), "{got:?}");
+
+    server.signal(nix::sys::signal::Signal::SIGUSR2);
+    let got = notifications_until(&socket, PATIENCE, "MAINPID=");
+    let new_pid: i32 = got
+        .iter()
+        .find_map(|g| g.lines().find_map(|l| l.strip_prefix("MAINPID=")))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the old server names the new main process: {got:?}"));
+    struct Last(i32);
+    impl Drop for Last {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) of the server this test's upgrade started, by pid.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+    let _last = Last(new_pid);
+    assert_ne!(new_pid, server.pid() as i32);
+    let old = server.pid() as i32;
+    assert!(
+        eventually(|| crate::support::process_gone(old)),
+        "the old server drains and exits"
+    );
+    // From now on only the new server can speak: its watchdog pings reach the service manager.
+    let got = notifications_until(&socket, PATIENCE, "WATCHDOG=1");
+    assert!(
+        got.iter().any(|g| g.contains("WATCHDOG=1")),
+        "the new main process pings the watchdog: {got:?}"
+    );
+    let mut health = TcpStream::connect(admin).expect("the admin listener answers");
+    health.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    write!(health, "GET /healthz HTTP/1.0\r\n\r\n").expect("send");
+    let mut out = Vec::new();
+    let _ = health.read_to_end(&mut out);
+    assert_eq!(crate::support::raw_status(&out), 200);
+    assert_eq!(server.get("/index.html").text(), "upgraded\n");
+    // SAFETY: a signal to the server this test's upgrade started, by pid.
+    unsafe { libc::kill(new_pid, libc::SIGTERM) };
+    let got = notifications_until(&socket, PATIENCE, "STOPPING=1");
+    assert!(
+        got.iter().any(|g| g.contains("STOPPING=1")),
+        "the new main process announces its stop: {got:?}"
+    );
+}
