@@ -33,7 +33,8 @@ import urllib.request
 
 import cells  # one table cell (bench/cells.py)
 import htaccess  # the .htaccess case (bench/htaccess.py, next to this file)
-import sandbox  # the sandbox case (bench/sandbox.py)
+import sandbox
+import service  # the sandbox case (bench/sandbox.py)
 import many  # the many-customers case (bench/many.py, next to this file)
 import nginx_conf  # the nginx.conf all nginx servers share (bench/nginx_conf.py)
 import tls  # HTTPS against nginx (bench/tls.py, next to this file)
@@ -242,9 +243,10 @@ class Yadokari(Target):
     anchor = False
 
     def __init__(self, tmp, docroot, binary, sftp_site, pubkey, name="yadokari", users="",
-                 extra=""):
+                 extra="", server=""):
         """`users`: more `[[users]]` entries for the config (the many-customers server);
-        `extra`: more sections (the .htaccess servers' `[htaccess]`)."""
+        `extra`: more sections (the .htaccess servers' `[htaccess]`); `server`: more lines
+        for `[server]` (the admin listener, a pid file)."""
         self.name = name
         super().__init__(tmp, docroot)
         self.binary, self.sftp_port = binary, free_port()
@@ -260,7 +262,7 @@ explain_errors = false
 access_log = "off"
 error_log = "{tmp}/logs/{name}-error.log"
 log_level = "warn"
-
+{server}
 [limits]
 max_connections = 4096
 keep_alive_timeout_secs = 30
@@ -720,7 +722,8 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated workload names (or prefixes); "
                     "also 'ceiling', 'sftp', 'memory', 'many' (1,000 customers), "
                     "'htaccess' (.htaccess support on against off), 'tls' (HTTPS against nginx), "
-                    "'sandbox' (the per-customer sandbox against none)")
+                    "'sandbox' (the per-customer sandbox against none), 'metrics' (the admin "
+                    "listener on against off), 'upgrade' (the longest latency during upgrades)")
     ap.add_argument("--targets", default="yadokari,apache,lighttpd,nginx")
     ap.add_argument("--results", default=os.path.join(BENCH, "results"))
     ap.add_argument("--max-minutes", type=int, default=60,
@@ -755,7 +758,7 @@ def main():
         return not only or any(name.startswith(o) for o in only)
 
     every = (WORKLOADS + many.WORKLOADS + htaccess.WORKLOADS + tls.WORKLOADS
-             + sandbox.WORKLOADS)
+             + sandbox.WORKLOADS + service.WORKLOADS)
     workloads = [w for w in every if wanted(w[0])]
     units = {w[0]: w[4] for w in every}
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -838,10 +841,21 @@ def main():
         for n in sandbox.TARGETS:
             makers[n] = (lambda n=n: Yadokari(tmp, doc, a.yadokari, sftp_y, key + ".pub",
                                               name=n, extra=sandbox.settings(n, sb_site)))
+        # `--only metrics` (or one of its workloads) and `--only upgrade`.
+        svc_wanted = any(wanted(w[0]) for w in service.WORKLOADS)
+        admin_port = free_port()
+        for n in service.TARGETS + [service.UPGRADE]:
+            makers[n] = (lambda n=n: Yadokari(tmp, doc, a.yadokari, sftp_y, key + ".pub",
+                                              name=n,
+                                              server=service.server_settings(n, tmp, admin_port)))
         if customers and "yadokari" in chosen:
             chosen.append(many.TARGET)
         if sb_site and "yadokari" in chosen:
             chosen += sandbox.TARGETS
+        if svc_wanted and "yadokari" in chosen:
+            chosen += service.TARGETS
+        if wanted("upgrade") and "yadokari" in chosen:
+            chosen.append(service.UPGRADE)
         if trees and "yadokari" in chosen:
             chosen += htaccess.TARGETS
         if tls_wanted:
@@ -861,6 +875,14 @@ def main():
                 for w in tls.WORKLOADS:
                     if w[0] not in usable[n]:
                         log(f"  {n}: {w[0]} answered wrongly; skipped")
+                continue
+            if n in service.TARGETS:
+                usable[n] = service.check(t, fetch, admin_port)
+                if not usable[n]:
+                    log(f"  {n}: the CGI hello or the 1 KiB file answered wrongly; skipped")
+                continue
+            if n == service.UPGRADE:
+                usable[n] = set()
                 continue
             if n in sandbox.TARGETS:
                 usable[n] = sandbox.check(t, fetch)
@@ -956,6 +978,12 @@ def main():
                                          "p99_ms": None, "errors": 0})
                             units["mem-load-pss"] = "MiB"
                     time.sleep(0.5)
+        up = next((t for t in live if t.name == service.UPGRADE), None)
+        if up:
+            log("upgrade rounds")
+            rows += service.upgrade_rounds(up, tmp, a.rounds, max(a.duration, 4), log)
+            units.update({r["workload"]: "ms" for r in rows
+                          if r["workload"].startswith("upgrade-")})
         # Memory after the HTTP rounds (what the allocator kept), before any SFTP transfer.
         if wanted("memory"):
             for t in live:
@@ -1166,6 +1194,9 @@ def report(rows, units, a, stamp, nproc, kernel, elapsed, ciphers):
     sb_lines = sandbox.table(rows, by, fmt)
     if len(sb_lines) > 2:
         lines += [""] + sb_lines
+    svc_lines = service.table(rows, by, fmt)
+    if len(svc_lines) > 2:
+        lines += [""] + svc_lines
     text = "\n".join(lines)
     print("\n" + text, flush=True)
 

@@ -17,6 +17,11 @@ pub struct Activity {
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
     ambiguous: AtomicBool,
+    /// The server is shutting down or handing over to an upgrade: HTTP/1 responses say
+    /// `Connection: close`.
+    draining: AtomicBool,
+    /// An HTTP/2 request was seen: the connection multiplexes, and finishes with GOAWAY.
+    multiplexed: AtomicBool,
 }
 
 impl Activity {
@@ -27,6 +32,8 @@ impl Activity {
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             ambiguous: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            multiplexed: AtomicBool::new(false),
         }
     }
 
@@ -52,23 +59,48 @@ impl Activity {
         InFlight(self.clone())
     }
 
+    /// Shutdown (or an upgrade's hand-over) has begun.
+    pub fn begin_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether shutdown has begun for this connection.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Records that the connection speaks HTTP/2.
+    pub fn mark_multiplexed(&self) {
+        self.multiplexed.store(true, Ordering::Relaxed);
+    }
+
     /// At shutdown (or an upgrade's hand-over), resolves when the connection may be asked to
-    /// finish without cutting off a request its client has sent or is sending: at once when a
-    /// request is in flight (it is answered, then the connection closes), otherwise once the
-    /// connection has read nothing for `quiet` (a client that just connected sends its request
-    /// within it; asked to finish before that, hyper would close the connection under it).
+    /// finish without cutting off a request its client has sent or is sending. HTTP/2: at once
+    /// (GOAWAY tells the client which streams were taken). HTTP/1: once nothing is in flight
+    /// and nothing has been read for `quiet`. Meanwhile every response says `Connection:
+    /// close` (see [`Activity::draining`]), so a busy keep-alive connection ends after its next
+    /// response, at a moment the client knows of; closing it between two requests instead
+    /// would race a request the client is already sending (wrk saw read errors at every
+    /// upgrade), and a client that just connected sends its request within `quiet`.
     pub async fn settled(&self, quiet: Duration) {
         loop {
-            if self.in_flight.load(Ordering::Relaxed) > 0 {
+            if self.multiplexed.load(Ordering::Relaxed) {
                 return;
             }
+            let busy = self.in_flight.load(Ordering::Relaxed) > 0;
             let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
             let deadline = last + quiet;
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline && !busy {
                 return;
             }
-            tokio::time::sleep_until(deadline.min(now + Duration::from_millis(20)).into()).await;
+            tokio::time::sleep_until(
+                deadline
+                    .max(now)
+                    .min(now + Duration::from_millis(20))
+                    .into(),
+            )
+            .await;
         }
     }
 

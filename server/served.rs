@@ -81,6 +81,7 @@ pub async fn drive<C: Served + ?Sized>(
     let mut closing = false;
     let settled = async {
         shutdown.cancelled().await;
+        activity.begin_draining();
         activity.settled(SETTLE).await;
     };
     tokio::pin!(settled);

@@ -39,6 +39,51 @@ fn request(addr: SocketAddr, head: &str, body: &[u8], want: &str) -> bool {
     raw_status(&out) == 200 && String::from_utf8_lossy(&out).contains(want)
 }
 
+/// `GET /cgi-bin/hello.cgi` on a kept-alive connection: `Some(whether the response closes the
+/// connection)` for a whole 200 response (chunked), `None` when there is none.
+fn keep_alive_request(reader: &mut std::io::BufReader<TcpStream>) -> Option<bool> {
+    use std::io::BufRead;
+    let _ = reader.get_ref().set_read_timeout(Some(PATIENCE));
+    reader
+        .get_mut()
+        .write_all(b"GET /cgi-bin/hello.cgi HTTP/1.1\r\nHost: upgrade\r\n\r\n")
+        .ok()?;
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push(line.to_ascii_lowercase());
+    }
+    if !head
+        .iter()
+        .any(|l| l.starts_with("transfer-encoding: chunked"))
+    {
+        return None;
+    }
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        reader.read_line(&mut size).ok()?;
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        let mut chunk = vec![0u8; size + 2];
+        reader.read_exact(&mut chunk).ok()?;
+        if size == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..size]);
+    }
+    let ok = head.first()?.starts_with("http/1.1 200") && body == b"hello script\n";
+    let close = head
+        .iter()
+        .any(|l| l.starts_with("connection:") && l.contains("close"));
+    ok.then_some(close)
+}
+
 /// Replaces the file at `path` with `content` in one rename, as a package upgrade does.
 fn replace(path: &std::path::Path, content: &[u8]) {
     let next = path.with_extension("next");
@@ -131,6 +176,42 @@ fn five_upgrades_under_load_lose_no_request_and_a_broken_binary_changes_nothing(
                 } else {
                     failures.fetch_add(1, Ordering::SeqCst);
                     eprintln!("failed: {}", head.lines().next().unwrap_or(""));
+                }
+            }
+        }));
+    }
+    // Keep-alive clients, which send their next request the moment a response ends: the
+    // old server must end such a connection with a response that says so, never between two
+    // requests (where the client's next request would meet a closed connection). The script's
+    // output is streamed (chunked), as most scripts' is: that is where it went wrong (wrk
+    // counted read errors at every upgrade).
+    for _ in 0..4 {
+        let (stop, failures, done) = (stop.clone(), failures.clone(), done.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut conn: Option<std::io::BufReader<TcpStream>> = None;
+            while !stop.load(Ordering::SeqCst) {
+                let reader = match conn.as_mut() {
+                    Some(r) => r,
+                    None => match TcpStream::connect(http) {
+                        Ok(c) => conn.insert(std::io::BufReader::new(c)),
+                        Err(_) => {
+                            failures.fetch_add(1, Ordering::SeqCst);
+                            continue;
+                        }
+                    },
+                };
+                match keep_alive_request(reader) {
+                    Some(close) => {
+                        done.fetch_add(1, Ordering::SeqCst);
+                        if close {
+                            conn = None;
+                        }
+                    }
+                    None => {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                        eprintln!("failed: a keep-alive request got no response");
+                        conn = None;
+                    }
                 }
             }
         }));

@@ -100,6 +100,14 @@ pub async fn handle(
             .headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
     }
+    if version == http::Version::HTTP_2 {
+        conn.activity.mark_multiplexed();
+    } else if conn.activity.draining() {
+        // Shutting down: this response ends the connection (see `Activity::settled`).
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
     if let Some(entry) = &mut entry {
         entry.status = response.status().as_u16();
     }
