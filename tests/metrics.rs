@@ -91,8 +91,15 @@ fn metrics_count_exactly_the_requests_made_and_promtool_accepts_them() {
         "one refusal: {after}"
     );
     assert!(after.contains("yadokari_build_info"), "{after}");
-    assert!(
-        after.contains("yadokari_http_response_head_seconds_bucket"),
+    assert_eq!(
+        sample(&after, "yadokari_http_response_head_seconds_count", &[])
+            - sample(&before, "yadokari_http_response_head_seconds_count", &[]),
+        7.0,
+        "every request's time is in the histogram: {after}"
+    );
+    assert_eq!(
+        sample(&after, "yadokari_http_response_head_seconds_bucket", &["le=\"+Inf\""]),
+        sample(&after, "yadokari_http_response_head_seconds_count", &[]),
         "{after}"
     );
     assert_eq!(get(addr, "/healthz"), (200, "ready\n".to_string()));

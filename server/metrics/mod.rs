@@ -2,7 +2,9 @@
 //! address): `/metrics` in the Prometheus text format, `/healthz`.
 //!
 //! The `metrics` facade records (one global recorder, as the crate is designed: every layer
-//! counts without a handle passed down to it) and `metrics-exporter-prometheus` renders. Off
+//! counts without a handle passed down to it) and `metrics-exporter-prometheus` renders; the
+//! counts every request makes are kept per thread first ([`hot`]), which the facade's shared
+//! atomics cost too much for. Off
 //! (no admin listener) no recorder is installed and [`on`] is false, so a request pays one
 //! relaxed load for all of this.
 //!
@@ -32,17 +34,10 @@ pub const HEALTHY: &str = "ready\n";
 static ON: AtomicBool = AtomicBool::new(false);
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// The handles every request of the document root uses, made once: a counter per status class
-/// and protocol, and the histogram (looking them up by name and labels for each request was a
-/// tenth of a small static request's CPU).
-struct Hot {
-    default_site: [[metrics::Counter; 3]; 5],
-    head: metrics::Histogram,
-    sent_default_site: metrics::Counter,
-    script_run: metrics::Histogram,
-}
+mod hot;
 
-static HOT: OnceLock<Hot> = OnceLock::new();
+/// The script run-time histogram, resolved once.
+static SCRIPT_RUN: OnceLock<metrics::Histogram> = OnceLock::new();
 
 /// Histogram buckets for durations, from half a millisecond to a minute.
 const SECONDS: &[f64] = &[
@@ -62,13 +57,6 @@ pub fn on() -> bool {
 pub fn install() -> Result<(), String> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(
-                "yadokari_http_response_head_seconds".into(),
-            ),
-            SECONDS,
-        )
-        .map_err(|e| format!("metrics: {e}"))?
-        .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full("yadokari_cgi_run_seconds".into()),
             SECONDS,
         )
@@ -79,10 +67,6 @@ pub fn install() -> Result<(), String> {
     metrics::describe_counter!(
         "yadokari_http_requests_total",
         "HTTP requests answered, by customer (- for the document root), status class and protocol"
-    );
-    metrics::describe_histogram!(
-        "yadokari_http_response_head_seconds",
-        "Time from a request's head to its response's head"
     );
     metrics::describe_counter!(
         "yadokari_refusals_total",
@@ -129,25 +113,16 @@ pub fn install() -> Result<(), String> {
     metrics::describe_gauge!("yadokari_sftp_sessions", "Running SFTP sessions");
     metrics::describe_gauge!("yadokari_build_info", "The running build");
     metrics::gauge!("yadokari_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    let _ = HOT.set(Hot {
-        default_site: CLASSES.map(|class| {
-            PROTOCOLS.map(|protocol| {
-                metrics::counter!("yadokari_http_requests_total", "customer" => "-", "code" => class, "protocol" => protocol)
-            })
-        }),
-        head: metrics::histogram!("yadokari_http_response_head_seconds"),
-        sent_default_site: metrics::counter!("yadokari_http_sent_bytes_total", "customer" => "-"),
-        script_run: metrics::histogram!("yadokari_cgi_run_seconds"),
-    });
+    let _ = SCRIPT_RUN.set(metrics::histogram!("yadokari_cgi_run_seconds"));
     ON.store(true, Ordering::Relaxed);
     Ok(())
 }
 
 /// A request answered.
 pub fn request(customer: Option<&str>, status: StatusCode, version: http::Version, head: Duration) {
-    let Some(hot) = HOT.get().filter(|_| on()) else {
+    if !on() {
         return;
-    };
+    }
     let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
     let protocol = match version {
         http::Version::HTTP_10 => 0,
@@ -155,24 +130,20 @@ pub fn request(customer: Option<&str>, status: StatusCode, version: http::Versio
         _ => 1,
     };
     match customer {
-        None => hot.default_site[class][protocol].increment(1),
-        Some(name) => metrics::counter!("yadokari_http_requests_total", "customer" => name.to_string(), "code" => CLASSES[class], "protocol" => PROTOCOLS[protocol])
-            .increment(1),
+        None => hot::request(class, protocol),
+        Some(name) => hot::customer_request(name, class, protocol),
     }
-    hot.head.record(head.as_secs_f64());
+    hot::head(head);
 }
 
 /// A response's body ended (or was dropped) after `bytes`.
 pub fn bytes_sent(customer: Option<&str>, bytes: u64) {
-    let Some(hot) = HOT.get().filter(|_| on()) else {
+    if !on() {
         return;
-    };
+    }
     match customer {
-        None => hot.sent_default_site.increment(bytes),
-        Some(name) => {
-            metrics::counter!("yadokari_http_sent_bytes_total", "customer" => name.to_string())
-                .increment(bytes)
-        }
+        None => hot::sent(bytes),
+        Some(name) => hot::customer_sent(name, bytes),
     }
 }
 
@@ -187,8 +158,8 @@ pub fn bytes_received(customer: Option<&str>, bytes: u64) {
 
 /// A script ended (was reaped) after running for `ran`.
 pub fn script_ended(ran: Duration) {
-    if let Some(hot) = HOT.get().filter(|_| on()) {
-        hot.script_run.record(ran.as_secs_f64());
+    if let Some(h) = SCRIPT_RUN.get().filter(|_| on()) {
+        h.record(ran.as_secs_f64());
     }
 }
 
@@ -306,7 +277,11 @@ fn answer(
     match (req.method(), req.uri().path()) {
         (&http::Method::GET, "/metrics") => {
             set_scraped(scrape());
-            let text = HANDLE.get().map(|h| h.render()).unwrap_or_default();
+            let mut text = String::new();
+            hot::scrape(&mut text);
+            if let Some(h) = HANDLE.get() {
+                text.insert_str(0, &h.render());
+            }
             reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
