@@ -98,7 +98,11 @@ fn metrics_count_exactly_the_requests_made_and_promtool_accepts_them() {
         "every request's time is in the histogram: {after}"
     );
     assert_eq!(
-        sample(&after, "yadokari_http_response_head_seconds_bucket", &["le=\"+Inf\""]),
+        sample(
+            &after,
+            "yadokari_http_response_head_seconds_bucket",
+            &["le=\"+Inf\""]
+        ),
         sample(&after, "yadokari_http_response_head_seconds_count", &[]),
         "{after}"
     );

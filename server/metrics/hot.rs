@@ -19,6 +19,28 @@ use super::{CLASSES, PROTOCOLS, SECONDS};
 /// The histogram's buckets: one per bound of [`SECONDS`], and one past the last.
 const BUCKETS: usize = SECONDS.len() + 1;
 
+/// Durations: a count per bucket, and their sum in nanoseconds.
+#[derive(Default)]
+struct Times {
+    buckets: [AtomicU64; BUCKETS],
+    sum_nanos: AtomicU64,
+}
+
+impl Times {
+    fn record(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = SECONDS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(SECONDS.len());
+        bump(&self.buckets[bucket], 1);
+        bump(
+            &self.sum_nanos,
+            u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+        );
+    }
+}
+
 /// One thread's counts.
 #[derive(Default)]
 struct Shard {
@@ -26,10 +48,12 @@ struct Shard {
     requests: [[AtomicU64; 3]; 5],
     /// Document-root response body bytes.
     sent: AtomicU64,
-    /// Response-head times: a count per bucket.
-    buckets: [AtomicU64; BUCKETS],
-    /// Their sum, in nanoseconds.
-    sum_nanos: AtomicU64,
+    /// Document-root scripts started.
+    scripts: AtomicU64,
+    /// Response-head times.
+    head: Times,
+    /// Scripts' run times.
+    run: Times,
 }
 
 /// Every thread's shard, kept after the thread ends (its counts still count).
@@ -60,33 +84,70 @@ pub fn sent(bytes: u64) {
 
 /// A response head after `took`.
 pub fn head(took: Duration) {
-    let seconds = took.as_secs_f64();
-    let bucket = SECONDS
-        .iter()
-        .position(|&bound| seconds <= bound)
-        .unwrap_or(SECONDS.len());
-    let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-    MINE.with(|s| {
-        bump(&s.buckets[bucket], 1);
-        bump(&s.sum_nanos, nanos);
-    });
+    MINE.with(|s| s.head.record(took));
 }
 
-/// The sums over all shards: requests, bytes, buckets, sum of nanoseconds.
-struct Totals {
-    requests: [[u64; 3]; 5],
-    sent: u64,
+/// A document-root script started.
+pub fn script() {
+    MINE.with(|s| bump(&s.scripts, 1));
+}
+
+/// A script ran for `took`.
+pub fn run(took: Duration) {
+    MINE.with(|s| s.run.record(took));
+}
+
+/// Sums of [`Times`].
+#[derive(Default)]
+struct TimeTotals {
     buckets: [u64; BUCKETS],
     sum_nanos: u64,
 }
 
+impl TimeTotals {
+    fn add(&mut self, t: &Times) {
+        for (i, n) in t.buckets.iter().enumerate() {
+            self.buckets[i] += n.load(Ordering::Relaxed);
+        }
+        self.sum_nanos = self
+            .sum_nanos
+            .wrapping_add(t.sum_nanos.load(Ordering::Relaxed));
+    }
+
+    /// The histogram `name` in the Prometheus text format.
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            cumulative += n;
+            match SECONDS.get(i) {
+                Some(bound) => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+                }
+                None => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+                }
+            }
+        }
+        let _ = writeln!(out, "{name}_sum {}", self.sum_nanos as f64 / 1e9);
+        let _ = writeln!(out, "{name}_count {cumulative}");
+        let _ = writeln!(out);
+    }
+}
+
+/// The sums over all shards.
+#[derive(Default)]
+struct Totals {
+    requests: [[u64; 3]; 5],
+    sent: u64,
+    scripts: u64,
+    head: TimeTotals,
+    run: TimeTotals,
+}
+
 fn totals() -> Totals {
-    let mut t = Totals {
-        requests: [[0; 3]; 5],
-        sent: 0,
-        buckets: [0; BUCKETS],
-        sum_nanos: 0,
-    };
+    let mut t = Totals::default();
     for s in SHARDS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         for (class, row) in s.requests.iter().enumerate() {
             for (protocol, n) in row.iter().enumerate() {
@@ -94,10 +155,9 @@ fn totals() -> Totals {
             }
         }
         t.sent += s.sent.load(Ordering::Relaxed);
-        for (i, n) in s.buckets.iter().enumerate() {
-            t.buckets[i] += n.load(Ordering::Relaxed);
-        }
-        t.sum_nanos = t.sum_nanos.wrapping_add(s.sum_nanos.load(Ordering::Relaxed));
+        t.scripts += s.scripts.load(Ordering::Relaxed);
+        t.head.add(&s.head);
+        t.run.add(&s.run);
     }
     t
 }
@@ -113,30 +173,24 @@ pub fn scrape(out: &mut String) {
         }
     }
     metrics::counter!("yadokari_http_sent_bytes_total", "customer" => "-").absolute(t.sent);
-    let name = "yadokari_http_response_head_seconds";
-    let _ = writeln!(out, "# HELP {name} Time from a request's head to its response's head");
-    let _ = writeln!(out, "# TYPE {name} histogram");
-    let mut cumulative = 0;
-    for (i, n) in t.buckets.iter().enumerate() {
-        cumulative += n;
-        match SECONDS.get(i) {
-            Some(bound) => {
-                let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-            }
-            None => {
-                let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-            }
-        }
-    }
-    let _ = writeln!(out, "{name}_sum {}", t.sum_nanos as f64 / 1e9);
-    let _ = writeln!(out, "{name}_count {cumulative}");
-    let _ = writeln!(out);
+    metrics::counter!("yadokari_cgi_started_total", "customer" => "-").absolute(t.scripts);
+    t.head.render(
+        out,
+        "yadokari_http_response_head_seconds",
+        "Time from a request's head to its response's head",
+    );
+    t.run.render(
+        out,
+        "yadokari_cgi_run_seconds",
+        "Time from a script's start to its end (reaped)",
+    );
 }
 
 /// A customer's request and byte counters, resolved once.
 struct CustomerHandles {
     requests: [[metrics::Counter; 3]; 5],
     sent: metrics::Counter,
+    scripts: metrics::Counter,
 }
 
 static CUSTOMERS: OnceLock<RwLock<HashMap<String, Arc<CustomerHandles>>>> = OnceLock::new();
@@ -154,6 +208,7 @@ fn customer(name: &str) -> Arc<CustomerHandles> {
             })
         }),
         sent: metrics::counter!("yadokari_http_sent_bytes_total", "customer" => name.to_string()),
+        scripts: metrics::counter!("yadokari_cgi_started_total", "customer" => name.to_string()),
     });
     map.write()
         .unwrap_or_else(|e| e.into_inner())
@@ -170,4 +225,9 @@ pub fn customer_request(name: &str, class: usize, protocol: usize) {
 /// A customer's response body bytes.
 pub fn customer_sent(name: &str, bytes: u64) {
     customer(name).sent.increment(bytes);
+}
+
+/// A customer's script started.
+pub fn customer_script(name: &str) {
+    customer(name).scripts.increment(1);
 }

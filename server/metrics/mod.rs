@@ -36,9 +36,6 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 mod hot;
 
-/// The script run-time histogram, resolved once.
-static SCRIPT_RUN: OnceLock<metrics::Histogram> = OnceLock::new();
-
 /// Histogram buckets for durations, from half a millisecond to a minute.
 const SECONDS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -56,11 +53,6 @@ pub fn on() -> bool {
 /// Installs the recorder (once per process).
 pub fn install() -> Result<(), String> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full("yadokari_cgi_run_seconds".into()),
-            SECONDS,
-        )
-        .map_err(|e| format!("metrics: {e}"))?
         .install_recorder()
         .map_err(|e| format!("metrics: {e}"))?;
     let _ = HANDLE.set(handle);
@@ -84,10 +76,6 @@ pub fn install() -> Result<(), String> {
     metrics::describe_counter!(
         "yadokari_http_received_bytes_total",
         "Request body bytes handed to scripts, by customer"
-    );
-    metrics::describe_histogram!(
-        "yadokari_cgi_run_seconds",
-        "Time from a script's start to its end (reaped)"
     );
     metrics::describe_gauge!(
         "yadokari_quota_used_bytes",
@@ -113,7 +101,7 @@ pub fn install() -> Result<(), String> {
     metrics::describe_gauge!("yadokari_sftp_sessions", "Running SFTP sessions");
     metrics::describe_gauge!("yadokari_build_info", "The running build");
     metrics::gauge!("yadokari_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    let _ = SCRIPT_RUN.set(metrics::histogram!("yadokari_cgi_run_seconds"));
+
     ON.store(true, Ordering::Relaxed);
     Ok(())
 }
@@ -158,8 +146,8 @@ pub fn bytes_received(customer: Option<&str>, bytes: u64) {
 
 /// A script ended (was reaped) after running for `ran`.
 pub fn script_ended(ran: Duration) {
-    if let Some(h) = SCRIPT_RUN.get().filter(|_| on()) {
-        h.record(ran.as_secs_f64());
+    if on() {
+        hot::run(ran);
     }
 }
 
@@ -210,8 +198,10 @@ pub fn refusal(reason: &'static str) {
 /// A script was started.
 pub fn script_started(customer: Option<&str>) {
     if on() {
-        let customer = customer.unwrap_or("-").to_string();
-        metrics::counter!("yadokari_cgi_started_total", "customer" => customer).increment(1);
+        match customer {
+            None => hot::script(),
+            Some(name) => hot::customer_script(name),
+        }
     }
 }
 
