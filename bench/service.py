@@ -139,8 +139,9 @@ def upgrade_rounds(t, tmp, rounds, seconds, log):
 def table(rows, by, fmt):
     """Markdown lines: metrics on against off, and the upgrade periods."""
     out = ["| service (issue 21) | off: req/s | on: req/s | on / off: ratio of medians "
-           "| on / off: per-round, median (min-max) | target | verdict |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
+           "| on / off: per-round, median (min-max) | server CPU per request off / on (µs) "
+           "| target | verdict |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     on, off = TARGETS[1], TARGETS[0]
     for name, *_rest in WORKLOADS:
         s_on, s_off = by.get((name, on)), by.get((name, off))
@@ -151,8 +152,13 @@ def table(rows, by, fmt):
         mid = statistics.median(per) if per else None
         spread = f"{mid:.3f} ({min(per):.3f}-{max(per):.3f})" if per else "-"
         verdict = "-" if mid is None else ("met" if mid >= GOAL else "MISSED")
+
+        def cpu(target):
+            v = [r["cpu_us"] for r in rows if r["workload"] == name
+                 and r["target"] == target and r.get("cpu_us")]
+            return f"{statistics.median(v):.1f}" if v else "-"
         out.append(f"| {name} | {cells.cell(s_off, fmt)} | {cells.cell(s_on, fmt)} | {ratio} "
-                   f"| {spread} | >= {GOAL} | {verdict} |")
+                   f"| {spread} | {cpu(off)} / {cpu(on)} | >= {GOAL} | {verdict} |")
     ups = [r for r in rows if r["workload"].startswith("upgrade-")]
     if ups:
         out += ["", "| upgrade (issue 21), c=16 each | longest latency, normal: ms median (max) "
