@@ -340,3 +340,96 @@ fn after_an_upgrade_the_new_server_is_the_main_process_and_keeps_the_admin_liste
         "the new main process announces its stop: {got:?}"
     );
 }
+
+/// The server started with `http` and `sftp` as handed-over sockets at descriptors 3 and 4,
+/// as systemd starts a service whose sockets it holds.
+fn start_with_sockets(
+    config: &std::path::Path,
+    http: &std::net::TcpListener,
+    sftp: &std::net::TcpListener,
+) -> Server {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fds = [http.as_raw_fd(), sftp.as_raw_fd()];
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ exec \"$0\" --config \"$1\"")
+        .arg(BIN)
+        .arg(config)
+        .env("LISTEN_FDS", "2")
+        .env("LISTEN_FDNAMES", "http:sftp");
+    // SAFETY: fcntl and dup2 only (async-signal-safe) on descriptors this test holds open:
+    // each is first copied above 100, so that placing one at 3 or 4 overwrites no other.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut high = [0; 2];
+            for (i, &fd) in fds.iter().enumerate() {
+                high[i] = libc::fcntl(fd, libc::F_DUPFD, 100);
+                if high[i] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, &fd) in high.iter().enumerate() {
+                if libc::dup2(fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    Server::spawn_command(cmd)
+}
+
+#[test]
+fn a_restart_with_the_sockets_held_refuses_no_connection() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let site = Site::new();
+    site.file("index.html", "held\n", 0o644);
+    site.write_config();
+    // What systemd's socket units do: the sockets outlive the service's processes.
+    let http = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let sftp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = http.local_addr().expect("addr");
+    let mut server = start_with_sockets(&site.config_path(), &http, &sftp);
+    assert_eq!(server.http, addr, "it serves on the socket it was given");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load = {
+        let (stop, done, failed) = (stop.clone(), done.clone(), failed.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let ok = TcpStream::connect(addr).is_ok_and(|mut s| {
+                    let _ = s.set_read_timeout(Some(PATIENCE));
+                    let mut out = Vec::new();
+                    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").is_ok()
+                        && s.read_to_end(&mut out).is_ok()
+                        && crate::support::raw_status(&out) == 200
+                });
+                if ok {
+                    done.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    for _ in 0..3 {
+        let before = done.load(Ordering::SeqCst);
+        assert!(eventually(|| done.load(Ordering::SeqCst) > before + 5));
+        // `systemctl restart`: stop, then start again on the same sockets.
+        server.signal(nix::sys::signal::Signal::SIGTERM);
+        server.wait_exit();
+        server = start_with_sockets(&site.config_path(), &http, &sftp);
+    }
+    let before = done.load(Ordering::SeqCst);
+    assert!(eventually(|| done.load(Ordering::SeqCst) > before + 5));
+    stop.store(true, Ordering::SeqCst);
+    load.join().expect("load");
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "connections were refused or dropped across the restarts"
+    );
+}

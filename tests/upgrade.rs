@@ -379,3 +379,70 @@ fn yadokari_upgrade_finds_the_server_through_its_pid_file_and_refuses_a_stale_on
     assert!(!o.status.success());
     assert!(err.contains("not a running yadokari"), "{err}");
 }
+
+#[test]
+fn a_second_upgrade_meanwhile_and_a_missing_binary_are_refused_and_the_server_serves_on() {
+    let site = Site::new();
+    site.file("index.html", "still here\n", 0o644);
+    site.write_config();
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let bin = bin_dir.path().join("yadokari");
+    replace(&bin, &std::fs::read(BIN).expect("binary"));
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--config").arg(site.config_path());
+    let server = Server::spawn_command(cmd);
+    let pid = server.pid() as i32;
+    let said = |needle: &str| server.output().matches(needle).count();
+
+    // A new binary that takes its time and then fails: a second SIGUSR2 meanwhile is refused.
+    replace(&bin, b"#!/bin/sh\nsleep 2\nexit 1\n");
+    // SAFETY: signals to the server this test started, by pid.
+    unsafe { libc::kill(pid, libc::SIGUSR2) };
+    assert!(eventually(|| said("waiting for it to be ready") == 1));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGUSR2) };
+    assert!(
+        eventually(|| said("an upgrade is already in progress") == 1),
+        "{}",
+        server.output()
+    );
+    assert!(
+        eventually(|| said("ended before it was ready") == 1),
+        "{}",
+        server.output()
+    );
+    assert_eq!(server.get("/index.html").text(), "still here\n");
+
+    // No binary at all.
+    std::fs::remove_file(&bin).expect("remove");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGUSR2) };
+    assert!(
+        eventually(|| said("is not there") == 1),
+        "{}",
+        server.output()
+    );
+    assert_eq!(server.get("/index.html").text(), "still here\n");
+    assert!(!process_gone(pid));
+}
+
+#[test]
+fn garbage_in_listen_fds_stops_the_start_with_the_reason() {
+    let site = Site::new();
+    site.write_config();
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=three exec \"$0\" --config \"$1\"")
+        .arg(BIN)
+        .arg(site.config_path())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("socket activation") && err.contains("LISTEN_FDS"),
+        "{err}"
+    );
+}
