@@ -38,7 +38,7 @@ impl Handover {
     pub fn new(sockets: Vec<(&'static str, OwnedFd)>) -> std::io::Result<Handover> {
         Ok(Handover {
             sockets,
-            binary: std::env::current_exe()?,
+            binary: binary_path()?,
             args: std::env::args_os().skip(1).collect(),
             busy: AtomicBool::new(false),
         })
@@ -121,6 +121,19 @@ impl Handover {
             .spawn()
             .map_err(|e| format!("cannot start /bin/sh for {}: {e}", self.binary.display()))
     }
+}
+
+/// Where this server's binary was started from. Once a package upgrade has replaced the file,
+/// the kernel names the running one `PATH (deleted)`; the file at PATH is the one an upgrade
+/// runs, so the suffix is dropped.
+fn binary_path() -> std::io::Result<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::env::current_exe()?;
+    let bytes = path.as_os_str().as_bytes();
+    Ok(match bytes.strip_suffix(b" (deleted)") {
+        Some(kept) => PathBuf::from(std::ffi::OsStr::from_bytes(kept)),
+        None => path,
+    })
 }
 
 /// A new server: killed when dropped before it said it was ready (the wait was abandoned:

@@ -151,11 +151,9 @@ fn a_handed_over_socket_that_is_not_a_tcp_listener_is_refused_with_the_reason() 
     );
 }
 
-#[test]
-fn the_service_manager_hears_ready_reloading_stopping_and_the_watchdog() {
-    let site = Site::new();
-    site.file("index.html", "ready\n", 0o644);
-    site.write_config();
+/// The server on `site` with a `NOTIFY_SOCKET` this test owns and a 0.2 s watchdog: the
+/// server, the socket, and the directory that holds it.
+fn start_notified(site: &Site) -> (Server, UnixDatagram, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("notify");
     let socket = UnixDatagram::bind(&path).expect("bind");
@@ -164,7 +162,15 @@ fn the_service_manager_hears_ready_reloading_stopping_and_the_watchdog() {
         .arg(site.config_path())
         .env("NOTIFY_SOCKET", &path)
         .env("WATCHDOG_USEC", "200000");
-    let server = Server::spawn_command(cmd);
+    (Server::spawn_command(cmd), socket, dir)
+}
+
+#[test]
+fn the_service_manager_hears_ready_reloading_stopping_and_the_watchdog() {
+    let site = Site::new();
+    site.file("index.html", "ready\n", 0o644);
+    site.write_config();
+    let (server, socket, _dir) = start_notified(&site);
     let got = notifications_until(&socket, PATIENCE, "READY=1");
     let ready = got.iter().find(|g| g.contains("READY=1"));
     assert!(ready.is_some(), "READY=1 once it serves: {got:?}");
@@ -286,15 +292,7 @@ fn after_an_upgrade_the_new_server_is_the_main_process_and_keeps_the_admin_liste
         .expect("a free port");
     let site = site.config(&format!("[server]\nadmin = \"{admin}\""));
     site.write_config();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("notify");
-    let socket = UnixDatagram::bind(&path).expect("bind");
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config")
-        .arg(site.config_path())
-        .env("NOTIFY_SOCKET", &path)
-        .env("WATCHDOG_USEC", "200000");
-    let server = Server::spawn_command(cmd);
+    let (server, socket, _dir) = start_notified(&site);
     let got = notifications_until(&socket, PATIENCE, "READY=1");
     assert!(got.iter().any(|g| g.contains("READY=1")), "{got:?}");
 

@@ -92,6 +92,19 @@ fn replace(path: &std::path::Path, content: &[u8]) {
     std::fs::rename(&next, path).expect("rename");
 }
 
+/// The server on `site`, run from a copy of the binary (which a test replaces between
+/// upgrades): the server, the copy's path, and the directory that holds it.
+fn start_from_a_copy(site: &Site) -> (Server, std::path::PathBuf, tempfile::TempDir) {
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let bin = bin_dir.path().join("yadokari");
+    replace(&bin, &std::fs::read(BIN).expect("binary"));
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--config").arg(site.config_path());
+    (Server::spawn_command(cmd), bin, bin_dir)
+}
+
 /// The pid in the `n`th "new server is ready" line, once there is one.
 fn ready_pid(server: &Server, n: usize) -> i32 {
     let said = |s: &str| s.matches("the new server is ready").count();
@@ -130,14 +143,8 @@ fn five_upgrades_under_load_lose_no_request_and_a_broken_binary_changes_nothing(
     );
     s.site.write_config();
     // The server runs from a copy of the binary, which the test replaces between upgrades.
-    let bin_dir = tempfile::tempdir().expect("tempdir");
-    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod");
-    let bin = bin_dir.path().join("yadokari");
-    replace(&bin, &std::fs::read(BIN).expect("binary"));
-    let mut cmd = Command::new(&bin);
-    cmd.arg("--config").arg(s.site.config_path());
-    let running = Running::of(Server::spawn_command(cmd));
+    let (server, bin, _bin_dir) = start_from_a_copy(&s.site);
+    let running = Running::of(server);
     let first = running.server.pid() as i32;
     let mut last = Last(0);
     let http = running.server.http;
@@ -385,14 +392,7 @@ fn a_second_upgrade_meanwhile_and_a_missing_binary_are_refused_and_the_server_se
     let site = Site::new();
     site.file("index.html", "still here\n", 0o644);
     site.write_config();
-    let bin_dir = tempfile::tempdir().expect("tempdir");
-    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod");
-    let bin = bin_dir.path().join("yadokari");
-    replace(&bin, &std::fs::read(BIN).expect("binary"));
-    let mut cmd = Command::new(&bin);
-    cmd.arg("--config").arg(site.config_path());
-    let server = Server::spawn_command(cmd);
+    let (server, bin, _bin_dir) = start_from_a_copy(&site);
     let pid = server.pid() as i32;
     let said = |needle: &str| server.output().matches(needle).count();
 
@@ -400,7 +400,11 @@ fn a_second_upgrade_meanwhile_and_a_missing_binary_are_refused_and_the_server_se
     replace(&bin, b"#!/bin/sh\nsleep 2\nexit 1\n");
     // SAFETY: signals to the server this test started, by pid.
     unsafe { libc::kill(pid, libc::SIGUSR2) };
-    assert!(eventually(|| said("waiting for it to be ready") == 1));
+    assert!(
+        eventually(|| said("waiting for it to be ready") == 1),
+        "{}",
+        server.output()
+    );
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGUSR2) };
     assert!(
