@@ -11,6 +11,7 @@ mod compress;
 mod config;
 mod conn;
 mod customer_log;
+mod deploy;
 mod descriptors;
 mod error;
 mod error_log;
@@ -334,6 +335,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             (store, https_addr),
             sandboxes,
         ));
+        sftp.deployer.serve(&app);
         tokio::spawn(signals.handle(app.clone(), shutdown.clone(), handover));
         tokio::spawn(app.clone().watch_config_file());
         tokio::spawn(app.clone().watch_certificates());

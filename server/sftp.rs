@@ -22,6 +22,8 @@ use crate::users::{config_file, edit_config, user_entry};
 pub struct Running {
     /// The running endpoint; [`reload`] puts a new configuration in force on it.
     pub endpoint: Arc<Endpoint>,
+    /// Runs push deploys once the server is told it serves ([`crate::deploy::Deployer::serve`]).
+    pub deployer: crate::deploy::Deployer,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -66,7 +68,8 @@ pub fn start(
             u.site.display()
         );
     }
-    let endpoint_config = crate_config(config, users, host_key);
+    let deployer = crate::deploy::Deployer::default();
+    let endpoint_config = crate_config(config, users, host_key, Arc::new(deployer.clone()));
     for u in &endpoint_config.users {
         if let Some(reason) = &u.refused {
             banner!("SFTP logins of `{}` are refused: {reason}", u.name);
@@ -76,6 +79,7 @@ pub fn start(
     Ok(Running {
         task: tokio::spawn(sftp_upload::run(listener, endpoint.clone())),
         endpoint,
+        deployer,
     })
 }
 
@@ -101,6 +105,7 @@ fn crate_config(
     config: &Config,
     users: Vec<sftp_upload::User>,
     host_key: sftp_upload::keys::PrivateKey,
+    deployer: Arc<dyn sftp_upload::exec::Deployer>,
 ) -> sftp_upload::Config {
     let s = &config.sftp_settings;
     let mut limits = s.limits.clone();
@@ -125,6 +130,7 @@ fn crate_config(
         honour_client_mode: s.honour_client_mode,
         limits,
         advisor: Some(advisor(Arc::new(config.clone()))),
+        deployer: Some(deployer),
     }
 }
 
@@ -218,7 +224,16 @@ pub fn reload(endpoint: &Endpoint, previous: &Config, config: &Config) {
     if users.is_empty() && previous.sftp_settings.users.is_empty() {
         users = running.users.iter().map(|u| (**u).clone()).collect();
     }
-    endpoint.replace_config(crate_config(config, users, running.host_key.clone()));
+    let deployer = running
+        .deployer
+        .clone()
+        .unwrap_or_else(|| Arc::new(crate::deploy::Deployer::default()));
+    endpoint.replace_config(crate_config(
+        config,
+        users,
+        running.host_key.clone(),
+        deployer,
+    ));
 }
 
 /// On the very first start nobody can log in: give the demo user (or the first user, or a new

@@ -11,6 +11,7 @@ mod cgi_programs;
 mod compression;
 mod customer_logs;
 mod customers;
+mod deploy;
 mod descriptors;
 mod explain_htaccess;
 mod explanations;

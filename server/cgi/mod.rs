@@ -9,7 +9,7 @@ mod child;
 pub mod env;
 pub mod failure;
 mod head;
-mod identity;
+pub(crate) mod identity;
 mod launch;
 pub mod predict;
 mod pump;

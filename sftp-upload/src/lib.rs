@@ -71,8 +71,10 @@
 //! - `handles`, `longname`, `reply`, `wire`, `path`, `error`.
 
 pub mod accounts;
+pub mod deploy;
 mod ending;
 mod error;
+pub mod exec;
 mod files;
 mod guard;
 mod handler;
@@ -220,6 +222,9 @@ pub struct Config {
     pub limits: Limits,
     /// What the web side makes of an uploaded or chmodded file, for the transfer log.
     pub advisor: Option<Advisor>,
+    /// Starts the push-deploy programs an `exec` request may run (`None`: every exec is
+    /// refused).
+    pub deployer: Option<Arc<dyn exec::Deployer>>,
 }
 
 /// Sites counted at once for the quota. Counting is directory reads; two keep one large site

@@ -1,6 +1,8 @@
 //! The SSH side of a connection (russh's [`Handler`]): authentication against the configured
-//! users, and channels that may do exactly one thing, start the `sftp` subsystem. Shell, exec,
-//! pty, environment, X11, agent and port forwarding requests are all refused.
+//! users, and channels that may start the `sftp` subsystem or run one of the push-deploy
+//! programs (`exec`, see [`crate::deploy`] and [`crate::exec`]). A shell or any other command
+//! gets a sentence that says what this host accepts and exit status 1; pty, X11, agent and
+//! port forwarding requests are refused.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -49,6 +51,58 @@ impl Connection {
             authenticated,
             guard,
         }
+    }
+
+    /// A `shell` (`command` `None`) or `exec` request: refused with the sentence, or a deploy
+    /// program run as the user (see [`crate::exec`]).
+    fn exec(
+        &mut self,
+        channel: ChannelId,
+        command: Option<&[u8]>,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
+        let (Some(user), Some(ch)) = (self.user.clone(), self.channels.remove(&channel)) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        session.channel_success(channel)?;
+        let span = tracing::debug_span!("exec", customer = %user.name);
+        let shown = command.map_or_else(|| "a shell".to_string(), |c| LogText(c).to_string());
+        let checked = match command {
+            None => Err(crate::deploy::Refusal("a login shell".into())),
+            Some(c) => crate::deploy::check(c, &user.site),
+        };
+        let starting = checked.map_err(|r| r.0).and_then(|deploy| {
+            let deployer = self.endpoint.config().deployer.clone();
+            let deployer = deployer
+                .ok_or_else(|| "push deploys are not enabled on this server".to_string())?;
+            Ok((deployer.start(&user.name, &deploy), deploy))
+        });
+        let peer = self.peer;
+        let name = user.name.clone();
+        self.endpoint.session_tasks.spawn(
+            async move {
+                let started = match starting {
+                    Ok((starting, deploy)) => starting.await.map(|s| (s, deploy)),
+                    Err(why) => Err(why),
+                };
+                match started {
+                    Err(why) => {
+                        tracing::warn!(%peer, user = %name, command = %shown, reason = %why, "command refused: this host runs only sftp, rsync, scp and git push");
+                        crate::exec::refuse(ch, &why).await;
+                    }
+                    Ok((started, deploy)) => {
+                        tracing::info!(%peer, user = %name, command = %shown, program = deploy.program, "deploy started");
+                        match crate::exec::run(ch, started).await {
+                            Some(code) => tracing::info!(user = %name, program = deploy.program, status = code, "deploy ended"),
+                            None => tracing::info!(user = %name, program = deploy.program, "deploy ended: the client left; the program was stopped"),
+                        }
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Ok(())
     }
 
     fn methods() -> MethodSet {
@@ -254,20 +308,16 @@ impl Handler for Connection {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        tracing::info!(peer = %self.peer, "shell refused: this server offers only sftp");
-        session.channel_failure(channel)?;
-        Ok(())
+        self.exec(channel, None, session)
     }
 
     async fn exec_request(
         &mut self,
         channel: ChannelId,
-        _data: &[u8],
+        data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        tracing::info!(peer = %self.peer, "exec refused: this server offers only sftp");
-        session.channel_failure(channel)?;
-        Ok(())
+        self.exec(channel, Some(data), session)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -1,0 +1,198 @@
+//! Push deploys: the SSH endpoint's `exec` requests that `sftp_upload::deploy` lets through
+//! (`rsync --server`, `scp -t`/`-f`, `git-receive-pack`/`git-upload-pack`) are run here, as
+//! scripts are: with the customer's identity (the owner of their home, as suEXEC picks a
+//! script's), their resource limits, in their sandbox when one is in force (only their home
+//! writable, no other home visible), in their home, with a minimal environment, in a process
+//! group of their own that dies with the channel. No shell ever runs.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::{Arc, OnceLock, Weak};
+
+use sftp_upload::deploy::Deploy;
+use sftp_upload::exec::{Started, Starting};
+use tokio::io::unix::AsyncFd;
+
+use crate::app::App;
+use crate::cgi::spawn;
+
+/// Where the deploy programs are looked for (the server's own choice: never a customer's PATH).
+const BIN_DIRS: [&str; 3] = ["/usr/bin", "/bin", "/usr/local/bin"];
+
+/// The endpoint's [`sftp_upload::exec::Deployer`]: the running server, once it exists (the SSH
+/// endpoint starts before it).
+#[derive(Clone, Default)]
+pub struct Deployer {
+    app: Arc<OnceLock<Weak<App>>>,
+}
+
+impl Deployer {
+    /// Lets deploys run for `app`'s customers.
+    pub fn serve(&self, app: &Arc<App>) {
+        let _ = self.app.set(Arc::downgrade(app));
+    }
+}
+
+impl sftp_upload::exec::Deployer for Deployer {
+    fn start(&self, user: &str, deploy: &Deploy) -> Starting {
+        let app = self.app.get().and_then(Weak::upgrade);
+        let (user, deploy) = (user.to_string(), deploy.clone());
+        Box::pin(async move {
+            let app = app.ok_or_else(|| "the server is not ready yet".to_string())?;
+            start(&app, &user, &deploy).await
+        })
+    }
+}
+
+async fn start(app: &Arc<App>, user: &str, deploy: &Deploy) -> Result<Started, String> {
+    let state = app.state();
+    let config = &state.config;
+    let index = config
+        .customers
+        .iter()
+        .position(|c| c.name == user)
+        .ok_or_else(|| format!("`{user}` is not a customer of this server any more"))?;
+    let customer = &config.customers[index];
+    let home = &customer.home;
+    let trouble = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::error!(user, home = %home.display(), error = %e, "deploy: {what}");
+        format!("the server could not start {} ({what})", deploy.program)
+    };
+    let dir = nix::fcntl::open(
+        home,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| trouble("cannot open the home", &e))?;
+    let stat = nix::sys::stat::fstat(&dir).map_err(|e| trouble("cannot read the home", &e))?;
+    let identity = crate::cgi::identity::for_owner(stat.st_uid, config)
+        .map_err(|f| trouble("no identity to run as", &f))?;
+    let program = BIN_DIRS
+        .iter()
+        .map(|d| std::path::Path::new(d).join(deploy.program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{} is not installed on this server", deploy.program))?;
+    let shell = app
+        .sandboxes
+        .shell(config, index)
+        .await
+        .map_err(|e| trouble("cannot build the sandbox", &e))?;
+    let c = |bytes: &[u8]| CString::new(bytes).map_err(|_| "a NUL byte in the command".to_string());
+    let mut argv = vec![c(deploy.program.as_bytes())?];
+    for arg in &deploy.args {
+        argv.push(c(arg)?);
+    }
+    let mut envp = vec![
+        c(b"PATH=/usr/bin:/bin")?,
+        c(b"LANG=C.UTF-8")?,
+        c(format!("USER={user}").as_bytes())?,
+        c(format!("LOGNAME={user}").as_bytes())?,
+    ];
+    let mut home_var = b"HOME=".to_vec();
+    home_var.extend_from_slice(home.as_os_str().as_bytes());
+    envp.push(c(&home_var)?);
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+            .map_err(|e| trouble("cannot make a pipe", &e))
+    };
+    let (stdin_r, stdin_w) = pipe()?;
+    let (stdout_r, stdout_w) = pipe()?;
+    let (stderr_r, stderr_w) = pipe()?;
+    // The child's ends block, as a program expects of its standard descriptors.
+    for fd in [&stdin_r, &stdout_w, &stderr_w] {
+        let _ = nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+        );
+    }
+    let home_c = crate::sandbox::c_dir(home).ok_or_else(|| "a NUL byte in the home".to_string())?;
+    let spec = spawn::Spec {
+        program: c(program.as_os_str().as_bytes())?,
+        argv,
+        envp,
+        dir: dir.as_fd(),
+        nofollow: false,
+        stdio: [stdin_r.as_fd(), stdout_w.as_fd(), stderr_w.as_fd()],
+        identity: identity.as_ref(),
+        limits: customer.limits,
+        join: shell.as_ref().map(|s| {
+            s.join(
+                s.has_mounts()
+                    .then_some((&home_c, (stat.st_dev, stat.st_ino))),
+            )
+        }),
+    };
+    let spawned = spawn::spawn(&spec);
+    drop((stdin_r, stdout_w, stderr_w));
+    let spawned = spawned.map_err(|e| trouble("spawn failed", &e.error))?;
+    let running = Running::new(spawned.pid, spawned.pidfd)
+        .map_err(|e| trouble("cannot watch the program", &e))?;
+    // The shell stays held while the program runs (its descriptors were only borrowed).
+    let exit = Box::pin(async move {
+        let _shell = shell;
+        running.wait().await
+    });
+    Ok(Started {
+        stdio: [stdin_w, stdout_r, stderr_r],
+        exit,
+    })
+}
+
+/// A started deploy program, owned: dropped before it was reaped, its process group is
+/// killed and reaped in the background.
+struct Running {
+    pid: i32,
+    pidfd: Option<AsyncFd<OwnedFd>>,
+}
+
+impl Running {
+    fn new(pid: i32, pidfd: OwnedFd) -> std::io::Result<Running> {
+        // SAFETY: the OwnedFd is moved into the AsyncFd, which alone owns and closes it.
+        let registered =
+            unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
+        match registered {
+            Ok(fd) => Ok(Running {
+                pid,
+                pidfd: Some(fd),
+            }),
+            Err(e) => {
+                spawn::kill_group(pid);
+                let (fd, error) = e.into_parts();
+                let _ = spawn::try_reap(fd.as_fd());
+                Err(error)
+            }
+        }
+    }
+
+    /// Waits for the program to exit, kills what it left in its group, reaps it: its exit
+    /// status (128 + the signal for one a signal ended, as a shell reports it).
+    async fn wait(mut self) -> u32 {
+        let Some(fd) = self.pidfd.take() else {
+            return 1;
+        };
+        let _ = fd.readable().await;
+        spawn::kill_group(self.pid);
+        match spawn::try_reap(fd.get_ref().as_fd()) {
+            Some(spawn::ExitStatus::Code(code)) => code as u32,
+            Some(spawn::ExitStatus::Signal(sig)) => 128 + sig as u32,
+            None => 1,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(fd) = self.pidfd.take() else {
+            return;
+        };
+        spawn::kill_group(self.pid);
+        // SIGKILL is asynchronous: reap once it has taken effect.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = fd.readable().await;
+                let _ = spawn::try_reap(fd.get_ref().as_fd());
+            });
+        }
+    }
+}

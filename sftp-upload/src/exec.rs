@@ -1,0 +1,134 @@
+//! An `exec` channel (and a `shell` one): a refusal with the sentence that says what this host
+//! accepts, or one of the deploy programs [`crate::deploy`] lets through, started by the
+//! embedding server's [`Deployer`] (the customer's identity, sandbox and limits) and wired to
+//! the channel: the client's data to its stdin (EOF closes it), its stdout and stderr back as
+//! channel data and extended data 1, then its `exit-status`, EOF and CLOSE, so that `rsync`,
+//! `scp` and `git` report success or failure exactly. A client that closes the channel or
+//! leaves ends the program with its whole process group (dropping [`Started::exit`] does).
+
+use std::future::Future;
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::time::Duration;
+
+use russh::server::Msg;
+use russh::{ChannelMsg, ChannelWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::deploy::{Deploy, ONLY};
+
+/// Starts deploy programs for the endpoint's users; the embedding server provides it.
+pub trait Deployer: Send + Sync {
+    /// Starts `deploy` as `user`, in their home; or says why not (sent to the client's stderr).
+    fn start(&self, user: &str, deploy: &Deploy) -> Starting;
+}
+
+/// A deploy program being started.
+pub type Starting = Pin<Box<dyn Future<Output = Result<Started, String>> + Send>>;
+
+/// A started deploy program.
+pub struct Started {
+    /// Its standard input, output and error (the server's ends of three pipes).
+    pub stdio: [OwnedFd; 3],
+    /// Resolves to its exit status once it has ended; dropped before, it kills the program
+    /// with its process group.
+    pub exit: Pin<Box<dyn Future<Output = u32> + Send>>,
+}
+
+/// How long the closing messages may take to be handed to russh.
+const CLOSING_BOUND: Duration = Duration::from_secs(5);
+
+/// Says no: [`ONLY`] and `why` on the client's stderr, exit status 1.
+pub async fn refuse(channel: russh::Channel<Msg>, why: &str) {
+    let (_read, write) = channel.split();
+    let said = format!("{ONLY}: {why}\r\n");
+    let _ = tokio::time::timeout(
+        CLOSING_BOUND,
+        write.extended_data_bytes(1, said.into_bytes()),
+    )
+    .await;
+    close(&write, 1).await;
+}
+
+/// Runs `started` on `channel` until it ends (its exit status) or the client leaves (`None`).
+pub async fn run(channel: russh::Channel<Msg>, started: Started) -> Option<u32> {
+    let (mut read, write) = channel.split();
+    let Started { stdio, exit } = started;
+    let [stdin, stdout, stderr] = stdio;
+    let pipes = (|| {
+        Ok::<_, std::io::Error>((
+            tokio::net::unix::pipe::Sender::from_owned_fd(stdin)?,
+            tokio::net::unix::pipe::Receiver::from_owned_fd(stdout)?,
+            tokio::net::unix::pipe::Receiver::from_owned_fd(stderr)?,
+        ))
+    })();
+    let (stdin, mut stdout, mut stderr) = match pipes {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot wire a deploy program to its channel");
+            close(&write, 1).await;
+            return None;
+        }
+    };
+    let feed = async {
+        let mut stdin = Some(stdin);
+        loop {
+            match read.wait().await {
+                Some(ChannelMsg::Data { data }) => {
+                    if let Some(pipe) = stdin.as_mut()
+                        && pipe.write_all(&data).await.is_err()
+                    {
+                        // It stopped reading (it ended, or does not want more): drop the rest.
+                        stdin = None;
+                    }
+                }
+                Some(ChannelMsg::Eof) => stdin = None,
+                Some(ChannelMsg::Close) | None => return,
+                Some(_) => {}
+            }
+        }
+    };
+    let out = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = stdout.read(&mut buf).await {
+            if n == 0 || write.data_bytes(buf[..n].to_vec()).await.is_err() {
+                break;
+            }
+        }
+    };
+    let err = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = stderr.read(&mut buf).await {
+            if n == 0
+                || write
+                    .extended_data_bytes(1, buf[..n].to_vec())
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+        }
+    };
+    let finished = async {
+        tokio::join!(out, err);
+        exit.await
+    };
+    let status = tokio::select! {
+        () = feed => None,
+        status = finished => Some(status),
+    };
+    if let Some(status) = status {
+        close(&write, status).await;
+    }
+    status
+}
+
+/// `exit-status`, EOF, CLOSE, each handed to russh within [`CLOSING_BOUND`].
+async fn close(write: &ChannelWriteHalf<Msg>, status: u32) {
+    let closing = async {
+        write.exit_status(status).await?;
+        write.eof().await?;
+        write.close().await
+    };
+    let _ = tokio::time::timeout(CLOSING_BOUND, closing).await;
+}

@@ -1,0 +1,258 @@
+//! Push deploys over the SSH endpoint (issue 19, first part): the real `rsync`, `scp -O` and
+//! `ssh` clients against the exec channel. Deploy programs run as the customer, in their home;
+//! everything else (a shell, another command, shell syntax) is refused with the sentence and
+//! exit status 1, and nothing runs.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support::have;
+use crate::support::sftp::{Running, SftpSite, ssh_options, text};
+
+const SENTENCE: &str = "this host accepts sftp, rsync, scp and git push; it gives no shell";
+
+/// `ssh`'s options for the endpoint (`-p`, where sftp and scp take `-P`).
+fn ssh_args(running: &Running, key: &Path) -> Vec<String> {
+    let mut args = ssh_options(running.addr.port());
+    args.truncate(args.len() - 2);
+    args.extend([
+        "-p".into(),
+        running.addr.port().to_string(),
+        "-i".into(),
+        key.display().to_string(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+    ]);
+    args
+}
+
+fn ssh(running: &Running, key: &Path, extra: &[&str]) -> Output {
+    Command::new("timeout")
+        .arg("60")
+        .arg("ssh")
+        .args(ssh_args(running, key))
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ssh")
+}
+
+#[test]
+fn a_shell_or_any_other_command_is_refused_with_the_sentence_and_runs_nothing() {
+    if !have("ssh") {
+        return;
+    }
+    let s = SftpSite::new("");
+    let running = s.start();
+    let marker = s.site.dir.path().join("marker");
+    let target = "demo@127.0.0.1";
+    let touch = format!("touch {}", marker.display());
+    for command in [
+        vec!["-T", target],
+        vec![target, "id"],
+        vec![target, "ls -la /"],
+        vec![target, &format!("rsync --server; {touch}")],
+        vec![target, &format!("scp -t $({touch})")],
+        vec![target, &format!("scp -t `{touch}`")],
+        vec![target, &format!("scp -t x > {}", marker.display())],
+        vec![
+            target,
+            &format!("rsync --server --rsync-path='{touch}' . x"),
+        ],
+    ] {
+        let o = ssh(&running, &s.key, &command);
+        assert_eq!(o.status.code(), Some(1), "{command:?}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(SENTENCE),
+            "{command:?}: {}",
+            text(&o)
+        );
+        assert!(!marker.exists(), "{command:?} ran something");
+    }
+    assert!(
+        running.server.output().contains("command refused"),
+        "the refusals are logged:\n{}",
+        running.server.output()
+    );
+}
+
+/// `rsync -e ssh...` to the endpoint.
+fn rsync(running: &Running, key: &Path, args: &[&str]) -> Output {
+    let shell = format!("ssh {}", ssh_args(running, key).join(" "));
+    Command::new("timeout")
+        .arg("120")
+        .arg("rsync")
+        .arg("-e")
+        .arg(shell)
+        .args(args)
+        .output()
+        .expect("rsync")
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+}
+
+#[test]
+fn rsync_uploads_with_modes_deletes_downloads_and_stays_in_the_home() {
+    if !have("rsync") || !have("ssh") {
+        return;
+    }
+    let s = SftpSite::new("");
+    let running = s.start();
+    let local = tempfile::tempdir().expect("tempdir");
+    let tree = local.path().join("tree");
+    let write = |rel: &str, content: &str, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = tree.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, content).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    write(
+        "cgi-bin/deployed.cgi",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\ndeployed by rsync\\n'\n",
+        0o755,
+    );
+    write("page.html", "a page\n", 0o644);
+    write("sub/dir/deep.txt", "deep\n", 0o644);
+    write("gone.txt", "to be deleted\n", 0o644);
+    let to = "demo@127.0.0.1:/";
+    let o = rsync(
+        &running,
+        &s.key,
+        &["-a", &format!("{}/", tree.display()), to],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let site = s.site.htdocs();
+    assert_eq!(mode(&site.join("cgi-bin/deployed.cgi")), 0o755);
+    assert_eq!(mode(&site.join("page.html")), 0o644);
+    assert_eq!(
+        std::fs::read_to_string(site.join("sub/dir/deep.txt")).expect("deep"),
+        "deep\n"
+    );
+    if let Some((uid, _)) = crate::support::test_user() {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(site.join("page.html")).expect("stat");
+        assert_eq!(meta.uid(), uid, "the customer owns what rsync wrote");
+    }
+    assert_eq!(
+        running.server.get("/cgi-bin/deployed.cgi").text(),
+        "deployed by rsync\n"
+    );
+
+    // --delete removes what the local tree no longer has.
+    std::fs::remove_file(tree.join("gone.txt")).expect("rm");
+    let o = rsync(
+        &running,
+        &s.key,
+        &["-a", "--delete", &format!("{}/", tree.display()), to],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!site.join("gone.txt").exists());
+    assert!(site.join("page.html").exists());
+
+    // Download.
+    let back = local.path().join("back");
+    let o = rsync(
+        &running,
+        &s.key,
+        &[
+            "-a",
+            "demo@127.0.0.1:/sub/",
+            &format!("{}/", back.display()),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(back.join("dir/deep.txt")).expect("downloaded"),
+        "deep\n"
+    );
+
+    // `..` and absolute paths are read inside the home, as the SFTP jail reads them.
+    let one = local.path().join("one.txt");
+    std::fs::write(&one, "escaped?\n").expect("write");
+    let o = rsync(
+        &running,
+        &s.key,
+        &[
+            one.to_str().expect("path"),
+            "demo@127.0.0.1:../../../../escaped.txt",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !s.site.dir.path().join("escaped.txt").exists(),
+        "written above the home"
+    );
+    assert_eq!(
+        std::fs::read_to_string(site.join("escaped.txt")).expect("in the home"),
+        "escaped?\n"
+    );
+
+    // A refused option fails the run with a non-zero status.
+    let o = rsync(
+        &running,
+        &s.key,
+        &[
+            "-a",
+            "--rsync-path=/bin/sh",
+            &format!("{}/", tree.display()),
+            to,
+        ],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn scp_in_the_legacy_protocol_uploads_and_downloads_and_sftp_mode_still_works() {
+    if !have("scp") {
+        return;
+    }
+    let s = SftpSite::new("");
+    let running = s.start();
+    let local = tempfile::tempdir().expect("tempdir");
+    let file = local.path().join("up.txt");
+    std::fs::write(&file, "copied with scp -O\n").expect("write");
+    let mut base = ssh_options(running.addr.port());
+    base.extend([
+        "-i".into(),
+        s.key.display().to_string(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+    ]);
+    let scp = |args: &[&str]| {
+        Command::new("timeout")
+            .arg("60")
+            .arg("scp")
+            .args(&base)
+            .args(args)
+            .output()
+            .expect("scp")
+    };
+    let o = scp(&[
+        "-O",
+        file.to_str().expect("path"),
+        "demo@127.0.0.1:/legacy.txt",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(s.site.htdocs().join("legacy.txt")).expect("uploaded"),
+        "copied with scp -O\n"
+    );
+    let back = local.path().join("back.txt");
+    let o = scp(&[
+        "-O",
+        "demo@127.0.0.1:/legacy.txt",
+        back.to_str().expect("path"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(&back).expect("downloaded"),
+        "copied with scp -O\n"
+    );
+    let o = scp(&[file.to_str().expect("path"), "demo@127.0.0.1:/modern.txt"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(s.site.htdocs().join("modern.txt").exists());
+}
