@@ -256,3 +256,54 @@ fn scp_in_the_legacy_protocol_uploads_and_downloads_and_sftp_mode_still_works() 
     assert!(o.status.success(), "{}", text(&o));
     assert!(s.site.htdocs().join("modern.txt").exists());
 }
+
+#[test]
+fn a_site_over_its_quota_cannot_start_an_upload_but_can_still_download() {
+    if !have("rsync") || !have("scp") {
+        return;
+    }
+    let s = SftpSite::new("quota_bytes = 20000\n");
+    // Already over: 30,000 bytes put there by other means (a script, the operator).
+    s.site.file("big.bin", vec![b'b'; 30000], 0o644);
+    let running = s.start();
+    let local = tempfile::tempdir().expect("tempdir");
+    let file = local.path().join("small.txt");
+    std::fs::write(&file, "small\n").expect("write");
+    let o = rsync(
+        &running,
+        &s.key,
+        &[file.to_str().expect("path"), "demo@127.0.0.1:/"],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("over its quota"),
+        "{}",
+        text(&o)
+    );
+    assert!(!s.site.htdocs().join("small.txt").exists());
+    let mut base = ssh_options(running.addr.port());
+    base.extend([
+        "-i".into(),
+        s.key.display().to_string(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+    ]);
+    let o = Command::new("timeout")
+        .arg("60")
+        .arg("scp")
+        .args(&base)
+        .args(["-O", file.to_str().expect("path"), "demo@127.0.0.1:/"])
+        .output()
+        .expect("scp");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(!s.site.htdocs().join("small.txt").exists());
+    // Reading is not writing.
+    let back = local.path().join("big.bin");
+    let o = rsync(
+        &running,
+        &s.key,
+        &["demo@127.0.0.1:/big.bin", back.to_str().expect("path")],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::metadata(&back).expect("downloaded").len(), 30000);
+}

@@ -27,6 +27,22 @@ pub struct Deploy {
     pub args: Vec<Vec<u8>>,
 }
 
+impl Deploy {
+    /// Whether it writes into the home (an upload, a push), so the quota must admit it.
+    pub fn writes(&self) -> bool {
+        match self.program {
+            "git-receive-pack" => true,
+            "rsync" => !self.args.iter().any(|a| a == b"--sender"),
+            "scp" => self
+                .args
+                .iter()
+                .take_while(|a| a.as_slice() != b"--")
+                .any(|a| a.starts_with(b"-") && a.contains(&b't')),
+            _ => false,
+        }
+    }
+}
+
 /// Why a command is refused: said after [`ONLY`].
 #[derive(Debug, PartialEq, Eq)]
 pub struct Refusal(pub String);
@@ -366,6 +382,17 @@ mod tests {
             ok("git upload-pack 'repos/site.git'"),
             ("git-upload-pack", vec!["/h/alice/repos/site.git".into()])
         );
+    }
+
+    #[test]
+    fn uploads_and_pushes_write_downloads_and_fetches_do_not() {
+        let writes = |c: &str| check(c.as_bytes(), Path::new("/h")).expect(c).writes();
+        assert!(writes("rsync --server -logDtpre.iLsfxCIvu . x/"));
+        assert!(!writes("rsync --server --sender -logDtpre.iLsfxCIvu . x/"));
+        assert!(writes("scp -r -t x"));
+        assert!(!writes("scp -f x"));
+        assert!(writes("git-receive-pack 'r.git'"));
+        assert!(!writes("git-upload-pack 'r.git'"));
     }
 
     #[test]

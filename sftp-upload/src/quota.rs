@@ -179,6 +179,20 @@ impl Quota {
         }
     }
 
+    /// Whether a push deploy may start writing: the site is counted now (a deploy's program
+    /// writes behind the session's back, so the last count may be old), and it must have room
+    /// for one more byte and one more file.
+    pub fn admits_a_deploy(&self, files: &SiteFiles) -> Result<(), FsError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        self.prepare(files);
+        if let Some(limit) = self.limits.files {
+            self.check_entries(limit)?;
+        }
+        self.check_growth(1)
+    }
+
     /// A directory was made.
     pub fn dir_made(&self) {
         self.change(DIR_BYTES as i64, 1);

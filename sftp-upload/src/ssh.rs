@@ -76,14 +76,25 @@ impl Connection {
             let deployer = self.endpoint.config().deployer.clone();
             let deployer = deployer
                 .ok_or_else(|| "push deploys are not enabled on this server".to_string())?;
-            Ok((deployer.start(&user.name, &deploy), deploy))
+            Ok((deployer, deploy))
         });
         let peer = self.peer;
         let name = user.name.clone();
+        let config = self.endpoint.config();
+        let quota = Arc::new(Quota::new(
+            user.quota,
+            self.endpoint.usage(&user.name),
+            std::time::Duration::ZERO,
+        ));
         self.endpoint.session_tasks.spawn(
             async move {
                 let started = match starting {
-                    Ok((starting, deploy)) => starting.await.map(|s| (s, deploy)),
+                    Ok((deployer, deploy)) => {
+                        match admitted(&deploy, &user, &quota, config.honour_client_mode).await {
+                            Ok(()) => deployer.start(&name, &deploy).await.map(|s| (s, deploy)),
+                            Err(why) => Err(why),
+                        }
+                    }
                     Err(why) => Err(why),
                 };
                 match started {
@@ -96,6 +107,10 @@ impl Connection {
                         match crate::exec::run(ch, started).await {
                             Some(code) => tracing::info!(user = %name, program = deploy.program, status = code, "deploy ended"),
                             None => tracing::info!(user = %name, program = deploy.program, "deploy ended: the client left; the program was stopped"),
+                        }
+                        if deploy.writes() {
+                            // What it wrote is counted afresh, for the next write's quota check.
+                            let _ = admitted(&deploy, &user, &quota, config.honour_client_mode).await;
                         }
                     }
                 }
@@ -386,4 +401,27 @@ impl Handler for Connection {
         self.channels.remove(&channel);
         Ok(())
     }
+}
+
+/// Whether the quota lets `deploy` start: one that writes needs room for a byte and a file in
+/// the freshly counted site. The count reads directories, so it runs on the blocking pool.
+async fn admitted(
+    deploy: &crate::deploy::Deploy,
+    user: &Arc<User>,
+    quota: &Arc<Quota>,
+    honour_client_mode: bool,
+) -> Result<(), String> {
+    if !deploy.writes() {
+        return Ok(());
+    }
+    let (user, quota) = (user.clone(), quota.clone());
+    tokio::task::spawn_blocking(move || {
+        let files = SiteFiles::open(&user.site, &user.name, honour_client_mode)
+            .map_err(|e| format!("the site cannot be opened ({e})"))?;
+        quota
+            .admits_a_deploy(&files)
+            .map_err(|e| format!("your site is over its quota ({e}); remove files first"))
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the quota check failed ({e})")))
 }
