@@ -141,6 +141,17 @@ fn rsync_uploads_with_modes_deletes_downloads_and_stays_in_the_home() {
         running.server.get("/cgi-bin/deployed.cgi").text(),
         "deployed by rsync\n"
     );
+    // The transfer log has the deploy's files, each with the web side's verdict.
+    let said = running.server.output();
+    let line = said
+        .lines()
+        .find(|l| l.contains("transfer") && l.contains("/cgi-bin/deployed.cgi"))
+        .unwrap_or_else(|| panic!("no transfer line for the script:\n{said}"));
+    assert!(
+        line.contains("via=\"rsync\"") || line.contains("via=rsync"),
+        "{line}"
+    );
+    assert!(line.contains("runs"), "{line}");
 
     // --delete removes what the local tree no longer has.
     std::fs::remove_file(tree.join("gone.txt")).expect("rm");

@@ -83,6 +83,7 @@ mod longname;
 mod path;
 mod quota;
 mod reply;
+mod scan;
 mod session;
 mod ssh;
 mod upload;

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -104,9 +105,16 @@ impl Connection {
                     }
                     Ok((started, deploy)) => {
                         tracing::info!(%peer, user = %name, command = %shown, program = deploy.program, "deploy started");
+                        let before = match deploy.writes() {
+                            true => site_snapshot(user.site.clone()).await,
+                            false => None,
+                        };
                         match crate::exec::run(ch, started).await {
                             Some(code) => tracing::info!(user = %name, program = deploy.program, status = code, "deploy ended"),
                             None => tracing::info!(user = %name, program = deploy.program, "deploy ended: the client left; the program was stopped"),
+                        }
+                        if let Some(before) = before {
+                            log_changes(&user, deploy.program, before, config.advisor.clone()).await;
                         }
                         if deploy.writes() {
                             // What it wrote is counted afresh, for the next write's quota check.
@@ -424,4 +432,53 @@ async fn admitted(
     })
     .await
     .unwrap_or_else(|e| Err(format!("the quota check failed ({e})")))
+}
+
+/// The site's regular files now (see [`crate::scan`]); `None` when it cannot be read or is too
+/// big to compare.
+async fn site_snapshot(site: std::path::PathBuf) -> Option<crate::scan::Snapshot> {
+    tokio::task::spawn_blocking(move || {
+        use nix::fcntl::OFlag;
+        let root = nix::fcntl::open(
+            &site,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        crate::scan::snapshot(&root)
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Transfer-log lines for what a deploy by `program` wrote and removed since `before`, each
+/// written file with what the web side makes of it (as for an SFTP upload).
+async fn log_changes(
+    user: &Arc<User>,
+    program: &'static str,
+    before: crate::scan::Snapshot,
+    advisor: Option<crate::Advisor>,
+) {
+    let Some(after) = site_snapshot(user.site.clone()).await else {
+        return;
+    };
+    let user = user.clone();
+    let span = tracing::Span::current();
+    let _ = tokio::task::spawn_blocking(move || {
+        let _in = span.enter();
+        let (written, gone) = crate::scan::changes(&before, &after);
+        for (path, bytes) in written {
+            let rel = std::path::Path::new(std::ffi::OsStr::from_bytes(&path));
+            let web = advisor
+                .as_ref()
+                .and_then(|advise| advise(&user.site, rel))
+                .unwrap_or_default();
+            tracing::info!(user = %user.name, op = "upload", via = program, path = %format_args!("/{}", LogText(&path)), bytes, web = %LogText::str(&web), "transfer");
+        }
+        for path in gone {
+            tracing::info!(user = %user.name, op = "remove", via = program, path = %format_args!("/{}", LogText(&path)), "transfer");
+        }
+    })
+    .await;
 }

@@ -31,12 +31,21 @@ pub(crate) fn walk_site(jail: &Jail, visit: impl FnMut(BorrowedFd<'_>, &CStr, &F
 
 /// [`walk_site`] from `root`, a directory opened for reading.
 pub(crate) fn walk_from(root: &OwnedFd, mut visit: impl FnMut(BorrowedFd<'_>, &CStr, &FileStat)) {
-    walk_dir(root, MAX_DEPTH, &mut visit);
+    walk_dir(root, MAX_DEPTH, &mut Vec::new(), &mut |dir, name, _, st| {
+        visit(dir, name, st)
+    });
 }
 
-fn walk_dir<F>(dir: &OwnedFd, depth: usize, visit: &mut F)
+/// [`walk_from`] with each entry's path relative to `root` (`a/b/c`, bytes).
+pub(crate) fn walk_paths(root: &OwnedFd, mut visit: impl FnMut(&[u8], &FileStat)) {
+    walk_dir(root, MAX_DEPTH, &mut Vec::new(), &mut |_, _, path, st| {
+        visit(path, st)
+    });
+}
+
+fn walk_dir<F>(dir: &OwnedFd, depth: usize, path: &mut Vec<u8>, visit: &mut F)
 where
-    F: FnMut(BorrowedFd<'_>, &CStr, &FileStat),
+    F: FnMut(BorrowedFd<'_>, &CStr, &[u8], &FileStat),
 {
     let Ok(dup) = dir.try_clone() else { return };
     let Ok(mut d) = nix::dir::Dir::from_fd(dup) else {
@@ -51,7 +60,13 @@ where
         let Ok(st) = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) else {
             continue;
         };
-        visit(dir.as_fd(), name, &st);
+        let len = path.len();
+        if len > 0 {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name.to_bytes());
+        visit(dir.as_fd(), name, path, &st);
+        path.truncate(len);
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR && depth > 0 {
             subdirs.push(name.to_owned());
         }
@@ -63,7 +78,13 @@ where
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         ) {
-            walk_dir(&sub, depth - 1, visit);
+            let len = path.len();
+            if len > 0 {
+                path.push(b'/');
+            }
+            path.extend_from_slice(name.to_bytes());
+            walk_dir(&sub, depth - 1, path, visit);
+            path.truncate(len);
         }
     }
 }
