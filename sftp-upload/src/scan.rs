@@ -41,9 +41,15 @@ pub(crate) fn snapshot(root: &OwnedFd) -> Option<Snapshot> {
     (!over).then_some(Snapshot(files))
 }
 
-/// What changed from `before` to `after`: the files written (new or different: path and
-/// size), and the files gone, each sorted by path.
-pub(crate) fn changes(before: &Snapshot, after: &Snapshot) -> (Vec<(Vec<u8>, i64)>, Vec<Vec<u8>>) {
+/// What a deploy changed: the files written (new or different: path and size), and the files
+/// gone, each sorted by path.
+pub(crate) struct Changes {
+    pub written: Vec<(Vec<u8>, i64)>,
+    pub gone: Vec<Vec<u8>>,
+}
+
+/// What changed from `before` to `after`.
+pub(crate) fn changes(before: &Snapshot, after: &Snapshot) -> Changes {
     let mut written: Vec<_> = after
         .0
         .iter()
@@ -58,5 +64,5 @@ pub(crate) fn changes(before: &Snapshot, after: &Snapshot) -> (Vec<(Vec<u8>, i64
         .collect();
     written.sort();
     gone.sort();
-    (written, gone)
+    Changes { written, gone }
 }

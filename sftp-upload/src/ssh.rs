@@ -467,8 +467,8 @@ async fn log_changes(
     let span = tracing::Span::current();
     let _ = tokio::task::spawn_blocking(move || {
         let _in = span.enter();
-        let (written, gone) = crate::scan::changes(&before, &after);
-        for (path, bytes) in written {
+        let changes = crate::scan::changes(&before, &after);
+        for (path, bytes) in changes.written {
             let rel = std::path::Path::new(std::ffi::OsStr::from_bytes(&path));
             let web = advisor
                 .as_ref()
@@ -476,7 +476,7 @@ async fn log_changes(
                 .unwrap_or_default();
             tracing::info!(user = %user.name, op = "upload", via = program, path = %format_args!("/{}", LogText(&path)), bytes, web = %LogText::str(&web), "transfer");
         }
-        for path in gone {
+        for path in changes.gone {
             tracing::info!(user = %user.name, op = "remove", via = program, path = %format_args!("/{}", LogText(&path)), "transfer");
         }
     })
