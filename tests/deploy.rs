@@ -318,3 +318,54 @@ fn a_site_over_its_quota_cannot_start_an_upload_but_can_still_download() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(std::fs::metadata(&back).expect("downloaded").len(), 30000);
 }
+
+#[test]
+fn git_push_and_clone_over_the_endpoint_reach_a_repository_in_the_home() {
+    if !have("git") || !have("ssh") {
+        return;
+    }
+    let s = SftpSite::new("");
+    let bare = s.site.htdocs().join("repos/site.git");
+    std::fs::create_dir_all(&bare).expect("mkdir");
+    let git = |dir: &Path, args: &[&str]| {
+        let o = Command::new("git")
+            .current_dir(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+            .args(args)
+            .env(
+                "GIT_SSH_COMMAND",
+                format!(
+                    "ssh -F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o IdentitiesOnly=yes -o BatchMode=yes -i {}",
+                    s.key.display()
+                ),
+            )
+            .output()
+            .expect("git");
+        assert!(o.status.success(), "git {args:?}: {}", text(&o));
+        o
+    };
+    git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+    crate::support::give_to_test_user(&s.site.htdocs().join("repos"));
+    let running = s.start();
+    let url = format!(
+        "ssh://demo@127.0.0.1:{}/repos/site.git",
+        running.addr.port()
+    );
+    let local = tempfile::tempdir().expect("tempdir");
+    let work = local.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    git(&work, &["init", "-q", "-b", "main"]);
+    std::fs::write(work.join("index.html"), "pushed with git\n").expect("write");
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "first"]);
+    git(&work, &["push", "-q", &url, "main"]);
+    let clone = local.path().join("clone");
+    git(
+        local.path(),
+        &["clone", "-q", &url, clone.to_str().expect("path")],
+    );
+    assert_eq!(
+        std::fs::read_to_string(clone.join("index.html")).expect("cloned"),
+        "pushed with git\n"
+    );
+}
