@@ -68,6 +68,16 @@ async fn start(app: &Arc<App>, user: &str, deploy: &Deploy) -> Result<Started, S
     let stat = nix::sys::stat::fstat(&dir).map_err(|e| trouble("cannot read the home", &e))?;
     let identity = crate::cgi::identity::for_owner(stat.st_uid, config)
         .map_err(|f| trouble("no identity to run as", &f))?;
+    // SECURITY: a deploy program follows the links a customer planted; it must run with no
+    // rights but the customer's own. A shared identity (the fallback user for a home owned by
+    // a system account, or the server's own user when it is not root) could read what other
+    // customers' scripts share with it.
+    if identity.as_ref().map(|i| i.uid) != Some(stat.st_uid) {
+        return Err(
+            "push deploys run only as the customer's own identity, and this server has none for this home (it runs without root, or the home belongs to a system account)"
+                .to_string(),
+        );
+    }
     let program = BIN_DIRS
         .iter()
         .map(|d| std::path::Path::new(d).join(deploy.program))
@@ -83,9 +93,14 @@ async fn start(app: &Arc<App>, user: &str, deploy: &Deploy) -> Result<Started, S
     for arg in &deploy.args {
         argv.push(c(arg)?);
     }
+    // git reads no configuration but the repository's: a customer's ~/.gitconfig could name
+    // programs for the server side to run (uploadpack.packObjectsHook). A receiving
+    // repository's own hooks do run, as the customer, as their CGI scripts do.
     let mut envp = vec![
         c(b"PATH=/usr/bin:/bin")?,
         c(b"LANG=C.UTF-8")?,
+        c(b"GIT_CONFIG_NOSYSTEM=1")?,
+        c(b"GIT_CONFIG_GLOBAL=/dev/null")?,
         c(format!("USER={user}").as_bytes())?,
         c(format!("LOGNAME={user}").as_bytes())?,
     ];
@@ -167,13 +182,19 @@ impl Running {
 
     /// Waits for the program to exit, kills what it left in its group, reaps it: its exit
     /// status (128 + the signal for one a signal ended, as a shell reports it).
+    /// The descriptor is only let go once the program is reaped: a wait abandoned halfway
+    /// leaves it to `Drop`, which kills the group.
     async fn wait(mut self) -> u32 {
-        let Some(fd) = self.pidfd.take() else {
+        let Some(fd) = self.pidfd.as_ref() else {
             return 1;
         };
         let _ = fd.readable().await;
         spawn::kill_group(self.pid);
-        match spawn::try_reap(fd.get_ref().as_fd()) {
+        let status = spawn::try_reap(fd.get_ref().as_fd());
+        if status.is_some() {
+            self.pidfd = None;
+        }
+        match status {
             Some(spawn::ExitStatus::Code(code)) => code as u32,
             Some(spawn::ExitStatus::Signal(sig)) => 128 + sig as u32,
             None => 1,

@@ -96,7 +96,8 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn rsync_uploads_with_modes_deletes_downloads_and_stays_in_the_home() {
-    if !have("rsync") || !have("ssh") {
+    // Deploy programs run only as a customer's own identity: the server must be root.
+    if !crate::support::host::as_root() || !have("rsync") || !have("ssh") {
         return;
     }
     let s = SftpSite::new("");
@@ -218,7 +219,8 @@ fn rsync_uploads_with_modes_deletes_downloads_and_stays_in_the_home() {
 
 #[test]
 fn scp_in_the_legacy_protocol_uploads_and_downloads_and_sftp_mode_still_works() {
-    if !have("scp") {
+    // Deploy programs run only as a customer's own identity: the server must be root.
+    if !crate::support::host::as_root() || !have("scp") {
         return;
     }
     let s = SftpSite::new("");
@@ -270,7 +272,8 @@ fn scp_in_the_legacy_protocol_uploads_and_downloads_and_sftp_mode_still_works() 
 
 #[test]
 fn a_site_over_its_quota_cannot_start_an_upload_but_can_still_download() {
-    if !have("rsync") || !have("scp") {
+    // Deploy programs run only as a customer's own identity: the server must be root.
+    if !crate::support::host::as_root() || !have("rsync") || !have("scp") {
         return;
     }
     let s = SftpSite::new("quota_bytes = 20000\n");
@@ -321,7 +324,8 @@ fn a_site_over_its_quota_cannot_start_an_upload_but_can_still_download() {
 
 #[test]
 fn git_push_and_clone_over_the_endpoint_reach_a_repository_in_the_home() {
-    if !have("git") || !have("ssh") {
+    // Deploy programs run only as a customer's own identity: the server must be root.
+    if !crate::support::host::as_root() || !have("git") || !have("ssh") {
         return;
     }
     let s = SftpSite::new("");

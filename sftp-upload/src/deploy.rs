@@ -12,6 +12,8 @@
 
 use std::path::Path;
 
+use yadokari_site::LogText;
+
 use crate::path::SitePath;
 
 /// What every refusal says first (to the client's stderr).
@@ -67,10 +69,7 @@ pub fn check(command: &[u8], home: &Path) -> Result<Deploy, Refusal> {
             name.extend_from_slice(&words[1]);
             git(&name, &words[2..], home)
         }
-        _ => Err(Refusal(format!(
-            "`{}` is not one of them",
-            String::from_utf8_lossy(first)
-        ))),
+        _ => Err(Refusal(format!("`{}` is not one of them", LogText(first)))),
     }
 }
 
@@ -128,10 +127,7 @@ fn split(command: &[u8]) -> Result<Vec<Vec<u8>>, Refusal> {
             }
             b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')' | b'$' | b'`' | b'*' | b'?' | b'['
             | b'{' | b'}' | b'\n' | b'\r' | b'#' | 0 => {
-                return Err(Refusal(format!(
-                    "shell syntax (`{}`)",
-                    String::from_utf8_lossy(&[b]).escape_debug()
-                )));
+                return Err(Refusal(format!("shell syntax (`{}`)", LogText(&[b]))));
             }
             _ => word.get_or_insert_with(Vec::new).push(b),
         }
@@ -213,6 +209,30 @@ const RSYNC_LONG: &[&str] = &[
     "mkpath",
 ];
 
+/// rsync's short options that take no value and name no file, as its client sends them in one
+/// cluster. Not here, so refused: `s` (`--protect-args`: the server would read a second,
+/// unchecked argument list from the connection), `T` (a temporary directory), `f` (a filter
+/// rule), `M` (a remote option), `B` (a block size), and anything unknown.
+const RSYNC_SHORT: &[u8] = b"vqcrlLKkHpEAXUNogDtOJSnWxdRbuzCmyhiIPF8";
+
+/// A short-option cluster (`vlogDtpre.iLsfxCIvu` after the `-`): each letter known, until an
+/// `e` that starts the client's capability string (`e.` then letters; it names no remote
+/// shell in a server's arguments).
+fn rsync_cluster(cluster: &[u8]) -> bool {
+    let mut letters = cluster.iter();
+    while let Some(&b) = letters.next() {
+        if b == b'e' {
+            let rest = letters.as_slice();
+            return rest.first() == Some(&b'.')
+                && rest[1..].iter().all(|c| c.is_ascii_alphanumeric());
+        }
+        if !RSYNC_SHORT.contains(&b) {
+            return false;
+        }
+    }
+    !cluster.is_empty()
+}
+
 /// `rsync --server [--sender] OPTIONS . PATH...`, as rsync's client runs it on the other end.
 fn rsync(args: &[Vec<u8>], home: &Path) -> Result<Deploy, Refusal> {
     if args.first().map(Vec::as_slice) != Some(b"--server") {
@@ -226,21 +246,17 @@ fn rsync(args: &[Vec<u8>], home: &Path) -> Result<Deploy, Refusal> {
         .ok_or_else(|| Refusal("rsync --server without its `.` argument".into()))?;
     let mut out = Vec::with_capacity(args.len());
     for opt in &args[..dot] {
-        let text = String::from_utf8_lossy(opt);
-        let ok = match text.strip_prefix("--") {
-            Some(long) => RSYNC_LONG.contains(&long.split('=').next().unwrap_or(long)),
-            // The short-option cluster (`-vlogDtpre.iLsfxCIvu`: `e.` carries the client's
-            // capabilities, not a remote shell) and numeric ones.
-            None => {
-                text.starts_with('-')
-                    && text[1..]
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'.')
+        let ok = match opt.strip_prefix(b"--") {
+            Some(long) => {
+                let name = long.split(|&b| b == b'=').next().unwrap_or(long);
+                RSYNC_LONG.iter().any(|allowed| allowed.as_bytes() == name)
             }
+            None => opt.strip_prefix(b"-").is_some_and(rsync_cluster),
         };
         if !ok {
             return Err(Refusal(format!(
-                "the rsync option `{text}` is not accepted here"
+                "the rsync option `{}` is not accepted here",
+                LogText(opt)
             )));
         }
         out.push(opt.clone());
@@ -422,11 +438,17 @@ mod tests {
             ),
             ("rsync --server --rsync-path=/bin/sh . y", "--rsync-path"),
             ("rsync --server -vl y", "without its `.`"),
+            ("rsync --server -vlogs . y", "`-vlogs`"),
+            ("rsync --server -vT.. . y", "`-vT..`"),
+            ("rsync --server -vf- . y", "`-vf-`"),
+            ("rsync --server -ve.Lsfx/ . y", "`-ve.Lsfx/`"),
+            ("rsync --server -M--log-file=/x . y", "`-M--log-file=/x`"),
             ("scp -S /bin/sh -t x", "`-S`"),
             ("scp x", "only as `scp -t`"),
             ("scp -t a b", "exactly one path"),
             ("git-upload-pack --help", "no options"),
             ("git status", "`git` is not one of them"),
+            ("'id\nINFO forged' x", "`id\\nINFO forged`"),
         ] {
             let said = refused(command);
             assert!(said.contains(why), "{command:?}: {said}");

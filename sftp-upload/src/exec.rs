@@ -37,6 +37,9 @@ pub struct Started {
 
 /// How long the closing messages may take to be handed to russh.
 const CLOSING_BOUND: Duration = Duration::from_secs(5);
+/// How long output may still be sent once the program has ended (something it started and
+/// that left its process group may hold the pipes open).
+const DRAIN_BOUND: Duration = Duration::from_secs(5);
 
 /// Says no: [`ONLY`] and `why` on the client's stderr, exit status 1.
 pub async fn refuse(channel: russh::Channel<Msg>, why: &str) {
@@ -50,10 +53,16 @@ pub async fn refuse(channel: russh::Channel<Msg>, why: &str) {
     close(&write, 1).await;
 }
 
-/// Runs `started` on `channel` until it ends (its exit status) or the client leaves (`None`).
-pub async fn run(channel: russh::Channel<Msg>, started: Started) -> Option<u32> {
+/// Runs `started` on `channel` until it ends (its exit status) or the client leaves (`None`:
+/// the channel closed, or `hung_up` resolved, which a stalled channel needs: while the
+/// program does not read its stdin, the channel is not read either).
+pub async fn run(
+    channel: russh::Channel<Msg>,
+    started: Started,
+    hung_up: impl Future<Output = ()>,
+) -> Option<u32> {
     let (mut read, write) = channel.split();
-    let Started { stdio, exit } = started;
+    let Started { stdio, mut exit } = started;
     let [stdin, stdout, stderr] = stdio;
     let pipes = (|| {
         Ok::<_, std::io::Error>((
@@ -110,11 +119,20 @@ pub async fn run(channel: russh::Channel<Msg>, started: Started) -> Option<u32> 
         }
     };
     let finished = async {
-        tokio::join!(out, err);
-        exit.await
+        let mut pumps = std::pin::pin!(async {
+            tokio::join!(out, err);
+        });
+        tokio::select! {
+            status = &mut exit => {
+                let _ = tokio::time::timeout(DRAIN_BOUND, &mut pumps).await;
+                status
+            }
+            () = &mut pumps => exit.await,
+        }
     };
     let status = tokio::select! {
         () = feed => None,
+        () = hung_up => None,
         status = finished => Some(status),
     };
     if let Some(status) = status {

@@ -82,6 +82,8 @@ impl Connection {
         let peer = self.peer;
         let name = user.name.clone();
         let config = self.endpoint.config();
+        let slot = self.endpoint.session_slot(&user.name);
+        let guard = self.guard.clone();
         let quota = Arc::new(Quota::new(
             user.quota,
             self.endpoint.usage(&user.name),
@@ -89,10 +91,20 @@ impl Connection {
         ));
         self.endpoint.session_tasks.spawn(
             async move {
+                let starting = match slot {
+                    Some(_) => starting,
+                    None => Err("too many sessions of this user at once; try again when one has ended".to_string()),
+                };
+                let mut before = None;
                 let started = match starting {
                     Ok((deployer, deploy)) => {
                         match admitted(&deploy, &user, &quota, config.honour_client_mode).await {
-                            Ok(()) => deployer.start(&name, &deploy).await.map(|s| (s, deploy)),
+                            Ok(()) => {
+                                if deploy.writes() {
+                                    before = site_snapshot(user.site.clone()).await;
+                                }
+                                deployer.start(&name, &deploy).await.map(|s| (s, deploy))
+                            }
                             Err(why) => Err(why),
                         }
                     }
@@ -105,11 +117,7 @@ impl Connection {
                     }
                     Ok((started, deploy)) => {
                         tracing::info!(%peer, user = %name, command = %shown, program = deploy.program, "deploy started");
-                        let before = match deploy.writes() {
-                            true => site_snapshot(user.site.clone()).await,
-                            false => None,
-                        };
-                        match crate::exec::run(ch, started).await {
+                        match crate::exec::run(ch, started, guard.hung_up()).await {
                             Some(code) => tracing::info!(user = %name, program = deploy.program, status = code, "deploy ended"),
                             None => tracing::info!(user = %name, program = deploy.program, "deploy ended: the client left; the program was stopped"),
                         }
@@ -465,8 +473,18 @@ async fn log_changes(
     };
     let user = user.clone();
     let span = tracing::Span::current();
+    let owner = std::fs::metadata(&user.site).map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        (m.uid(), m.gid())
+    });
     let _ = tokio::task::spawn_blocking(move || {
         let _in = span.enter();
+        // What the web side makes of each file is read with the customer's rights, as an
+        // SFTP session's verdicts are.
+        let Ok(owner) = owner else { return };
+        let Ok(_identity) = yadokari_site::identity::OwnerIdentity::assume(owner) else {
+            return;
+        };
         let changes = crate::scan::changes(&before, &after);
         for (path, bytes) in changes.written {
             let rel = std::path::Path::new(std::ffi::OsStr::from_bytes(&path));
