@@ -144,13 +144,10 @@ def table(rows, by, fmt):
            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     on, off = TARGETS[1], TARGETS[0]
     for name, *_rest in WORKLOADS:
-        s_on, s_off = by.get((name, on)), by.get((name, off))
-        if not s_on or not s_off:
+        got = cells.on_off(rows, by, name, on, off)
+        if got is None:
             continue
-        ratio = f"{s_on['median'] / s_off['median']:.3f}" if s_off["median"] else "-"
-        per = cells.paired(rows, name, on, off, "value")
-        mid = statistics.median(per) if per else None
-        spread = f"{mid:.3f} ({min(per):.3f}-{max(per):.3f})" if per else "-"
+        s_on, s_off, ratio, mid, spread = got
         verdict = "-" if mid is None else ("met" if mid >= GOAL else "MISSED")
 
         def cpu(target):
