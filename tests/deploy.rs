@@ -373,3 +373,81 @@ fn git_push_and_clone_over_the_endpoint_reach_a_repository_in_the_home() {
         "pushed with git\n"
     );
 }
+
+#[test]
+fn alices_rsync_cannot_read_or_write_bobs_home_by_any_path() {
+    if !crate::support::host::as_root() || !have("rsync") {
+        return;
+    }
+    let h = crate::support::host::Host::new(
+        "[hosting]\nhomes = \"homes\"\nuid_range = [26000, 26999]\n",
+    );
+    let alice = h.customer("alice", &[]);
+    h.customer("bob", &[]);
+    h.site_file("bob", "secret.txt", "bob's secret\n", 0o644);
+    let running = h.start();
+    let bob = h.home("bob");
+    let local = tempfile::tempdir().expect("tempdir");
+    let got = local.path().join("got");
+    for path in [
+        format!("{}/public_html/secret.txt", bob.display()),
+        "../bob/public_html/secret.txt".to_string(),
+        "~bob/public_html/secret.txt".to_string(),
+        "/../../bob/public_html/secret.txt".to_string(),
+    ] {
+        let o = rsync(
+            &running,
+            &alice,
+            &[
+                &format!("alice@127.0.0.1:{path}"),
+                got.to_str().expect("path"),
+            ],
+        );
+        assert!(
+            !got.exists(),
+            "alice read bob's file through `{path}`: {}",
+            text(&o)
+        );
+        assert!(!o.status.success(), "{path}: {}", text(&o));
+    }
+    // Writing: whatever the path says, it lands in alice's home or nowhere.
+    let file = local.path().join("planted.txt");
+    std::fs::write(&file, "planted\n").expect("write");
+    for path in [
+        format!("{}/public_html/", bob.display()),
+        "../bob/public_html/".to_string(),
+    ] {
+        let _ = rsync(
+            &running,
+            &alice,
+            &[
+                file.to_str().expect("path"),
+                &format!("alice@127.0.0.1:{path}"),
+            ],
+        );
+        assert!(
+            !bob.join("public_html/planted.txt").exists(),
+            "alice wrote into bob's home through `{path}`"
+        );
+    }
+    // A link alice plants towards bob's home leads nowhere either: she runs as herself.
+    std::os::unix::fs::symlink(
+        bob.join("public_html/secret.txt"),
+        h.home("alice").join("public_html/link.txt"),
+    )
+    .expect("symlink");
+    let o = rsync(
+        &running,
+        &alice,
+        &[
+            "-L",
+            "alice@127.0.0.1:/public_html/link.txt",
+            got.to_str().expect("path"),
+        ],
+    );
+    assert!(
+        !got.exists() || std::fs::read_to_string(&got).unwrap_or_default() != "bob's secret\n",
+        "alice read bob's file through a link: {}",
+        text(&o)
+    );
+}
