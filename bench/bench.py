@@ -33,6 +33,7 @@ import urllib.request
 
 import cells  # one table cell (bench/cells.py)
 import htaccess  # the .htaccess case (bench/htaccess.py, next to this file)
+import deploy
 import sandbox
 import service  # the sandbox case (bench/sandbox.py)
 import many  # the many-customers case (bench/many.py, next to this file)
@@ -723,7 +724,8 @@ def main():
                     "also 'ceiling', 'sftp', 'memory', 'many' (1,000 customers), "
                     "'htaccess' (.htaccess support on against off), 'tls' (HTTPS against nginx), "
                     "'sandbox' (the per-customer sandbox against none), 'metrics' (the admin "
-                    "listener on against off), 'upgrade' (the longest latency during upgrades)")
+                    "listener on against off), 'upgrade' (the longest latency during upgrades), 'rsync' "
+                    "(a 256 MiB push deploy against OpenSSH's sshd)")
     ap.add_argument("--targets", default="yadokari,apache,lighttpd,nginx")
     ap.add_argument("--results", default=os.path.join(BENCH, "results"))
     ap.add_argument("--max-minutes", type=int, default=60,
@@ -799,7 +801,7 @@ def main():
         many_wanted = any(wanted(w[0]) for w in many.WORKLOADS)
         sb_wanted = any(wanted(w[0]) for w in sandbox.WORKLOADS)
         sb_site = None
-        if wanted("sftp") or many_wanted or sb_wanted:
+        if wanted("sftp") or wanted("rsync") or many_wanted or sb_wanted:
             created_user = ensure_ssh_user(sftp_o)
             pw = pwd.getpwnam(SSH_USER)
             for d in (sftp_y, sftp_o):
@@ -903,7 +905,7 @@ def main():
                         log(f"  {n}: {w[0]} answered wrongly on a customer's domain; skipped")
         live = [t for t in targets if t.name in usable]
 
-        if wanted("sftp"):
+        if wanted("sftp") or wanted("rsync"):
             home = sftp_o
             sshd = Sshd(tmp, home, key + ".pub")
             log(f"starting openssh sshd on 127.0.0.1:{sshd.port}")
@@ -1037,6 +1039,14 @@ def main():
                         rows.append({"round": rnd + 1, "workload": w, "target": name,
                                      "value": v, "p99_ms": None, "errors": err})
                         log(f"  {w:16} {name:9} {fmt(v):>9} MB/s")
+        if wanted("rsync") and sshd and "yadokari" in usable:
+            log("rsync rounds")
+            tree = deploy.build_tree(tmp)
+            y = next(t for t in live if t.name == "yadokari")
+            ends = [("yadokari", y.sftp_port, "bench", sftp_y, "/rsync-dest"),
+                    ("openssh", sshd.port, SSH_USER, sftp_o, "rsync-dest")]
+            rows += deploy.rounds(ends, tree, key, a.rounds, log)
+            units[deploy.WORKLOAD] = "MB/s"
         if wanted("memory") and wanted("sftp") and sshd:
             for t in live:
                 if t.name == "yadokari":
@@ -1118,6 +1128,9 @@ def targets_table(rows, by):
         if w and med(w, "openssh"):
             r = med(w) / med(w, "openssh")
             check(f"SFTP {d}: >= {goal}x OpenSSH", r, goal, f"{r:.2f}x")
+    if med(deploy.WORKLOAD) and med(deploy.WORKLOAD, "openssh"):
+        r = med(deploy.WORKLOAD) / med(deploy.WORKLOAD, "openssh")
+        check("rsync upload of 256 MiB (issue 19): >= 1.0x OpenSSH", r, 1.0, f"{r:.2f}x")
     v = rss("mem-idle-pss")
     if v is not None:
         check("memory idle: RSS <= 8 MiB", v, -8, f"RSS {v:.1f} MiB (PSS {med('mem-idle-pss'):.1f})")
@@ -1134,6 +1147,7 @@ def report(rows, units, a, stamp, nproc, kernel, elapsed, ciphers):
     order = [w[0] for w in WORKLOADS] + sorted({s["workload"] for s in summary
                                                 if s["workload"].startswith("sftp-")},
                                                key=lambda w: (w != "sftp-connect", w))
+    order += [deploy.WORKLOAD]
     order += ["mem-idle-pss", "mem-load-pss", "mem-after-http-pss", "mem-after-sftp-pss"]
     names = ["yadokari", "apache", "lighttpd", "nginx", "openssh", "ceiling"]
     lines = [f"yadokari benchmark {stamp}: nproc={nproc} kernel={kernel} rounds={a.rounds} "

@@ -141,6 +141,9 @@ async fn start(app: &Arc<App>, user: &str, deploy: &Deploy) -> Result<Started, S
     let spawned = spawn::spawn(&spec);
     drop((stdin_r, stdout_w, stderr_w));
     let spawned = spawned.map_err(|e| trouble("spawn failed", &e.error))?;
+    // The server's reaper kills children that no request owns (scripts' leftovers): this one
+    // is owned by its channel.
+    crate::reaper::spare(spawned.pid);
     let running = Running::new(spawned.pid, spawned.pidfd)
         .map_err(|e| trouble("cannot watch the program", &e))?;
     // The shell stays held while the program runs (its descriptors were only borrowed).
@@ -174,7 +177,9 @@ impl Running {
             Err(e) => {
                 spawn::kill_group(pid);
                 let (fd, error) = e.into_parts();
-                let _ = spawn::try_reap(fd.as_fd());
+                if spawn::try_reap(fd.as_fd()).is_some() {
+                    crate::reaper::unspare(pid);
+                }
                 Err(error)
             }
         }
@@ -193,6 +198,7 @@ impl Running {
         let status = spawn::try_reap(fd.get_ref().as_fd());
         if status.is_some() {
             self.pidfd = None;
+            crate::reaper::unspare(self.pid);
         }
         match status {
             Some(spawn::ExitStatus::Code(code)) => code as u32,
@@ -208,11 +214,14 @@ impl Drop for Running {
             return;
         };
         spawn::kill_group(self.pid);
+        let pid = self.pid;
         // SIGKILL is asynchronous: reap once it has taken effect.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 let _ = fd.readable().await;
-                let _ = spawn::try_reap(fd.get_ref().as_fd());
+                if spawn::try_reap(fd.get_ref().as_fd()).is_some() {
+                    crate::reaper::unspare(pid);
+                }
             });
         }
     }

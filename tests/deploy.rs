@@ -203,6 +203,27 @@ fn rsync_uploads_with_modes_deletes_downloads_and_stays_in_the_home() {
         "escaped?\n"
     );
 
+    // A deploy that outlives the server's sweeps for scripts' leftovers (one a second) is
+    // not taken for one: 300 KiB at 100 KiB/s.
+    let slow = local.path().join("slow.bin");
+    std::fs::write(&slow, vec![b's'; 300 * 1024]).expect("write");
+    let o = rsync(
+        &running,
+        &s.key,
+        &[
+            "--bwlimit=100",
+            slow.to_str().expect("path"),
+            "demo@127.0.0.1:/slow.bin",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::metadata(site.join("slow.bin"))
+            .expect("landed")
+            .len(),
+        300 * 1024
+    );
+
     // A refused option fails the run with a non-zero status.
     let o = rsync(
         &running,
