@@ -198,7 +198,7 @@ fn installed_into_a_throwaway_root_it_has_its_modes_and_purge_removes_its_state(
     verify
         .arg("verify")
         .arg(format!("--root={}", root.display()))
-        .arg(format!("--man={}", have_quietly("man")))
+        .arg(format!("--man={}", crate::support::on_path("man")))
         .env("MANPATH", root.join("usr/share/man"));
     for unit in [
         "yadokari.service",
@@ -232,10 +232,4 @@ fn copy_tree(from: &Path, to: &Path) {
         .arg("-rn")
         .arg(format!("{}/.", from.display()))
         .arg(to));
-}
-
-/// Whether `tool` is on the PATH, without the CI rule of [`have`] (an optional extra check).
-fn have_quietly(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
 }

@@ -517,9 +517,7 @@ pub fn raw_body(response: &[u8]) -> &[u8] {
 /// Whether an optional tool is on this machine. Missing, the calling test skips, except under
 /// `CI=true`, where a skip would hide a missing install step: there it fails.
 pub fn have(tool: &str) -> bool {
-    let found = Path::new(tool).is_absolute() && Path::new(tool).exists()
-        || std::env::var_os("PATH")
-            .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()));
+    let found = Path::new(tool).is_absolute() && Path::new(tool).exists() || on_path(tool);
     if !found {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -528,6 +526,12 @@ pub fn have(tool: &str) -> bool {
         eprintln!("skipping: {tool} is not installed");
     }
     found
+}
+
+/// Whether `tool` is on the PATH (without [`have`]'s rule that CI must have it).
+pub fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
 }
 
 /// Whether the process `pid` is gone (or a zombie, which no longer runs).

@@ -97,27 +97,8 @@ pub async fn run(
             }
         }
     };
-    let out = async {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = stdout.read(&mut buf).await {
-            if n == 0 || write.data_bytes(buf[..n].to_vec()).await.is_err() {
-                break;
-            }
-        }
-    };
-    let err = async {
-        let mut buf = vec![0u8; 16 * 1024];
-        while let Ok(n) = stderr.read(&mut buf).await {
-            if n == 0
-                || write
-                    .extended_data_bytes(1, buf[..n].to_vec())
-                    .await
-                    .is_err()
-            {
-                break;
-            }
-        }
-    };
+    let out = forward(&mut stdout, &write, None);
+    let err = forward(&mut stderr, &write, Some(1));
     let finished = async {
         let mut pumps = std::pin::pin!(async {
             tokio::join!(out, err);
@@ -139,6 +120,31 @@ pub async fn run(
         close(&write, status).await;
     }
     status
+}
+
+/// Sends what `pipe` gives as channel data (`ext`: as extended data of that type) until it
+/// ends or the channel is gone.
+async fn forward(
+    pipe: &mut tokio::net::unix::pipe::Receiver,
+    write: &ChannelWriteHalf<Msg>,
+    ext: Option<u32>,
+) {
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        buf.reserve(64 * 1024);
+        match pipe.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let chunk = buf.split().freeze();
+        let sent = match ext {
+            None => write.data_bytes(chunk).await,
+            Some(ext) => write.extended_data_bytes(ext, chunk).await,
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
 }
 
 /// `exit-status`, EOF, CLOSE, each handed to russh within [`CLOSING_BOUND`].
