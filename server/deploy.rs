@@ -6,15 +6,15 @@
 //! group of their own that dies with the channel. No shell ever runs.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, OnceLock, Weak};
 
 use sftp_upload::deploy::Deploy;
 use sftp_upload::exec::{Started, Starting};
-use tokio::io::unix::AsyncFd;
 
 use crate::app::App;
+use crate::cgi::child::Child;
 use crate::cgi::spawn;
 
 /// Where the deploy programs are looked for (the server's own choice: never a customer's PATH).
@@ -141,88 +141,24 @@ async fn start(app: &Arc<App>, user: &str, deploy: &Deploy) -> Result<Started, S
     let spawned = spawn::spawn(&spec);
     drop((stdin_r, stdout_w, stderr_w));
     let spawned = spawned.map_err(|e| trouble("spawn failed", &e.error))?;
-    // The server's reaper kills children that no request owns (scripts' leftovers): this one
-    // is owned by its channel.
-    crate::reaper::spare(spawned.pid);
-    let running = Running::new(spawned.pid, spawned.pidfd)
+    // Owned as a script is (the reaper of leftovers leaves it alone; dropped, it is killed with
+    // its group and reaped), without taking a script's place.
+    let mut child = Child::new(spawned, app.scripts.unmetered())
         .map_err(|e| trouble("cannot watch the program", &e))?;
     // The shell stays held while the program runs (its descriptors were only borrowed).
     let exit = Box::pin(async move {
         let _shell = shell;
-        running.wait().await
+        child.exited().await;
+        child.kill_and_reap().await;
+        // As a shell reports it: 128 + the signal for one a signal ended.
+        match child.status() {
+            Some(spawn::ExitStatus::Code(code)) => code as u32,
+            Some(spawn::ExitStatus::Signal(sig)) => 128 + sig as u32,
+            None => 1,
+        }
     });
     Ok(Started {
         stdio: [stdin_w, stdout_r, stderr_r],
         exit,
     })
-}
-
-/// A started deploy program, owned: dropped before it was reaped, its process group is
-/// killed and reaped in the background.
-struct Running {
-    pid: i32,
-    pidfd: Option<AsyncFd<OwnedFd>>,
-}
-
-impl Running {
-    fn new(pid: i32, pidfd: OwnedFd) -> std::io::Result<Running> {
-        // SAFETY: the OwnedFd is moved into the AsyncFd, which alone owns and closes it.
-        let registered =
-            unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
-        match registered {
-            Ok(fd) => Ok(Running {
-                pid,
-                pidfd: Some(fd),
-            }),
-            Err(e) => {
-                spawn::kill_group(pid);
-                let (fd, error) = e.into_parts();
-                if spawn::try_reap(fd.as_fd()).is_some() {
-                    crate::reaper::unspare(pid);
-                }
-                Err(error)
-            }
-        }
-    }
-
-    /// Waits for the program to exit, kills what it left in its group, reaps it: its exit
-    /// status (128 + the signal for one a signal ended, as a shell reports it).
-    /// The descriptor is only let go once the program is reaped: a wait abandoned halfway
-    /// leaves it to `Drop`, which kills the group.
-    async fn wait(mut self) -> u32 {
-        let Some(fd) = self.pidfd.as_ref() else {
-            return 1;
-        };
-        let _ = fd.readable().await;
-        spawn::kill_group(self.pid);
-        let status = spawn::try_reap(fd.get_ref().as_fd());
-        if status.is_some() {
-            self.pidfd = None;
-            crate::reaper::unspare(self.pid);
-        }
-        match status {
-            Some(spawn::ExitStatus::Code(code)) => code as u32,
-            Some(spawn::ExitStatus::Signal(sig)) => 128 + sig as u32,
-            None => 1,
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let Some(fd) = self.pidfd.take() else {
-            return;
-        };
-        spawn::kill_group(self.pid);
-        let pid = self.pid;
-        // SIGKILL is asynchronous: reap once it has taken effect.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = fd.readable().await;
-                if spawn::try_reap(fd.get_ref().as_fd()).is_some() {
-                    crate::reaper::unspare(pid);
-                }
-            });
-        }
-    }
 }

@@ -95,8 +95,10 @@ impl Child {
         {
             self.status = Some(status);
             self.pidfd = None;
-            self._slot = None;
-            crate::metrics::script_ended(self.started.elapsed());
+            // A script's run time (not that of an unmetered process, such as a deploy's).
+            if self._slot.take().is_some_and(|slot| slot.is_script()) {
+                crate::metrics::script_ended(self.started.elapsed());
+            }
         }
     }
 

@@ -5,7 +5,7 @@
 //! `env` and `head` are pure; `spawn` is the only unsafe code; `child` owns the process;
 //! `pump` moves the bytes; `failure` names everything that can go wrong.
 
-mod child;
+pub(crate) mod child;
 pub mod env;
 pub mod failure;
 mod head;

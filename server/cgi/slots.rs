@@ -70,12 +70,24 @@ impl ScriptSlots {
         };
         match tokio::time::timeout_at(deadline, self.semaphore.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Slot {
-                _permit: permit,
+                permit: Some(permit),
                 _share: own,
                 running: self.running.clone(),
                 pid: None,
             }),
             _ => Err(Failure::Busy { slots: self.size }),
+        }
+    }
+
+    /// A place among the running for a process that is not a script and does not count
+    /// against `max_concurrent` (a push deploy's program, limited by its SSH session slot):
+    /// its pid is known as owned, so the reaper of scripts' leftovers leaves it alone.
+    pub fn unmetered(&self) -> Slot {
+        Slot {
+            permit: None,
+            _share: None,
+            running: self.running.clone(),
+            pid: None,
         }
     }
 
@@ -111,7 +123,9 @@ impl Running {
 /// A script slot, held from before the spawn until the script is reaped; the script's pid is
 /// in [`Running`] for as long as the slot holds it.
 pub struct Slot {
-    _permit: OwnedSemaphorePermit,
+    /// The concurrency permit (`None`: a process outside the scripts' count, see
+    /// [`ScriptSlots::unmetered`]).
+    permit: Option<OwnedSemaphorePermit>,
     /// The customer's share, when the script is a customer's.
     _share: Option<OwnedSemaphorePermit>,
     running: Running,
@@ -119,6 +133,11 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// Whether the slot is a script's (it counts against `max_concurrent`).
+    pub fn is_script(&self) -> bool {
+        self.permit.is_some()
+    }
+
     /// Records the script that now occupies the slot.
     pub(super) fn register(&mut self, pid: i32) {
         if let Ok(mut set) = self.running.0.lock() {
