@@ -19,6 +19,7 @@ use crate::access_log::AccessLog;
 use crate::cgi::ScriptSlots;
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG, Overrides};
 use crate::customer_log::CustomerLogs;
+use crate::web_root::SiteRoot;
 
 /// Where the configuration comes from: the file given (or the default one) and the command
 /// line's overrides, which every reload applies again.
@@ -75,11 +76,20 @@ pub struct State {
     /// a close each. Opened at the first request that needs it when it could not be opened at
     /// load (the directory may come later).
     root: std::sync::OnceLock<Arc<Jail>>,
-    /// The customers' web roots, each opened at its first request.
-    sites: Vec<std::sync::OnceLock<Arc<Jail>>>,
+    /// The document root's path, shared by the requests that name it.
+    document_root: Arc<Path>,
+    /// The customers' web roots.
+    sites: Vec<WebRoot>,
     /// The sites' compiled `.htaccess` files (`None`: they are not read), made anew with
     /// every configuration, whose settings they are compiled with.
     pub htaccess: Option<crate::htaccess::cache::Cache>,
+}
+
+/// A customer's web root: a directory opened at its first request and held, or a link to a
+/// release followed at each request (`crate::web_root`).
+enum WebRoot {
+    Held(std::sync::OnceLock<Arc<Jail>>, Arc<Path>),
+    Linked(crate::web_root::Linked),
 }
 
 impl State {
@@ -89,10 +99,19 @@ impl State {
             let _ = root.set(Arc::new(jail));
         }
         let sites = (0..config.sites.len())
-            .map(|_| std::sync::OnceLock::new())
+            .map(|i| match config.customers.get(i) {
+                Some(c) if let Some(link) = &c.web_root_link => {
+                    WebRoot::Linked(crate::web_root::Linked::new(&c.home, link))
+                }
+                _ => WebRoot::Held(
+                    std::sync::OnceLock::new(),
+                    Arc::from(config.sites.root(i).as_path()),
+                ),
+            })
             .collect();
         let htaccess = crate::htaccess::cache::Cache::for_config(&config);
         State {
+            document_root: Arc::from(config.document_root.as_path()),
             config: Arc::new(config),
             root,
             sites,
@@ -105,11 +124,19 @@ impl State {
         opened(&self.root, &self.config.document_root)
     }
 
-    /// The jail of customer `index`'s web root, or of the document root for `None`.
-    pub fn jail_of(&self, index: Option<usize>) -> std::io::Result<Arc<Jail>> {
-        match index.and_then(|i| Some((self.sites.get(i)?, self.config.sites.root(i)))) {
-            Some((slot, root)) => opened(slot, root),
-            None => self.jail(),
+    /// Customer `index`'s web root as one request serves it (or the document root's, for
+    /// `None`): the directory held open and its path.
+    pub fn site_root(&self, index: Option<usize>) -> std::io::Result<SiteRoot> {
+        match index.and_then(|i| self.sites.get(i)) {
+            Some(WebRoot::Held(slot, root)) => Ok(SiteRoot {
+                jail: opened(slot, root)?,
+                root: root.clone(),
+            }),
+            Some(WebRoot::Linked(linked)) => linked.current().map_err(std::io::Error::other),
+            None => Ok(SiteRoot {
+                jail: self.jail()?,
+                root: self.document_root.clone(),
+            }),
         }
     }
 }

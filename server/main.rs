@@ -40,6 +40,7 @@ mod tls;
 mod upgrade;
 mod url;
 mod users;
+mod web_root;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -6,7 +6,7 @@
 //!
 //! The protocol itself lives in the `sftp-upload` crate.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -173,21 +173,44 @@ fn not_their_home(customer: &crate::config::Customer) -> Option<String> {
 /// "refused (500): ... Fix: chmod 755 hello.cgi" right after the upload, or names the line of
 /// a `.htaccess` that decided.
 fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
-    // A customer's SFTP site is their home; what the web serves is their web root inside it.
-    let web_roots: std::collections::HashMap<std::path::PathBuf, std::path::PathBuf> = config
+    // A customer's SFTP site is their home; what the web serves is their web root inside it
+    // (for a web root that is a link to a release, where it leads now).
+    let web_roots: std::collections::HashMap<PathBuf, (PathBuf, Option<PathBuf>)> = config
         .customers
         .iter()
-        .map(|c| (c.home.clone(), c.web_root.clone()))
+        .map(|c| {
+            (
+                c.home.clone(),
+                (c.web_root.clone(), c.web_root_link.clone()),
+            )
+        })
         .collect();
     // Its own compiled files: keyed by inode and mtime, so an upload applies at once.
     let cache = crate::htaccess::cache::Cache::for_config(&config);
     Arc::new(move |home: &Path, rel: &Path| {
         use std::os::unix::ffi::OsStrExt;
-        let web_root = web_roots.get(home).map_or(home, |w| w.as_path());
-        // A file outside the web root (in `logs/`, say) is not on the web at all.
+        let (web_root, jail) = match web_roots.get(home) {
+            Some((_, Some(link))) => {
+                let now = crate::web_root::resolve(home, link).ok()?;
+                (now.root.to_path_buf(), now.jail)
+            }
+            Some((web_root, None)) => (
+                web_root.clone(),
+                Arc::new(yadokari_site::Jail::open(web_root).ok()?),
+            ),
+            None => (
+                home.to_path_buf(),
+                Arc::new(yadokari_site::Jail::open(home).ok()?),
+            ),
+        };
+        // A file outside the web root (in `logs/`, say) is not on the web at all; a file named
+        // through the link is in the release it leads to.
         let rel = home.join(rel);
-        let rel = rel.strip_prefix(web_root).ok()?;
-        let jail = yadokari_site::Jail::open(web_root).ok()?;
+        let link = web_roots.get(home).map(|(w, _)| w.as_path());
+        let rel = rel
+            .strip_prefix(&web_root)
+            .ok()
+            .or_else(|| rel.strip_prefix(link?).ok())?;
         let segments: Vec<Vec<u8>> = rel
             .as_os_str()
             .as_bytes()
@@ -203,7 +226,7 @@ fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
             config: &config,
             cache: cache.as_ref(),
             jail: &jail,
-            root: web_root,
+            root: &web_root,
         };
         let visitor = crate::forecast::Visitor::ANYONE;
         match crate::forecast::forecast(&site, &url, &visitor).verdict {

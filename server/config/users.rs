@@ -82,6 +82,10 @@ pub struct Customer {
     pub home: PathBuf,
     /// Their web root, absolute: the home itself or a directory inside it.
     pub web_root: PathBuf,
+    /// Their web root is a link to a release (`public_html -> releases/…`, what a git push
+    /// deploy switches), looked up at each request (`crate::web_root`): the link's path
+    /// relative to the home. `web_root` is then the link's own path, not where it leads.
+    pub web_root_link: Option<PathBuf>,
     /// Their declared identity; `None`: whoever owns the home.
     pub identity: Option<Identity>,
     /// The account named by `unix_user`, when the identity is an existing account.
@@ -198,7 +202,7 @@ fn customer(
             ),
         ));
     }
-    let (home, web_root) = places(u, hosting, origin, document_root)?;
+    let (home, web_root, web_root_link) = places(u, hosting, origin, document_root)?;
     let (identity, unix_user) = identity(u, cgi).map_err(|p| err("users.uid", p))?;
     let domains = u
         .domains
@@ -230,6 +234,7 @@ fn customer(
         name: u.name.clone(),
         home,
         web_root,
+        web_root_link,
         identity,
         unix_user,
         domains,
@@ -250,13 +255,17 @@ fn customer(
 
 /// The home and the web root: `site = DIR` is a home that is its own web root; `home = DIR`
 /// has its web root at `web_root` inside it (`hosting.web_root` by default, `.` for the home
-/// itself); neither is the document root, as the shipped demo user's.
+/// itself); neither is the document root, as the shipped demo user's. A web root that is a
+/// symbolic link (a release switched by a git push) is kept as the link, and followed at each
+/// request, only ever to a directory inside the home (`crate::web_root`).
+type Places = (PathBuf, PathBuf, Option<PathBuf>);
+
 fn places(
     u: &RawUser,
     hosting: &Hosting,
     origin: &Origin,
     document_root: &Path,
-) -> Result<(PathBuf, PathBuf), ConfigError> {
+) -> Result<Places, ConfigError> {
     let dir = |key: &str, path: &Path| {
         std::fs::canonicalize(origin.resolve(path))
             .ok()
@@ -278,7 +287,7 @@ fn places(
         )),
         (Some(site), None) => {
             let site = dir("users.site", site)?;
-            Ok((site.clone(), site))
+            Ok((site.clone(), site, None))
         }
         (None, Some(home)) => {
             let home = dir("users.home", home)?;
@@ -286,6 +295,13 @@ fn places(
                 .web_root
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(&hosting.web_root));
+            let plain = inside
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            let linked = home.join(&inside);
+            if plain && linked.symlink_metadata().is_ok_and(|m| m.is_symlink()) {
+                return Ok((home, linked, Some(inside)));
+            }
             let web_root = dir("users.web_root", &home.join(&inside))?;
             if !web_root.starts_with(&home) {
                 return Err(origin.err(
@@ -298,9 +314,9 @@ fn places(
                     ),
                 ));
             }
-            Ok((home, web_root))
+            Ok((home, web_root, None))
         }
-        (None, None) => Ok((document_root.to_path_buf(), document_root.to_path_buf())),
+        (None, None) => Ok((document_root.to_path_buf(), document_root.to_path_buf(), None)),
     }
 }
 

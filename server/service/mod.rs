@@ -28,6 +28,7 @@ use crate::htaccess::chain::Chain;
 use crate::htaccess::content::ErrorDocument;
 use crate::htaccess::rules::Rules;
 use crate::sites::{Route, Served};
+use crate::web_root::SiteRoot;
 use crate::{htaccess, url};
 use per_dir::{Moved, Notes, View};
 
@@ -300,10 +301,10 @@ async fn act(
         tracing::Span::current().record("customer", name.as_str());
         *customer = app.customer_logs.get(name);
     }
-    let jail = state
-        .jail_of(index)
+    let SiteRoot { jail, root } = state
+        .site_root(index)
         .map_err(|e| HttpError::internal("cannot open the site's directory", e))?;
-    let root = index.map_or(&config.document_root, |i| config.sites.root(i));
+    let root = &*root;
     let site = Served {
         root,
         jail: &jail,

@@ -78,6 +78,11 @@ impl Jail {
         Ok(Jail { root: fd })
     }
 
+    /// A jail on a directory already open (an `O_PATH` or read descriptor of it).
+    pub fn from_fd(root: OwnedFd) -> Jail {
+        Jail { root }
+    }
+
     /// The root directory's descriptor.
     pub fn root(&self) -> BorrowedFd<'_> {
         self.root.as_fd()
