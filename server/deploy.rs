@@ -35,17 +35,22 @@ impl Deployer {
 }
 
 impl sftp_upload::exec::Deployer for Deployer {
-    fn start(&self, user: &str, deploy: &Deploy) -> Starting {
+    fn start(&self, user: &str, deploy: &Deploy, file_size: Option<u64>) -> Starting {
         let app = self.app.get().and_then(Weak::upgrade);
         let (user, deploy) = (user.to_string(), deploy.clone());
         Box::pin(async move {
             let app = app.ok_or_else(|| "the server is not ready yet".to_string())?;
-            start(&app, &user, &deploy).await
+            start(&app, &user, &deploy, file_size).await
         })
     }
 }
 
-async fn start(app: &Arc<App>, user: &str, deploy: &Deploy) -> Result<Started, String> {
+async fn start(
+    app: &Arc<App>,
+    user: &str,
+    deploy: &Deploy,
+    file_size: Option<u64>,
+) -> Result<Started, String> {
     let state = app.state();
     let config = &state.config;
     let index = config
@@ -131,6 +136,7 @@ async fn start(app: &Arc<App>, user: &str, deploy: &Deploy) -> Result<Started, S
         stdio: [stdin_r.as_fd(), stdout_w.as_fd(), stderr_w.as_fd()],
         identity: identity.as_ref(),
         limits: customer.limits,
+        file_size,
         join: shell.as_ref().map(|s| {
             s.join(
                 s.has_mounts()

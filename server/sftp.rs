@@ -231,7 +231,11 @@ fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
         let visitor = crate::forecast::Visitor::ANYONE;
         match crate::forecast::forecast(&site, &url, &visitor).verdict {
             crate::forecast::Verdict::NotFound | crate::forecast::Verdict::AddSlash => None,
-            verdict => Some(verdict.line()),
+            verdict => Some(sftp_upload::Advice {
+                line: verdict.line(),
+                works: verdict.works(),
+                url: String::from_utf8_lossy(&url.relative()).into_owned(),
+            }),
         }
     })
 }

@@ -261,6 +261,7 @@ pub(super) fn start(
         ],
         identity: launch.identity.as_ref(),
         limits: launch.limits,
+        file_size: None,
         join: launch
             .shell
             .as_ref()

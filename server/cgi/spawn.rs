@@ -54,6 +54,10 @@ pub struct Spec<'a> {
     pub identity: Option<&'a Identity>,
     /// Resource limits.
     pub limits: Limits,
+    /// The largest file it may write (`RLIMIT_FSIZE`), with `SIGXFSZ` ignored so that a write
+    /// past it fails with `EFBIG` ("File too large") and the program cleans up, rather than
+    /// being killed: the room left in a push deploy's quota.
+    pub file_size: Option<u64>,
     /// The customer's shell to join, when there is one.
     pub join: Option<Join>,
 }
@@ -133,7 +137,10 @@ struct ChildArgs {
     groups: *const libc::gid_t,
     ngroups: usize,
     set_identity: bool,
-    limits: [(libc::__rlimit_resource_t, u64); 4],
+    /// Each limit; 0 leaves it as it is.
+    limits: [(libc::__rlimit_resource_t, u64); 5],
+    /// `SIGXFSZ` is ignored (a file size limit is set).
+    ignore_xfsz: bool,
     /// Signals whose disposition the child resets to the default.
     reset: *const libc::c_int,
     nreset: usize,
@@ -205,7 +212,9 @@ pub fn spawn(spec: &Spec<'_>) -> Result<Spawned, SpawnError> {
             (libc::RLIMIT_AS, spec.limits.memory_bytes),
             (libc::RLIMIT_NOFILE, spec.limits.open_files),
             (libc::RLIMIT_NPROC, spec.limits.processes),
+            (libc::RLIMIT_FSIZE, spec.file_size.map_or(0, |n| n.max(1))),
         ],
+        ignore_xfsz: spec.file_size.is_some(),
         reset: reset.as_ptr(),
         nreset: reset.len(),
         join: spec.join,
@@ -313,6 +322,11 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         dfl.sa_sigaction = libc::SIG_DFL;
         for i in 0..args.nreset {
             libc::sigaction(*args.reset.add(i), &dfl, std::ptr::null_mut());
+        }
+        if args.ignore_xfsz {
+            let mut ign: libc::sigaction = std::mem::zeroed();
+            ign.sa_sigaction = libc::SIG_IGN;
+            libc::sigaction(libc::SIGXFSZ, &ign, std::ptr::null_mut());
         }
         // The shell first, while still root: v1 cgroups check the writer when it writes, and
         // every setns needs CAP_SYS_ADMIN. The mount namespace last of the three: it resets

@@ -33,6 +33,8 @@ pub(super) struct RawUser {
     #[serde(default)]
     domains: Vec<String>,
     #[serde(default)]
+    repos: Vec<String>,
+    #[serde(default)]
     acme: bool,
     max_scripts: Option<usize>,
     tls_certificate: Option<PathBuf>,
@@ -92,6 +94,8 @@ pub struct Customer {
     pub unix_user: Option<String>,
     /// Their domains, checked and lowercased.
     pub domains: Vec<String>,
+    /// Their deploy repositories (`~/repos/NAME.git`, made by `user repo NAME add`).
+    pub repos: Vec<String>,
     /// Their domains get certificates from ACME (`acme = true`; `[acme] all_domains` for all).
     pub acme: bool,
     /// Scripts of theirs running at once, at most.
@@ -209,6 +213,16 @@ fn customer(
         .iter()
         .map(|d| crate::sites::check_domain(d).map_err(|p| err("users.domains", p)))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(bad) = u
+        .repos
+        .iter()
+        .find(|r| !valid_user_name(r) || r.starts_with('.'))
+    {
+        return Err(err(
+            "users.repos",
+            format!("`{bad}` is not a repository name (letters, digits, . _ -)"),
+        ));
+    }
     let max_scripts = u.max_scripts.unwrap_or(hosting.max_scripts_per_user);
     if max_scripts == 0 || max_scripts > cgi.max_concurrent {
         return Err(err(
@@ -238,6 +252,7 @@ fn customer(
         identity,
         unix_user,
         domains,
+        repos: u.repos.clone(),
         acme: u.acme,
         max_scripts,
         tls,

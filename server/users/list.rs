@@ -36,12 +36,19 @@ pub(super) fn list(path: &Path) -> anyhow::Result<()> {
             ),
             Err(e) => format!("usage=unknown ({e})"),
         };
+        let web_root = match (&c.web_root_link, std::fs::read_link(&c.web_root)) {
+            (Some(_), Ok(to)) => format!("{} -> {}", c.web_root.display(), to.display()),
+            _ => c.web_root.display().to_string(),
+        };
+        let repos = match c.repos.is_empty() {
+            true => String::new(),
+            false => format!("\trepos={}", c.repos.join(",")),
+        };
         println!(
-            "{}\tidentity={}\thome={}\tweb_root={}\tdomains={domains}\t{usage}\tkeys={keys}\tpassword={password}",
+            "{}\tidentity={}\thome={}\tweb_root={web_root}\tdomains={domains}\t{usage}\tkeys={keys}\tpassword={password}{repos}",
             c.name,
             identity(c),
             c.home.display(),
-            c.web_root.display()
         );
     }
     Ok(())

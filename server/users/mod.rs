@@ -20,6 +20,7 @@ mod edit;
 mod entry;
 pub mod identity;
 mod list;
+mod repo;
 
 pub use edit::{config_file, edit_config, user_entry};
 
@@ -67,12 +68,34 @@ pub enum UserCommand {
     },
     /// List the customers: identity, home, domains, usage against quota, keys, password.
     List,
+    /// Push deploys: a git repository whose pushes publish NAME's site.
+    Repo {
+        name: String,
+        #[command(subcommand)]
+        action: RepoAction,
+    },
     /// Remove a customer: logins and serving stop at once; their files stay unless --purge.
     Remove {
         name: String,
         /// Also delete their home.
         #[arg(long)]
         purge: bool,
+    },
+}
+
+/// `yadokari user repo NAME ...`
+#[derive(Subcommand)]
+pub enum RepoAction {
+    /// Make ~/repos/SITE.git: a push to its branch publishes the tree as a new release in
+    /// ~/releases/ and switches the web root (a link) to it in one step.
+    Add {
+        site: String,
+        /// The branch whose pushes are published.
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// How many releases are kept (the one served among them).
+        #[arg(long, default_value_t = crate::publish::DEFAULT_KEEP)]
+        keep: usize,
     },
 }
 
@@ -107,6 +130,18 @@ pub fn user_command(cmd: UserCommand, file: Option<&Path>) -> anyhow::Result<()>
             entry::quota(&path, &name, bytes.as_deref(), files.as_deref())
         }
         UserCommand::List => list::list(&path),
+        UserCommand::Repo {
+            name,
+            action: RepoAction::Add { site, branch, keep },
+        } => repo::add(
+            &path,
+            &repo::NewRepo {
+                name: &name,
+                site: &site,
+                branch: &branch,
+                keep,
+            },
+        ),
         UserCommand::Remove { name, purge } => entry::remove(&path, &name, purge),
     }
 }

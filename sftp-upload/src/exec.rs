@@ -20,7 +20,9 @@ use crate::deploy::{Deploy, ONLY};
 /// Starts deploy programs for the endpoint's users; the embedding server provides it.
 pub trait Deployer: Send + Sync {
     /// Starts `deploy` as `user`, in their home; or says why not (sent to the client's stderr).
-    fn start(&self, user: &str, deploy: &Deploy) -> Starting;
+    /// `file_size`: the largest file it may write (the room left in the user's quota), a limit
+    /// past which a write fails with "File too large" rather than passing the quota.
+    fn start(&self, user: &str, deploy: &Deploy, file_size: Option<u64>) -> Starting;
 }
 
 /// A deploy program being started.
@@ -33,6 +35,35 @@ pub struct Started {
     /// Resolves to its exit status once it has ended; dropped before, it kills the program
     /// with its process group.
     pub exit: Pin<Box<dyn Future<Output = u32> + Send>>,
+}
+
+/// How a deploy program's run ended; the channel is still open, for [`Ended::close`].
+pub struct Ended {
+    write: ChannelWriteHalf<Msg>,
+    /// Its exit status; `None` when it was stopped (the client left, or `stop` resolved).
+    pub status: Option<u32>,
+    /// The client closed the channel: nothing more can be said to it.
+    pub gone: bool,
+    /// It said "File too large" on stderr: a write passed its file size limit.
+    pub too_large: bool,
+}
+
+impl Ended {
+    /// Says `text` on the client's stderr (when it is still there), then `exit-status`, EOF
+    /// and CLOSE.
+    pub async fn close(self, text: &str, status: u32) {
+        if self.gone {
+            return;
+        }
+        if !text.is_empty() {
+            let _ = tokio::time::timeout(
+                CLOSING_BOUND,
+                self.write.extended_data_bytes(1, text.as_bytes().to_vec()),
+            )
+            .await;
+        }
+        close(&self.write, status).await;
+    }
 }
 
 /// How long the closing messages may take to be handed to russh.
@@ -53,14 +84,14 @@ pub async fn refuse(channel: russh::Channel<Msg>, why: &str) {
     close(&write, 1).await;
 }
 
-/// Runs `started` on `channel` until it ends (its exit status) or the client leaves (`None`:
-/// the channel closed, or `hung_up` resolved, which a stalled channel needs: while the
-/// program does not read its stdin, the channel is not read either).
+/// Runs `started` on `channel` until it ends, the client leaves, or `stop` resolves (which a
+/// stalled channel needs: while the program does not read its stdin, the channel is not read
+/// either; and a quota passed stops a program). The channel is left open for [`Ended::close`].
 pub async fn run(
     channel: russh::Channel<Msg>,
     started: Started,
-    hung_up: impl Future<Output = ()>,
-) -> Option<u32> {
+    stop: impl Future<Output = ()>,
+) -> Ended {
     let (mut read, write) = channel.split();
     let Started { stdio, mut exit } = started;
     let [stdin, stdout, stderr] = stdio;
@@ -75,8 +106,12 @@ pub async fn run(
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot wire a deploy program to its channel");
-            close(&write, 1).await;
-            return None;
+            return Ended {
+                write,
+                status: Some(1),
+                gone: false,
+                too_large: false,
+            };
         }
     };
     let feed = async {
@@ -97,8 +132,9 @@ pub async fn run(
             }
         }
     };
-    let out = forward(&mut stdout, &write, None);
-    let err = forward(&mut stderr, &write, Some(1));
+    let too_large = std::sync::atomic::AtomicBool::new(false);
+    let out = forward(&mut stdout, &write, None, &too_large);
+    let err = forward(&mut stderr, &write, Some(1), &too_large);
     let finished = async {
         let mut pumps = std::pin::pin!(async {
             tokio::join!(out, err);
@@ -111,23 +147,29 @@ pub async fn run(
             () = &mut pumps => exit.await,
         }
     };
-    let status = tokio::select! {
-        () = feed => None,
-        () = hung_up => None,
-        status = finished => Some(status),
+    let (status, gone) = tokio::select! {
+        () = feed => (None, true),
+        () = stop => (None, false),
+        status = finished => (Some(status), false),
     };
-    if let Some(status) = status {
-        close(&write, status).await;
+    Ended {
+        write,
+        status,
+        gone,
+        too_large: too_large.load(std::sync::atomic::Ordering::Relaxed),
     }
-    status
 }
 
+/// What a program says when a write passes its file size limit (`strerror(EFBIG)`).
+const TOO_LARGE: &[u8] = b"File too large";
+
 /// Sends what `pipe` gives as channel data (`ext`: as extended data of that type) until it
-/// ends or the channel is gone.
+/// ends or the channel is gone; notes in `too_large` whether stderr said [`TOO_LARGE`].
 async fn forward(
     pipe: &mut tokio::net::unix::pipe::Receiver,
     write: &ChannelWriteHalf<Msg>,
     ext: Option<u32>,
+    too_large: &std::sync::atomic::AtomicBool,
 ) {
     let mut buf = bytes::BytesMut::new();
     loop {
@@ -137,6 +179,9 @@ async fn forward(
             Ok(_) => {}
         }
         let chunk = buf.split().freeze();
+        if ext.is_some() && chunk.windows(TOO_LARGE.len()).any(|w| w == TOO_LARGE) {
+            too_large.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let sent = match ext {
             None => write.data_bytes(chunk).await,
             Some(ext) => write.extended_data_bytes(ext, chunk).await,

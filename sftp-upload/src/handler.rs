@@ -83,7 +83,7 @@ impl Sftp {
     /// What the web side will do with `path`, for the transfer log ("" when not known).
     fn web_verdict(&self, path: &SitePath) -> String {
         match &self.advisor {
-            Some((advise, site)) => advise(site, path.rel()).unwrap_or_default(),
+            Some((advise, site)) => advise(site, path.rel()).map(|a| a.line).unwrap_or_default(),
             None => String::new(),
         }
     }

@@ -204,10 +204,22 @@ impl Default for Limits {
 }
 
 /// What the web side will do with a file of a site: given the site's root and the file's path
-/// in it, a sentence for the transfer log ("runs as a CGI script", or the refusal with its
-/// reason and fix), or `None` when the site is not served. The binary answers it with the same
-/// permission gate the HTTP side uses, so an upload or a chmod is logged with its consequence.
-pub type Advisor = Arc<dyn Fn(&std::path::Path, &std::path::Path) -> Option<String> + Send + Sync>;
+/// in it, an [`Advice`], or `None` when the file is not on the web. The binary answers it with
+/// the same permission gate the HTTP side uses, so an upload or a chmod is logged with its
+/// consequence.
+pub type Advisor = Arc<dyn Fn(&std::path::Path, &std::path::Path) -> Option<Advice> + Send + Sync>;
+
+/// The web side's verdict on one file.
+#[derive(Clone, Debug)]
+pub struct Advice {
+    /// The verdict in a sentence, for the transfer log ("runs as a CGI script", or the refusal
+    /// with its reason and fix).
+    pub line: String,
+    /// The file is served or run.
+    pub works: bool,
+    /// Its path on the web site (`cgi-bin/hello.cgi`).
+    pub url: String,
+}
 
 /// The endpoint's configuration.
 #[derive(Clone)]

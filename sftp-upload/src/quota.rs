@@ -181,16 +181,46 @@ impl Quota {
 
     /// Whether a push deploy may start writing: the site is counted now (a deploy's program
     /// writes behind the session's back, so the last count may be old), and it must have room
-    /// for one more byte and one more file.
-    pub fn admits_a_deploy(&self, files: &SiteFiles) -> Result<(), FsError> {
+    /// for one more byte and one more file. The room left in bytes, when bytes are limited.
+    pub fn admits_a_deploy(&self, files: &SiteFiles) -> Result<Option<u64>, FsError> {
         if !self.enabled() {
-            return Ok(());
+            return Ok(None);
         }
-        self.prepare(files);
+        let used = self.count_now(files);
         if let Some(limit) = self.limits.files {
             self.check_entries(limit)?;
         }
-        self.check_growth(1)
+        self.check_growth(1)?;
+        Ok(self.limits.bytes.map(|max| max.saturating_sub(used.bytes)))
+    }
+
+    /// Counts the site now and makes the count the figure (see [`Quota::admits_a_deploy`]).
+    pub fn count_now(&self, files: &SiteFiles) -> Usage {
+        let dir = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
+        self.tally.count_now(
+            files
+                .jail()
+                .open_beneath(Path::new(""), dir, Mode::empty())
+                .ok(),
+        )
+    }
+
+    /// Which limit the site, counted now, is over, if it is over one (a deploy running).
+    pub fn over(&self, files: &SiteFiles) -> Option<Exceeded> {
+        if !self.enabled() {
+            return None;
+        }
+        let used = self.count_now(files);
+        let over = |limit, max: Option<u64>, used: u64| {
+            max.filter(|max| used > *max).map(|max| Exceeded {
+                limit,
+                max,
+                used,
+                asked: 0,
+            })
+        };
+        over(Limit::Bytes, self.limits.bytes, used.bytes)
+            .or_else(|| over(Limit::Files, self.limits.files, used.files))
     }
 
     /// A directory was made.

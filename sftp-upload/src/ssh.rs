@@ -99,37 +99,66 @@ impl Connection {
                 let started = match starting {
                     Ok((deployer, deploy)) => {
                         match admitted(&deploy, &user, &quota, config.honour_client_mode).await {
-                            Ok(()) => {
+                            Ok(room) => {
                                 if deploy.writes() {
                                     before = site_snapshot(user.site.clone()).await;
                                 }
-                                deployer.start(&name, &deploy).await.map(|s| (s, deploy))
+                                deployer.start(&name, &deploy, room).await.map(|s| (s, deploy, room))
                             }
                             Err(why) => Err(why),
                         }
                     }
                     Err(why) => Err(why),
                 };
-                match started {
+                let (started, deploy, room) = match started {
                     Err(why) => {
                         tracing::warn!(%peer, user = %name, command = %shown, reason = %why, "command refused: this host runs only sftp, rsync, scp and git push");
                         crate::exec::refuse(ch, &why).await;
+                        return;
                     }
-                    Ok((started, deploy)) => {
-                        tracing::info!(%peer, user = %name, command = %shown, program = deploy.program, "deploy started");
-                        match crate::exec::run(ch, started, guard.hung_up()).await {
-                            Some(code) => tracing::info!(user = %name, program = deploy.program, status = code, "deploy ended"),
-                            None => tracing::info!(user = %name, program = deploy.program, "deploy ended: the client left; the program was stopped"),
-                        }
-                        if let Some(before) = before {
-                            log_changes(&user, deploy.program, before, config.advisor.clone()).await;
-                        }
-                        if deploy.writes() {
-                            // What it wrote is counted afresh, for the next write's quota check.
-                            let _ = admitted(&deploy, &user, &quota, config.honour_client_mode).await;
+                    Ok(started) => started,
+                };
+                tracing::info!(%peer, user = %name, command = %shown, program = deploy.program, "deploy started");
+                // A writing program is watched: passing the quota stops it.
+                let stopped = std::sync::OnceLock::new();
+                let stop = async {
+                    tokio::select! {
+                        () = guard.hung_up() => {}
+                        over = watch_quota(&user, &quota, config.honour_client_mode), if deploy.writes() => {
+                            let _ = stopped.set(over);
                         }
                     }
+                };
+                let ended = crate::exec::run(ch, started, stop).await;
+                match (ended.status, stopped.get()) {
+                    (Some(code), _) => tracing::info!(user = %name, program = deploy.program, status = code, "deploy ended"),
+                    (None, Some(over)) => tracing::warn!(user = %name, program = deploy.program, reason = %over, "deploy stopped: the site passed its quota"),
+                    (None, None) => tracing::info!(user = %name, program = deploy.program, "deploy ended: the client left; the program was stopped"),
                 }
+                let mut said = Vec::new();
+                if let Some(over) = stopped.get() {
+                    said.push(format!("stopped: your site passed its quota while {} was writing ({over})", deploy.program));
+                } else if ended.too_large && let Some(room) = room {
+                    tracing::warn!(user = %name, program = deploy.program, room, "deploy: a file larger than the room left in the quota was refused");
+                    said.push(format!("a file larger than the room left in your quota ({room} bytes) was refused (\"File too large\"); nothing past the quota was written: remove files first, or ask for a larger quota"));
+                }
+                if let Some(before) = before {
+                    said.extend(log_changes(&user, deploy.program, before, config.advisor.clone()).await);
+                }
+                if deploy.writes() {
+                    // What it wrote is counted afresh, for the next write's quota check.
+                    let _ = admitted(&deploy, &user, &quota, config.honour_client_mode).await;
+                }
+                let prefix = match deploy.program {
+                    "git-receive-pack" => "remote: ",
+                    _ => "yadokari: ",
+                };
+                let text: String = said.iter().map(|l| format!("{prefix}{l}\n")).collect();
+                let status = match (ended.status, stopped.get()) {
+                    (Some(0), Some(_)) | (None, _) => 1,
+                    (Some(code), _) => code,
+                };
+                ended.close(&text, status).await;
             }
             .instrument(span),
         );
@@ -420,15 +449,16 @@ impl Handler for Connection {
 }
 
 /// Whether the quota lets `deploy` start: one that writes needs room for a byte and a file in
-/// the freshly counted site. The count reads directories, so it runs on the blocking pool.
+/// the freshly counted site; the room left in bytes, when bytes are limited. The count reads
+/// directories, so it runs on the blocking pool.
 async fn admitted(
     deploy: &crate::deploy::Deploy,
     user: &Arc<User>,
     quota: &Arc<Quota>,
     honour_client_mode: bool,
-) -> Result<(), String> {
+) -> Result<Option<u64>, String> {
     if !deploy.writes() {
-        return Ok(());
+        return Ok(None);
     }
     let (user, quota) = (user.clone(), quota.clone());
     tokio::task::spawn_blocking(move || {
@@ -440,6 +470,37 @@ async fn admitted(
     })
     .await
     .unwrap_or_else(|e| Err(format!("the quota check failed ({e})")))
+}
+
+/// Resolves when the site, counted again and again while a deploy writes, is over its quota
+/// (the file size limit stops one file from passing it; this stops many). Each count waits ten
+/// times as long as the last took, and a second at least, so a large site is not counted
+/// without pause. Never resolves without a quota.
+async fn watch_quota(
+    user: &Arc<User>,
+    quota: &Arc<Quota>,
+    honour_client_mode: bool,
+) -> crate::quota::Exceeded {
+    if user.quota == crate::quota::QuotaLimits::default() {
+        return std::future::pending().await;
+    }
+    let mut pause = std::time::Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(pause).await;
+        let (user, quota) = (user.clone(), quota.clone());
+        let began = std::time::Instant::now();
+        let over = tokio::task::spawn_blocking(move || {
+            let files = SiteFiles::open(&user.site, &user.name, honour_client_mode).ok()?;
+            quota.over(&files)
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(over) = over {
+            return over;
+        }
+        pause = (began.elapsed() * 10).max(std::time::Duration::from_secs(1));
+    }
 }
 
 /// The site's regular files now (see [`crate::scan`]); `None` when it cannot be read or is too
@@ -461,15 +522,16 @@ async fn site_snapshot(site: std::path::PathBuf) -> Option<crate::scan::Snapshot
 }
 
 /// Transfer-log lines for what a deploy by `program` wrote and removed since `before`, each
-/// written file with what the web side makes of it (as for an SFTP upload).
+/// written file with what the web side makes of it (as for an SFTP upload); returns what the
+/// client is told: each written file the web refuses, with why and the fix, and a count.
 async fn log_changes(
     user: &Arc<User>,
     program: &'static str,
     before: crate::scan::Snapshot,
     advisor: Option<crate::Advisor>,
-) {
+) -> Vec<String> {
     let Some(after) = site_snapshot(user.site.clone()).await else {
-        return;
+        return Vec::new();
     };
     let user = user.clone();
     let span = tracing::Span::current();
@@ -477,26 +539,41 @@ async fn log_changes(
         use std::os::unix::fs::MetadataExt;
         (m.uid(), m.gid())
     });
-    let _ = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let _in = span.enter();
+        let mut said = Vec::new();
         // What the web side makes of each file is read with the customer's rights, as an
         // SFTP session's verdicts are.
-        let Ok(owner) = owner else { return };
+        let Ok(owner) = owner else { return said };
         let Ok(_identity) = yadokari_site::identity::OwnerIdentity::assume(owner) else {
-            return;
+            return said;
         };
         let changes = crate::scan::changes(&before, &after);
+        let (mut on_web, mut refused) = (0, 0);
         for (path, bytes) in changes.written {
             let rel = std::path::Path::new(std::ffi::OsStr::from_bytes(&path));
-            let web = advisor
-                .as_ref()
-                .and_then(|advise| advise(&user.site, rel))
-                .unwrap_or_default();
-            tracing::info!(user = %user.name, op = "upload", via = program, path = %format_args!("/{}", LogText(&path)), bytes, web = %LogText::str(&web), "transfer");
+            let advice = advisor.as_ref().and_then(|advise| advise(&user.site, rel));
+            let web = advice.as_ref().map_or("", |a| a.line.as_str());
+            tracing::info!(user = %user.name, op = "upload", via = program, path = %format_args!("/{}", LogText(&path)), bytes, web = %LogText::str(web), "transfer");
+            if let Some(advice) = advice {
+                on_web += 1;
+                if !advice.works {
+                    refused += 1;
+                    said.push(format!("{}: {}", advice.url, advice.line));
+                }
+            }
         }
         for path in changes.gone {
             tracing::info!(user = %user.name, op = "remove", via = program, path = %format_args!("/{}", LogText(&path)), "transfer");
         }
+        if on_web > 0 {
+            said.push(match refused {
+                0 => format!("the web serves all {on_web} file(s) written"),
+                n => format!("of {on_web} file(s) written for the web, {n} will not work (above, each with its fix)"),
+            });
+        }
+        said
     })
-    .await;
+    .await
+    .unwrap_or_default()
 }

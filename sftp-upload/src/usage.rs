@@ -166,6 +166,25 @@ impl Tally {
         }
     }
 
+    /// Counts the site (the directory `root`) now, on this thread, once no other count is
+    /// under way, and makes it the figure: for a push deploy, whose program writes behind the
+    /// sessions' backs, before it starts, while it runs and after it ends.
+    pub(crate) fn count_now(&self, root: Option<OwnedFd>) -> Usage {
+        let mut s = self.state();
+        while s.running.is_some() {
+            s = self.counted.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        s.running = Some(Change::default());
+        s.began = Some(Instant::now());
+        drop(s);
+        let counted = root.map(|root| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| count(&root)))
+                .unwrap_or_default()
+        });
+        self.finish(counted.unwrap_or_default());
+        self.usage().unwrap_or_default()
+    }
+
     /// Hands a count of `root` to the counter; a site that cannot be opened counts as empty.
     fn start(self: &Arc<Self>, root: Option<OwnedFd>) {
         let tally = self.clone();
