@@ -175,7 +175,11 @@ fn serving(web_root: &Path) -> Option<PathBuf> {
 
 /// Checks `commit` out into a new release directory, made whole under a hidden name first.
 fn checkout(settings: &Settings, commit: &str, short: &str) -> Result<PathBuf, String> {
-    let stamp = stamp();
+    // Milliseconds too: releases are ordered by name, and pushes come faster than a second.
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis());
+    let stamp = format!("{}.{millis:03}", stamp());
     let (partial, index) = (
         settings.releases.join(format!(".{stamp}-{short}.partial")),
         settings.releases.join(format!(".{stamp}-{short}.index")),
@@ -289,13 +293,14 @@ fn prune(settings: &Settings, current: &Path) -> usize {
         .count()
 }
 
-/// Whether `name` is one this module makes: `YYYYMMDD-HHMMSS-…`.
+/// Whether `name` is one this module makes: `YYYYMMDD-HHMMSS.mmm-…` (or `YYYYMMDD-HHMMSS-…`
+/// for the web root's first contents).
 fn is_release_name(name: &[u8]) -> bool {
     name.len() > 16
         && name[..8].iter().all(u8::is_ascii_digit)
         && name[8] == b'-'
         && name[9..15].iter().all(u8::is_ascii_digit)
-        && name[15] == b'-'
+        && (name[15] == b'-' || name[15] == b'.')
 }
 
 /// The time now, UTC, as `YYYYMMDD-HHMMSS`.
@@ -346,6 +351,7 @@ mod tests {
 
     #[test]
     fn release_names() {
+        assert!(is_release_name(b"20261207-193000.042-abc1234"));
         assert!(is_release_name(b"20261207-193000-abc1234"));
         assert!(is_release_name(b"20261207-193000-before"));
         assert!(!is_release_name(b".20261207-193000-abc1234.partial"));

@@ -344,6 +344,66 @@ fn a_site_over_its_quota_cannot_start_an_upload_but_can_still_download() {
 }
 
 #[test]
+fn a_transfer_that_crosses_the_quota_is_stopped_and_said_so() {
+    if !crate::support::host::as_root() || !have("rsync") {
+        return;
+    }
+    let s = SftpSite::new("quota_bytes = 300000\n");
+    let running = s.start();
+    let local = tempfile::tempdir().expect("tempdir");
+    let site = s.site.htdocs();
+    // One file larger than the room left: refused by the file size limit, nothing left behind.
+    let big = local.path().join("big.bin");
+    std::fs::write(&big, vec![b'b'; 400_000]).expect("write");
+    let o = rsync(
+        &running,
+        &s.key,
+        &[big.to_str().expect("path"), "demo@127.0.0.1:/"],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    // The client is told when it listens long enough (rsync hangs up the moment it learns of
+    // the failure, so its stderr may have nothing); the error log always says it.
+    running
+        .server
+        .wait_for("a file larger than the room left in the quota was refused");
+    assert!(!site.join("big.bin").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&site)
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|n| n.to_string_lossy().contains("big.bin"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Many files, each within the room, that pass it together (slowly, so that the count
+    // made while it runs finds the site over): stopped, and said so.
+    let tree = local.path().join("tree");
+    std::fs::create_dir(&tree).expect("mkdir");
+    for n in 0..40 {
+        std::fs::write(tree.join(format!("f{n:02}.bin")), vec![b'f'; 10_000]).expect("write");
+    }
+    let o = rsync(
+        &running,
+        &s.key,
+        &[
+            "-a",
+            "--bwlimit=40",
+            &format!("{}/", tree.display()),
+            "demo@127.0.0.1:/many/",
+        ],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("passed its quota"), "{}", text(&o));
+    let log = running.server.output();
+    assert!(
+        log.contains("deploy stopped: the site passed its quota"),
+        "{log}"
+    );
+    // Not every file landed: it was stopped on the way.
+    let landed = std::fs::read_dir(site.join("many")).map_or(0, |d| d.count());
+    assert!(landed < 40, "all {landed} files landed");
+}
+
+#[test]
 fn git_push_and_clone_over_the_endpoint_reach_a_repository_in_the_home() {
     // Deploy programs run only as a customer's own identity: the server must be root.
     if !crate::support::host::as_root() || !have("git") || !have("ssh") {
@@ -353,19 +413,7 @@ fn git_push_and_clone_over_the_endpoint_reach_a_repository_in_the_home() {
     let bare = s.site.htdocs().join("repos/site.git");
     std::fs::create_dir_all(&bare).expect("mkdir");
     let git = |dir: &Path, args: &[&str]| {
-        let o = Command::new("git")
-            .current_dir(dir)
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
-            .args(args)
-            .env(
-                "GIT_SSH_COMMAND",
-                format!(
-                    "ssh -F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o IdentitiesOnly=yes -o BatchMode=yes -i {}",
-                    s.key.display()
-                ),
-            )
-            .output()
-            .expect("git");
+        let o = crate::support::sftp::git(&s.key, dir, args);
         assert!(o.status.success(), "git {args:?}: {}", text(&o));
         o
     };

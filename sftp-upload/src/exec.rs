@@ -87,10 +87,14 @@ pub async fn refuse(channel: russh::Channel<Msg>, why: &str) {
 /// Runs `started` on `channel` until it ends, the client leaves, or `stop` resolves (which a
 /// stalled channel needs: while the program does not read its stdin, the channel is not read
 /// either; and a quota passed stops a program). The channel is left open for [`Ended::close`].
+/// `too_large` is said on the client's stderr the moment the program reports a write past its
+/// file size limit: then, because a client such as rsync hangs up as soon as it learns of the
+/// failure, and anything said after the program has ended would be lost.
 pub async fn run(
     channel: russh::Channel<Msg>,
     started: Started,
     stop: impl Future<Output = ()>,
+    too_large: &str,
 ) -> Ended {
     let (mut read, write) = channel.split();
     let Started { stdio, mut exit } = started;
@@ -132,9 +136,13 @@ pub async fn run(
             }
         }
     };
-    let too_large = std::sync::atomic::AtomicBool::new(false);
-    let out = forward(&mut stdout, &write, None, &too_large);
-    let err = forward(&mut stderr, &write, Some(1), &too_large);
+    let said = std::sync::atomic::AtomicBool::new(false);
+    let note = TooLarge {
+        said: &said,
+        note: too_large,
+    };
+    let out = forward(&mut stdout, &write, None, &note);
+    let err = forward(&mut stderr, &write, Some(1), &note);
     let finished = async {
         let mut pumps = std::pin::pin!(async {
             tokio::join!(out, err);
@@ -156,20 +164,28 @@ pub async fn run(
         write,
         status,
         gone,
-        too_large: too_large.load(std::sync::atomic::Ordering::Relaxed),
+        too_large: said.load(std::sync::atomic::Ordering::Relaxed),
     }
+}
+
+/// What is said once when a program reports a write past its file size limit.
+struct TooLarge<'a> {
+    said: &'a std::sync::atomic::AtomicBool,
+    note: &'a str,
 }
 
 /// What a program says when a write passes its file size limit (`strerror(EFBIG)`).
 const TOO_LARGE: &[u8] = b"File too large";
 
 /// Sends what `pipe` gives as channel data (`ext`: as extended data of that type) until it
-/// ends or the channel is gone; notes in `too_large` whether stderr said [`TOO_LARGE`].
+/// ends or the channel is gone; says `too_large`'s note on stderr the first time the program
+/// says [`TOO_LARGE`] (on stdout too: git-receive-pack and rsync pass their helpers' errors to
+/// the client in their protocol stream).
 async fn forward(
     pipe: &mut tokio::net::unix::pipe::Receiver,
     write: &ChannelWriteHalf<Msg>,
     ext: Option<u32>,
-    too_large: &std::sync::atomic::AtomicBool,
+    too_large: &TooLarge<'_>,
 ) {
     let mut buf = bytes::BytesMut::new();
     loop {
@@ -179,8 +195,15 @@ async fn forward(
             Ok(_) => {}
         }
         let chunk = buf.split().freeze();
-        if ext.is_some() && chunk.windows(TOO_LARGE.len()).any(|w| w == TOO_LARGE) {
-            too_large.store(true, std::sync::atomic::Ordering::Relaxed);
+        if memchr::memmem::find(&chunk, TOO_LARGE).is_some()
+            && !too_large
+                .said
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            && !too_large.note.is_empty()
+        {
+            let _ = write
+                .extended_data_bytes(1, too_large.note.as_bytes().to_vec())
+                .await;
         }
         let sent = match ext {
             None => write.data_bytes(chunk).await,

@@ -129,7 +129,14 @@ impl Connection {
                         }
                     }
                 };
-                let ended = crate::exec::run(ch, started, stop).await;
+                let prefix = match deploy.program {
+                    "git-receive-pack" => "remote: ",
+                    _ => "yadokari: ",
+                };
+                let too_large = room.map_or_else(String::new, |room| {
+                    format!("{prefix}a file larger than the room left in your quota ({room} bytes) was refused (\"File too large\"); nothing past the quota was written: remove files first, or ask for a larger quota\n")
+                });
+                let ended = crate::exec::run(ch, started, stop, &too_large).await;
                 match (ended.status, stopped.get()) {
                     (Some(code), _) => tracing::info!(user = %name, program = deploy.program, status = code, "deploy ended"),
                     (None, Some(over)) => tracing::warn!(user = %name, program = deploy.program, reason = %over, "deploy stopped: the site passed its quota"),
@@ -140,7 +147,6 @@ impl Connection {
                     said.push(format!("stopped: your site passed its quota while {} was writing ({over})", deploy.program));
                 } else if ended.too_large && let Some(room) = room {
                     tracing::warn!(user = %name, program = deploy.program, room, "deploy: a file larger than the room left in the quota was refused");
-                    said.push(format!("a file larger than the room left in your quota ({room} bytes) was refused (\"File too large\"); nothing past the quota was written: remove files first, or ask for a larger quota"));
                 }
                 if let Some(before) = before {
                     said.extend(log_changes(&user, deploy.program, before, config.advisor.clone()).await);
@@ -149,10 +155,6 @@ impl Connection {
                     // What it wrote is counted afresh, for the next write's quota check.
                     let _ = admitted(&deploy, &user, &quota, config.honour_client_mode).await;
                 }
-                let prefix = match deploy.program {
-                    "git-receive-pack" => "remote: ",
-                    _ => "yadokari: ",
-                };
                 let text: String = said.iter().map(|l| format!("{prefix}{l}\n")).collect();
                 let status = match (ended.status, stopped.get()) {
                     (Some(0), Some(_)) | (None, _) => 1,

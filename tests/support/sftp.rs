@@ -222,6 +222,26 @@ pub fn text(o: &Output) -> String {
 }
 
 /// Runs `yadokari user ...` against `config`, with `stdin`.
+/// The real `git` client in `dir`, over SSH with `key` to the endpoint (no known hosts, no
+/// agent); its output, whatever its status.
+pub fn git(key: &Path, dir: &Path, args: &[&str]) -> Output {
+    Command::new("timeout")
+        .arg("120")
+        .arg("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+        .args(args)
+        .env(
+            "GIT_SSH_COMMAND",
+            format!(
+                "ssh -F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o IdentitiesOnly=yes -o BatchMode=yes -i {}",
+                key.display()
+            ),
+        )
+        .output()
+        .expect("git")
+}
+
 pub fn user_cmd(config: &Path, args: &[&str], stdin: &str) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.arg("user").args(args).arg("--config").arg(config);
