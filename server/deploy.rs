@@ -4,6 +4,18 @@
 //! script's), their resource limits, in their sandbox when one is in force (only their home
 //! writable, no other home visible), in their home, with a minimal environment, in a process
 //! group of their own that dies with the channel. No shell ever runs.
+//!
+//! Without a sandbox (`[sandbox] enabled = false`, or a kernel without namespaces) there is no
+//! chroot either: rsync, scp and git need their libraries, locale and (for git) helper
+//! programs, which a chroot would have to copy into every home and keep patched. What confines
+//! such a program then is what confines a customer's shell on a traditional host, and what
+//! confines their CGI scripts here: their own Unix identity (never a shared one, see below)
+//! and its resource limits; and what it is asked to touch is checked before it starts, every
+//! path argument resolved inside the home as the SFTP jail resolves it. It can read what the
+//! customer's own account may read, no more; the sandbox is what hides the rest of the system.
+//! Its writes are held to the quota: no file past the room left (`RLIMIT_FSIZE`, with
+//! `SIGXFSZ` ignored so that the program fails the write and cleans up), and the SSH side
+//! stops it when a recount finds the site over.
 
 use std::ffi::CString;
 use std::os::fd::AsFd;
