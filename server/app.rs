@@ -88,7 +88,9 @@ pub struct State {
 /// A customer's web root: a directory opened at its first request and held, or a link to a
 /// release followed at each request (`crate::web_root`).
 enum WebRoot {
-    Held(std::sync::OnceLock<Arc<Jail>>, Arc<Path>),
+    /// Opened beneath the home (no link followed) at the first request: the web root and
+    /// the home.
+    Held(std::sync::OnceLock<Arc<Jail>>, Arc<Path>, PathBuf),
     Linked(crate::web_root::Linked),
 }
 
@@ -103,9 +105,10 @@ impl State {
                 Some(c) if let Some(link) = &c.web_root_link => {
                     WebRoot::Linked(crate::web_root::Linked::new(&c.home, link))
                 }
-                _ => WebRoot::Held(
+                c => WebRoot::Held(
                     std::sync::OnceLock::new(),
                     Arc::from(config.sites.root(i).as_path()),
+                    c.map_or_else(|| config.sites.root(i).clone(), |c| c.home.clone()),
                 ),
             })
             .collect();
@@ -128,10 +131,20 @@ impl State {
     /// `None`): the directory held open and its path.
     pub fn site_root(&self, index: Option<usize>) -> std::io::Result<SiteRoot> {
         match index.and_then(|i| self.sites.get(i)) {
-            Some(WebRoot::Held(slot, root)) => Ok(SiteRoot {
-                jail: opened(slot, root)?,
-                root: root.clone(),
-            }),
+            Some(WebRoot::Held(slot, root, home)) => {
+                let jail = match slot.get() {
+                    Some(jail) => jail.clone(),
+                    None => {
+                        let opened = crate::web_root::open_plain(home, root)
+                            .map_err(std::io::Error::other)?;
+                        slot.get_or_init(|| opened.jail).clone()
+                    }
+                };
+                Ok(SiteRoot {
+                    jail,
+                    root: root.clone(),
+                })
+            }
             Some(WebRoot::Linked(linked)) => linked.current().map_err(std::io::Error::other),
             None => Ok(SiteRoot {
                 jail: self.jail()?,

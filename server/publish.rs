@@ -78,6 +78,16 @@ fn publish() -> Result<String, String> {
             settings.branch
         ));
     }
+    std::fs::create_dir_all(&settings.releases)
+        .map_err(|e| format!("cannot make {}: {e}", settings.releases.display()))?;
+    // One publish at a time: two pushes close together must not switch out of order, nor
+    // prune the release the other has just switched to.
+    let _lock = lock(&settings.releases)?;
+    clear_leftovers(&settings);
+    // What the branch points to now (a later push may have moved it since this hook began).
+    let new = git(&["rev-parse", "--verify", "--quiet", &wanted], &[])
+        .map(|n| n.trim().to_string())
+        .unwrap_or(new);
     let short = git(&["rev-parse", "--short", &new], &[])?;
     let short = short.trim();
     let serving = serving(&settings.web_root);
@@ -85,16 +95,9 @@ fn publish() -> Result<String, String> {
         Some(r) => format!("the site still serves {}", r.display()),
         None => "the site is unchanged".to_string(),
     };
-    std::fs::create_dir_all(&settings.releases).map_err(|e| {
-        format!(
-            "cannot make {}: {e}; {}",
-            settings.releases.display(),
-            keep_serving()
-        )
-    })?;
     let release =
         checkout(&settings, &new, short).map_err(|e| format!("{e}; {}", keep_serving()))?;
-    let was_a_directory = switch(&settings, &release).map_err(|e| {
+    let switched = switch(&settings, &release).map_err(|e| {
         let _ = std::fs::remove_dir_all(&release);
         format!("{e}; {}", keep_serving())
     })?;
@@ -104,11 +107,16 @@ fn publish() -> Result<String, String> {
         "published {short} as releases/{name}: {} serves it now",
         settings.web_root.display()
     );
-    if let Some(kept) = was_a_directory {
-        said.push_str(&format!(
+    match switched {
+        Switched::Link => {}
+        Switched::Directory(kept) => said.push_str(&format!(
             "\nthe web root was a directory; what it held is kept as {}",
             kept.display()
-        ));
+        )),
+        Switched::DirectoryLeft(left, e) => said.push_str(&format!(
+            "\nthe web root was a directory; what it held is left at {} ({e}): move it somewhere of yours",
+            left.display()
+        )),
     }
     if pruned > 0 {
         said.push_str(&format!(
@@ -117,6 +125,54 @@ fn publish() -> Result<String, String> {
         ));
     }
     Ok(said)
+}
+
+/// Holds `releases/.lock` (`flock`, exclusive) until dropped.
+fn lock(releases: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = releases.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("cannot lock {}: {e}", path.display()))
+}
+
+/// Removes what an earlier publish that was stopped half-way left (a hook is killed with the
+/// deploy when the client leaves or the quota is passed): its hidden `.*.partial` directory
+/// and `.*.index` file in `releases/`, and its `.NAME.next-PID` link beside the web root.
+/// Nothing else publishes while the lock is held, so every one is stale.
+fn clear_leftovers(settings: &Settings) {
+    let hidden = |dir: &Path, keep: &dyn Fn(&[u8]) -> bool| {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let name = e.file_name();
+            if !keep(name.as_bytes()) {
+                continue;
+            }
+            let path = dir.join(&name);
+            let _ = match e.file_type() {
+                Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+                _ => std::fs::remove_file(&path),
+            };
+        }
+    };
+    hidden(&settings.releases, &|n| {
+        n.starts_with(b".") && (n.ends_with(b".partial") || n.ends_with(b".index"))
+    });
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(settings.web_root.file_name().unwrap_or_default().as_bytes());
+    prefix.extend_from_slice(b".next-");
+    if let Some(parent) = settings.web_root.parent() {
+        hidden(parent, &|n| n.starts_with(&prefix));
+    }
 }
 
 /// The settings from the repository's configuration.
@@ -176,10 +232,11 @@ fn serving(web_root: &Path) -> Option<PathBuf> {
 /// Checks `commit` out into a new release directory, made whole under a hidden name first.
 fn checkout(settings: &Settings, commit: &str, short: &str) -> Result<PathBuf, String> {
     // Milliseconds too: releases are ordered by name, and pushes come faster than a second.
-    let millis = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now();
+    let millis = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_millis());
-    let stamp = format!("{}.{millis:03}", stamp());
+    let stamp = format!("{}.{millis:03}", stamp_at(now));
     let (partial, index) = (
         settings.releases.join(format!(".{stamp}-{short}.partial")),
         settings.releases.join(format!(".{stamp}-{short}.index")),
@@ -231,10 +288,21 @@ fn checkout(settings: &Settings, commit: &str, short: &str) -> Result<PathBuf, S
     Err("too many releases made within one second".into())
 }
 
+/// How the web root was switched.
+enum Switched {
+    /// A link was renamed over the link.
+    Link,
+    /// It was a directory: exchanged with the link, and moved beside the releases, here.
+    Directory(PathBuf),
+    /// It was a directory, exchanged with the link, and left where the link was made: the
+    /// switch is done all the same.
+    DirectoryLeft(PathBuf, std::io::Error),
+}
+
 /// Points the web root at `release` in one step: a new link renamed over the old one. A web
 /// root that is still a directory is exchanged with the link (`RENAME_EXCHANGE`, also one step)
-/// and kept beside the releases; its new place is returned.
-fn switch(settings: &Settings, release: &Path) -> Result<Option<PathBuf>, String> {
+/// and kept beside the releases.
+fn switch(settings: &Settings, release: &Path) -> Result<Switched, String> {
     let web = &settings.web_root;
     let parent = web.parent().unwrap_or(Path::new("/"));
     let text = relative(parent, release);
@@ -248,7 +316,7 @@ fn switch(settings: &Settings, release: &Path) -> Result<Option<PathBuf>, String
     let is_dir = web.symlink_metadata().is_ok_and(|m| m.is_dir());
     if !is_dir {
         return match std::fs::rename(&next, web) {
-            Ok(()) => Ok(None),
+            Ok(()) => Ok(Switched::Link),
             Err(e) => {
                 let _ = std::fs::remove_file(&next);
                 Err(format!("cannot switch {}: {e}", web.display()))
@@ -265,10 +333,12 @@ fn switch(settings: &Settings, release: &Path) -> Result<Option<PathBuf>, String
         let _ = std::fs::remove_file(&next);
         return Err(format!("cannot switch {}: {e}", web.display()));
     }
+    // Switched: the link serves the release. Now `next` is the old directory.
     let kept = settings.releases.join(format!("{}-before", stamp()));
-    std::fs::rename(&next, &kept)
-        .map_err(|e| format!("the old web root is left at {}: {e}", next.display()))?;
-    Ok(Some(kept))
+    match std::fs::rename(&next, &kept) {
+        Ok(()) => Ok(Switched::Directory(kept)),
+        Err(e) => Ok(Switched::DirectoryLeft(next, e)),
+    }
 }
 
 /// Removes the releases past the newest `keep` (by name, which starts with the time), never
@@ -284,28 +354,39 @@ fn prune(settings: &Settings, current: &Path) -> usize {
         .collect();
     names.sort();
     let current = current.file_name().unwrap_or_default();
+    // And whatever the link leads to at this moment, should it be another.
+    let serving = serving(&settings.web_root);
+    let serving = serving.as_deref().and_then(Path::file_name);
     let excess = names.len().saturating_sub(settings.keep);
     names
         .iter()
         .take(excess)
-        .filter(|n| n.as_os_str() != current)
+        .filter(|n| n.as_os_str() != current && Some(n.as_os_str()) != serving)
         .filter(|n| std::fs::remove_dir_all(settings.releases.join(n)).is_ok())
         .count()
 }
 
-/// Whether `name` is one this module makes: `YYYYMMDD-HHMMSS.mmm-…` (or `YYYYMMDD-HHMMSS-…`
-/// for the web root's first contents).
+/// Whether `name` is a release this module makes and prunes: `YYYYMMDD-HHMMSS.mmm-<hash>`.
+/// What the web root held before its first publish (`…-before`) is never pruned.
 fn is_release_name(name: &[u8]) -> bool {
-    name.len() > 16
+    name.len() > 20
         && name[..8].iter().all(u8::is_ascii_digit)
         && name[8] == b'-'
         && name[9..15].iter().all(u8::is_ascii_digit)
-        && (name[15] == b'-' || name[15] == b'.')
+        && name[15] == b'.'
+        && name[16..19].iter().all(u8::is_ascii_digit)
+        && name[19] == b'-'
+        && !name.ends_with(b"-before")
 }
 
 /// The time now, UTC, as `YYYYMMDD-HHMMSS`.
 pub(crate) fn stamp() -> String {
-    let secs = std::time::SystemTime::now()
+    stamp_at(std::time::SystemTime::now())
+}
+
+/// `at`, UTC, as `YYYYMMDD-HHMMSS`.
+fn stamp_at(at: std::time::SystemTime) -> String {
+    let secs = at
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let (y, m, d) = crate::access_log::civil_from_days(secs.div_euclid(86_400));
@@ -352,8 +433,8 @@ mod tests {
     #[test]
     fn release_names() {
         assert!(is_release_name(b"20261207-193000.042-abc1234"));
-        assert!(is_release_name(b"20261207-193000-abc1234"));
-        assert!(is_release_name(b"20261207-193000-before"));
+        assert!(is_release_name(b"20261207-193000.042-abc1234.1"));
+        assert!(!is_release_name(b"20261207-193000-before"));
         assert!(!is_release_name(b".20261207-193000-abc1234.partial"));
         assert!(!is_release_name(b"mine"));
         assert_eq!(stamp().len(), 15);

@@ -194,10 +194,10 @@ fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
                 let now = crate::web_root::resolve(home, link).ok()?;
                 (now.root.to_path_buf(), now.jail)
             }
-            Some((web_root, None)) => (
-                web_root.clone(),
-                Arc::new(yadokari_site::Jail::open(web_root).ok()?),
-            ),
+            Some((web_root, None)) => {
+                let now = crate::web_root::open_plain(home, web_root).ok()?;
+                (now.root.to_path_buf(), now.jail)
+            }
             None => (
                 home.to_path_buf(),
                 Arc::new(yadokari_site::Jail::open(home).ok()?),

@@ -92,6 +92,22 @@ impl Linked {
     }
 }
 
+/// A web root that was a directory when the configuration was read (`web_root`, inside
+/// `home` or the home itself), opened beneath the home with no link on the way: a customer who
+/// has turned it into a link since is not followed (the next reading of the configuration
+/// makes it a linked web root, checked as such).
+pub fn open_plain(home: &Path, web_root: &Path) -> Result<SiteRoot, String> {
+    let opened =
+        |path: &Path| Jail::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()));
+    match web_root.strip_prefix(home) {
+        Ok(rel) if !rel.as_os_str().is_empty() => open_at(&opened(home)?, home, rel),
+        _ => Ok(SiteRoot {
+            jail: Arc::new(opened(web_root)?),
+            root: Arc::from(web_root),
+        }),
+    }
+}
+
 /// Where the web root `home`/`link` leads now (the SFTP side's verdicts and `explain` ask
 /// once, so nothing is kept).
 pub fn resolve(home: &Path, link: &Path) -> Result<SiteRoot, String> {

@@ -77,12 +77,13 @@ impl Published {
         )
     }
 
-    /// The release directories, oldest first.
+    /// The release directories made by pushes, oldest first (not the `…-before` one that
+    /// holds what the web root served before, which is never pruned).
     fn releases(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.home().join("releases"))
             .expect("releases/")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with('.'))
+            .filter(|n| !n.starts_with('.') && !n.ends_with("-before"))
             .collect();
         names.sort();
         names
@@ -190,6 +191,12 @@ fn a_git_push_publishes_a_release_and_switches_the_web_root_to_it() {
     let kept = p.releases();
     assert_eq!(kept.len(), 2, "{kept:?}");
     assert!(!kept.contains(&release), "{kept:?}");
+    let before = std::fs::read_dir(home.join("releases"))
+        .expect("releases/")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with("-before"))
+        .count();
+    assert_eq!(before, 1, "what the web root held before is kept");
 
     // A checkout that fails leaves the release that was serving in place.
     let releases = home.join("releases");
@@ -409,4 +416,16 @@ fn a_web_root_linked_out_of_the_home_is_not_served() {
     );
     let log = running.server.output();
     assert!(log.contains("not a directory inside the home"), "{log}");
+
+    // A web root that was a directory when the server read its configuration, and is made a
+    // link afterwards, is not followed either (until the configuration is read again, which
+    // then checks it as the link it is).
+    h.customer("carol", &["--domain", "carol.example"]);
+    let carol = h.home("carol").join("public_html");
+    let running = h.start();
+    std::fs::remove_dir_all(&carol).expect("rm");
+    std::os::unix::fs::symlink("/", &carol).expect("symlink");
+    let (status, body) = get(&running.server, "carol.example", "/etc/passwd");
+    assert_ne!(status, 200, "{body}");
+    assert!(!body.contains("root:"), "{body}");
 }

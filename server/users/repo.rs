@@ -93,7 +93,9 @@ pub(super) fn add(path: &Path, new: &NewRepo<'_>) -> anyhow::Result<()> {
             .env_clear()
             .env("PATH", "/usr/bin:/bin:/usr/local/bin")
             .env("HOME", home)
-            .env("GIT_CONFIG_NOSYSTEM", "1");
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            // Not the customer's ~/.gitconfig either: its init.templateDir could plant hooks.
+            .env("GIT_CONFIG_GLOBAL", "/dev/null");
         if as_root {
             cmd.uid(owner.0).gid(owner.1);
         }
@@ -169,6 +171,17 @@ pub(super) fn add(path: &Path, new: &NewRepo<'_>) -> anyhow::Result<()> {
 fn write_hook(repo: &Path, name: &str, site: &str, branch: &str) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find this program's path for the hook")?;
     let exe = exe.to_string_lossy().replace(" (deleted)", "");
+    // The hook runs as the customer: the program must be theirs to run.
+    let runnable = std::fs::metadata(&exe).is_ok_and(|m| m.mode() & 0o001 != 0)
+        && Path::new(&exe)
+            .ancestors()
+            .skip(1)
+            .all(|d| std::fs::metadata(d).is_ok_and(|m| m.mode() & 0o001 != 0));
+    if !runnable {
+        bail!(
+            "{exe} (this program, which the hook runs) is not something every user may run; install yadokari where customers can run it (the package puts it in /usr/bin)"
+        );
+    }
     let quoted = format!("'{}'", exe.replace('\'', r"'\''"));
     let text = format!(
         "#!/bin/sh\n\

@@ -134,7 +134,7 @@ impl Connection {
                     _ => "yadokari: ",
                 };
                 let too_large = room.map_or_else(String::new, |room| {
-                    format!("{prefix}a file larger than the room left in your quota ({room} bytes) was refused (\"File too large\"); nothing past the quota was written: remove files first, or ask for a larger quota\n")
+                    format!("{prefix}a write past the room left in your quota ({room} bytes) failed (\"File too large\"); nothing past the quota was written: remove files first, or ask for a larger quota\n")
                 });
                 let ended = crate::exec::run(ch, started, stop, &too_large).await;
                 match (ended.status, stopped.get()) {
@@ -567,6 +567,13 @@ async fn log_changes(
         }
         for path in changes.gone {
             tracing::info!(user = %user.name, op = "remove", via = program, path = %format_args!("/{}", LogText(&path)), "transfer");
+        }
+        // The first ones are enough to act on; the transfer log has them all.
+        const SHOWN: usize = 20;
+        if said.len() > SHOWN {
+            let more = said.len() - SHOWN;
+            said.truncate(SHOWN);
+            said.push(format!("... and {more} more (the transfer log in logs/ has them all)"));
         }
         if on_web > 0 {
             said.push(match refused {

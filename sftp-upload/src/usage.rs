@@ -166,10 +166,17 @@ impl Tally {
         }
     }
 
-    /// Counts the site (the directory `root`) now, on this thread, once no other count is
-    /// under way, and makes it the figure: for a push deploy, whose program writes behind the
-    /// sessions' backs, before it starts, while it runs and after it ends.
+    /// Counts the site (the directory `root`) now, on this thread (a deploy's, on the blocking
+    /// pool: it waits for the figure, so the counting threads would only add a hand-over), once
+    /// no other count is under way, and makes it the figure: for a push deploy, whose program
+    /// writes behind the sessions' backs, before it starts, while it runs (see the deploy's
+    /// watcher for how often) and after it ends.
     pub(crate) fn count_now(&self, root: Option<OwnedFd>) -> Usage {
+        // A site that cannot be opened now (out of descriptors, say) keeps the figure it had:
+        // counting it as empty would give a deploy the whole quota.
+        let Some(root) = root else {
+            return self.usage().unwrap_or_default();
+        };
         let mut s = self.state();
         while s.running.is_some() {
             s = self.counted.wait(s).unwrap_or_else(|e| e.into_inner());
@@ -177,11 +184,9 @@ impl Tally {
         s.running = Some(Change::default());
         s.began = Some(Instant::now());
         drop(s);
-        let counted = root.map(|root| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| count(&root)))
-                .unwrap_or_default()
-        });
-        self.finish(counted.unwrap_or_default());
+        let counted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| count(&root)))
+            .unwrap_or_default();
+        self.finish(counted);
         self.usage().unwrap_or_default()
     }
 
