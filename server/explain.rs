@@ -24,28 +24,27 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // A web root that is a link to a release is judged in the release it leads to now, as a
-    // request would be.
-    let linked = config
-        .customers
-        .iter()
-        .find(|c| c.web_root == root)
-        .and_then(|c| Some((c, c.web_root_link.as_ref()?)));
-    let (jail, root) = match linked {
-        Some((c, link)) => match crate::web_root::resolve(&c.home, link) {
-            Ok(now) => (now.jail, now.root.to_path_buf()),
-            Err(e) => {
-                eprintln!("yadokari explain: {e}");
-                return ExitCode::from(2);
-            }
+    // A customer's web root is opened as a request opens it: beneath their home, a link to a
+    // release followed to where it leads now, no other link.
+    let customer = config.customers.iter().find(|c| c.web_root == root);
+    let opened = match customer {
+        Some(c) => match &c.web_root_link {
+            Some(link) => crate::web_root::resolve(&c.home, link),
+            None => crate::web_root::open_plain(&c.home, &root),
         },
-        None => match Jail::open(&root) {
-            Ok(j) => (std::sync::Arc::new(j), root),
-            Err(e) => {
-                eprintln!("yadokari explain: cannot open {}: {e}", root.display());
-                return ExitCode::from(2);
-            }
-        },
+        None => Jail::open(&root)
+            .map(|j| crate::web_root::SiteRoot {
+                jail: std::sync::Arc::new(j),
+                root: std::sync::Arc::from(root.as_path()),
+            })
+            .map_err(|e| format!("cannot open {}: {e}", root.display())),
+    };
+    let (jail, root) = match opened {
+        Ok(now) => (now.jail, now.root.to_path_buf()),
+        Err(e) => {
+            eprintln!("yadokari explain: {e}");
+            return ExitCode::from(2);
+        }
     };
     let mut shown = String::from("/");
     shown.push_str(&String::from_utf8_lossy(&url.relative()));
@@ -69,9 +68,7 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
         forecast.verdict,
         Verdict::Runs { .. } | Verdict::Fails { .. }
     ) && root != config.document_root
-        && let Some(customer) = linked
-            .map(|(c, _)| c)
-            .or_else(|| config.customers.iter().find(|c| c.web_root == root))
+        && let Some(customer) = customer
     {
         println!("sandbox: {}", crate::sandbox::forecast(config, customer));
     }
