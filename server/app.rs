@@ -225,6 +225,11 @@ impl App {
         }
     }
 
+    /// The SFTP endpoint, when it runs (its users and their logins).
+    pub fn sftp(&self) -> Option<&Arc<Endpoint>> {
+        self.sftp.as_ref()
+    }
+
     /// The configuration in force now.
     pub fn config(&self) -> Arc<Config> {
         self.state().config.clone()

@@ -58,6 +58,7 @@ pub fn run(config: &Config, path: &Path) -> ExitCode {
         cache: cache.as_ref(),
         jail: &jail,
         root: &root,
+        proposed_mode: None,
     };
     let forecast = forecast::forecast(&site, &url, &Visitor::ANYONE);
     print_verdict(&forecast.verdict, &shown);

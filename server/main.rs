@@ -24,6 +24,7 @@ mod htaccess;
 mod listener;
 mod listing;
 mod metrics;
+mod panel;
 mod pid_file;
 mod publish;
 mod reaper;
@@ -139,6 +140,9 @@ struct ServeArgs {
     /// Admin listen address for /metrics and /healthz, e.g. 127.0.0.1:9180 (off by default).
     #[arg(long, value_name = "ADDR")]
     admin: Option<String>,
+    /// The customers' control panel's listen address, e.g. 127.0.0.1:8088 (off by default).
+    #[arg(long, value_name = "ADDR")]
+    panel: Option<String>,
 }
 
 impl ServeArgs {
@@ -149,6 +153,7 @@ impl ServeArgs {
             https: self.https.clone(),
             root: self.root.clone(),
             admin: self.admin.clone(),
+            panel: self.panel.clone(),
         }
     }
 }
@@ -313,11 +318,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         banner(&config, http.local_addr()?);
         let (https, store) = bind_https(&config, inherited.https.take()).await?;
         let admin = bind_admin(&config, inherited.admin.take()).await?;
+        let panel = bind_panel(&config, inherited.panel.take()).await?;
         let handover = handover(&[
             ("http", Some(&http)),
             ("sftp", Some(&sftp_listener)),
             ("https", https.as_ref().map(|(l, _)| l)),
             ("admin", admin.as_ref()),
+            ("panel", panel.as_ref()),
         ]);
         let https_addr = https.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         if let Some(addr) = https_addr {
@@ -356,6 +363,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 shutdown.clone(),
                 scrape(app.clone(), sftp.endpoint.clone()),
             ));
+        }
+        if let Some(listener) = panel {
+            tokio::spawn(panel::serve(listener, app.clone(), shutdown.clone()));
         }
         let pid_path = app.config().pid_file.clone();
         if let Some(path) = &pid_path
@@ -476,6 +486,29 @@ async fn bind_admin(
             .with_context(|| format!("cannot listen on {addr} for the admin listener"))?,
     };
     banner!("listening admin={}", listener.local_addr()?);
+    Ok(Some(listener))
+}
+
+/// The control panel's listener when `server.panel` is set (the one handed over, else bound).
+async fn bind_panel(
+    config: &Config,
+    inherited: Option<std::net::TcpListener>,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(addr) = config.panel else {
+        if inherited.is_some() {
+            anyhow::bail!(
+                "socket activation handed over a `panel` socket, but [server] panel is not set"
+            );
+        }
+        return Ok(None);
+    };
+    let listener = match inherited {
+        Some(l) => tokio::net::TcpListener::from_std(l).context("the handed-over panel socket")?,
+        None => tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for the control panel"))?,
+    };
+    banner!("listening panel={}", listener.local_addr()?);
     Ok(Some(listener))
 }
 

@@ -84,6 +84,9 @@ pub fn explain(denial: &Denial, path: &str, config: &Config) -> yadokari_site::d
 pub struct Scope<'a> {
     pub config: &'a Config,
     pub rules: Option<&'a Rules>,
+    /// Judge the file found as if its permission bits were these (the control panel asks the
+    /// gate about a mode before it is applied); `None` for what is on disk.
+    pub proposed_mode: Option<u32>,
 }
 
 /// Resolves `url` inside the site held by `jail`, by the configuration alone (requests,
@@ -96,6 +99,7 @@ pub fn resolve(jail: &Jail, url: &UrlPath, config: &Config) -> Resolution {
         Scope {
             config,
             rules: None,
+            proposed_mode: None,
         },
     )
 }
@@ -306,10 +310,14 @@ fn judge(jail: &Jail, found: Found, site_owner: u32, scope: Scope<'_>) -> Result
         // Apache's default for static files (AcceptPathInfo Default): extra path is a 404.
         return Err(Stop::NotFound);
     }
+    let mode = |stat: &FileStat| match scope.proposed_mode {
+        Some(bits) => (stat.st_mode & !0o7777) | (bits & 0o7777),
+        None => stat.st_mode,
+    };
     let subject = |stat: &FileStat, is_link: bool| Subject {
         name,
         is_symlink: is_link,
-        file: FileFacts::new(stat.st_mode, stat.st_uid),
+        file: FileFacts::new(mode(stat), stat.st_uid),
         dir_mode: found.dir_mode & 0o7777,
         role,
         site_owner,

@@ -188,56 +188,77 @@ fn advisor(config: Arc<Config>) -> sftp_upload::Advisor {
     // Its own compiled files: keyed by inode and mtime, so an upload applies at once.
     let cache = crate::htaccess::cache::Cache::for_config(&config);
     Arc::new(move |home: &Path, rel: &Path| {
-        use std::os::unix::ffi::OsStrExt;
-        let (web_root, jail) = match web_roots.get(home) {
-            Some((_, Some(link))) => {
-                let now = crate::web_root::resolve(home, link).ok()?;
-                (now.root.to_path_buf(), now.jail)
-            }
-            Some((web_root, None)) => {
-                let now = crate::web_root::open_plain(home, web_root).ok()?;
-                (now.root.to_path_buf(), now.jail)
-            }
-            None => (
-                home.to_path_buf(),
-                Arc::new(yadokari_site::Jail::open(home).ok()?),
-            ),
-        };
-        // A file outside the web root (in `logs/`, say) is not on the web at all; a file named
-        // through the link is in the release it leads to.
-        let rel = home.join(rel);
-        let link = web_roots.get(home).map(|(w, _)| w.as_path());
-        let rel = rel
-            .strip_prefix(&web_root)
-            .ok()
-            .or_else(|| rel.strip_prefix(link?).ok())?;
-        let segments: Vec<Vec<u8>> = rel
-            .as_os_str()
-            .as_bytes()
-            .split(|&b| b == b'/')
-            .filter(|s| !s.is_empty())
-            .map(<[u8]>::to_vec)
-            .collect();
-        let url = crate::url::UrlPath {
-            segments,
-            trailing_slash: false,
-        };
-        let site = crate::forecast::Site {
-            config: &config,
-            cache: cache.as_ref(),
-            jail: &jail,
-            root: &web_root,
-        };
-        let visitor = crate::forecast::Visitor::ANYONE;
-        match crate::forecast::forecast(&site, &url, &visitor).verdict {
-            crate::forecast::Verdict::NotFound | crate::forecast::Verdict::AddSlash => None,
-            verdict => Some(sftp_upload::Advice {
-                line: verdict.line(),
-                works: verdict.works(),
-                url: String::from_utf8_lossy(&url.relative()).into_owned(),
-            }),
-        }
+        let place = web_roots
+            .get(home)
+            .map(|(w, l)| (w.as_path(), l.as_deref()));
+        let (verdict, url) = web_verdict(&config, cache.as_ref(), (home, place), rel, None)?;
+        Some(sftp_upload::Advice {
+            line: verdict.line(),
+            works: verdict.works(),
+            url,
+        })
     })
+}
+
+/// What the web makes of the file `rel` of the home `home` (whose web root and link, for a
+/// customer's, are `place`), as a plain GET from anyone would find it; with `proposed_mode`,
+/// as if the file had those permission bits. The verdict and the file's URL path in its site;
+/// `None` when it is not on the web (outside the web root, or not found).
+pub fn web_verdict(
+    config: &Config,
+    cache: Option<&crate::htaccess::cache::Cache>,
+    (home, place): (&Path, Option<(&Path, Option<&Path>)>),
+    rel: &Path,
+    proposed_mode: Option<u32>,
+) -> Option<(crate::forecast::Verdict, String)> {
+    use std::os::unix::ffi::OsStrExt;
+    let (web_root, jail) = match place {
+        Some((_, Some(link))) => {
+            let now = crate::web_root::resolve(home, link).ok()?;
+            (now.root.to_path_buf(), now.jail)
+        }
+        Some((web_root, None)) => {
+            let now = crate::web_root::open_plain(home, web_root).ok()?;
+            (now.root.to_path_buf(), now.jail)
+        }
+        None => (
+            home.to_path_buf(),
+            Arc::new(yadokari_site::Jail::open(home).ok()?),
+        ),
+    };
+    // A file outside the web root (in `logs/`, say) is not on the web at all; a file named
+    // through the link is in the release it leads to.
+    let rel = home.join(rel);
+    let rel = rel
+        .strip_prefix(&web_root)
+        .ok()
+        .or_else(|| rel.strip_prefix(place?.0).ok())?;
+    let segments: Vec<Vec<u8>> = rel
+        .as_os_str()
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .filter(|s| !s.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    let url = crate::url::UrlPath {
+        segments,
+        trailing_slash: false,
+    };
+    let site = crate::forecast::Site {
+        config,
+        cache,
+        jail: &jail,
+        root: &web_root,
+        proposed_mode,
+    };
+    let visitor = crate::forecast::Visitor::ANYONE;
+    match crate::forecast::forecast(&site, &url, &visitor).verdict {
+        crate::forecast::Verdict::NotFound | crate::forecast::Verdict::AddSlash => None,
+        verdict => Some((
+            verdict,
+            String::from_utf8_lossy(&url.relative()).into_owned(),
+        )),
+    }
 }
 
 /// Puts `config`'s users and limits in force on the running `endpoint` (new logins; open

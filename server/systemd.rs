@@ -4,8 +4,8 @@
 //! The protocols are spoken by the `sd-notify` crate; without `NOTIFY_SOCKET` (not under
 //! systemd, or `Type=simple`) every notification is a no-op. Handed-over sockets are taken by
 //! name (`LISTEN_FDNAMES`, the `FileDescriptorName=` of `yadokari.socket`: `http`, `https`,
-//! `sftp`, `admin`); without names (`systemd-socket-activate` without `--fdname`), in the order
-//! `http`, `sftp`, `https`, `admin`. A socket that is not a listening TCP socket, an unknown name
+//! `sftp`, `admin`, `panel`); without names (`systemd-socket-activate` without `--fdname`), in the order
+//! `http`, `sftp`, `https`, `admin`, `panel`. A socket that is not a listening TCP socket, an unknown name
 //! or a name given twice is refused with the reason before anything is served.
 //!
 //! An upgrade's new server (`crate::upgrade`) is started with `NOTIFY_SOCKET` pointing at the
@@ -31,6 +31,8 @@ pub struct Inherited {
     pub https: Option<std::net::TcpListener>,
     /// `admin`.
     pub admin: Option<std::net::TcpListener>,
+    /// `panel`.
+    pub panel: Option<std::net::TcpListener>,
 }
 
 /// Where an upgrade's new server says it is ready (the old server's socket), when this
@@ -95,7 +97,7 @@ pub fn inherited() -> Result<Inherited, String> {
     let unnamed = fds.iter().all(|(_, name)| name == "unknown");
     for (i, (fd, name)) in fds.into_iter().enumerate() {
         let role = if unnamed {
-            ["http", "sftp", "https", "admin"]
+            ["http", "sftp", "https", "admin", "panel"]
                 .get(i)
                 .copied()
                 .unwrap_or("")
@@ -107,9 +109,10 @@ pub fn inherited() -> Result<Inherited, String> {
             "sftp" => &mut out.sftp,
             "https" => &mut out.https,
             "admin" => &mut out.admin,
+            "panel" => &mut out.panel,
             _ => {
                 return Err(format!(
-                    "socket activation: descriptor {fd} is named `{name}`; this server takes `http`, `https`, `sftp` and `admin`"
+                    "socket activation: descriptor {fd} is named `{name}`; this server takes `http`, `https`, `sftp`, `admin` and `panel`"
                 ));
             }
         };

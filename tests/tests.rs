@@ -25,6 +25,7 @@ mod lifecycle;
 mod listings;
 mod metrics;
 mod package;
+mod panel;
 mod publish;
 mod reload;
 mod sandbox;

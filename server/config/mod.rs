@@ -69,6 +69,8 @@ pub struct Overrides {
     pub https: Option<String>,
     /// `--admin ADDR`
     pub admin: Option<String>,
+    /// `--panel ADDR`
+    pub panel: Option<String>,
     /// `--root DIR`
     pub root: Option<PathBuf>,
 }
@@ -112,6 +114,8 @@ pub struct Config {
     pub pid_file: Option<PathBuf>,
     /// The admin listener (`/metrics`, `/healthz`); `None`: off.
     pub admin: Option<SocketAddr>,
+    /// The customers' control panel's listener; `None`: off.
+    pub panel: Option<SocketAddr>,
     /// Directory index names, tried in order.
     pub index_files: Vec<String>,
     /// `[server] h2c`: the HTTP listener also speaks cleartext HTTP/2 to clients that start
@@ -221,6 +225,27 @@ impl Config {
                 .collect();
             crate::metrics::check_address(a, &others).map_err(|p| origin.err("server.admin", p))?;
         }
+        let panel = match (&overrides.panel, &server.panel) {
+            (Some(a), _) => Some(parse_addr(a).map_err(|problem| ConfigError {
+                source: "command line".into(),
+                key: Some("--panel".into()),
+                problem,
+            })?),
+            (None, Some(a)) => Some(parse_addr(a).map_err(|p| origin.err("server.panel", p))?),
+            (None, None) => None,
+        };
+        if let Some(p) = panel {
+            let others: Vec<SocketAddr> = [Some(http), Some(sftp), https, admin]
+                .into_iter()
+                .flatten()
+                .collect();
+            crate::metrics::check_address(p, &others).map_err(|_| {
+                origin.err(
+                    "server.panel",
+                    format!("{p} is another listener's address; give the panel its own"),
+                )
+            })?;
+        }
         let acme = acme::acme(raw.acme, &origin)?;
         let hosting = users::hosting(raw.hosting, &cgi, &origin)?;
         let sandbox = sandbox::sandbox(raw.sandbox, &origin)?;
@@ -255,6 +280,7 @@ impl Config {
             log_json,
             pid_file: server.pid_file.as_ref().map(|p| origin.resolve(p)),
             admin,
+            panel,
             index_files: server.index_files,
             h2c: server.h2c,
             compression: crate::compress::Settings {

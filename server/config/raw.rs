@@ -69,6 +69,7 @@ pub(super) struct RawServer {
     pub(super) h2c: bool,
     pub(super) pid_file: Option<PathBuf>,
     pub(super) admin: Option<String>,
+    pub(super) panel: Option<String>,
     pub(super) log_format: String,
 }
 
@@ -89,6 +90,7 @@ impl Default for RawServer {
             h2c: false,
             pid_file: None,
             admin: None,
+            panel: None,
             log_format: "text".into(),
         }
     }

@@ -36,6 +36,9 @@ pub struct Site<'a> {
     /// The web root, held open, and its path.
     pub jail: &'a Jail,
     pub root: &'a Path,
+    /// Judge the file asked about as if it had these permission bits (see
+    /// [`crate::resolve::Scope::proposed_mode`]).
+    pub proposed_mode: Option<u32>,
 }
 
 /// Who asks, for the access rules.
@@ -185,6 +188,7 @@ fn resolved(site: &Site<'_>, url: &UrlPath, per_dir: Option<(&Chain, &Rules)>) -
     let scope = Scope {
         config: site.config,
         rules,
+        proposed_mode: site.proposed_mode,
     };
     let name = url
         .segments

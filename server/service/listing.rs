@@ -35,6 +35,7 @@ pub(super) fn instead_of(
         cache: ctx.state.htaccess.as_ref(),
         jail: served.jail,
         root: served.root,
+        proposed_mode: None,
     };
     let rules = match listing::permitted(rules, config) {
         Listings::NotAsked => return None,

@@ -28,7 +28,11 @@ pub(super) async fn serve(
 ) -> Result<Acted, HttpError> {
     let Ctx { state, conn, app } = ctx;
     let config = &state.config;
-    let scope = resolve::Scope { config, rules };
+    let scope = resolve::Scope {
+        config,
+        rules,
+        proposed_mode: None,
+    };
     let name = url
         .segments
         .last()

@@ -79,6 +79,7 @@ mod files;
 mod guard;
 mod handler;
 mod handles;
+mod home;
 mod longname;
 mod path;
 mod quota;
@@ -105,6 +106,7 @@ use tokio_util::task::TaskTracker;
 use yadokari_site::defender::Defender;
 use yadokari_site::per_address::{AddressSlot, PerAddress};
 
+pub use home::{Entry, Home};
 pub use quota::QuotaLimits;
 pub use usage::{DIR_BYTES, Usage, count_usage};
 
@@ -259,6 +261,17 @@ pub struct Endpoint {
     open_handles: Arc<AtomicUsize>,
 }
 
+/// Why a [`Endpoint::password_login`] failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoginFailure {
+    /// The name or the password is wrong (counted toward a ban).
+    Wrong,
+    /// The address is banned for its failed logins, here or over SSH.
+    Banned,
+    /// The credentials are right but the user may not log in: why, with the fix.
+    Refused(String),
+}
+
 /// A held SFTP session slot of a user; released on drop.
 struct SessionSlot(Arc<AtomicUsize>);
 
@@ -305,6 +318,45 @@ impl Endpoint {
         let mut slot = self.config.write().unwrap_or_else(|e| e.into_inner());
         config.host_key = slot.host_key.clone();
         *slot = Arc::new(config);
+    }
+
+    /// A password login outside SSH (the control panel's), judged as an SSH password login
+    /// is: the same users and hashes, and the same ban, which failures on either side feed.
+    pub async fn password_login(
+        &self,
+        peer: std::net::IpAddr,
+        name: &str,
+        password: &str,
+    ) -> Result<Arc<User>, LoginFailure> {
+        if self.defender.is_banned(peer) {
+            return Err(LoginFailure::Banned);
+        }
+        let found = self.config().users.iter().find(|u| u.name == name).cloned();
+        let hash = found.as_ref().and_then(|u| u.password_hash.clone());
+        let password = password.to_string();
+        let ok = match hash {
+            Some(hash) => {
+                tokio::task::spawn_blocking(move || accounts::password_matches(&hash, &password))
+                    .await
+                    .unwrap_or(false)
+            }
+            None => false,
+        };
+        match found {
+            Some(user) if ok => match &user.refused {
+                Some(why) => Err(LoginFailure::Refused(why.clone())),
+                None => Ok(user),
+            },
+            _ => {
+                let banned = self.defender.fail(peer);
+                // Answered no sooner than a failed SSH login is (`auth_delay`).
+                tokio::time::sleep(self.config().limits.auth_delay).await;
+                Err(match banned {
+                    true => LoginFailure::Banned,
+                    false => LoginFailure::Wrong,
+                })
+            }
+        }
     }
 
     /// SFTP sessions running now, all users together.

@@ -1,0 +1,291 @@
+//! The panel's pages, rendered on the server: plain HTML that works without JavaScript (the
+//! script only makes the permission badge follow the checkboxes live), readable on a phone.
+//! Every text that comes from a file name, a path or a verdict goes through [`escape`].
+
+use std::fmt::Write;
+
+use sftp_upload::Entry;
+
+/// Entries shown on one page of a listing.
+pub const PAGE: usize = 200;
+
+/// What the web makes of a file, as the panel shows it.
+#[derive(Clone, Debug)]
+pub struct Badge {
+    /// `served`, `runs`, `refused` or `off` (not on the web).
+    pub class: &'static str,
+    /// A short word or two for the badge.
+    pub label: &'static str,
+    /// The verdict in a sentence.
+    pub line: String,
+}
+
+impl Badge {
+    /// The badge of a file that is not on the web (outside the web root).
+    pub fn off_the_web() -> Badge {
+        Badge {
+            class: "off",
+            label: "not on the web",
+            line: "outside the web root: not served".into(),
+        }
+    }
+}
+
+/// `text` made safe for HTML text and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `bytes` (a path or a name) percent-encoded for a query string.
+pub fn query(bytes: &[u8]) -> String {
+    percent_encoding::percent_encode(bytes, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// A whole page: `title`, then `body`; `user` names who is logged in (with the logout form).
+pub fn layout(title: &str, user: Option<(&str, &str)>, body: &str) -> String {
+    let mut out = String::with_capacity(body.len() + 1024);
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{} · yadokari</title>\n<link rel=\"stylesheet\" href=\"/assets/panel.css\">\n\
+         <script src=\"/assets/panel.js\" defer></script>\n</head>\n<body>\n<header><strong>yadokari</strong>",
+        escape(title)
+    );
+    if let Some((name, csrf)) = user {
+        let _ = write!(
+            out,
+            " <nav><a href=\"/files?path=%2F\">Files</a></nav> <span class=\"who\">{}</span>\
+             <form method=\"post\" action=\"/logout\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <button type=\"submit\">Log out</button></form>",
+            escape(name),
+            escape(csrf)
+        );
+    }
+    let _ = write!(
+        out,
+        "</header>\n<main>\n<h1>{}</h1>\n{body}</main>\n</body>\n</html>\n",
+        escape(title)
+    );
+    out
+}
+
+/// The login form, with `problem` said above it.
+pub fn login(problem: Option<&str>) -> String {
+    let said = problem.map_or(String::new(), |p| {
+        format!("<p class=\"problem\" role=\"alert\">{}</p>\n", escape(p))
+    });
+    layout(
+        "Log in",
+        None,
+        &format!(
+            "{said}<form method=\"post\" action=\"/login\" class=\"login\">\n\
+             <label for=\"name\">User name</label> <input id=\"name\" name=\"name\" autocomplete=\"username\" required>\n\
+             <label for=\"password\">Password</label> <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\n\
+             <button type=\"submit\">Log in</button>\n</form>\n\
+             <p>Use the name and password of your SFTP login.</p>\n"
+        ),
+    )
+}
+
+/// `rwxr-xr-x` for the permission bits of `mode`, with the type's letter first.
+pub fn mode_string(mode: u32) -> String {
+    let kind = match mode & libc::S_IFMT {
+        libc::S_IFDIR => 'd',
+        libc::S_IFLNK => 'l',
+        _ => '-',
+    };
+    let mut out = String::from(kind);
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        out.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    out
+}
+
+/// The badge's HTML.
+pub fn badge(b: &Badge) -> String {
+    format!(
+        "<span class=\"badge {}\" title=\"{}\">{}</span>",
+        b.class,
+        escape(&b.line),
+        b.label
+    )
+}
+
+/// A directory's page: where it is, its entries (`page` of them), each with its badge.
+pub fn listing(
+    dir: &str,
+    entries: &[(Entry, Option<Badge>)],
+    (page, pages): (usize, usize),
+) -> String {
+    let mut body = String::new();
+    let _ = writeln!(body, "<p class=\"where\">{}</p>", crumbs(dir));
+    body.push_str(
+        "<table class=\"files\">\n<thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Size</th>\
+         <th scope=\"col\">Permissions</th><th scope=\"col\">On the web</th></tr></thead>\n<tbody>\n",
+    );
+    if dir != "/" {
+        let parent = dir
+            .rsplit_once('/')
+            .map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
+        let _ = writeln!(
+            body,
+            "<tr><td><a href=\"/files?path={}\">..</a></td><td></td><td></td><td></td></tr>",
+            query(parent.as_bytes())
+        );
+    }
+    for (entry, badge_of) in entries {
+        let name = String::from_utf8_lossy(&entry.name);
+        let path = if dir == "/" {
+            format!("/{name}")
+        } else {
+            format!("{dir}/{name}")
+        };
+        let (href, shown) = if entry.is_dir() {
+            (
+                format!("/files?path={}", query(path.as_bytes())),
+                format!("{name}/"),
+            )
+        } else {
+            (
+                format!("/file?path={}", query(path.as_bytes())),
+                name.to_string(),
+            )
+        };
+        let size = if entry.is_dir() {
+            String::new()
+        } else {
+            entry.size.to_string()
+        };
+        let _ = writeln!(
+            body,
+            "<tr><td><a href=\"{href}\">{}</a></td><td>{size}</td><td><code>{} {:04o}</code></td><td>{}</td></tr>",
+            escape(&shown),
+            mode_string(entry.mode),
+            entry.mode & 0o7777,
+            badge_of.as_ref().map(badge).unwrap_or_default()
+        );
+    }
+    body.push_str("</tbody>\n</table>\n");
+    if pages > 1 {
+        body.push_str("<nav class=\"pages\" aria-label=\"pages\">");
+        for p in 0..pages {
+            if p == page {
+                let _ = write!(body, " <strong>{}</strong>", p + 1);
+            } else {
+                let _ = write!(
+                    body,
+                    " <a href=\"/files?path={}&amp;page={p}\">{}</a>",
+                    query(dir.as_bytes()),
+                    p + 1
+                );
+            }
+        }
+        body.push_str("</nav>\n");
+    }
+    body
+}
+
+/// The way to `path`: each directory a link.
+fn crumbs(path: &str) -> String {
+    let mut out = String::from("<a href=\"/files?path=%2F\">home</a>");
+    let mut so_far = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        so_far.push('/');
+        so_far.push_str(part);
+        let _ = write!(
+            out,
+            " / <a href=\"/files?path={}\">{}</a>",
+            query(so_far.as_bytes()),
+            escape(part)
+        );
+    }
+    out
+}
+
+/// Who the nine checkboxes are for, and what each is called.
+const WHO: [&str; 3] = ["owner", "group", "others"];
+const WHAT: [&str; 3] = ["read", "write", "execute"];
+
+/// A file's page: its facts, and the permission form (nine checkboxes and the octal number)
+/// with the gate's badge beside them.
+pub fn file(
+    path: &str,
+    entry: &Entry,
+    badge_now: &Badge,
+    csrf: &str,
+    said: Option<&str>,
+) -> String {
+    let mut body = String::new();
+    let dir = path
+        .rsplit_once('/')
+        .map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
+    let _ = writeln!(body, "<p class=\"where\">{}</p>", crumbs(dir));
+    if let Some(said) = said {
+        let _ = writeln!(
+            body,
+            "<p class=\"said\" role=\"status\">{}</p>",
+            escape(said)
+        );
+    }
+    let mode = entry.mode & 0o7777;
+    let _ = writeln!(
+        body,
+        "<p>{} bytes · <code>{}</code></p>",
+        entry.size,
+        mode_string(entry.mode)
+    );
+    let _ = write!(
+        body,
+        "<form method=\"post\" action=\"/chmod\" id=\"permissions\" data-path=\"{}\">\n\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\n\
+         <input type=\"hidden\" name=\"path\" value=\"{}\">\n\
+         <fieldset>\n<legend>Permissions</legend>\n<table class=\"modes\">\n\
+         <thead><tr><td></td>",
+        escape(path),
+        escape(csrf),
+        escape(path)
+    );
+    for what in WHAT {
+        let _ = write!(body, "<th scope=\"col\">{what}</th>");
+    }
+    body.push_str("</tr></thead>\n<tbody>\n");
+    for (i, who) in WHO.iter().enumerate() {
+        let _ = write!(body, "<tr><th scope=\"row\">{who}</th>");
+        for (j, what) in WHAT.iter().enumerate() {
+            let bit = 1u32 << (8 - (i * 3 + j));
+            let checked = if mode & bit != 0 { " checked" } else { "" };
+            let _ = write!(
+                body,
+                "<td><input type=\"checkbox\" name=\"bit\" value=\"{bit}\" id=\"bit-{who}-{what}\" aria-label=\"{who} {what}\"{checked}>\
+                 <label for=\"bit-{who}-{what}\" class=\"sr\">{who} {what}</label></td>"
+            );
+        }
+        body.push_str("</tr>\n");
+    }
+    let _ = write!(
+        body,
+        "</tbody>\n</table>\n\
+         <p><label for=\"octal\">Mode</label> <output id=\"octal\" name=\"octal\" for=\"permissions\">{mode:04o}</output>\
+         → <span id=\"verdict\" aria-live=\"polite\">{}</span></p>\n\
+         <p id=\"why\">{}</p>\n\
+         <button type=\"submit\">Apply</button>\n</fieldset>\n</form>\n",
+        badge(badge_now),
+        escape(&badge_now.line)
+    );
+    body
+}

@@ -1,0 +1,319 @@
+//! The customers' control panel (issue 15, first part), over plain HTTP with a real client:
+//! login with the SFTP password, the files of the home with the gate's badge, the verdict of
+//! a mode asked before it is applied, chmod with the CSRF token, and what must not work (no
+//! token, another customer's files, paths out of the home, a name that is markup, a banned
+//! address).
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+
+use crate::support::host::{Host, get};
+use crate::support::sftp::{text, user_cmd};
+
+/// A host with a panel and customers `alice` and `bob` (with passwords), alice's
+/// `cgi-bin/hello.cgi` uploaded the classic way: 0644.
+fn host() -> Host {
+    let h = Host::new(
+        "panel = \"127.0.0.1:0\"\n[sftp]\nmax_auth_failures = 4\n[hosting]\nhomes = \"homes\"\nuid_range = [28000, 28999]\n",
+    );
+    for (name, password) in [("alice", "alice-secret"), ("bob", "bob-secret")] {
+        h.customer(name, &["--domain", &format!("{name}.example")]);
+        let o = user_cmd(
+            &h.config(),
+            &["passwd", name],
+            &format!("{password}\n{password}\n"),
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    h.site_file(
+        "alice",
+        "cgi-bin/hello.cgi",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhello from the panel\\n'\n",
+        0o644,
+    );
+    h
+}
+
+/// The panel's address, from the server's banner.
+fn panel_addr(server: &crate::support::Server) -> SocketAddr {
+    let line = server.wait_for("listening panel=");
+    line.split("panel=")
+        .nth(1)
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+/// A browser's worth of state: the panel's address and the session cookie.
+struct Browser {
+    addr: SocketAddr,
+    agent: ureq::Agent,
+    cookie: Option<String>,
+}
+
+/// An answer: status, headers we look at, body.
+struct Answer {
+    status: u16,
+    location: Option<String>,
+    set_cookie: Option<String>,
+    body: String,
+}
+
+impl Browser {
+    fn new(addr: SocketAddr) -> Browser {
+        Browser {
+            addr,
+            agent: ureq::AgentBuilder::new().redirects(0).build(),
+            cookie: None,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, form: Option<&[(&str, &str)]>) -> Answer {
+        let mut req = self
+            .agent
+            .request(method, &format!("http://{}{path}", self.addr));
+        if let Some(c) = &self.cookie {
+            req = req.set("Cookie", c);
+        }
+        let got = match form {
+            Some(pairs) => req.send_form(pairs),
+            None => req.call(),
+        };
+        let resp = match got {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        Answer {
+            status: resp.status(),
+            location: resp.header("location").map(str::to_string),
+            set_cookie: resp.header("set-cookie").map(str::to_string),
+            body: resp.into_string().unwrap_or_default(),
+        }
+    }
+
+    fn get(&self, path: &str) -> Answer {
+        self.call("GET", path, None)
+    }
+
+    fn post(&self, path: &str, form: &[(&str, &str)]) -> Answer {
+        self.call("POST", path, Some(form))
+    }
+
+    /// Logs in; the answer to the login form.
+    fn log_in(&mut self, name: &str, password: &str) -> Answer {
+        let a = self.post("/login", &[("name", name), ("password", password)]);
+        if let Some(c) = &a.set_cookie {
+            self.cookie = c.split(';').next().map(str::to_string);
+        }
+        a
+    }
+}
+
+/// The form token in a page.
+fn csrf(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf token in {page}"))
+        .to_string()
+}
+
+const HELLO: &str = "/file?path=%2Fpublic_html%2Fcgi-bin%2Fhello.cgi";
+
+#[test]
+fn the_panel_shows_the_gate_before_a_chmod_and_applies_it_with_the_form_token() {
+    if !crate::support::host::as_root() {
+        return;
+    }
+    let h = host();
+    let running = h.start();
+    let mut b = Browser::new(panel_addr(&running.server));
+    let first = b.get("/files?path=%2F");
+    assert_eq!(first.status, 303);
+    assert_eq!(first.location.as_deref(), Some("/login"));
+    let wrong = b.log_in("alice", "not-it");
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    assert!(
+        wrong.body.contains("wrong user name or password"),
+        "{}",
+        wrong.body
+    );
+    let ok = b.log_in("alice", "alice-secret");
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let cookie = ok.set_cookie.expect("a session cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+
+    let dir = b.get("/files?path=%2Fpublic_html%2Fcgi-bin");
+    assert_eq!(dir.status, 200, "{}", dir.body);
+    assert!(dir.body.contains("hello.cgi"), "{}", dir.body);
+    assert!(dir.body.contains("badge refused"), "{}", dir.body);
+
+    let page = b.get(HELLO);
+    assert_eq!(page.status, 200, "{}", page.body);
+    for who in ["owner", "group", "others"] {
+        for what in ["read", "write", "execute"] {
+            assert!(
+                page.body.contains(&format!("aria-label=\"{who} {what}\"")),
+                "no checkbox named {who} {what}"
+            );
+            assert!(
+                page.body
+                    .contains(&format!("<label for=\"bit-{who}-{what}\""))
+            );
+        }
+    }
+    assert!(page.body.contains("badge refused"), "{}", page.body);
+    let token = csrf(&page.body);
+
+    // The gate is asked about a mode before it is applied.
+    let path = "%2Fpublic_html%2Fcgi-bin%2Fhello.cgi";
+    let runs = b.get(&format!("/verdict?path={path}&mode=0755"));
+    assert!(runs.body.starts_with("runs\n"), "{}", runs.body);
+    let open = b.get(&format!("/verdict?path={path}&mode=0777"));
+    assert!(open.body.starts_with("refused\n"), "{}", open.body);
+    assert!(open.body.contains("can write"), "{}", open.body);
+    let file = h.home("alice").join("public_html/cgi-bin/hello.cgi");
+    let mode = || std::fs::metadata(&file).expect("stat").permissions().mode() & 0o7777;
+    assert_eq!(mode(), 0o644, "asking changed nothing");
+
+    // Without the form token: refused, nothing changed.
+    let forged = b.post(
+        "/chmod",
+        &[("path", "/public_html/cgi-bin/hello.cgi"), ("bit", "64")],
+    );
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert_eq!(mode(), 0o644);
+
+    // With it: 0755 (owner rwx, group r-x, others r-x), and the script runs.
+    let mut form = vec![
+        ("csrf", token.as_str()),
+        ("path", "/public_html/cgi-bin/hello.cgi"),
+    ];
+    for bit in ["256", "128", "64", "32", "8", "4", "1"] {
+        form.push(("bit", bit));
+    }
+    let applied = b.post("/chmod", &form);
+    assert_eq!(applied.status, 200, "{}", applied.body);
+    assert!(applied.body.contains("is now 0755"), "{}", applied.body);
+    assert!(applied.body.contains("badge runs"), "{}", applied.body);
+    assert_eq!(mode(), 0o755);
+    assert_eq!(
+        get(&running.server, "alice.example", "/cgi-bin/hello.cgi"),
+        (200, "hello from the panel\n".to_string())
+    );
+    let log = running.server.output();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("transfer") && l.contains("chmod") && l.contains("panel")),
+        "{log}"
+    );
+
+    // And in alice's own error log, as an SFTP chmod would be.
+    let error_log = h.home("alice").join("logs/error.log");
+    let mut said = String::new();
+    let logged = crate::support::eventually(|| {
+        said = std::fs::read_to_string(&error_log).unwrap_or_default();
+        said.contains("chmod") && said.contains("panel")
+    });
+    assert!(logged, "{}: {said}", error_log.display());
+
+    // Logging out ends the session.
+    let out = b.post("/logout", &[("csrf", &token)]);
+    assert_eq!(out.status, 303);
+    assert_eq!(b.get(HELLO).status, 303);
+}
+
+#[test]
+fn the_panel_keeps_each_customer_in_their_own_home() {
+    if !crate::support::host::as_root() {
+        return;
+    }
+    let h = host();
+    let evil = "<img src=x onerror=alert(1)>";
+    h.site_file("alice", evil, "markup in a name\n", 0o644);
+    std::os::unix::fs::symlink("/etc", h.home("alice").join("public_html/etc-link"))
+        .expect("symlink");
+    let running = h.start();
+    let addr = panel_addr(&running.server);
+    let mut alice = Browser::new(addr);
+    assert_eq!(alice.log_in("alice", "alice-secret").status, 303);
+    let listing = alice.get("/files?path=%2Fpublic_html");
+    assert_eq!(listing.status, 200);
+    assert!(
+        listing.body.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{}",
+        listing.body
+    );
+    assert!(!listing.body.contains(evil), "the name is shown as markup");
+    // `..` stops at the home; absolute paths are the home's; a link out leads nowhere.
+    for path in ["..%2F..%2F..%2Fetc", "%2Fetc", "%2Fpublic_html%2Fetc-link"] {
+        let a = alice.get(&format!("/files?path={path}"));
+        assert!(!a.body.contains("passwd"), "{path}: {}", a.body);
+    }
+    let passwd = alice.get("/file?path=%2Fpublic_html%2Fetc-link%2Fpasswd");
+    assert_ne!(passwd.status, 200, "{}", passwd.body);
+    assert!(!passwd.body.contains("root:"), "{}", passwd.body);
+
+    // Bob's session acts in bob's home only: alice's path names nothing of his.
+    let mut bob = Browser::new(addr);
+    assert_eq!(bob.log_in("bob", "bob-secret").status, 303);
+    let page = bob.get("/files?path=%2F");
+    let token = csrf(&page.body);
+    let tried = bob.post(
+        "/chmod",
+        &[
+            ("csrf", &token),
+            ("path", "/public_html/cgi-bin/hello.cgi"),
+            ("bit", "256"),
+            ("bit", "128"),
+            ("bit", "64"),
+        ],
+    );
+    assert_ne!(tried.status, 200, "{}", tried.body);
+    let file = h.home("alice").join("public_html/cgi-bin/hello.cgi");
+    assert_eq!(
+        std::fs::metadata(&file).expect("stat").permissions().mode() & 0o7777,
+        0o644
+    );
+    // Alice's token is no good with bob's session.
+    let alice_token = csrf(&alice.get("/files?path=%2F").body);
+    let crossed = bob.post("/logout", &[("csrf", &alice_token)]);
+    assert_eq!(crossed.status, 403);
+}
+
+#[test]
+fn failed_panel_logins_ban_the_address_for_ssh_too() {
+    if !crate::support::host::as_root() || !crate::support::have("sftp") {
+        return;
+    }
+    let h = host();
+    let key = h.root.join("id_alice");
+    let running = h.start();
+    let mut b = Browser::new(panel_addr(&running.server));
+    let mut last = 0;
+    for _ in 0..4 {
+        last = b.log_in("alice", "wrong").status;
+    }
+    assert_eq!(last, 403, "the fourth failure bans (max_auth_failures = 4)");
+    let refused = b.log_in("alice", "alice-secret");
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains("too many failed logins"),
+        "{}",
+        refused.body
+    );
+    let o = running.batch_as(
+        "alice",
+        Some(&key),
+        "ls\n",
+        std::time::Duration::from_secs(30),
+    );
+    assert!(
+        !o.status.success(),
+        "SSH let a banned address in: {}",
+        text(&o)
+    );
+}
