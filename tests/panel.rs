@@ -317,3 +317,168 @@ fn failed_panel_logins_ban_the_address_for_ssh_too() {
         text(&o)
     );
 }
+
+/// A multipart/form-data body with one file field per `(name, content)`.
+fn multipart(files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----yadokari-test-boundary-7MA4YWxk";
+    let mut body = Vec::new();
+    for (name, content) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+impl Browser {
+    /// Uploads `files` into `dir` as the page's form does; the answer.
+    fn upload(&self, token: &str, dir: &str, files: &[(&str, &[u8])]) -> Answer {
+        let (kind, body) = multipart(files);
+        let url = format!(
+            "http://{}/upload?csrf={token}&dir={}",
+            self.addr,
+            dir.replace('/', "%2F")
+        );
+        let mut req = self.agent.post(&url).set("Content-Type", &kind);
+        if let Some(c) = &self.cookie {
+            req = req.set("Cookie", c);
+        }
+        let resp = match req.send_bytes(&body) {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("upload: {e}"),
+        };
+        Answer {
+            status: resp.status(),
+            location: None,
+            set_cookie: None,
+            body: resp.into_string().unwrap_or_default(),
+        }
+    }
+}
+
+#[test]
+fn the_file_manager_uploads_downloads_renames_edits_and_deletes() {
+    if !crate::support::host::as_root() {
+        return;
+    }
+    let h = host();
+    h.set_user("alice", "quota_bytes", 2_000_000i64);
+    // A script saved with Windows line ends, already 0755.
+    h.site_file(
+        "alice",
+        "cgi-bin/crlf.cgi",
+        "#!/bin/sh\r\nprintf 'Content-Type: text/plain\\n\\nfixed in the page\\n'\r\n",
+        0o755,
+    );
+    let running = h.start();
+    let mut b = Browser::new(panel_addr(&running.server));
+    assert_eq!(b.log_in("alice", "alice-secret").status, 303);
+    let token = csrf(&b.get("/files?path=%2F").body);
+    let cgi = h.home("alice").join("public_html/cgi-bin");
+
+    // Upload two files at once: they land 0644, the script refused with the reason.
+    let script = b"#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nuploaded\\n'\n";
+    let up = b.upload(
+        &token,
+        "/public_html/cgi-bin",
+        &[("up.cgi", script), ("notes.txt", b"some notes\n")],
+    );
+    assert_eq!(up.status, 200, "{}", up.body);
+    let landed = format!("up.cgi: {} bytes, 0644", script.len());
+    assert!(up.body.contains(&landed), "{}", up.body);
+    assert!(up.body.contains("refused"), "{}", up.body);
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777;
+    assert_eq!(mode(&cgi.join("up.cgi")), 0o644);
+    assert_eq!(
+        std::fs::read(cgi.join("notes.txt")).expect("landed"),
+        b"some notes\n"
+    );
+
+    // Download.
+    let down = b.get("/download?path=%2Fpublic_html%2Fcgi-bin%2Fnotes.txt");
+    assert_eq!(down.status, 200);
+    assert_eq!(down.body, "some notes\n");
+
+    // A new folder, a rename, a delete after its confirmation page.
+    let made = b.post(
+        "/mkdir",
+        &[("csrf", &token), ("dir", "/public_html"), ("name", "sub")],
+    );
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert!(h.home("alice").join("public_html/sub").is_dir());
+    let renamed = b.post(
+        "/rename",
+        &[
+            ("csrf", &token),
+            ("path", "/public_html/cgi-bin/notes.txt"),
+            ("to", "kept.txt"),
+        ],
+    );
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    assert!(cgi.join("kept.txt").exists() && !cgi.join("notes.txt").exists());
+    let bad = b.post(
+        "/rename",
+        &[
+            ("csrf", &token),
+            ("path", "/public_html/cgi-bin/kept.txt"),
+            ("to", "../../escaped.txt"),
+        ],
+    );
+    assert_ne!(bad.status, 200);
+    assert!(cgi.join("kept.txt").exists());
+    let ask = b.get("/delete?path=%2Fpublic_html%2Fcgi-bin%2Fkept.txt");
+    assert!(ask.body.contains("cannot be undone"), "{}", ask.body);
+    assert!(cgi.join("kept.txt").exists(), "asking deleted nothing");
+    let gone = b.post(
+        "/delete",
+        &[("csrf", &token), ("path", "/public_html/cgi-bin/kept.txt")],
+    );
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    assert!(!cgi.join("kept.txt").exists());
+
+    // The editor warns of the carriage return, and saving with the fix makes the script run,
+    // its mode kept.
+    let before = running.server.get("/~alice/cgi-bin/crlf.cgi");
+    assert_ne!(before.status, 200);
+    let editor = b.get("/edit?path=%2Fpublic_html%2Fcgi-bin%2Fcrlf.cgi");
+    assert!(editor.body.contains("carriage return"), "{}", editor.body);
+    assert!(editor.body.contains("name=\"fix\""), "{}", editor.body);
+    let text = "#!/bin/sh\r\nprintf 'Content-Type: text/plain\\n\\nfixed in the page\\n'\r\n";
+    let saved = b.post(
+        "/save",
+        &[
+            ("csrf", &token),
+            ("path", "/public_html/cgi-bin/crlf.cgi"),
+            ("content", text),
+            ("fix", "1"),
+        ],
+    );
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let on_disk = std::fs::read(cgi.join("crlf.cgi")).expect("saved");
+    assert!(!on_disk.contains(&b'\r'), "{on_disk:?}");
+    assert_eq!(mode(&cgi.join("crlf.cgi")), 0o755);
+    assert_eq!(
+        crate::support::host::get(&running.server, "alice.example", "/cgi-bin/crlf.cgi"),
+        (200, "fixed in the page\n".to_string())
+    );
+
+    // Past the quota: refused, nothing left behind (no temporary file either).
+    let big = vec![b'x'; 3_000_000];
+    let over = b.upload(&token, "/public_html", &[("big.bin", &big)]);
+    assert!(over.body.contains("not uploaded"), "{}", over.body);
+    assert!(over.body.contains("quota"), "{}", over.body);
+    let leftovers: Vec<_> = std::fs::read_dir(h.home("alice").join("public_html"))
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("big.bin") || n.starts_with(".ht-yadokari-upload-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -12,6 +12,8 @@
 //! ([`page`]) and work without JavaScript; the small embedded script only makes the badge
 //! follow the checkboxes.
 
+mod files;
+mod form;
 mod page;
 mod session;
 
@@ -24,19 +26,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use sftp_upload::{Home, LoginFailure, User};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::app::App;
+use form::{query, read_form, value};
 use page::Badge;
 use session::{Session, Sessions};
 
-type Reply = Response<Full<Bytes>>;
-
-/// The largest form body read (the panel's forms are small).
-const MAX_FORM: usize = 64 * 1024;
+/// An answer: a whole page, or a file streamed.
+type Reply = Response<BoxBody<Bytes, std::io::Error>>;
 
 /// What every connection of the panel shares.
 struct Panel {
@@ -135,6 +137,21 @@ async fn answer(panel: &Panel, req: Request<hyper::body::Incoming>, peer: Socket
             (Method::GET, "/files") => act.directory(&query(&req)).await,
             (Method::GET, "/file") => act.file(&query(&req), None).await,
             (Method::GET, "/verdict") => act.verdict(&query(&req)).await,
+            (Method::GET, "/download") => act.download(&query(&req)).await,
+            (Method::GET, "/delete") => act.confirm_delete(&query(&req)),
+            (Method::GET, "/edit") => act.edit(&query(&req)).await,
+            // An upload's body is the files: its token and folder are in the query string.
+            (Method::POST, "/upload") => {
+                let q = query(&req);
+                if !session::csrf_ok(&session, value(&q, "csrf").unwrap_or_default()) {
+                    tracing::warn!("panel: a form without its session's token refused");
+                    return forged();
+                }
+                match Home::normalise(value(&q, "dir").unwrap_or(b"/")) {
+                    Some(dir) => act.upload(req, dir).await,
+                    None => text(StatusCode::BAD_REQUEST, "that path has a NUL byte\n"),
+                }
+            }
             (Method::POST, path) => {
                 let path = path.to_string();
                 let form = match read_form(req).await {
@@ -144,13 +161,14 @@ async fn answer(panel: &Panel, req: Request<hyper::body::Incoming>, peer: Socket
                 let csrf = value(&form, "csrf").unwrap_or_default();
                 if !session::csrf_ok(&session, csrf) {
                     tracing::warn!("panel: a form without its session's token refused");
-                    return text(
-                        StatusCode::FORBIDDEN,
-                        "this form did not come from your panel page (its token is missing or wrong): reload the page and try again\n",
-                    );
+                    return forged();
                 }
                 match path.as_str() {
                     "/chmod" => act.chmod(&form).await,
+                    "/mkdir" => act.mkdir(&form).await,
+                    "/rename" => act.rename(&form).await,
+                    "/delete" => act.delete(&form).await,
+                    "/save" => act.save(&form).await,
                     "/logout" => {
                         panel.sessions.end(token);
                         let mut r = redirect("/login");
@@ -165,6 +183,14 @@ async fn answer(panel: &Panel, req: Request<hyper::body::Incoming>, peer: Socket
     }
     .instrument(span)
     .await
+}
+
+/// The answer to a form without its session's token.
+fn forged() -> Reply {
+    text(
+        StatusCode::FORBIDDEN,
+        "this form did not come from your panel page (its token is missing or wrong): reload the page and try again\n",
+    )
 }
 
 /// A logged-in customer's request.
@@ -182,15 +208,13 @@ impl Act<'_> {
     ) -> Result<T, String> {
         let user = self.user.clone();
         let state = self.panel.app.state();
-        let honour = self
-            .panel
-            .app
-            .sftp()
-            .is_some_and(|e| e.config().honour_client_mode);
+        let endpoint = self.panel.app.sftp().cloned();
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _in = span.enter();
-            let home = Home::open(&user.site, &user.name, honour)?;
+            let home = endpoint
+                .ok_or("this server runs no SFTP endpoint")?
+                .home(&user)?;
             let _as_them = yadokari_site::identity::OwnerIdentity::assume(home.owner())
                 .map_err(|_| "the server cannot act as the owner of your home".to_string())?;
             f(&home, &state)
@@ -229,6 +253,12 @@ impl Act<'_> {
         let page_no: usize = value(q, "page")
             .and_then(|p| std::str::from_utf8(p).ok()?.parse().ok())
             .unwrap_or(0);
+        self.directory_with(&dir, page_no, None).await
+    }
+
+    /// The page of directory `dir` (normalised), page `page_no`, with `said` on top.
+    async fn directory_with(&self, dir: &str, page_no: usize, said: Option<String>) -> Reply {
+        let dir = dir.to_string();
         let shown = dir.clone();
         let site = self.user.site.clone();
         let listed = self
@@ -256,7 +286,7 @@ impl Act<'_> {
         match listed {
             Ok((rows, pages)) => self.page(
                 &format!("Files: {shown}"),
-                &page::listing(&shown, &rows, pages),
+                &page::listing(&shown, &rows, pages, &self.session.csrf, said.as_deref()),
             ),
             Err(e) => self.trouble(StatusCode::NOT_FOUND, &format!("{shown}: {e}")),
         }
@@ -455,59 +485,11 @@ async fn login(panel: &Panel, req: Request<hyper::body::Incoming>, peer: SocketA
     }
 }
 
-/// The body of a form post, decoded; a reply when it is too big or broken.
-async fn read_form(req: Request<hyper::body::Incoming>) -> Result<Vec<(String, Vec<u8>)>, Reply> {
-    let body = Limited::new(req.into_body(), MAX_FORM)
-        .collect()
-        .await
-        .map_err(|_| {
-            text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the form is too large or was cut off\n",
-            )
-        })?;
-    Ok(pairs(&body.to_bytes()))
-}
-
-/// The query string's pairs.
-fn query(req: &Request<hyper::body::Incoming>) -> Vec<(String, Vec<u8>)> {
-    pairs(req.uri().query().unwrap_or("").as_bytes())
-}
-
-/// `a=1&b=x+y` decoded (`+` is a space, `%XX` a byte): names as text, values as bytes.
-fn pairs(raw: &[u8]) -> Vec<(String, Vec<u8>)> {
-    raw.split(|&b| b == b'&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = match p.iter().position(|&b| b == b'=') {
-                Some(i) => (&p[..i], &p[i + 1..]),
-                None => (p, &b""[..]),
-            };
-            let decode = |s: &[u8]| -> Vec<u8> {
-                let spaced: Vec<u8> = s
-                    .iter()
-                    .map(|&b| if b == b'+' { b' ' } else { b })
-                    .collect();
-                percent_encoding::percent_decode(&spaced).collect()
-            };
-            (String::from_utf8_lossy(&decode(k)).into_owned(), decode(v))
-        })
-        .collect()
-}
-
-/// The first value of `name`.
-fn value<'a>(pairs: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_slice())
-}
-
-fn html(status: StatusCode, body: String) -> Reply {
+pub(super) fn html(status: StatusCode, body: String) -> Reply {
     reply(status, "text/html; charset=utf-8", Bytes::from(body))
 }
 
-fn text(status: StatusCode, body: &str) -> Reply {
+pub(super) fn text(status: StatusCode, body: &str) -> Reply {
     reply(
         status,
         "text/plain; charset=utf-8",
@@ -519,7 +501,7 @@ fn asset(body: &'static str, kind: &'static str) -> Reply {
     reply(StatusCode::OK, kind, Bytes::from_static(body.as_bytes()))
 }
 
-fn redirect(to: &str) -> Reply {
+pub(super) fn redirect(to: &str) -> Reply {
     let mut r = text(StatusCode::SEE_OTHER, "");
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(header::LOCATION, v);
@@ -534,7 +516,7 @@ fn set_cookie(r: &mut Reply, cookie: &str) {
 }
 
 fn reply(status: StatusCode, kind: &'static str, body: Bytes) -> Reply {
-    let mut r = Response::new(Full::new(body));
+    let mut r = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
@@ -557,17 +539,4 @@ fn secured(mut r: Reply) -> Reply {
         h.insert(name, HeaderValue::from_static(value));
     }
     r
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forms_decode() {
-        let p = pairs(b"path=%2Fpublic_html%2Fa+b.cgi&bit=256&bit=64&empty");
-        assert_eq!(value(&p, "path"), Some(&b"/public_html/a b.cgi"[..]));
-        assert_eq!(p.iter().filter(|(k, _)| k == "bit").count(), 2);
-        assert_eq!(value(&p, "empty"), Some(&b""[..]));
-    }
 }

@@ -126,17 +126,44 @@ pub fn badge(b: &Badge) -> String {
     )
 }
 
-/// A directory's page: where it is, its entries (`page` of them), each with its badge.
+/// What an action did, on top of the page that follows it.
+fn said_block(said: Option<&str>) -> String {
+    match said {
+        Some(said) if !said.is_empty() => format!(
+            "<p class=\"said\" role=\"status\">{}</p>\n",
+            escape(said).replace('\n', "<br>")
+        ),
+        _ => String::new(),
+    }
+}
+
+/// A directory's page: where it is, its entries (`page` of them), each with its badge, and
+/// the forms to upload and to make a folder.
 pub fn listing(
     dir: &str,
     entries: &[(Entry, Option<Badge>)],
     (page, pages): (usize, usize),
+    csrf: &str,
+    said: Option<&str>,
 ) -> String {
-    let mut body = String::new();
+    let mut body = said_block(said);
     let _ = writeln!(body, "<p class=\"where\">{}</p>", crumbs(dir));
+    let (d, c) = (query(dir.as_bytes()), query(csrf.as_bytes()));
+    let _ = write!(
+        body,
+        "<form method=\"post\" action=\"/upload?csrf={c}&amp;dir={d}\" enctype=\"multipart/form-data\" id=\"upload\" class=\"drop\">\n\
+         <label for=\"files\">Upload files here</label> <input type=\"file\" id=\"files\" name=\"files\" multiple>\n\
+         <button type=\"submit\">Upload</button> <progress id=\"progress\" max=\"100\" value=\"0\" hidden></progress>\n\
+         <span class=\"hint\">or drop files on this box</span>\n</form>\n\
+         <form method=\"post\" action=\"/mkdir\" class=\"inline\">\n\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"dir\" value=\"{}\">\n\
+         <label for=\"folder\">New folder</label> <input id=\"folder\" name=\"name\" required> <button type=\"submit\">Make</button>\n</form>\n",
+        escape(csrf),
+        escape(dir)
+    );
     body.push_str(
         "<table class=\"files\">\n<thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Size</th>\
-         <th scope=\"col\">Permissions</th><th scope=\"col\">On the web</th></tr></thead>\n<tbody>\n",
+         <th scope=\"col\">Permissions</th><th scope=\"col\">On the web</th><th scope=\"col\">Actions</th></tr></thead>\n<tbody>\n",
     );
     if dir != "/" {
         let parent = dir
@@ -144,7 +171,7 @@ pub fn listing(
             .map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
         let _ = writeln!(
             body,
-            "<tr><td><a href=\"/files?path={}\">..</a></td><td></td><td></td><td></td></tr>",
+            "<tr><td><a href=\"/files?path={}\">..</a></td><td></td><td></td><td></td><td></td></tr>",
             query(parent.as_bytes())
         );
     }
@@ -171,9 +198,17 @@ pub fn listing(
         } else {
             entry.size.to_string()
         };
+        let q = query(path.as_bytes());
+        let actions = if entry.is_dir() || entry.is_link() {
+            format!("<a href=\"/delete?path={q}\">Delete</a>")
+        } else {
+            format!(
+                "<a href=\"/download?path={q}\">Download</a> <a href=\"/delete?path={q}\">Delete</a>"
+            )
+        };
         let _ = writeln!(
             body,
-            "<tr><td><a href=\"{href}\">{}</a></td><td>{size}</td><td><code>{} {:04o}</code></td><td>{}</td></tr>",
+            "<tr><td><a href=\"{href}\">{}</a></td><td>{size}</td><td><code>{} {:04o}</code></td><td>{}</td><td>{actions}</td></tr>",
             escape(&shown),
             mode_string(entry.mode),
             entry.mode & 0o7777,
@@ -230,18 +265,22 @@ pub fn file(
     csrf: &str,
     said: Option<&str>,
 ) -> String {
-    let mut body = String::new();
-    let dir = path
-        .rsplit_once('/')
-        .map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
+    let mut body = said_block(said);
+    let dir = super::files::parent(path);
     let _ = writeln!(body, "<p class=\"where\">{}</p>", crumbs(dir));
-    if let Some(said) = said {
-        let _ = writeln!(
-            body,
-            "<p class=\"said\" role=\"status\">{}</p>",
-            escape(said)
-        );
-    }
+    let q = query(path.as_bytes());
+    let name = path.rsplit('/').next().unwrap_or("");
+    let _ = write!(
+        body,
+        "<p class=\"actions\"><a href=\"/download?path={q}\">Download</a> · <a href=\"/edit?path={q}\">Edit</a> · \
+         <a href=\"/delete?path={q}\">Delete</a></p>\n\
+         <form method=\"post\" action=\"/rename\" class=\"inline\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"path\" value=\"{}\">\
+         <label for=\"to\">Rename to</label> <input id=\"to\" name=\"to\" value=\"{}\" required> <button type=\"submit\">Rename</button></form>\n",
+        escape(csrf),
+        escape(path),
+        escape(name)
+    );
     let mode = entry.mode & 0o7777;
     let _ = writeln!(
         body,
@@ -286,6 +325,58 @@ pub fn file(
          <button type=\"submit\">Apply</button>\n</fieldset>\n</form>\n",
         badge(badge_now),
         escape(&badge_now.line)
+    );
+    body
+}
+
+/// The page that asks before `path` is deleted.
+pub fn confirm_delete(path: &str, csrf: &str) -> String {
+    format!(
+        "<p>Delete <code>{}</code>? This cannot be undone. A folder must be empty.</p>\n\
+         <form method=\"post\" action=\"/delete\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <input type=\"hidden\" name=\"path\" value=\"{}\"><button type=\"submit\">Delete</button> \
+         <a href=\"/files?path={}\">Keep it</a></form>\n",
+        escape(path),
+        escape(csrf),
+        escape(path),
+        query(super::files::parent(path).as_bytes())
+    )
+}
+
+/// The editor of `path` holding `content`, with `trouble` (a script's first-line problem)
+/// said and its fix offered.
+pub fn editor(path: &str, content: &str, trouble: Option<String>, csrf: &str) -> String {
+    let mut body = String::new();
+    let fix = match &trouble {
+        Some(t) => {
+            let _ = writeln!(
+                body,
+                "<p class=\"problem\" role=\"alert\">This script will not run: {}.</p>",
+                escape(t)
+            );
+            "<p><input type=\"checkbox\" id=\"fix\" name=\"fix\" value=\"1\" checked> \
+             <label for=\"fix\">Fix it: remove the byte order mark and the carriage returns</label></p>\n"
+        }
+        None => "",
+    };
+    // A file with Windows line ends that is not a script keeps them.
+    let crlf = if trouble.is_none() && content.contains("\r\n") {
+        "<input type=\"hidden\" name=\"crlf\" value=\"keep\">"
+    } else {
+        ""
+    };
+    let _ = write!(
+        body,
+        "<form method=\"post\" action=\"/save\" class=\"editor\">\n\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"path\" value=\"{}\">{crlf}\n\
+         <label for=\"content\">Text of {}</label>\n\
+         <textarea id=\"content\" name=\"content\" rows=\"24\" spellcheck=\"false\">{}</textarea>\n{fix}\
+         <button type=\"submit\">Save</button> <a href=\"/file?path={}\">Cancel</a>\n</form>\n",
+        escape(csrf),
+        escape(path),
+        escape(path),
+        escape(content),
+        query(path.as_bytes())
     );
     body
 }

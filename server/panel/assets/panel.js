@@ -41,3 +41,42 @@
     boxes[i].addEventListener("change", update);
   }
 })();
+
+// Uploads: a progress bar, and files dropped on the box. Without this script the form posts
+// the chosen files as it is.
+(function () {
+  var form = document.getElementById("upload");
+  if (!form) { return; }
+  var input = document.getElementById("files");
+  var progress = document.getElementById("progress");
+  function send(files) {
+    if (!files || files.length === 0) { return; }
+    var data = new FormData();
+    for (var i = 0; i < files.length; i++) { data.append("files", files[i], files[i].name); }
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", form.action);
+    progress.hidden = false;
+    progress.value = 0;
+    xhr.upload.addEventListener("progress", function (e) {
+      if (e.lengthComputable) { progress.value = Math.round(100 * e.loaded / e.total); }
+    });
+    xhr.addEventListener("load", function () {
+      document.open();
+      document.write(xhr.responseText);
+      document.close();
+    });
+    xhr.addEventListener("error", function () { progress.hidden = true; alert("The upload failed."); });
+    xhr.send(data);
+  }
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    send(input.files);
+  });
+  form.addEventListener("dragover", function (e) { e.preventDefault(); form.classList.add("over"); });
+  form.addEventListener("dragleave", function () { form.classList.remove("over"); });
+  form.addEventListener("drop", function (e) {
+    e.preventDefault();
+    form.classList.remove("over");
+    send(e.dataTransfer.files);
+  });
+})();
