@@ -225,6 +225,12 @@ impl App {
         }
     }
 
+    /// The configuration file the server reads, when there is one (the panel's account page
+    /// edits a customer's entry in it, as `yadokari user` does).
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.source.path()
+    }
+
     /// The SFTP endpoint, when it runs (its users and their logins).
     pub fn sftp(&self) -> Option<&Arc<Endpoint>> {
         self.sftp.as_ref()

@@ -482,3 +482,101 @@ fn the_file_manager_uploads_downloads_renames_edits_and_deletes() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn the_logs_and_the_account_page_work_for_the_customer() {
+    if !crate::support::host::as_root() {
+        return;
+    }
+    let h = host();
+    h.set_user("alice", "quota_bytes", 5_000_000i64);
+    let running = h.start();
+    let mut b = Browser::new(panel_addr(&running.server));
+    assert_eq!(b.log_in("alice", "alice-secret").status, 303);
+    // A refused request (the 0644 script), then the log view links it to the file.
+    let (status, _) = get(&running.server, "alice.example", "/cgi-bin/hello.cgi");
+    assert_eq!(status, 500);
+    let mut view = String::new();
+    let found = crate::support::eventually(|| {
+        view = b.get("/logs?log=access&status=refused").body;
+        view.contains("/cgi-bin/hello.cgi")
+    });
+    assert!(found, "{view}");
+    assert!(
+        view.contains("/file?path=%2Fpublic%5Fhtml%2Fcgi%2Dbin%2Fhello%2Ecgi"),
+        "{view}"
+    );
+    let live = b.get("/logs?log=access&status=refused&part=list");
+    assert!(live.body.starts_with("<ol"), "{}", live.body);
+    let ok_only = b.get("/logs?log=access&status=2xx&part=list");
+    assert!(!ok_only.body.contains("hello.cgi"), "{}", ok_only.body);
+
+    // The account: usage against the quota, the domain, the key.
+    let account = b.get("/account");
+    assert_eq!(account.status, 200);
+    assert!(
+        account.body.contains("of 5000000 bytes used"),
+        "{}",
+        account.body
+    );
+    assert!(account.body.contains("alice.example"), "{}", account.body);
+    assert!(account.body.contains("SHA256:"), "{}", account.body);
+    let token = csrf(&account.body);
+    // A pasted key is added, and removed again.
+    let extra = crate::support::sftp::client_key(&h.root, "id_extra");
+    let public = std::fs::read_to_string(extra.with_extension("pub")).expect("pub");
+    let added = b.post("/key/add", &[("csrf", &token), ("key", &public)]);
+    assert!(added.body.contains("1 key(s) added"), "{}", added.body);
+    let fingerprint = added
+        .body
+        .split("name=\"fingerprint\" value=\"")
+        .nth(2)
+        .and_then(|r| r.split('"').next())
+        .expect("a second key")
+        .to_string();
+    let removed = b.post(
+        "/key/remove",
+        &[("csrf", &token), ("fingerprint", &fingerprint)],
+    );
+    assert!(
+        removed.body.contains("the key is removed"),
+        "{}",
+        removed.body
+    );
+    // The password: the old one is asked first.
+    let refused = b.post(
+        "/password",
+        &[
+            ("csrf", &token),
+            ("old", "guess"),
+            ("new", "new-secret-1"),
+            ("again", "new-secret-1"),
+        ],
+    );
+    assert!(
+        refused.body.contains("current password is wrong"),
+        "{}",
+        refused.body
+    );
+    let changed = b.post(
+        "/password",
+        &[
+            ("csrf", &token),
+            ("old", "alice-secret"),
+            ("new", "new-secret-1"),
+            ("again", "new-secret-1"),
+        ],
+    );
+    assert!(
+        changed.body.contains("password is changed"),
+        "{}",
+        changed.body
+    );
+    let mut again = Browser::new(b.addr);
+    let mut status = 0;
+    let took = crate::support::eventually(|| {
+        status = again.log_in("alice", "new-secret-1").status;
+        status == 303
+    });
+    assert!(took, "the new password does not log in: {status}");
+}

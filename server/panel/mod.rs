@@ -12,6 +12,7 @@
 //! ([`page`]) and work without JavaScript; the small embedded script only makes the badge
 //! follow the checkboxes.
 
+mod account;
 mod files;
 mod form;
 mod page;
@@ -130,6 +131,7 @@ async fn answer(panel: &Panel, req: Request<hyper::body::Incoming>, peer: Socket
         panel,
         session: &session,
         user,
+        peer,
     };
     async {
         match (req.method().clone(), req.uri().path()) {
@@ -140,6 +142,8 @@ async fn answer(panel: &Panel, req: Request<hyper::body::Incoming>, peer: Socket
             (Method::GET, "/download") => act.download(&query(&req)).await,
             (Method::GET, "/delete") => act.confirm_delete(&query(&req)),
             (Method::GET, "/edit") => act.edit(&query(&req)).await,
+            (Method::GET, "/logs") => act.logs(&query(&req)).await,
+            (Method::GET, "/account") => act.account(None).await,
             // An upload's body is the files: its token and folder are in the query string.
             (Method::POST, "/upload") => {
                 let q = query(&req);
@@ -169,6 +173,9 @@ async fn answer(panel: &Panel, req: Request<hyper::body::Incoming>, peer: Socket
                     "/rename" => act.rename(&form).await,
                     "/delete" => act.delete(&form).await,
                     "/save" => act.save(&form).await,
+                    "/key/add" => act.credentials("add", &form).await,
+                    "/key/remove" => act.credentials("remove", &form).await,
+                    "/password" => act.credentials("password", &form).await,
                     "/logout" => {
                         panel.sessions.end(token);
                         let mut r = redirect("/login");
@@ -198,9 +205,15 @@ struct Act<'a> {
     panel: &'a Panel,
     session: &'a Session,
     user: Arc<User>,
+    /// Where the request came from (a password check counts toward its ban).
+    peer: SocketAddr,
 }
 
 impl Act<'_> {
+    fn panel_peer(&self) -> std::net::IpAddr {
+        self.peer.ip()
+    }
+
     /// Runs `f` on the customer's home, on a blocking thread that holds their identity.
     async fn in_home<T: Send + 'static>(
         &self,

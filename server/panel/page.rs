@@ -66,7 +66,7 @@ pub fn layout(title: &str, user: Option<(&str, &str)>, body: &str) -> String {
     if let Some((name, csrf)) = user {
         let _ = write!(
             out,
-            " <nav><a href=\"/files?path=%2F\">Files</a></nav> <span class=\"who\">{}</span>\
+            " <nav><a href=\"/files?path=%2F\">Files</a> <a href=\"/logs\">Logs</a> <a href=\"/account\">Account</a></nav> <span class=\"who\">{}</span>\
              <form method=\"post\" action=\"/logout\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <button type=\"submit\">Log out</button></form>",
             escape(name),

@@ -13,6 +13,16 @@ use super::load;
 /// `user key NAME FILE`: the keys of FILE added to NAME's `authorized_keys` (its entry gets
 /// one when it has none).
 pub(super) fn key(path: &Path, name: &str, key_file: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(key_file)
+        .with_context(|| format!("cannot read {}", key_file.display()))?;
+    let (added, ak) = add_key_text(path, name, &text, &key_file.display().to_string())?;
+    println!("added {added} key(s) to {}", ak.display());
+    Ok(())
+}
+
+/// The `authorized_keys` file of `name` in the configuration at `path`, given to their entry
+/// (`authorized_keys.NAME` beside the configuration) when it has none.
+fn keys_file(path: &Path, name: &str) -> anyhow::Result<std::path::PathBuf> {
     let config = load(path)?;
     let user = config
         .sftp_settings
@@ -20,7 +30,7 @@ pub(super) fn key(path: &Path, name: &str, key_file: &Path) -> anyhow::Result<()
         .iter()
         .find(|u| u.name == name)
         .with_context(|| format!("no user `{name}` in {}", path.display()))?;
-    let ak = match &user.authorized_keys {
+    Ok(match &user.authorized_keys {
         Some(p) => p.clone(),
         None => {
             let rel = format!("authorized_keys.{name}");
@@ -30,10 +40,56 @@ pub(super) fn key(path: &Path, name: &str, key_file: &Path) -> anyhow::Result<()
             })?;
             path.parent().unwrap_or(Path::new(".")).join(rel)
         }
+    })
+}
+
+/// Adds the public keys in `text` (from `source`, for messages) to `name`'s `authorized_keys`;
+/// how many were new, and the file.
+pub(crate) fn add_key_text(
+    path: &Path,
+    name: &str,
+    text: &str,
+    source: &str,
+) -> anyhow::Result<(usize, std::path::PathBuf)> {
+    let ak = keys_file(path, name)?;
+    let added = add_keys(&ak, text, source, name)?;
+    Ok((added, ak))
+}
+
+/// Removes the key whose SHA256 fingerprint is `fingerprint` from `name`'s `authorized_keys`
+/// (written anew, atomically); whether it was there.
+pub(crate) fn remove_key(path: &Path, name: &str, fingerprint: &str) -> anyhow::Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
+    let ak = keys_file(path, name)?;
+    let Ok(text) = std::fs::read_to_string(&ak) else {
+        return Ok(false);
     };
-    let added = add_keys(&ak, key_file, name)?;
-    println!("added {added} key(s) to {}", ak.display());
-    Ok(())
+    let mut kept = String::with_capacity(text.len());
+    let mut found = false;
+    for line in text.lines() {
+        let this = sftp_upload::keys::PublicKey::from_openssh(line.trim())
+            .ok()
+            .map(|k| {
+                k.fingerprint(sftp_upload::keys::HashAlg::Sha256)
+                    .to_string()
+            });
+        if this.as_deref() == Some(fingerprint) {
+            found = true;
+            continue;
+        }
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    if found {
+        let dir = ak.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        tmp.write_all(kept.as_bytes())?;
+        tmp.persist(&ak)
+            .with_context(|| format!("cannot write {}", ak.display()))?;
+    }
+    Ok(found)
 }
 
 /// The shortest password `user passwd` accepts.
@@ -42,29 +98,32 @@ const MIN_PASSWORD: usize = 8;
 /// `user passwd NAME`: the password asked twice (two lines from a pipe), its hash stored.
 pub(super) fn passwd(path: &Path, name: &str) -> anyhow::Result<()> {
     let password = read_password()?;
-    if password.chars().count() < MIN_PASSWORD {
-        bail!("the password must have at least {MIN_PASSWORD} characters; nothing changed");
-    }
-    let hash = sftp_upload::accounts::hash_password(&password).map_err(anyhow::Error::msg)?;
-    edit_config(path, |doc| {
-        user_entry(doc, name)?["password_hash"] = toml_edit::value(hash.clone());
-        Ok(())
-    })?;
+    set_password(path, name, &password)?;
     println!("password of `{name}` set");
     Ok(())
 }
 
-/// Appends the keys of `key_file` not already in `ak` (compared by key data); creates `ak` 0600.
-fn add_keys(ak: &Path, key_file: &Path, user: &str) -> anyhow::Result<usize> {
+/// Stores the hash of `password` as `name`'s (at least [`MIN_PASSWORD`] characters).
+pub(crate) fn set_password(path: &Path, name: &str, password: &str) -> anyhow::Result<()> {
+    if password.chars().count() < MIN_PASSWORD {
+        bail!("the password must have at least {MIN_PASSWORD} characters; nothing changed");
+    }
+    let hash = sftp_upload::accounts::hash_password(password).map_err(anyhow::Error::msg)?;
+    edit_config(path, |doc| {
+        user_entry(doc, name)?["password_hash"] = toml_edit::value(hash.clone());
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Appends the keys of `text` not already in `ak` (compared by key data); creates `ak` 0600.
+fn add_keys(ak: &Path, text: &str, source: &str, user: &str) -> anyhow::Result<usize> {
     use std::os::unix::fs::OpenOptionsExt;
-    let text = std::fs::read_to_string(key_file)
-        .with_context(|| format!("cannot read {}", key_file.display()))?;
     let existing = sftp_upload::accounts::authorized_keys(ak, user);
     let mut lines = Vec::new();
     if text.contains("PRIVATE KEY-----") {
         bail!(
-            "{} is a private key, which must stay with its owner; give the public key instead (the .pub file beside it)",
-            key_file.display()
+            "{source} is a private key, which must stay with its owner; give the public key instead (the .pub file beside it)"
         );
     }
     for line in text
@@ -78,7 +137,7 @@ fn add_keys(ak: &Path, key_file: &Path, user: &str) -> anyhow::Result<usize> {
             } else {
                 format!("not an OpenSSH public key: {line:.40}")
             };
-            anyhow::anyhow!("{}: {problem}", key_file.display())
+            anyhow::anyhow!("{source}: {problem}")
         })?;
         if !sftp_upload::accounts::key_allowed(&existing, &key) {
             lines.push(line.to_string());

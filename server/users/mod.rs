@@ -22,6 +22,7 @@ pub mod identity;
 mod list;
 mod repo;
 
+pub(crate) use credentials::{add_key_text, remove_key, set_password};
 pub use edit::{config_file, edit_config, user_entry};
 
 /// `yadokari user ...`

@@ -112,7 +112,7 @@ pub use usage::{DIR_BYTES, Usage, count_usage};
 
 /// The key types of `ssh-key`, as russh re-exports them (one version in the whole build).
 pub mod keys {
-    pub use russh::keys::{PrivateKey, PublicKey};
+    pub use russh::keys::{HashAlg, PrivateKey, PublicKey};
 }
 
 /// A hosting user.

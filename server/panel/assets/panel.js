@@ -80,3 +80,16 @@
     send(e.dataTransfer.files);
   });
 })();
+
+// The log view follows the log: its list is fetched again every few seconds.
+(function () {
+  var live = document.getElementById("live");
+  if (!live) { return; }
+  setInterval(function () {
+    fetch(live.dataset.source, { credentials: "same-origin" }).then(function (r) {
+      return r.ok ? r.text() : null;
+    }).then(function (html) {
+      if (html !== null) { live.innerHTML = html; }
+    }).catch(function () {});
+  }, 3000);
+})();
