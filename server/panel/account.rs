@@ -222,7 +222,7 @@ impl Act<'_> {
                  <button type=\"submit\">Remove</button></form></li>",
                 escape(key.algorithm().as_str()),
                 escape(&fp),
-                escape(&key.comment().to_string()),
+                escape(key.comment().as_ref()),
                 escape(&fp)
             );
         }
