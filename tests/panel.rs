@@ -12,7 +12,7 @@ use crate::support::sftp::{text, user_cmd};
 
 /// A host with a panel and customers `alice` and `bob` (with passwords), alice's
 /// `cgi-bin/hello.cgi` uploaded the classic way: 0644.
-fn host() -> Host {
+pub(crate) fn host() -> Host {
     let h = Host::new(
         "panel = \"127.0.0.1:0\"\n[sftp]\nmax_auth_failures = 4\n[hosting]\nhomes = \"homes\"\nuid_range = [28000, 28999]\n",
     );
@@ -35,7 +35,7 @@ fn host() -> Host {
 }
 
 /// The panel's address, from the server's banner.
-fn panel_addr(server: &crate::support::Server) -> SocketAddr {
+pub(crate) fn panel_addr(server: &crate::support::Server) -> SocketAddr {
     let line = server.wait_for("listening panel=");
     line.split("panel=")
         .nth(1)

@@ -26,6 +26,7 @@ mod listings;
 mod metrics;
 mod package;
 mod panel;
+mod panel_browser;
 mod publish;
 mod reload;
 mod sandbox;
