@@ -26,7 +26,6 @@ mod listing;
 mod metrics;
 mod panel;
 mod pid_file;
-mod publish;
 mod reaper;
 mod resolve;
 mod sandbox;
@@ -99,10 +98,6 @@ enum Command {
         /// The directory to write into (made when missing).
         dir: PathBuf,
     },
-    /// The post-receive hook of a deploy repository (`yadokari user repo NAME add SITE` installs
-    /// it): publishes a push to its branch into the web root, as the customer.
-    #[command(hide = true)]
-    Publish,
     /// Ask the running server whether it is ready (the admin listener's `/healthz`); exit
     /// status 0 when it is, 1 when it is not.
     Health {
@@ -167,7 +162,6 @@ fn main() -> ExitCode {
         None => serve(cli.serve),
         Some(Command::User { config, action }) => users::user_command(action, config.as_deref()),
         Some(Command::GenerateDocs { dir }) => generate_docs(&dir),
-        Some(Command::Publish) => return publish::run(),
         Some(Command::Upgrade { config }) => {
             return match Config::load(config.as_deref(), &Overrides::default()) {
                 Ok(Config {

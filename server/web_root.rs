@@ -1,5 +1,5 @@
 //! A customer's web root that is a symbolic link to a release (`public_html -> releases/…`,
-//! what a git push deploy switches; see `yadokari user repo` and [`crate::publish`]).
+//! what a git push deploy switches; see `yadokari user repo` and its `post-receive.sh`).
 //!
 //! Such a web root is looked up at each request (one `readlinkat` on the home, held open), so
 //! that a switch, the rename of a new link over the old one, takes effect at once, and each

@@ -95,7 +95,7 @@ pub enum RepoAction {
         #[arg(long, default_value = "main")]
         branch: String,
         /// How many releases are kept (the one served among them).
-        #[arg(long, default_value_t = crate::publish::DEFAULT_KEEP)]
+        #[arg(long, default_value_t = repo::DEFAULT_KEEP)]
         keep: usize,
     },
 }

@@ -1,7 +1,8 @@
 //! `user repo NAME add SITE [--branch B] [--keep N]`: a git repository whose pushes publish the
-//! customer's site (push deploys, `crate::publish`).
+//! customer's site (push deploys).
 //!
-//! It makes `~/repos/SITE.git` (bare) with a post-receive hook that runs `yadokari publish`,
+//! It makes `~/repos/SITE.git` (bare) with a post-receive hook (`post-receive.sh`, a shell
+//! script, read it for the steps) that publishes a push as a new release,
 //! records the branch, the releases to keep, the web root and the releases' directory in the
 //! repository's own configuration (`git config yadokari.*`), and turns the web root into a link
 //! to a first release holding what it served (`~/releases/<time>-before/`), so that every later
@@ -134,7 +135,7 @@ pub(super) fn add(path: &Path, new: &NewRepo<'_>) -> anyhow::Result<()> {
         let _as_them = yadokari_site::identity::OwnerIdentity::assume(owner).map_err(|_| {
             anyhow::anyhow!("cannot take the identity of {}'s owner", home.display())
         })?;
-        write_hook(&repo, name, site, branch)?;
+        write_hook(&repo)?;
         link_web_root(&customer.web_root, &releases)?
     };
     edit_config(path, |doc| {
@@ -167,29 +168,16 @@ pub(super) fn add(path: &Path, new: &NewRepo<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the post-receive hook that runs `yadokari publish` (this very program).
-fn write_hook(repo: &Path, name: &str, site: &str, branch: &str) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("cannot find this program's path for the hook")?;
-    let exe = exe.to_string_lossy().replace(" (deleted)", "");
-    // The hook runs as the customer: the program must be theirs to run.
-    let runnable = std::fs::metadata(&exe).is_ok_and(|m| m.mode() & 0o001 != 0)
-        && Path::new(&exe)
-            .ancestors()
-            .skip(1)
-            .all(|d| std::fs::metadata(d).is_ok_and(|m| m.mode() & 0o001 != 0));
-    if !runnable {
-        bail!(
-            "{exe} (this program, which the hook runs) is not something every user may run; install yadokari where customers can run it (the package puts it in /usr/bin)"
-        );
-    }
-    let quoted = format!("'{}'", exe.replace('\'', r"'\''"));
-    let text = format!(
-        "#!/bin/sh\n\
-         # Made by `yadokari user repo {name} add {site}`: a push to `{branch}` is published into\n\
-         # the web root (a new release in ~/releases/, switched into place in one step). It runs\n\
-         # as you, like your CGI scripts. Settings: git config yadokari.branch / yadokari.keep.\n\
-         exec {quoted} publish\n"
-    );
+/// The post-receive hook: a POSIX shell script (git, coreutils and `flock` are all it needs),
+/// so that it runs wherever the customer's deploy runs, their sandbox included, where this
+/// server's own program may not be visible.
+const HOOK: &str = include_str!("post-receive.sh");
+
+/// The releases kept when `--keep` does not say.
+pub const DEFAULT_KEEP: usize = 5;
+
+/// Writes the post-receive hook that publishes a push.
+fn write_hook(repo: &Path) -> anyhow::Result<()> {
     let hook = repo.join("hooks/post-receive");
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -198,9 +186,40 @@ fn write_hook(repo: &Path, name: &str, site: &str, branch: &str) -> anyhow::Resu
         .custom_flags(libc::O_NOFOLLOW)
         .open(&hook)
         .with_context(|| format!("cannot write {}", hook.display()))?;
-    file.write_all(text.as_bytes())
+    file.write_all(HOOK.as_bytes())
         .with_context(|| format!("cannot write {}", hook.display()))?;
     Ok(())
+}
+
+/// The time now, UTC, as `YYYYMMDD-HHMMSS`.
+fn stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (y, m, d) = crate::access_log::civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// `to` as a path relative to the directory `from` (both absolute).
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    use std::path::Component;
+    let (a, b): (Vec<Component>, Vec<Component>) =
+        (from.components().collect(), to.components().collect());
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out = PathBuf::new();
+    for _ in common..a.len() {
+        out.push("..");
+    }
+    for c in &b[common..] {
+        out.push(c);
+    }
+    out
 }
 
 /// Makes the web root a link to a first release holding what it served: a directory is
@@ -217,9 +236,9 @@ fn link_web_root(web_root: &Path, releases: &Path) -> anyhow::Result<Option<Path
         .mode(0o755)
         .create(releases)
         .with_context(|| format!("cannot make {}", releases.display()))?;
-    let first = releases.join(format!("{}-before", crate::publish::stamp()));
+    let first = releases.join(format!("{}-before", stamp()));
     let parent = web_root.parent().unwrap_or(Path::new("/"));
-    let text = crate::publish::relative(parent, &first);
+    let text = relative(parent, &first);
     if is.is_err() {
         std::fs::DirBuilder::new().mode(0o755).create(&first)?;
         std::os::unix::fs::symlink(&text, web_root)
@@ -260,4 +279,24 @@ fn valid_branch(b: &str) -> bool {
         && !b.ends_with(".lock")
         && b.bytes()
             .all(|c| c.is_ascii_alphanumeric() || b"._-/".contains(&c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_and_names() {
+        assert_eq!(
+            relative(Path::new("/h/alice"), Path::new("/h/alice/releases/x")),
+            PathBuf::from("releases/x")
+        );
+        assert_eq!(
+            relative(Path::new("/h/alice/www"), Path::new("/h/alice/releases/x")),
+            PathBuf::from("../releases/x")
+        );
+        assert_eq!(stamp().len(), 15);
+        assert!(valid_branch("main") && valid_branch("release/v1"));
+        assert!(!valid_branch("-x") && !valid_branch("a..b") && !valid_branch("x.lock"));
+    }
 }
