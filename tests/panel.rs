@@ -278,6 +278,18 @@ fn the_panel_keeps_each_customer_in_their_own_home() {
         std::fs::metadata(&file).expect("stat").permissions().mode() & 0o7777,
         0o644
     );
+    // A form posted from another site's page is refused, the login's too.
+    let foreign = bob
+        .agent
+        .post(&format!("http://{addr}/login"))
+        .set("Origin", "http://evil.example")
+        .send_form(&[("name", "bob"), ("password", "bob-secret")]);
+    let status = match foreign {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(status, 403);
     // Alice's token is no good with bob's session.
     let alice_token = csrf(&alice.get("/files?path=%2F").body);
     let crossed = bob.post("/logout", &[("csrf", &alice_token)]);

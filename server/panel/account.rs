@@ -88,9 +88,11 @@ impl Act<'_> {
             shown += 1;
             let link = match facts {
                 Some((403 | 500, path)) => {
-                    let path = path
-                        .strip_prefix(&format!("/~{}", self.user.name))
-                        .unwrap_or(path);
+                    let mine = format!("/~{}/", self.user.name);
+                    let path = match path.strip_prefix(&mine[..mine.len() - 1]) {
+                        Some(rest) if path.starts_with(&mine) => rest,
+                        _ => path,
+                    };
                     let decoded = percent_encoding::percent_decode_str(path).collect::<Vec<u8>>();
                     let mut file = web_root.as_bytes().to_vec();
                     file.extend_from_slice(&decoded);
@@ -204,12 +206,14 @@ impl Act<'_> {
             );
         }
         body.push_str("</ul>\n<h2>SSH keys</h2>\n<ul>\n");
-        let keys = self
-            .user
-            .authorized_keys
-            .as_deref()
-            .map(|p| sftp_upload::accounts::authorized_keys(p, &self.user.name))
-            .unwrap_or_default();
+        let (file, name) = (self.user.authorized_keys.clone(), self.user.name.clone());
+        let keys = tokio::task::spawn_blocking(move || {
+            file.as_deref()
+                .map(|p| sftp_upload::accounts::authorized_keys(p, &name))
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
         let csrf = escape(&self.session.csrf);
         for key in &keys {
             let fp = key
@@ -257,6 +261,21 @@ impl Act<'_> {
         let text = |name: &str| {
             String::from_utf8_lossy(value(form, name).unwrap_or_default()).into_owned()
         };
+        // SECURITY: a keys file the customer can reach (in their home) would be written by
+        // the server with its own rights, following what the customer planted there: not here.
+        if what != "password"
+            && self
+                .user
+                .authorized_keys
+                .as_deref()
+                .is_some_and(|k| k.starts_with(&self.user.site))
+        {
+            return self
+                .account(Some(
+                    "your keys file is in your home: change it over SFTP".into(),
+                ))
+                .await;
+        }
         if what == "password" {
             let (old, new, again) = (text("old"), text("new"), text("again"));
             if new != again {
@@ -284,24 +303,34 @@ impl Act<'_> {
         let name = self.user.name.clone();
         let what_done = what.to_string();
         let (key, fingerprint, new) = (text("key"), text("fingerprint"), text("new"));
-        let done = tokio::task::spawn_blocking(move || match what_done.as_str() {
-            "add" => crate::users::add_key_text(&config, &name, &key, "the pasted key")
-                .map(|(n, _)| format!("{n} key(s) added")),
-            "remove" => crate::users::remove_key(&config, &name, &fingerprint).map(|found| {
-                if found {
-                    "the key is removed".to_string()
-                } else {
-                    "no such key".to_string()
-                }
-            }),
-            _ => crate::users::set_password(&config, &name, &new)
-                .map(|()| "your password is changed (for SFTP too)".to_string()),
+        let done = tokio::task::spawn_blocking(move || {
+            // One change to the configuration and the keys files at a time.
+            static EDITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _one = EDITING.lock().unwrap_or_else(|e| e.into_inner());
+            match what_done.as_str() {
+                "add" => crate::users::add_key_text(&config, &name, &key, "the pasted key")
+                    .map(|(n, _)| format!("{n} key(s) added")),
+                "remove" => crate::users::remove_key(&config, &name, &fingerprint).map(|found| {
+                    if found {
+                        "the key is removed".to_string()
+                    } else {
+                        "no such key".to_string()
+                    }
+                }),
+                _ => crate::users::set_password(&config, &name, &new).map(|()| {
+                    "your password is changed (for SFTP too); your other sessions have ended"
+                        .to_string()
+                }),
+            }
         })
         .await
         .unwrap_or_else(|e| Err(anyhow::anyhow!("{e}")));
         match done {
             Ok(said) => {
                 tracing::info!(user = %self.user.name, op = what, via = "panel", "account changed");
+                if what == "password" {
+                    self.panel.sessions.end_others(&self.user.name, self.token);
+                }
                 // The server reads its configuration again at once, rather than within seconds.
                 let app = self.panel.app.clone();
                 let _ = tokio::task::spawn_blocking(move || {
@@ -310,7 +339,7 @@ impl Act<'_> {
                 .await;
                 self.account(Some(said)).await
             }
-            Err(e) => self.account(Some(format!("nothing changed: {e:#}"))).await,
+            Err(e) => self.account(Some(format!("nothing changed: {e}"))).await,
         }
     }
 }

@@ -17,6 +17,10 @@ use super::{Act, Reply, page, text};
 const MAX_EDIT: u64 = 1024 * 1024;
 /// Chunks of an upload in flight between the request and the writing thread.
 const UPLOAD_QUEUE: usize = 16;
+/// Files in one upload, at most.
+const MAX_FILES: usize = 100;
+/// How long an upload may send nothing before it is given up.
+const UPLOAD_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why `name` cannot be one file's name, if it cannot.
 fn bad_name(name: &[u8]) -> Option<&'static str> {
@@ -184,15 +188,28 @@ impl Act<'_> {
         };
         let mut multipart = multer::Multipart::new(req.into_body().into_data_stream(), boundary);
         let mut said = Vec::new();
+        let mut files = 0;
         loop {
-            let mut field = match multipart.next_field().await {
-                Ok(Some(field)) => field,
-                Ok(None) => break,
-                Err(e) => {
+            let next = tokio::time::timeout(UPLOAD_STALL, multipart.next_field()).await;
+            let mut field = match next {
+                Ok(Ok(Some(field))) => field,
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => {
                     said.push(format!("the upload was cut off ({e})"));
                     break;
                 }
+                Err(_) => {
+                    said.push("the upload stalled and was given up".into());
+                    break;
+                }
             };
+            files += 1;
+            if files > MAX_FILES {
+                said.push(format!(
+                    "only {MAX_FILES} files are taken in one upload; send the rest in another"
+                ));
+                break;
+            }
             let Some(name) = field.file_name().map(|n| n.as_bytes().to_vec()) else {
                 continue;
             };
@@ -205,6 +222,11 @@ impl Act<'_> {
             }
             let path = join(&dir, &name);
             let shown = String::from_utf8_lossy(&path).into_owned();
+            // Each file being written holds a thread of the blocking pool, which the whole
+            // server shares: only a few at once.
+            let Ok(_writer) = self.panel.writers.acquire().await else {
+                break;
+            };
             let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(UPLOAD_QUEUE);
             let target = path.clone();
             let writing = self.in_home(move |home, state| {
@@ -226,7 +248,8 @@ impl Act<'_> {
             // learns that nothing more comes.
             let feeding = async move {
                 loop {
-                    match field.chunk().await {
+                    let chunk = tokio::time::timeout(UPLOAD_STALL, field.chunk()).await;
+                    match chunk.unwrap_or(Err(multer::Error::IncompleteStream)) {
                         Ok(Some(bytes)) => {
                             if tx.send(Piece::Data(bytes)).await.is_err() {
                                 return; // the writer stopped (it says why)
@@ -380,9 +403,10 @@ fn line_trouble(content: &str) -> Option<String> {
         .split('\n')
         .next()
         .unwrap_or("");
+    // Only a script's first line matters (a text file with a BOM is fine).
     let script = first.starts_with("#!");
     let cr = first.ends_with('\r');
-    match (script || bom, bom, cr) {
+    match (script, bom, cr) {
         (true, true, true) => Some("its first line starts with a byte order mark and ends in a carriage return (Windows line ends): the system looks for an interpreter named with those bytes and the script will not start".into()),
         (true, true, false) => Some("it starts with a byte order mark: the system does not see the `#!` line and the script will not start".into()),
         (true, false, true) => Some("its first line ends in a carriage return (Windows line ends): the system looks for an interpreter whose name ends in \\r and the script will not start".into()),

@@ -41,10 +41,18 @@ use session::{Session, Sessions};
 /// An answer: a whole page, or a file streamed.
 type Reply = Response<BoxBody<Bytes, std::io::Error>>;
 
+/// Uploaded files written at once (each holds a blocking thread while it arrives).
+const MAX_WRITERS: usize = 16;
+
+/// Connections to the panel at once, at most (a browser opens a few; the panel is for people).
+const MAX_CONNECTIONS: usize = 256;
+
 /// What every connection of the panel shares.
 struct Panel {
     app: Arc<App>,
     sessions: Sessions,
+    /// Uploaded files being written at once, all customers together.
+    writers: tokio::sync::Semaphore,
 }
 
 /// Serves the panel on `listener` until `shutdown`.
@@ -52,8 +60,13 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: C
     let panel = Arc::new(Panel {
         app,
         sessions: Sessions::default(),
+        writers: tokio::sync::Semaphore::new(MAX_WRITERS),
     });
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = connections.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = listener.accept() => match r {
@@ -67,6 +80,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: C
         };
         let panel = panel.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 let panel = panel.clone();
                 async move { Ok::<_, Infallible>(secured(answer(&panel, req, peer).await)) }
@@ -82,6 +96,10 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: C
 
 /// One request.
 async fn answer(panel: &Panel, req: Request<hyper::body::Incoming>, peer: SocketAddr) -> Reply {
+    if req.method() == Method::POST && foreign_origin(&req) {
+        tracing::warn!(%peer, "panel: a form posted from another site refused");
+        return forged();
+    }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/assets/panel.css") => {
             return asset(include_str!("assets/panel.css"), "text/css; charset=utf-8");
@@ -102,9 +120,12 @@ async fn answer(panel: &Panel, req: Request<hyper::body::Incoming>, peer: Socket
         .and_then(|c| c.to_str().ok())
         .and_then(session::cookie_token)
         .map(str::to_string);
+    // The log view's own refreshes do not count as the customer's activity.
+    let renew = !(req.uri().path() == "/logs"
+        && req.uri().query().is_some_and(|q| q.contains("part=list")));
     let found = token
         .as_deref()
-        .and_then(|t| Some((t, panel.sessions.get(t)?)));
+        .and_then(|t| Some((t, panel.sessions.get(t, renew)?)));
     let Some((token, session)) = found else {
         return match *req.method() {
             Method::GET | Method::HEAD => redirect("/login"),
@@ -129,6 +150,7 @@ async fn answer(panel: &Panel, req: Request<hyper::body::Incoming>, peer: Socket
     let span = tracing::info_span!("panel", customer = %user.name, %peer);
     let act = Act {
         panel,
+        token,
         session: &session,
         user,
         peer,
@@ -192,6 +214,24 @@ async fn answer(panel: &Panel, req: Request<hyper::body::Incoming>, peer: Socket
     .await
 }
 
+/// Whether a request says it comes from a page of another site (`Origin` names another host
+/// than the panel's): refused for every form, the login's too, whatever its token.
+fn foreign_origin<B>(req: &Request<B>) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return false;
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let authority = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, a)| a);
+    authority.is_none() || authority != host
+}
+
 /// The answer to a form without its session's token.
 fn forged() -> Reply {
     text(
@@ -203,6 +243,8 @@ fn forged() -> Reply {
 /// A logged-in customer's request.
 struct Act<'a> {
     panel: &'a Panel,
+    /// The session's cookie token.
+    token: &'a str,
     session: &'a Session,
     user: Arc<User>,
     /// Where the request came from (a password check counts toward its ban).
@@ -486,6 +528,11 @@ async fn login(panel: &Panel, req: Request<hyper::body::Incoming>, peer: SocketA
                 LoginFailure::Banned => (
                     StatusCode::FORBIDDEN,
                     "too many failed logins from your address (here or over SSH); try again later"
+                        .to_string(),
+                ),
+                LoginFailure::Busy => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "another login from your address is being checked; try again in a moment"
                         .to_string(),
                 ),
                 LoginFailure::Refused(why) => (

@@ -370,7 +370,7 @@ pub fn editor(path: &str, content: &str, trouble: Option<String>, csrf: &str) ->
         "<form method=\"post\" action=\"/save\" class=\"editor\">\n\
          <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"path\" value=\"{}\">{crlf}\n\
          <label for=\"content\">Text of {}</label>\n\
-         <textarea id=\"content\" name=\"content\" rows=\"24\" spellcheck=\"false\">{}</textarea>\n{fix}\
+         <textarea id=\"content\" name=\"content\" rows=\"24\" spellcheck=\"false\">\n{}</textarea>\n{fix}\
          <button type=\"submit\">Save</button> <a href=\"/file?path={}\">Cancel</a>\n</form>\n",
         escape(csrf),
         escape(path),

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub const IDLE: Duration = Duration::from_secs(30 * 60);
 /// Sessions held at most, all customers together.
 const MAX_SESSIONS: usize = 10_000;
+/// Sessions of one customer at most (a new login ends their oldest).
+const MAX_PER_USER: usize = 20;
 /// The cookie's name.
 pub const COOKIE: &str = "yadokari_panel";
 
@@ -41,6 +43,16 @@ impl Sessions {
         };
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, s| s.seen.elapsed() < IDLE);
+        let theirs = map.values().filter(|s| s.user == user).count();
+        if theirs >= MAX_PER_USER
+            && let Some(oldest) = map
+                .iter()
+                .filter(|(_, s)| s.user == user)
+                .min_by_key(|(_, s)| s.seen)
+                .map(|(t, _)| t.clone())
+        {
+            map.remove(&oldest);
+        }
         if map.len() >= MAX_SESSIONS
             && let Some(oldest) = map
                 .iter()
@@ -53,16 +65,27 @@ impl Sessions {
         Ok(cookie)
     }
 
-    /// The session of `token`, if it has not ended; a request renews it.
-    pub fn get(&self, token: &str) -> Option<Session> {
+    /// The session of `token`, if it has not ended; a request of the customer's renews it
+    /// (`renew`; not the page's own refreshes, or an open tab would never let it end).
+    pub fn get(&self, token: &str, renew: bool) -> Option<Session> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let s = map.get_mut(token)?;
         if s.seen.elapsed() >= IDLE {
             map.remove(token);
             return None;
         }
-        s.seen = Instant::now();
+        if renew {
+            s.seen = Instant::now();
+        }
         Some(s.clone())
+    }
+
+    /// Ends every session of `user` but `keep` (their password changed).
+    pub fn end_others(&self, user: &str, keep: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|t, s| s.user != user || t == keep);
     }
 
     /// Ends the session of `token`.
@@ -104,13 +127,16 @@ mod tests {
     fn sessions_start_renew_and_end() {
         let sessions = Sessions::default();
         let token = sessions.start("alice").unwrap();
-        let s = sessions.get(&token).unwrap();
+        let s = sessions.get(&token, true).unwrap();
         assert_eq!(s.user, "alice");
         assert!(csrf_ok(&s, s.csrf.as_bytes()));
         assert!(!csrf_ok(&s, b"guess"));
-        assert!(sessions.get("nope").is_none());
+        assert!(sessions.get("nope", true).is_none());
+        let other = sessions.start("alice").unwrap();
+        sessions.end_others("alice", &token);
+        assert!(sessions.get(&other, true).is_none());
         sessions.end(&token);
-        assert!(sessions.get(&token).is_none());
+        assert!(sessions.get(&token, true).is_none());
     }
 
     #[test]

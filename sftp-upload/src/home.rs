@@ -16,6 +16,9 @@ use crate::path::SitePath;
 use crate::quota::Quota;
 use crate::wire::{Attrs, open_flags};
 
+/// The most entries [`Home::list`] reads.
+pub const MAX_LISTED: usize = 100_000;
+
 /// One entry of a directory, or one file.
 #[derive(Clone, Debug)]
 pub struct Entry {
@@ -94,10 +97,13 @@ impl Home {
         self.files.owner()
     }
 
-    /// `path` as the SFTP side reads it (`/` and `~` are the home, `..` stops there), shown
-    /// with a leading `/`; `None` for a path with a NUL byte.
+    /// `path` as the SFTP side reads it (`/` and `~` are the home, `..` stops there), with a
+    /// leading `/`: the very bytes, as text; `None` for a path with a NUL byte or one that is not
+    /// UTF-8 (a page cannot name it without changing it).
     pub fn normalise(path: &[u8]) -> Option<String> {
-        SitePath::parse(path).ok().map(|p| p.display())
+        SitePath::parse(path)
+            .ok()
+            .and_then(|p| String::from_utf8(p.absolute()).ok())
     }
 
     /// The entry at `path` (not following a link at its end).
@@ -118,6 +124,11 @@ impl Home {
         let (fd, entries) = self.files.open_dir(&p).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         for entry in entries.flatten() {
+            if out.len() >= MAX_LISTED {
+                return Err(format!(
+                    "the folder holds more than {MAX_LISTED} entries, more than a page can list; use SFTP"
+                ));
+            }
             let name = entry.file_name();
             if name.to_bytes() == b"." || name.to_bytes() == b".." {
                 continue;

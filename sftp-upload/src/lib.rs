@@ -250,6 +250,10 @@ const COUNTING_THREADS: usize = 2;
 pub struct Endpoint {
     config: RwLock<Arc<Config>>,
     defender: Defender,
+    /// Addresses with a password login being checked outside SSH (the panel's).
+    logins_in_flight: Mutex<std::collections::HashSet<std::net::IpAddr>>,
+    /// Password checks outside SSH at once.
+    password_checks: tokio::sync::Semaphore,
     sessions: Mutex<HashMap<String, Arc<AtomicUsize>>>,
     usage: Mutex<HashMap<String, Arc<usage::Tally>>>,
     /// Where the users' sites are counted.
@@ -268,9 +272,35 @@ pub enum LoginFailure {
     Wrong,
     /// The address is banned for its failed logins, here or over SSH.
     Banned,
+    /// Another login from the address is being checked (or too many from all at once).
+    Busy,
     /// The credentials are right but the user may not log in: why, with the fix.
     Refused(String),
 }
+
+/// An address's login being checked; the address is free again when dropped.
+struct LoginTurn<'a> {
+    set: &'a Mutex<std::collections::HashSet<std::net::IpAddr>>,
+    peer: std::net::IpAddr,
+}
+
+impl<'a> LoginTurn<'a> {
+    fn take(
+        set: &'a Mutex<std::collections::HashSet<std::net::IpAddr>>,
+        peer: std::net::IpAddr,
+    ) -> Option<LoginTurn<'a>> {
+        lock(set).insert(peer).then_some(LoginTurn { set, peer })
+    }
+}
+
+impl Drop for LoginTurn<'_> {
+    fn drop(&mut self) {
+        lock(self.set).remove(&self.peer);
+    }
+}
+
+/// Password checks outside SSH running at once, at most.
+const PASSWORD_CHECKS: usize = 4;
 
 /// A held SFTP session slot of a user; released on drop.
 struct SessionSlot(Arc<AtomicUsize>);
@@ -289,6 +319,8 @@ impl Endpoint {
         Arc::new(Endpoint {
             config: RwLock::new(Arc::new(config)),
             defender,
+            logins_in_flight: Mutex::default(),
+            password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
             sessions: Mutex::new(HashMap::new()),
             usage: Mutex::new(HashMap::new()),
             counter: usage::Counter::start(COUNTING_THREADS),
@@ -331,6 +363,15 @@ impl Endpoint {
         if self.defender.is_banned(peer) {
             return Err(LoginFailure::Banned);
         }
+        // One check at a time per address, and a few at once in all: otherwise parallel
+        // attempts would each get a guess before the first failure is counted, and each costs
+        // a password hash's memory.
+        let Some(_turn) = LoginTurn::take(&self.logins_in_flight, peer) else {
+            return Err(LoginFailure::Busy);
+        };
+        let Ok(_hashing) = self.password_checks.acquire().await else {
+            return Err(LoginFailure::Busy);
+        };
         let found = self.config().users.iter().find(|u| u.name == name).cloned();
         let hash = found.as_ref().and_then(|u| u.password_hash.clone());
         let password = password.to_string();

@@ -61,6 +61,13 @@
       if (e.lengthComputable) { progress.value = Math.round(100 * e.loaded / e.total); }
     });
     xhr.addEventListener("load", function () {
+      var kind = xhr.getResponseHeader("Content-Type") || "";
+      if (kind.indexOf("text/html") !== 0) {
+        progress.hidden = true;
+        alert(xhr.responseText);
+        return;
+      }
+      // The panel's own page, with what the upload did on top.
       document.open();
       document.write(xhr.responseText);
       document.close();
