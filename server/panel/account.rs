@@ -39,6 +39,14 @@ fn passes(status: u16, filter: &str) -> bool {
     }
 }
 
+/// The customer whose home `user`'s SFTP site is.
+fn customer_of<'a>(
+    state: &'a crate::app::State,
+    user: &sftp_upload::User,
+) -> Option<&'a crate::config::Customer> {
+    state.config.customers.iter().find(|c| c.home == user.site)
+}
+
 impl Act<'_> {
     /// The log view (`part=list`: the list alone, for the live refresh).
     pub(super) async fn logs(&self, q: &[(String, Vec<u8>)]) -> Reply {
@@ -137,12 +145,7 @@ impl Act<'_> {
     /// The web root's path in the home, as the panel names files (`/public_html`).
     fn web_root_in_home(&self) -> String {
         let state = self.panel.app.state();
-        let customer = state
-            .config
-            .customers
-            .iter()
-            .find(|c| c.home == self.user.site);
-        let rel = customer
+        let rel = customer_of(&state, &self.user)
             .and_then(|c| c.web_root.strip_prefix(&c.home).ok())
             .map(|r| r.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -159,11 +162,7 @@ impl Act<'_> {
             .in_home(|home, _| sftp_upload::count_usage(home.root()).map_err(|e| e.to_string()))
             .await;
         let state = self.panel.app.state();
-        let customer = state
-            .config
-            .customers
-            .iter()
-            .find(|c| c.home == self.user.site);
+        let customer = customer_of(&state, &self.user);
         let mut body = String::new();
         if let Some(said) = said {
             let _ = writeln!(

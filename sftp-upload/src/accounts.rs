@@ -71,6 +71,18 @@ pub fn is_password_hash(hash: &str) -> bool {
 }
 
 /// Checks `password` against a PHC hash (argon2id). Slow by design; call it off the runtime.
+/// Whether `password` is `user`'s (a missing user or one with no password never matches),
+/// checked on the blocking pool: the hash is slow on purpose.
+pub(crate) async fn password_of(user: Option<&crate::User>, password: &str) -> bool {
+    let Some(hash) = user.and_then(|u| u.password_hash.clone()) else {
+        return false;
+    };
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || password_matches(&hash, &password))
+        .await
+        .unwrap_or(false)
+}
+
 pub(crate) fn password_matches(hash: &str, password: &str) -> bool {
     use argon2::PasswordVerifier;
     argon2::Argon2::default()

@@ -373,16 +373,7 @@ impl Endpoint {
             return Err(LoginFailure::Busy);
         };
         let found = self.config().users.iter().find(|u| u.name == name).cloned();
-        let hash = found.as_ref().and_then(|u| u.password_hash.clone());
-        let password = password.to_string();
-        let ok = match hash {
-            Some(hash) => {
-                tokio::task::spawn_blocking(move || accounts::password_matches(&hash, &password))
-                    .await
-                    .unwrap_or(false)
-            }
-            None => false,
-        };
+        let ok = accounts::password_of(found.as_deref(), password).await;
         match found {
             Some(user) if ok => match &user.refused {
                 Some(why) => Err(LoginFailure::Refused(why.clone())),

@@ -260,16 +260,7 @@ impl Handler for Connection {
             return Err(russh::Error::Disconnect);
         }
         let found = self.find_user(user);
-        let hash = found.as_ref().and_then(|u| u.password_hash.clone());
-        let password = password.to_string();
-        let ok = match hash {
-            Some(hash) => {
-                tokio::task::spawn_blocking(move || accounts::password_matches(&hash, &password))
-                    .await
-                    .unwrap_or(false)
-            }
-            None => false,
-        };
+        let ok = accounts::password_of(found.as_deref(), password).await;
         if ok {
             if let Some(refusal) = found.as_deref().and_then(|u| self.refused(u)) {
                 return refusal;
