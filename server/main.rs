@@ -359,7 +359,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ));
         }
         if let Some(listener) = panel {
-            tokio::spawn(panel::serve(listener, app.clone(), shutdown.clone()));
+            let tls = match app.config().panel_tls {
+                true => Some(
+                    tls::acceptor_for(app.tls.clone(), &[b"http/1.1"])
+                        .context("cannot set up TLS for the panel")?,
+                ),
+                false => None,
+            };
+            tokio::spawn(panel::serve(listener, app.clone(), shutdown.clone(), tls));
         }
         let pid_path = app.config().pid_file.clone();
         if let Some(path) = &pid_path

@@ -592,3 +592,58 @@ fn the_logs_and_the_account_page_work_for_the_customer() {
     });
     assert!(took, "the new password does not log in: {status}");
 }
+
+#[test]
+fn over_tls_the_panel_uses_the_https_certificates_and_a_secure_cookie() {
+    if !crate::support::host::as_root()
+        || !crate::support::have("curl")
+        || !crate::support::have("openssl")
+    {
+        return;
+    }
+    let h = Host::new(
+        "panel = \"127.0.0.1:0\"\npanel_tls = true\nhttps = \"127.0.0.1:0\"\n\
+         [tls]\ncertificate = \"default.pem\"\nkey = \"default.key\"\n\
+         [hosting]\nhomes = \"homes\"\nuid_range = [28000, 28999]\n",
+    );
+    let pki = crate::support::pki::Pki::new(h.root.join("pki"));
+    pki.issue(
+        "panel.example",
+        "/CN=panel.example",
+        &h.root.join("default.pem"),
+        &h.root.join("default.key"),
+    );
+    h.customer("alice", &[]);
+    let o = user_cmd(
+        &h.config(),
+        &["passwd", "alice"],
+        "alice-secret\nalice-secret\n",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let running = h.start();
+    let port = panel_addr(&running.server).port();
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-i", "--max-time", "30", "--cacert", &pki.ca()])
+        .args(["--resolve", &format!("panel.example:{port}:127.0.0.1")])
+        .args(["-d", "name=alice&password=alice-secret"])
+        .arg(format!("https://panel.example:{port}/login"))
+        .output()
+        .expect("curl");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    let cookie = said
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {said}"));
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    // Plain HTTP is not spoken there.
+    let plain = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!("http://127.0.0.1:{port}/login"))
+        .output()
+        .expect("curl");
+    assert!(!plain.status.success() || plain.stdout.is_empty());
+}

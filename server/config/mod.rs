@@ -116,6 +116,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// The customers' control panel's listener; `None`: off.
     pub panel: Option<SocketAddr>,
+    /// The panel's listener speaks TLS, with the HTTPS listener's certificates.
+    pub panel_tls: bool,
     /// Directory index names, tried in order.
     pub index_files: Vec<String>,
     /// `[server] h2c`: the HTTP listener also speaks cleartext HTTP/2 to clients that start
@@ -246,6 +248,12 @@ impl Config {
                 )
             })?;
         }
+        if server.panel_tls && (panel.is_none() || https.is_none()) {
+            return Err(origin.err(
+                "server.panel_tls",
+                "needs `panel` (the panel's address) and `https` (whose certificates it uses)",
+            ));
+        }
         let acme = acme::acme(raw.acme, &origin)?;
         let hosting = users::hosting(raw.hosting, &cgi, &origin)?;
         let sandbox = sandbox::sandbox(raw.sandbox, &origin)?;
@@ -281,6 +289,7 @@ impl Config {
             pid_file: server.pid_file.as_ref().map(|p| origin.resolve(p)),
             admin,
             panel,
+            panel_tls: server.panel_tls,
             index_files: server.index_files,
             h2c: server.h2c,
             compression: crate::compress::Settings {

@@ -70,6 +70,7 @@ pub(super) struct RawServer {
     pub(super) pid_file: Option<PathBuf>,
     pub(super) admin: Option<String>,
     pub(super) panel: Option<String>,
+    pub(super) panel_tls: bool,
     pub(super) log_format: String,
 }
 
@@ -91,6 +92,7 @@ impl Default for RawServer {
             pid_file: None,
             admin: None,
             panel: None,
+            panel_tls: false,
             log_format: "text".into(),
         }
     }

@@ -3,9 +3,11 @@
 //! before it is applied.
 //!
 //! It has a listener of its own (`[server] panel`, `--panel`), so it never collides with a
-//! customer's URLs. A customer logs in with their SFTP name and password (the same hash; the
-//! same ban, fed by failures on either side); a session is a cookie (`HttpOnly`,
-//! `SameSite=Strict`) and every form carries its CSRF token ([`session`]). Their files are
+//! customer's URLs; with `panel_tls = true` it speaks TLS with the HTTPS listener's
+//! certificates (HTTP/1.1 only), and its cookie is `Secure`. A customer logs in with their
+//! SFTP name and password (the same hash; the same ban, fed by failures on either side); a
+//! session is a cookie (`HttpOnly`, `SameSite=Strict`) and every form carries its CSRF token
+//! ([`session`]). Their files are
 //! reached through the SFTP side's own [`sftp_upload::Home`] (the same jail and rules), on a
 //! thread that holds the home owner's identity, as an SFTP request is; every change is logged
 //! as the SFTP transfer lines are, in the customer's error log. Pages are rendered here
@@ -55,8 +57,16 @@ struct Panel {
     writers: tokio::sync::Semaphore,
 }
 
-/// Serves the panel on `listener` until `shutdown`.
-pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: CancellationToken) {
+/// How long a TLS handshake with the panel may take.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Serves the panel on `listener` until `shutdown`; over TLS with `tls`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let panel = Arc::new(Panel {
         app,
         sessions: Sessions::default(),
@@ -79,23 +89,46 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: C
             },
         };
         let panel = panel.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let service = hyper::service::service_fn(move |req| {
-                let panel = panel.clone();
-                async move { Ok::<_, Infallible>(secured(answer(&panel, req, peer).await)) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+            match tls {
+                None => connection(stream, panel, peer, false).await,
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream))
+                    .await
+                {
+                    Ok(Ok(stream)) => connection(stream, panel, peer, true).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "panel TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "panel TLS handshake took too long"),
+                },
+            }
         });
     }
 }
 
+/// One connection's requests (`secure`: over TLS).
+async fn connection<IO>(io: IO, panel: Arc<Panel>, peer: SocketAddr, secure: bool)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let panel = panel.clone();
+        async move { Ok::<_, Infallible>(secured(answer(&panel, req, peer, secure).await)) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await;
+}
+
 /// One request.
-async fn answer(panel: &Panel, req: Request<hyper::body::Incoming>, peer: SocketAddr) -> Reply {
+async fn answer(
+    panel: &Panel,
+    req: Request<hyper::body::Incoming>,
+    peer: SocketAddr,
+    secure: bool,
+) -> Reply {
     if req.method() == Method::POST && foreign_origin(&req) {
         tracing::warn!(%peer, "panel: a form posted from another site refused");
         return forged();
@@ -111,7 +144,7 @@ async fn answer(panel: &Panel, req: Request<hyper::body::Incoming>, peer: Socket
             );
         }
         (&Method::GET, "/login") => return html(StatusCode::OK, page::login(None)),
-        (&Method::POST, "/login") => return login(panel, req, peer).await,
+        (&Method::POST, "/login") => return login(panel, req, peer, secure).await,
         _ => {}
     }
     let token = req
@@ -478,7 +511,12 @@ fn badge_of(state: &crate::app::State, site: &Path, path: &[u8], proposed: Optio
 }
 
 /// The login form's answer: a session and its cookie, or the form again with why not.
-async fn login(panel: &Panel, req: Request<hyper::body::Incoming>, peer: SocketAddr) -> Reply {
+async fn login(
+    panel: &Panel,
+    req: Request<hyper::body::Incoming>,
+    peer: SocketAddr,
+    secure: bool,
+) -> Reply {
     let form = match read_form(req).await {
         Ok(form) => form,
         Err(reply) => return reply,
@@ -502,8 +540,9 @@ async fn login(panel: &Panel, req: Request<hyper::body::Incoming>, peer: SocketA
                 set_cookie(
                     &mut r,
                     &format!(
-                        "{}={token}; Path=/; HttpOnly; SameSite=Strict",
-                        session::COOKIE
+                        "{}={token}; Path=/; HttpOnly; SameSite=Strict{}",
+                        session::COOKIE,
+                        if secure { "; Secure" } else { "" }
                     ),
                 );
                 r

@@ -21,12 +21,18 @@ const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// The acceptor every TLS connection goes through, with certificates from `store`.
 pub fn acceptor(store: Arc<CertStore>) -> Result<TlsAcceptor, rustls::Error> {
+    acceptor_for(store, &ALPN)
+}
+
+/// An acceptor like [`acceptor`]'s offering only the protocols `alpn` (the control panel
+/// speaks HTTP/1.1 alone).
+pub fn acceptor_for(store: Arc<CertStore>, alpn: &[&[u8]]) -> Result<TlsAcceptor, rustls::Error> {
     let config = ServerConfig::builder_with_provider(Arc::new(certs::provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(store);
     let mut config = config;
-    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     // Resumption without server state: a returning client (a browser's next connection)
     // skips the certificate signature. Ticket keys are random per process and rotate every
     // six hours (rustls's Ticketer), as nginx's default tickets; the memory cache rustls keeps
