@@ -312,7 +312,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         banner(&config, http.local_addr()?);
         let (https, store) = bind_https(&config, inherited.https.take()).await?;
         let admin = bind_admin(&config, inherited.admin.take()).await?;
-        let panel = bind_panel(&config, inherited.panel.take()).await?;
+        let panel = bind_optional("panel", config.panel, inherited.panel.take()).await?;
         let handover = handover(&[
             ("http", Some(&http)),
             ("sftp", Some(&sftp_listener)),
@@ -465,51 +465,41 @@ async fn bind(
     Ok((http, sftp))
 }
 
-/// The admin listener when `server.admin` is set (the one handed over, else bound), with the
-/// metrics recorder installed.
+/// The admin listener when `server.admin` is set, with the metrics recorder installed.
 async fn bind_admin(
     config: &Config,
     inherited: Option<std::net::TcpListener>,
 ) -> anyhow::Result<Option<tokio::net::TcpListener>> {
-    let Some(addr) = config.admin else {
-        if inherited.is_some() {
-            anyhow::bail!(
-                "socket activation handed over an `admin` socket, but [server] admin is not set"
-            );
-        }
-        return Ok(None);
-    };
-    metrics::install().map_err(anyhow::Error::msg)?;
-    let listener = match inherited {
-        Some(l) => tokio::net::TcpListener::from_std(l).context("the handed-over admin socket")?,
-        None => tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr} for the admin listener"))?,
-    };
-    banner!("listening admin={}", listener.local_addr()?);
-    Ok(Some(listener))
+    if config.admin.is_some() {
+        metrics::install().map_err(anyhow::Error::msg)?;
+    }
+    bind_optional("admin", config.admin, inherited).await
 }
 
-/// The control panel's listener when `server.panel` is set (the one handed over, else bound).
-async fn bind_panel(
-    config: &Config,
+/// The listener `role` (`admin`, `panel`) when its address is set: the one handed over, else
+/// bound; its `listening ROLE=ADDR` line printed. A socket handed over for a role that is not
+/// configured is refused, naming it.
+async fn bind_optional(
+    role: &str,
+    addr: Option<std::net::SocketAddr>,
     inherited: Option<std::net::TcpListener>,
 ) -> anyhow::Result<Option<tokio::net::TcpListener>> {
-    let Some(addr) = config.panel else {
+    let Some(addr) = addr else {
         if inherited.is_some() {
             anyhow::bail!(
-                "socket activation handed over a `panel` socket, but [server] panel is not set"
+                "socket activation handed over a `{role}` socket, but [server] {role} is not set"
             );
         }
         return Ok(None);
     };
     let listener = match inherited {
-        Some(l) => tokio::net::TcpListener::from_std(l).context("the handed-over panel socket")?,
+        Some(l) => tokio::net::TcpListener::from_std(l)
+            .with_context(|| format!("the handed-over {role} socket"))?,
         None => tokio::net::TcpListener::bind(addr)
             .await
-            .with_context(|| format!("cannot listen on {addr} for the control panel"))?,
+            .with_context(|| format!("cannot listen on {addr} for the {role} listener"))?,
     };
-    banner!("listening panel={}", listener.local_addr()?);
+    banner!("listening {role}={}", listener.local_addr()?);
     Ok(Some(listener))
 }
 

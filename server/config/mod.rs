@@ -211,36 +211,27 @@ impl Config {
         let htaccess = htaccess::htaccess(raw.htaccess, &origin)?;
         let tls = tls::tls(raw.tls, &origin)?;
         let https = https(&server, overrides, &origin)?;
-        let admin = match (&overrides.admin, &server.admin) {
-            (Some(a), _) => Some(parse_addr(a).map_err(|problem| ConfigError {
-                source: "command line".into(),
-                key: Some("--admin".into()),
-                problem,
-            })?),
-            (None, Some(a)) => Some(parse_addr(a).map_err(|p| origin.err("server.admin", p))?),
-            (None, None) => None,
-        };
+        let admin = optional_addr(
+            overrides.admin.as_deref(),
+            server.admin.as_deref(),
+            "admin",
+            &origin,
+        )?;
+        let others: Vec<SocketAddr> = [Some(http), Some(sftp), https]
+            .into_iter()
+            .flatten()
+            .collect();
         if let Some(a) = admin {
-            let others: Vec<SocketAddr> = [Some(http), Some(sftp), https]
-                .into_iter()
-                .flatten()
-                .collect();
             crate::metrics::check_address(a, &others).map_err(|p| origin.err("server.admin", p))?;
         }
-        let panel = match (&overrides.panel, &server.panel) {
-            (Some(a), _) => Some(parse_addr(a).map_err(|problem| ConfigError {
-                source: "command line".into(),
-                key: Some("--panel".into()),
-                problem,
-            })?),
-            (None, Some(a)) => Some(parse_addr(a).map_err(|p| origin.err("server.panel", p))?),
-            (None, None) => None,
-        };
+        let panel = optional_addr(
+            overrides.panel.as_deref(),
+            server.panel.as_deref(),
+            "panel",
+            &origin,
+        )?;
         if let Some(p) = panel {
-            let others: Vec<SocketAddr> = [Some(http), Some(sftp), https, admin]
-                .into_iter()
-                .flatten()
-                .collect();
+            let others: Vec<SocketAddr> = others.iter().copied().chain(admin).collect();
             crate::metrics::check_address(p, &others).map_err(|_| {
                 origin.err(
                     "server.panel",
@@ -520,6 +511,27 @@ fn existing_dir(path: &Path) -> Result<PathBuf, String> {
         Ok(p) if p.is_dir() => Ok(p),
         Ok(p) => Err(format!("{} is not a directory", p.display())),
         Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// The address of an optional listener `name` (`admin`, `panel`): `--NAME` wins over
+/// `[server] NAME`; `None` when neither is given.
+fn optional_addr(
+    overridden: Option<&str>,
+    written: Option<&str>,
+    name: &str,
+    origin: &Origin,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    match (overridden, written) {
+        (Some(a), _) => parse_addr(a).map(Some).map_err(|problem| ConfigError {
+            source: "command line".into(),
+            key: Some(format!("--{name}")),
+            problem,
+        }),
+        (None, Some(a)) => parse_addr(a)
+            .map(Some)
+            .map_err(|p| origin.err(&format!("server.{name}"), p)),
+        (None, None) => Ok(None),
     }
 }
 
