@@ -39,12 +39,12 @@ fn passes(status: u16, filter: &str) -> bool {
     }
 }
 
-/// The customer whose home `user`'s SFTP site is.
-fn customer_of<'a>(
+/// The customer whose home is `site` (a panel user's SFTP site).
+pub(super) fn customer_of<'a>(
     state: &'a crate::app::State,
-    user: &sftp_upload::User,
+    site: &std::path::Path,
 ) -> Option<&'a crate::config::Customer> {
-    state.config.customers.iter().find(|c| c.home == user.site)
+    state.config.customers.iter().find(|c| c.home == site)
 }
 
 impl Act<'_> {
@@ -145,7 +145,7 @@ impl Act<'_> {
     /// The web root's path in the home, as the panel names files (`/public_html`).
     fn web_root_in_home(&self) -> String {
         let state = self.panel.app.state();
-        let rel = customer_of(&state, &self.user)
+        let rel = customer_of(&state, &self.user.site)
             .and_then(|c| c.web_root.strip_prefix(&c.home).ok())
             .map(|r| r.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -162,7 +162,7 @@ impl Act<'_> {
             .in_home(|home, _| sftp_upload::count_usage(home.root()).map_err(|e| e.to_string()))
             .await;
         let state = self.panel.app.state();
-        let customer = customer_of(&state, &self.user);
+        let customer = customer_of(&state, &self.user.site);
         let mut body = String::new();
         if let Some(said) = said {
             let _ = writeln!(

@@ -241,7 +241,7 @@ impl Act<'_> {
                 }
                 let bytes = writer.written();
                 let mode = writer.commit()?;
-                let badge = super::badge_of(state, &home_site(home), &target, None);
+                let badge = super::badge_of(state, home.root(), &target, None);
                 Ok((mode, bytes, badge))
             });
             // Moves the sender in: when the file has been fed, it is dropped, and the writer
@@ -339,7 +339,7 @@ impl Act<'_> {
                 writer.write_all(&content)?;
                 let bytes = writer.written();
                 let mode = writer.commit()?;
-                let badge = super::badge_of(state, &home_site(home), p.as_bytes(), None);
+                let badge = super::badge_of(state, home.root(), p.as_bytes(), None);
                 Ok((mode, bytes, badge))
             })
             .await;
@@ -387,11 +387,6 @@ impl Done {
             Err(e) => act.trouble(StatusCode::FORBIDDEN, &e),
         }
     }
-}
-
-/// The home's own path, for the gate's verdicts.
-fn home_site(home: &Home) -> std::path::PathBuf {
-    home.root().to_path_buf()
 }
 
 /// The first-line trouble of a script's text, in words: a byte order mark, a carriage return.

@@ -477,10 +477,7 @@ impl Act<'_> {
 fn badge_of(state: &crate::app::State, site: &Path, path: &[u8], proposed: Option<u32>) -> Badge {
     use crate::forecast::Verdict;
     let config = &state.config;
-    let place = config
-        .customers
-        .iter()
-        .find(|c| c.home == site)
+    let place = account::customer_of(state, site)
         .map(|c| (c.web_root.as_path(), c.web_root_link.as_deref()));
     let Some(rel) = Home::relative(path) else {
         return Badge::off_the_web();

@@ -31,21 +31,8 @@ impl Badge {
     }
 }
 
-/// `text` made safe for HTML text and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// `text` made safe for HTML text and attribute values (the error pages' escaping).
+pub use crate::error_page::escape;
 
 /// `bytes` (a path or a name) percent-encoded for a query string.
 pub fn query(bytes: &[u8]) -> String {
@@ -99,22 +86,8 @@ pub fn login(problem: Option<&str>) -> String {
     )
 }
 
-/// `rwxr-xr-x` for the permission bits of `mode`, with the type's letter first.
-pub fn mode_string(mode: u32) -> String {
-    let kind = match mode & libc::S_IFMT {
-        libc::S_IFDIR => 'd',
-        libc::S_IFLNK => 'l',
-        _ => '-',
-    };
-    let mut out = String::from(kind);
-    for shift in [6, 3, 0] {
-        let bits = (mode >> shift) & 7;
-        out.push(if bits & 4 != 0 { 'r' } else { '-' });
-        out.push(if bits & 2 != 0 { 'w' } else { '-' });
-        out.push(if bits & 1 != 0 { 'x' } else { '-' });
-    }
-    out
-}
+/// `drwxr-xr-x` for `mode`, as `ls -l` (and the SFTP listing) shows it.
+pub use sftp_upload::mode_string;
 
 /// The badge's HTML.
 pub fn badge(b: &Badge) -> String {

@@ -107,6 +107,7 @@ use yadokari_site::defender::Defender;
 use yadokari_site::per_address::{AddressSlot, PerAddress};
 
 pub use home::{Entry, Home};
+pub use longname::mode_string;
 pub use quota::QuotaLimits;
 pub use usage::{DIR_BYTES, Usage, count_usage};
 
