@@ -35,7 +35,7 @@ pub struct Linked {
     home: PathBuf,
     /// The link, relative to the home (`public_html`).
     link: PathBuf,
-    home_dir: Mutex<Option<Arc<Jail>>>,
+    home_dir: std::sync::OnceLock<Arc<Jail>>,
     /// The link's text when it was last followed, and where it led.
     last: Mutex<Option<(OsString, SiteRoot)>>,
 }
@@ -46,25 +46,21 @@ impl Linked {
         Linked {
             home: home.to_path_buf(),
             link: link.to_path_buf(),
-            home_dir: Mutex::new(None),
+            home_dir: std::sync::OnceLock::new(),
             last: Mutex::new(None),
         }
     }
 
     /// Where the web root leads now.
     pub fn current(&self) -> Result<SiteRoot, String> {
-        let home = {
-            let mut held = self.home_dir.lock().unwrap_or_else(|e| e.into_inner());
-            match held.as_ref() {
-                Some(home) => home.clone(),
-                None => {
-                    let home = Arc::new(
-                        Jail::open(&self.home)
-                            .map_err(|e| format!("cannot open {}: {e}", self.home.display()))?,
-                    );
-                    *held = Some(home.clone());
-                    home
-                }
+        let home = match self.home_dir.get() {
+            Some(home) => home.clone(),
+            None => {
+                let home = Arc::new(
+                    Jail::open(&self.home)
+                        .map_err(|e| format!("cannot open {}: {e}", self.home.display()))?,
+                );
+                self.home_dir.get_or_init(|| home).clone()
             }
         };
         let text = match read_link(&home, &self.link) {
