@@ -8,20 +8,29 @@ use super::{Reply, text};
 
 /// The largest form body read (an edited text file is the largest form).
 const MAX_FORM: usize = 2 * 1024 * 1024;
+/// How long a form's body may take to arrive.
+const FORM_TIME: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The body of a form post, decoded; a reply when it is too big or broken.
 pub async fn read_form(
     req: Request<hyper::body::Incoming>,
 ) -> Result<Vec<(String, Vec<u8>)>, Reply> {
-    let body = Limited::new(req.into_body(), MAX_FORM)
-        .collect()
-        .await
-        .map_err(|_| {
-            text(
+    let reading = Limited::new(req.into_body(), MAX_FORM).collect();
+    let body = match tokio::time::timeout(FORM_TIME, reading).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            return Err(text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the form is too large or was cut off\n",
-            )
-        })?;
+            ));
+        }
+        Err(_) => {
+            return Err(text(
+                StatusCode::REQUEST_TIMEOUT,
+                "the form did not arrive in time\n",
+            ));
+        }
+    };
     Ok(pairs(&body.to_bytes()))
 }
 
