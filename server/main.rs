@@ -41,6 +41,7 @@ mod tls;
 mod upgrade;
 mod url;
 mod users;
+mod version;
 mod web_root;
 
 use std::path::PathBuf;
@@ -48,7 +49,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -75,7 +76,7 @@ enum Command {
     /// Say what the server does with a file of the site: serve, run or refuse, why, and the fix.
     Explain {
         /// The configuration file.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", env = "YADOKARI_CONFIG")]
         config: Option<PathBuf>,
         /// The document root (overrides the configuration).
         #[arg(long, value_name = "DIR")]
@@ -87,7 +88,7 @@ enum Command {
     /// `[server] pid_file`), and wait until the new one serves.
     Upgrade {
         /// The configuration file.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", env = "YADOKARI_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Write the manual page and shell completions, generated from this command line, into
@@ -102,13 +103,16 @@ enum Command {
     /// status 0 when it is, 1 when it is not.
     Health {
         /// The configuration file.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", env = "YADOKARI_CONFIG")]
         config: Option<PathBuf>,
+        /// The admin listener's address (overrides the configuration).
+        #[arg(long, value_name = "ADDR", env = "YADOKARI_ADMIN")]
+        admin: Option<String>,
     },
     /// Manage the hosting users (SFTP logins) kept in the configuration file.
     User {
         /// The configuration file.
-        #[arg(long, value_name = "FILE", global = true)]
+        #[arg(long, value_name = "FILE", global = true, env = "YADOKARI_CONFIG")]
         config: Option<PathBuf>,
         #[command(subcommand)]
         action: users::UserCommand,
@@ -118,25 +122,25 @@ enum Command {
 #[derive(Args, Clone, Default)]
 struct ServeArgs {
     /// The configuration file (default: conf/yadokari.toml when it exists).
-    #[arg(long, value_name = "FILE", global = true)]
+    #[arg(long, value_name = "FILE", global = true, env = "YADOKARI_CONFIG")]
     config: Option<PathBuf>,
     /// HTTP listen address, e.g. 127.0.0.1:8080 (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "YADOKARI_HTTP")]
     http: Option<String>,
     /// SFTP listen address, e.g. 127.0.0.1:2222.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "YADOKARI_SFTP")]
     sftp: Option<String>,
     /// HTTPS listen address, e.g. 127.0.0.1:8443 (needs a certificate in `[tls]`).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "YADOKARI_HTTPS")]
     https: Option<String>,
     /// The document root to serve.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "YADOKARI_ROOT")]
     root: Option<PathBuf>,
     /// Admin listen address for /metrics and /healthz, e.g. 127.0.0.1:9180 (off by default).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "YADOKARI_ADMIN")]
     admin: Option<String>,
     /// The customers' control panel's listen address, e.g. 127.0.0.1:8088 (off by default).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "YADOKARI_PANEL")]
     panel: Option<String>,
 }
 
@@ -156,7 +160,9 @@ impl ServeArgs {
 fn main() -> ExitCode {
     close_inherited_descriptors();
     systemd::take_upgrade_environment();
-    let cli = Cli::parse();
+    // The version shown by `--version` carries the image's deploy version (`crate::version`).
+    let cli = Cli::from_arg_matches(&Cli::command().version(version::long()).get_matches())
+        .unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
@@ -189,8 +195,12 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Some(Command::Health { config }) => {
-            return match Config::load(config.as_deref(), &Overrides::default()) {
+        Some(Command::Health { config, admin }) => {
+            let overrides = Overrides {
+                admin,
+                ..Overrides::default()
+            };
+            return match Config::load(config.as_deref(), &overrides) {
                 Ok(Config {
                     admin: Some(addr), ..
                 }) => match metrics::health(addr) {
@@ -241,7 +251,6 @@ fn main() -> ExitCode {
 /// The manual page and the bash, zsh and fish completions, from the clap definition itself (so
 /// they never disagree with `--help`).
 fn generate_docs(dir: &std::path::Path) -> anyhow::Result<()> {
-    use clap::CommandFactory;
     let man = dir.join("man");
     let completions = dir.join("completions");
     for d in [&man, &completions] {
@@ -272,6 +281,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         overrides: args.overrides(),
     };
     let config = source.load()?;
+    if let Some(file) = source.path() {
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+        metrics::watch_state_dir(dir.unwrap_or(std::path::Path::new(".")).to_path_buf());
+    }
     // Before anything serves: a customer whose home is root's gets an identity of their own.
     let adopted = users::identity::adopt(&config, source.path().as_deref())?;
     let config = if adopted.is_empty() {
@@ -636,7 +649,7 @@ fn give_back_free_memory() {
 fn banner(config: &Config, http: std::net::SocketAddr) {
     banner!(
         "yadokari {} serving {}",
-        env!("CARGO_PKG_VERSION"),
+        version::long(),
         config.document_root.display()
     );
     banner!("listening http={http}");
@@ -713,6 +726,20 @@ impl Signals {
             }
         }
         systemd::stopping();
+        metrics::stopping();
+        let delay = app.config().limits.stop_delay;
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_secs = delay.as_secs(),
+                "stopping: the health check fails from now on; serving on for the stop delay so the load balancer moves away"
+            );
+            // A second SIGTERM or SIGINT ends the wait at once.
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = self.int.recv() => {}
+                _ = self.term.recv() => {}
+            }
+        }
         shutdown.cancel();
         tracing::info!("shutting down: no new connections; letting in-flight requests finish");
     }

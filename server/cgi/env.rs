@@ -65,7 +65,7 @@ pub fn build(f: &Facts<'_>) -> Vec<CString> {
     set("GATEWAY_INTERFACE", b"CGI/1.1");
     set(
         "SERVER_SOFTWARE",
-        concat!("yadokari/", env!("CARGO_PKG_VERSION")).as_bytes(),
+        crate::version::server_software().as_bytes(),
     );
     set("SERVER_PROTOCOL", protocol(f.version).as_bytes());
     set("REQUEST_METHOD", f.method.as_bytes());

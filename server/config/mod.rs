@@ -171,6 +171,10 @@ pub struct Limits {
     pub max_request_body: u64,
     /// How long in-flight requests may run on after SIGINT/SIGTERM.
     pub shutdown_grace: Duration,
+    /// How long the server goes on serving after SIGTERM with its health check failing, before
+    /// it closes its listeners: the time a load balancer needs to notice and send new
+    /// connections elsewhere (0: close at once).
+    pub stop_delay: Duration,
     /// How long a response may wait for a client that does not read.
     pub send_timeout: Duration,
 }
@@ -451,6 +455,7 @@ fn limits(l: RawLimits, origin: &Origin) -> Result<Limits, ConfigError> {
         max_header_bytes: l.max_header_bytes,
         max_request_body: l.max_request_body_bytes,
         shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
+        stop_delay: Duration::from_secs(l.stop_delay_secs),
         send_timeout: Duration::from_secs(l.send_timeout_secs),
     })
 }

@@ -109,6 +109,7 @@ pub(super) struct RawLimits {
     pub(super) max_header_bytes: usize,
     pub(super) max_request_body_bytes: u64,
     pub(super) shutdown_grace_secs: u64,
+    pub(super) stop_delay_secs: u64,
     pub(super) send_timeout_secs: u64,
 }
 
@@ -122,6 +123,7 @@ impl Default for RawLimits {
             max_header_bytes: 16 * 1024,
             max_request_body_bytes: 100 * 1024 * 1024,
             shutdown_grace_secs: 10,
+            stop_delay_secs: 0,
             send_timeout_secs: 60,
         }
     }

@@ -307,7 +307,7 @@ impl Context for Plain<'_> {
             "HTTPS" => "off".into(),
             "REQUEST_SCHEME" => "http".into(),
             "SERVER_PROTOCOL" => "HTTP/1.1".into(),
-            "SERVER_SOFTWARE" => concat!("yadokari/", env!("CARGO_PKG_VERSION")).into(),
+            "SERVER_SOFTWARE" => crate::version::server_software().into(),
             "REMOTE_ADDR" | "REMOTE_HOST" | "CONN_REMOTE_ADDR" => self.ip.to_string(),
             "DOCUMENT_ROOT" | "CONTEXT_DOCUMENT_ROOT" => root.display().to_string(),
             "QUERY_STRING" | "CONTEXT_PREFIX" | "PATH_INFO" => String::new(),

@@ -32,6 +32,42 @@ use tokio_util::sync::CancellationToken;
 pub const HEALTHY: &str = "ready\n";
 
 static ON: AtomicBool = AtomicBool::new(false);
+/// Set at SIGTERM: from then on `/healthz` fails, while the server still serves for the stop
+/// delay, so that a load balancer moves new connections away before the listeners close.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// The directory that holds the server's state (the configuration file's): `/healthz` fails
+/// when it cannot be written (a volume gone read-only or away).
+static STATE_DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+
+/// The health check fails from now on (the server is stopping).
+pub fn stopping() {
+    STOPPING.store(true, Ordering::SeqCst);
+}
+
+/// `/healthz` also checks that `dir` can be written.
+pub fn watch_state_dir(dir: std::path::PathBuf) {
+    let _ = STATE_DIR.set(dir);
+}
+
+/// Whether the server is ready: not stopping, and its state directory writable (a nameless
+/// file made there with `O_TMPFILE` and one byte written, so nothing is ever left behind).
+fn readiness() -> Result<(), String> {
+    if STOPPING.load(Ordering::SeqCst) {
+        return Err("stopping: finishing what is in flight".into());
+    }
+    if let Some(dir) = STATE_DIR.get() {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_TMPFILE)
+            .mode(0o600)
+            .open(dir)
+            .and_then(|mut f| f.write_all(b"."))
+            .map_err(|e| format!("the state directory {} cannot be written: {e}", dir.display()))?;
+    }
+    Ok(())
+}
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 mod hot;
@@ -100,7 +136,7 @@ pub fn install() -> Result<(), String> {
     metrics::describe_gauge!("yadokari_http_connections", "Open HTTP connections");
     metrics::describe_gauge!("yadokari_sftp_sessions", "Running SFTP sessions");
     metrics::describe_gauge!("yadokari_build_info", "The running build");
-    metrics::gauge!("yadokari_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::gauge!("yadokari_build_info", "version" => env!("CARGO_PKG_VERSION"), "deploy" => crate::version::deploy().unwrap_or("")).set(1.0);
 
     ON.store(true, Ordering::Relaxed);
     Ok(())
@@ -278,9 +314,10 @@ fn answer(
                 text,
             )
         }
-        (&http::Method::GET, "/healthz") => {
-            reply(StatusCode::OK, "text/plain", HEALTHY.to_string())
-        }
+        (&http::Method::GET, "/healthz") => match readiness() {
+            Ok(()) => reply(StatusCode::OK, "text/plain", HEALTHY.to_string()),
+            Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", why + "\n"),
+        },
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -334,6 +371,9 @@ pub fn health(addr: SocketAddr) -> Result<String, String> {
         Ok(format!("{addr}: {}", body.trim_end()))
     } else {
         let status = head.lines().next().unwrap_or("");
-        Err(format!("{addr} answered `{status}`: not ready"))
+        Err(format!(
+            "{addr} answered `{status}`: not ready: {}",
+            body.trim_end()
+        ))
     }
 }

@@ -67,7 +67,7 @@ impl Context for View<'_> {
             "SERVER_PORT" => self.local.port().to_string(),
             "SERVER_ADDR" => self.local.ip().to_string(),
             "SERVER_PROTOCOL" => format!("{:?}", req.version()),
-            "SERVER_SOFTWARE" => concat!("yadokari/", env!("CARGO_PKG_VERSION")).into(),
+            "SERVER_SOFTWARE" => crate::version::server_software().into(),
             "REMOTE_ADDR" | "REMOTE_HOST" | "CONN_REMOTE_ADDR" => self.peer.ip().to_string(),
             "REMOTE_PORT" => self.peer.port().to_string(),
             "REMOTE_USER" => self.user?.to_string(),

@@ -6,6 +6,7 @@
 //! logs a password or a private key.
 
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -26,28 +27,55 @@ pub fn generate_host_key() -> std::io::Result<PrivateKey> {
 /// Loads the host key at `path` (Ed25519 in OpenSSH format), or generates and writes it there
 /// (mode 0600, never overwriting) when there is none. Returns the key and whether it was just
 /// created.
+///
+/// Several servers may start at once on one shared state directory (replicas of a container
+/// stack): the key is written whole into a nameless file first and then linked to its name,
+/// which fails when another server was first; that one's key is then read. No server ever
+/// reads a half-written key, and all present the same one.
 pub fn load_or_create_host_key(path: &Path) -> Result<(PrivateKey, bool), String> {
+    let read = |text: String| {
+        PrivateKey::from_openssh(text.as_bytes())
+            .map_err(|e| format!("{}: not an OpenSSH private key: {e}", path.display()))
+    };
     match std::fs::read_to_string(path) {
-        Ok(text) => PrivateKey::from_openssh(text.as_bytes())
-            .map(|k| (k, false))
-            .map_err(|e| format!("{}: not an OpenSSH private key: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key =
-                generate_host_key().map_err(|e| format!("cannot generate a host key: {e}"))?;
-            let text = key
-                .to_openssh(LineEnding::LF)
-                .map_err(|e| format!("cannot encode the host key: {e}"))?;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            f.write_all(text.as_bytes())
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            Ok((key, true))
+        Ok(text) => return read(text).map(|k| (k, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    }
+    let key = generate_host_key().map_err(|e| format!("cannot generate a host key: {e}"))?;
+    let text = key
+        .to_openssh(LineEnding::LF)
+        .map_err(|e| format!("cannot encode the host key: {e}"))?;
+    let cannot = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(dir)
+        .map_err(cannot)?;
+    f.write_all(text.as_bytes()).map_err(cannot)?;
+    f.sync_all().map_err(cannot)?;
+    // The nameless file gets its name through /proc (linkat by descriptor, AT_EMPTY_PATH,
+    // would need CAP_DAC_READ_SEARCH); the link fails when the name exists.
+    let made = nix::unistd::linkat(
+        nix::fcntl::AT_FDCWD,
+        format!("/proc/self/fd/{}", f.as_raw_fd()).as_str(),
+        nix::fcntl::AT_FDCWD,
+        path,
+        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+    );
+    match made {
+        Ok(()) => Ok((key, true)),
+        Err(nix::errno::Errno::EEXIST) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            read(text).map(|k| (k, false))
         }
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => Err(cannot(e.into())),
     }
 }
 
