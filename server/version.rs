@@ -17,7 +17,8 @@ pub fn deploy() -> Option<&'static str> {
             std::env::var(DEPLOY_VERSION).ok().filter(|v| {
                 !v.is_empty()
                     && v.len() <= 64
-                    && v.bytes().all(|b| b.is_ascii_graphic() && !b"()".contains(&b))
+                    && v.bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"()".contains(&b))
             })
         })
         .as_deref()

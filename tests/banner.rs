@@ -7,13 +7,13 @@ use std::process::{Command, Stdio};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::{BIN, Site};
+use crate::support::{Site, bin};
 
 /// Starts the binary with separate pipes; returns the child, the stderr lines up to the first
 /// containing `until`, and the HTTP address from `listening http=` (on standard error).
 fn start(site: &Site, args: &[&str], until: &str) -> (std::process::Child, Vec<String>, String) {
     site.write_config();
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .arg("--config")
         .arg(site.config_path())
         .args(args)

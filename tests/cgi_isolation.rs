@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::support::{BIN, Server, Site, eventually, process_gone};
+use crate::support::{Server, Site, bin, eventually, process_gone};
 
 const FD_SCRIPT: &str = "#!/bin/sh
 printf 'Content-Type: text/plain\\n\\n'
@@ -23,7 +23,7 @@ fn inherited_descriptors_do_not_reach_scripts_and_no_new_privileges() {
     let mut cmd = Command::new("sh");
     cmd.args(["-c", "exec 7>>\"$0\"; exec \"$1\" --config \"$2\""])
         .arg(&secret)
-        .arg(BIN)
+        .arg(bin())
         .arg(site.config_path());
     let server = Server::spawn_command(cmd);
     let body = server.get("/cgi-bin/fd.cgi").text();

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::process::Command;
 
-use crate::support::{BIN, Server, Site, have};
+use crate::support::{Server, Site, bin, have};
 
 /// `Max open files` of `pid`: (soft, hard).
 fn nofile(pid: u32) -> (String, String) {
@@ -27,7 +27,7 @@ fn under_ulimit(site: &Site, ulimit: &str) -> Command {
         "-c",
         &format!("ulimit {ulimit}; exec \"$0\" --config \"$1\""),
     ])
-    .arg(BIN)
+    .arg(bin())
     .arg(site.config_path());
     cmd
 }

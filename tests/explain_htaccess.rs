@@ -4,13 +4,13 @@
 use std::process::Command;
 
 use crate::support::sftp::{SftpSite, local, text};
-use crate::support::{BIN, Site, have};
+use crate::support::{Site, bin, have};
 
 const OK_CGI: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nok'\n";
 
 fn explain(site: &Site, what: &str) -> String {
     site.write_config();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["explain", "--config"])
         .arg(site.config_path())
         .arg(what)

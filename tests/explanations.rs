@@ -4,11 +4,11 @@
 
 use std::process::Command;
 
-use crate::support::{BIN, Site, TEST_GROUP, test_user};
+use crate::support::{Site, TEST_GROUP, bin, test_user};
 
 fn explain(site: &Site, what: &str) -> String {
     site.write_config();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["explain", "--config"])
         .arg(site.config_path())
         .arg(what)

@@ -5,14 +5,14 @@ use std::process::Command;
 
 use nix::sys::signal::Signal;
 
-use crate::support::{BIN, Site, raw_status};
+use crate::support::{Site, bin, raw_status};
 
 /// Starts the server with `toml` added to its config; asserts it refuses to start and returns
 /// what it said.
 fn refused_start(toml: &str) -> String {
     let site = Site::new().config(toml);
     site.write_config();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["--config"])
         .arg(site.config_path())
         .output()
@@ -65,7 +65,7 @@ fn explain_prints_the_verdict_reason_and_fix() {
     site.file("cgi-bin/ok.cgi", "#!/bin/sh\necho\n", 0o755);
     site.write_config();
     let run = |rel: &str| {
-        Command::new(BIN)
+        Command::new(bin())
             .args(["explain", "--config"])
             .arg(site.config_path())
             .arg(site.path(rel))

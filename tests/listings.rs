@@ -6,11 +6,11 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-use crate::support::{BIN, Site};
+use crate::support::{Site, bin};
 
 fn explain(site: &Site, what: &str) -> String {
     site.write_config();
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(bin())
         .args(["explain", "--config"])
         .arg(site.config_path())
         .arg(what)

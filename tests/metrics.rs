@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use crate::support::pki::Pki;
 use crate::support::sftp::{SftpSite, local, text};
-use crate::support::{BIN, PATIENCE, Server, Site, eventually, have, raw_body, raw_status};
+use crate::support::{PATIENCE, Server, Site, bin, eventually, have, raw_body, raw_status};
 
 /// The `listening admin=` address.
 fn admin(server: &Server) -> SocketAddr {
@@ -150,7 +150,7 @@ fn the_admin_listener_cannot_share_a_customer_facing_address() {
     let site =
         Site::new().config("[server]\nhttp = \"127.0.0.1:18123\"\nadmin = \"127.0.0.1:18123\"");
     site.write_config();
-    let out = Command::new(crate::support::BIN)
+    let out = Command::new(crate::support::bin())
         .arg("--config")
         .arg(site.config_path())
         .output()
@@ -265,7 +265,7 @@ fn bytes_script_times_quota_and_certificate_expiry_are_measured_and_health_says_
 
     // `yadokari health` asks the same listener: ready while it serves, not once it is gone.
     let health = || {
-        Command::new(BIN)
+        Command::new(bin())
             .args(["health", "--config"])
             .arg(s.site.config_path())
             .output()

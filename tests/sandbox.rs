@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    BIN, Host, PATIENCE, Server, as_root, eventually, get, give_to_test_user, have, process_gone,
+    Host, PATIENCE, Server, as_root, bin, eventually, get, give_to_test_user, have, process_gone,
     processes_with, raw_status, test_user,
 };
 
@@ -689,7 +689,8 @@ fn started_as_an_ordinary_user_the_server_says_what_is_missing_and_scripts_still
     }
     let h = ordinary_host("");
     let config = h.config();
-    let server = Server::spawn_command(as_test_user(BIN, &["--config".as_ref(), config.as_ref()]));
+    let server =
+        Server::spawn_command(as_test_user(bin(), &["--config".as_ref(), config.as_ref()]));
     let line = sandbox_line(&server);
     assert!(
         line.contains("missing:") && line.contains("namespace") && line.contains("cgroup"),
@@ -733,7 +734,7 @@ fn started_as_an_ordinary_user_with_required_the_server_refuses_to_start() {
         "timeout",
         &[
             secs.as_ref(),
-            BIN.as_ref(),
+            bin().as_ref(),
             "--config".as_ref(),
             config.as_ref(),
         ],
@@ -765,7 +766,7 @@ fn removing_a_customer_ends_their_running_scripts_and_explain_names_their_sandbo
     let h = host("", "", &["alice", "bob"]);
     let held = setsid_daemon("gone", "301.7109", "sleep 301.7109");
     h.site_file("alice", "cgi-bin/gone.cgi", held, 0o755);
-    let explained = Command::new(BIN)
+    let explained = Command::new(bin())
         .args(["explain", "--config"])
         .arg(h.root.join("y.toml"))
         .arg(h.home("alice").join("public_html/cgi-bin/gone.cgi"))

@@ -118,7 +118,7 @@ fn scripts_are_told_the_site_they_run_in() {
 fn explain_knows_the_users_sites() {
     let h = start();
     let explain = |what: &str| {
-        let out = std::process::Command::new(crate::support::BIN)
+        let out = std::process::Command::new(crate::support::bin())
             .args(["explain", "--config"])
             .arg(h.root.join("y.toml"))
             .arg(what)

@@ -19,8 +19,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_yadokari");
+/// The binary under test: the one cargo built, or `YADOKARI_BIN` when given (scripts/swarm-test
+/// runs these tests inside a container of the image, against the image's binary).
+pub fn bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("YADOKARI_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_yadokari").into())
+    })
+}
 
 /// How long any single wait in a test may take before the test fails (never a timing assertion:
 /// only a bound so that a hang fails instead of blocking CI).
@@ -265,12 +271,12 @@ pub struct Server {
 impl Server {
     /// Runs the binary with `args` and waits for its `listening http=` line.
     pub fn spawn(args: &[&str]) -> Server {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.args(args);
         Server::spawn_command(cmd)
     }
 
-    /// Runs `cmd` (which ends by running the binary, e.g. through `sh -c '... exec BIN'`) and
+    /// Runs `cmd` (which ends by running the binary, e.g. through `sh -c '... exec bin()'`) and
     /// waits for its `listening http=` line.
     pub fn spawn_command(mut cmd: Command) -> Server {
         let mut child = cmd

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::sftp::{Running, SftpSite, local, text};
-use crate::support::{BIN, PATIENCE, Server, Site, eventually, have};
+use crate::support::{PATIENCE, Server, Site, bin, eventually, have};
 
 /// A port nobody listens on now (bound and let go: the socket activator binds it next).
 fn free_port() -> u16 {
@@ -78,7 +78,7 @@ fn socket_activation_hands_over_the_http_and_sftp_sockets() {
         &format!("127.0.0.1:{sftp}"),
     ])
     .arg("--fdname=http:sftp")
-    .arg(BIN)
+    .arg(bin())
     .arg("--config")
     .arg(s.site.config_path());
     let server = Server::spawn_command(cmd);
@@ -119,7 +119,7 @@ fn a_handed_over_socket_that_is_not_a_tcp_listener_is_refused_with_the_reason() 
     let mut activator = Command::new("timeout")
         .args(["30", "systemd-socket-activate", "--datagram"])
         .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=http"])
-        .arg(BIN)
+        .arg(bin())
         .arg("--config")
         .arg(site.config_path())
         .stdout(std::process::Stdio::piped())
@@ -157,7 +157,7 @@ fn start_notified(site: &Site) -> (Server, UnixDatagram, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("notify");
     let socket = UnixDatagram::bind(&path).expect("bind");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.arg("--config")
         .arg(site.config_path())
         .env("NOTIFY_SOCKET", &path)
@@ -352,7 +352,7 @@ fn start_with_sockets(
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
         .arg("LISTEN_PID=$$ exec \"$0\" --config \"$1\"")
-        .arg(BIN)
+        .arg(bin())
         .arg(config)
         .env("LISTEN_FDS", "2")
         .env("LISTEN_FDNAMES", "http:sftp");

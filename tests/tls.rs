@@ -363,7 +363,7 @@ fn a_key_that_is_not_its_certificates_stops_the_start_and_a_reload_naming_the_fi
             "tls_key = \"certs/default.key\"",
         );
     std::fs::write(&config, &text).expect("write");
-    let out = Command::new(crate::support::BIN)
+    let out = Command::new(crate::support::bin())
         .args(["--config", config.to_str().expect("utf-8")])
         .output()
         .expect("run");

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::support::sftp::{Running, SftpSite, local, run_with_input, ssh_options, text};
-use crate::support::{BIN, PATIENCE, Server, Site, eventually, have, process_gone, raw_status};
+use crate::support::{self, PATIENCE, Server, Site, eventually, have, process_gone, raw_status};
 
 /// Kills the server that an upgrade left running (the test's `Server` only knows the first).
 struct Last(i32);
@@ -99,7 +99,7 @@ fn start_from_a_copy(site: &Site) -> (Server, std::path::PathBuf, tempfile::Temp
     std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755))
         .expect("chmod");
     let bin = bin_dir.path().join("yadokari");
-    replace(&bin, &std::fs::read(BIN).expect("binary"));
+    replace(&bin, &std::fs::read(support::bin()).expect("binary"));
     let mut cmd = Command::new(&bin);
     cmd.arg("--config").arg(site.config_path());
     (Server::spawn_command(cmd), bin, bin_dir)
@@ -257,7 +257,7 @@ fn five_upgrades_under_load_lose_no_request_and_a_broken_binary_changes_nothing(
             eventually(|| done.load(Ordering::SeqCst) > before + 5),
             "load runs"
         );
-        replace(&bin, &std::fs::read(BIN).expect("binary"));
+        replace(&bin, &std::fs::read(support::bin()).expect("binary"));
         // SAFETY: a signal to the server this test started (or its upgrade), by pid.
         unsafe { libc::kill(current, libc::SIGUSR2) };
         let next = ready_pid(&running.server, n);
@@ -338,7 +338,7 @@ fn yadokari_upgrade_finds_the_server_through_its_pid_file_and_refuses_a_stale_on
     site.write_config();
     let bin_dir = tempfile::tempdir().expect("tempdir");
     let bin = bin_dir.path().join("yadokari");
-    replace(&bin, &std::fs::read(BIN).expect("binary"));
+    replace(&bin, &std::fs::read(support::bin()).expect("binary"));
     let mut cmd = Command::new(&bin);
     cmd.arg("--config").arg(site.config_path());
     let server = Server::spawn_command(cmd);
@@ -349,7 +349,7 @@ fn yadokari_upgrade_finds_the_server_through_its_pid_file_and_refuses_a_stale_on
         "the pid file names the server"
     );
     let mut last = Last(0);
-    let o = Command::new(BIN)
+    let o = Command::new(support::bin())
         .args(["upgrade", "--config"])
         .arg(site.config_path())
         .output()
@@ -377,7 +377,7 @@ fn yadokari_upgrade_finds_the_server_through_its_pid_file_and_refuses_a_stale_on
 
     // A stale file naming some other program: never signalled.
     std::fs::write(&pid_path, format!("{}\n", std::process::id())).expect("write");
-    let o = Command::new(BIN)
+    let o = Command::new(support::bin())
         .args(["upgrade", "--config"])
         .arg(site.config_path())
         .output()
@@ -439,7 +439,7 @@ fn garbage_in_listen_fds_stops_the_start_with_the_reason() {
     let out = Command::new("/bin/sh")
         .arg("-c")
         .arg("LISTEN_PID=$$ LISTEN_FDS=three exec \"$0\" --config \"$1\"")
-        .arg(BIN)
+        .arg(support::bin())
         .arg(site.config_path())
         .output()
         .expect("run");

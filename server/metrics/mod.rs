@@ -64,7 +64,12 @@ fn readiness() -> Result<(), String> {
             .mode(0o600)
             .open(dir)
             .and_then(|mut f| f.write_all(b"."))
-            .map_err(|e| format!("the state directory {} cannot be written: {e}", dir.display()))?;
+            .map_err(|e| {
+                format!(
+                    "the state directory {} cannot be written: {e}",
+                    dir.display()
+                )
+            })?;
     }
     Ok(())
 }

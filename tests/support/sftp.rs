@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{BIN, PATIENCE, Server, Site};
+use super::{PATIENCE, Server, Site, bin};
 
 /// A site with one SFTP user `demo` (site: the document root) and a client key for it.
 pub struct SftpSite {
@@ -243,7 +243,7 @@ pub fn git(key: &Path, dir: &Path, args: &[&str]) -> Output {
 }
 
 pub fn user_cmd(config: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.arg("user").args(args).arg("--config").arg(config);
     run_with_input(cmd, stdin)
 }
