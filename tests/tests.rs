@@ -9,6 +9,7 @@ mod cgi;
 mod cgi_isolation;
 mod cgi_programs;
 mod compression;
+mod containers;
 mod customer_logs;
 mod customers;
 mod deploy;

@@ -190,6 +190,33 @@ mod tests {
     }
 
     #[test]
+    fn servers_starting_together_on_one_directory_all_get_the_same_host_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("ssh_host_ed25519_key");
+            let barrier = std::sync::Barrier::new(8);
+            let keys: Vec<_> = std::thread::scope(|s| {
+                let made: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            load_or_create_host_key(&path).expect("load or create")
+                        })
+                    })
+                    .collect();
+                made.into_iter()
+                    .map(|t| t.join().expect("thread"))
+                    .collect()
+            });
+            assert_eq!(keys.iter().filter(|(_, created)| *created).count(), 1);
+            let first = host_key_fingerprint(&keys[0].0);
+            assert!(keys.iter().all(|(k, _)| host_key_fingerprint(k) == first));
+            // Nothing but the key is left in the directory.
+            assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1);
+        }
+    }
+
+    #[test]
     fn bad_lines_are_skipped_and_keys_with_options_refused() {
         let text = format!(
             "# comment\n\nnot a key\n{KEY} alice@laptop\ncommand=\"/bin/false\" {KEY} restricted\n"
