@@ -130,3 +130,48 @@ fn the_environment_gives_the_configuration_addresses_and_deploy_version() {
         .expect("health");
     assert!(o.status.success(), "{}", text(&o));
 }
+
+#[test]
+fn customers_added_at_once_through_two_replicas_all_land_with_identities_of_their_own() {
+    use crate::support::host::{Host, as_root};
+    if !as_root() {
+        return;
+    }
+    // Replicas share one state volume; operators may `docker exec` into either at the same
+    // moment. Each edit holds the file's lock, so none loses another's entry or identity.
+    let h = Host::new("[hosting]\nhomes = \"homes\"\nuid_range = [24000, 24999]\n");
+    let names: Vec<String> = (0..6).map(|i| format!("c{i}")).collect();
+    let running: Vec<_> = names
+        .iter()
+        .map(|n| {
+            Command::new(bin())
+                .args(["user", "--config"])
+                .arg(h.config())
+                .args(["add", n, "--domain", &format!("{n}.example")])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("user add")
+        })
+        .collect();
+    for child in running {
+        let o = child.wait_with_output().expect("wait");
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let config = std::fs::read_to_string(h.config()).expect("config");
+    let doc: toml_edit::DocumentMut = config.parse().expect("toml");
+    let users = doc["users"].as_array_of_tables().expect("users");
+    let mut uids: Vec<i64> = users
+        .iter()
+        .map(|u| u["uid"].as_integer().expect("uid"))
+        .collect();
+    let mut listed: Vec<String> = users
+        .iter()
+        .map(|u| u["name"].as_str().expect("name").to_string())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, names, "{config}");
+    uids.sort();
+    uids.dedup();
+    assert_eq!(uids.len(), names.len(), "one identity each: {config}");
+}

@@ -34,6 +34,7 @@ pub fn edit_config(
     path: &Path,
     f: impl FnOnce(&mut toml_edit::DocumentMut) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    let _lock = lock_for_edit(path)?;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut doc: toml_edit::DocumentMut = text
@@ -60,6 +61,55 @@ pub fn edit_config(
     tmp.persist(path)
         .with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
+}
+
+/// The edit lock of a configuration file, held until dropped (see [`lock_for_edit`]).
+pub struct EditLock {
+    _file: Option<nix::fcntl::Flock<std::fs::File>>,
+}
+
+thread_local! {
+    /// How many edit locks this thread holds: a command that holds the lock for all its steps
+    /// (`user add` allocating an identity) edits the file under the same lock.
+    static HELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+impl Drop for EditLock {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(h.get().saturating_sub(1)));
+    }
+}
+
+/// Takes the edit lock of the configuration at `path`: an exclusive `flock` on `.NAME.lock`
+/// beside it (not the file itself, which each edit replaces). Two edits at once (two
+/// operators, threads of the server, or `docker exec` into two replicas sharing one state
+/// volume) are serialised: neither loses the other's change, and two `user add` never take
+/// the same identity. Reentrant within a thread.
+pub fn lock_for_edit(path: &Path) -> anyhow::Result<EditLock> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if HELD.with(|h| h.get()) > 0 {
+        HELD.with(|h| h.set(h.get() + 1));
+        return Ok(EditLock { _file: None });
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "yadokari.toml".into());
+    let lock = path.with_file_name(format!(".{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&lock)
+        .with_context(|| format!("cannot open the edit lock {}", lock.display()))?;
+    let locked = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", lock.display()))?;
+    HELD.with(|h| h.set(h.get() + 1));
+    Ok(EditLock {
+        _file: Some(locked),
+    })
 }
 
 /// Whether the document holds a password hash.

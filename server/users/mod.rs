@@ -103,6 +103,12 @@ pub enum RepoAction {
 /// Runs a `user` subcommand against the configuration file.
 pub fn user_command(cmd: UserCommand, file: Option<&Path>) -> anyhow::Result<()> {
     let path = config_file(file)?;
+    // Adding a customer or a repository reads the configuration (free identities, existing
+    // entries) before it edits it: the whole command holds the edit lock.
+    let _lock = match &cmd {
+        UserCommand::Add { .. } | UserCommand::Repo { .. } => Some(edit::lock_for_edit(&path)?),
+        _ => None,
+    };
     match cmd {
         UserCommand::Add {
             name,
