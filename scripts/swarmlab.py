@@ -109,11 +109,20 @@ class Lab:
             raise RuntimeError(f"docker {' '.join(args)}: {r.returncode}\n{r.stdout}{r.stderr}")
         return r
 
-    def script(self, *args, check=True):
+    def script(self, *args, check=True, timeout=1800):
+        """Runs scripts/NAME ARGS in a process group of its own, killed whole at the timeout
+        (cargo, debootstrap and docker build with it)."""
         log("$", *args)
-        r = subprocess.run([str(REPO / "scripts" / args[0]), *args[1:]], env=self.env,
-                           capture_output=True, text=True, timeout=1800)
-        out = (r.stdout + r.stderr).strip()
+        p = subprocess.Popen([str(REPO / "scripts" / args[0]), *args[1:]], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+        try:
+            out, _ = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, _ = p.communicate()
+        r = subprocess.CompletedProcess(p.args, p.returncode, out, "")
+        out = (out or "").strip()
         if out:
             print("\n".join("    " + line for line in out.splitlines()[-15:]), flush=True)
         if check and r.returncode != 0:
@@ -121,6 +130,10 @@ class Lab:
         return r
 
     def start(self):
+        # A CI job cancelled (SIGTERM) or interrupted still tears everything down: the signal
+        # becomes an exception that unwinds through `with Lab()`.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit("swarm: terminated"))
+        signal.signal(signal.SIGHUP, lambda *_: sys.exit("swarm: hung up"))
         if os.geteuid() != 0:
             if os.environ.get("CI") == "true":
                 sys.exit("swarm: needs root (its own dockerd) under CI=true: failing")
@@ -156,7 +169,8 @@ class Lab:
         with contextlib.suppress(Exception):
             self.docker("stack", "rm", STACK, check=False, timeout=60)
             wait_for("containers gone",
-                     lambda: not self.docker("ps", "-q", check=False).stdout.strip(), 60)
+                     lambda: not self.docker("ps", "-q", check=False, timeout=10).stdout.strip(),
+                     60)
         with contextlib.suppress(Exception):
             self.docker("swarm", "leave", "--force", check=False, timeout=60)
         for p in reversed(self.procs):

@@ -281,10 +281,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         overrides: args.overrides(),
     };
     let config = source.load()?;
-    if let Some(file) = source.path() {
-        let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
-        metrics::watch_state_dir(dir.unwrap_or(std::path::Path::new(".")).to_path_buf());
-    }
     // Before anything serves: a customer whose home is root's gets an identity of their own.
     let adopted = users::identity::adopt(&config, source.path().as_deref())?;
     let config = if adopted.is_empty() {
@@ -296,6 +292,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     descriptors::check(&config, limit).map_err(anyhow::Error::msg)?;
     let customer_logs = Arc::new(customer_log::CustomerLogs::new(&config));
     error_log::init(&config, customer_logs.clone())?;
+    if let Some(file) = source.path() {
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+        metrics::watch_state_dir(dir.unwrap_or(std::path::Path::new(".")).to_path_buf());
+    }
     source.warn_if_secrets_exposed(&config);
     for warning in config.warnings() {
         tracing::warn!("{warning}");

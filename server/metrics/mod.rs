@@ -44,35 +44,71 @@ pub fn stopping() {
     STOPPING.store(true, Ordering::SeqCst);
 }
 
-/// `/healthz` also checks that `dir` can be written.
+/// `/healthz` also checks that `dir` can be written, when it can be now (a read-only
+/// configuration directory is a setup of its own, not a failure).
 pub fn watch_state_dir(dir: std::path::PathBuf) {
-    let _ = STATE_DIR.set(dir);
+    match write_test(&dir) {
+        Ok(()) => {
+            let _ = STATE_DIR.set(dir);
+        }
+        Err(e) => tracing::info!(
+            dir = %dir.display(),
+            error = %e,
+            "the configuration's directory is not writable; /healthz does not check it"
+        ),
+    }
 }
 
-/// Whether the server is ready: not stopping, and its state directory writable (a nameless
-/// file made there with `O_TMPFILE` and one byte written, so nothing is ever left behind).
+/// Writes one byte into a file in `dir` that leaves nothing behind: nameless (`O_TMPFILE`), or
+/// where the file system has no such files (NFS, older overlayfs), a fresh name removed at once.
+fn write_test(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let nameless = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(dir);
+    match nameless {
+        Ok(mut f) => f.write_all(b"."),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) =>
+        {
+            let name = dir.join(format!(".yadokari-health-{}", std::process::id()));
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&name)?;
+            let wrote = f.write_all(b".");
+            std::fs::remove_file(&name)?;
+            wrote
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the server is ready: not stopping, and its state directory writable (see
+/// [`write_test`]). Blocking (file I/O): run off the runtime's threads.
 fn readiness() -> Result<(), String> {
     if STOPPING.load(Ordering::SeqCst) {
         return Err("stopping: finishing what is in flight".into());
     }
     if let Some(dir) = STATE_DIR.get() {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_TMPFILE)
-            .mode(0o600)
-            .open(dir)
-            .and_then(|mut f| f.write_all(b"."))
-            .map_err(|e| {
-                format!(
-                    "the state directory {} cannot be written: {e}",
-                    dir.display()
-                )
-            })?;
+        write_test(dir).map_err(|e| {
+            format!(
+                "the state directory {} cannot be written: {e}",
+                dir.display()
+            )
+        })?;
     }
     Ok(())
 }
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 mod hot;
@@ -282,7 +318,17 @@ pub async fn serve(listener: tokio::net::TcpListener, shutdown: CancellationToke
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let scrape = scrape.clone();
-                async move { Ok::<_, Infallible>(answer(&req, &*scrape)) }
+                async move {
+                    let ready = match req.uri().path() {
+                        "/healthz" => Some(
+                            tokio::task::spawn_blocking(readiness)
+                                .await
+                                .unwrap_or_else(|e| Err(format!("the check failed: {e}"))),
+                        ),
+                        _ => None,
+                    };
+                    Ok::<_, Infallible>(answer(&req, &*scrape, ready))
+                }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
             let _ = hyper::server::conn::http1::Builder::new()
@@ -295,6 +341,7 @@ pub async fn serve(listener: tokio::net::TcpListener, shutdown: CancellationToke
 fn answer(
     req: &Request<hyper::body::Incoming>,
     scrape: &dyn Fn() -> Scraped,
+    ready: Option<Result<(), String>>,
 ) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, kind: &'static str, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -319,7 +366,7 @@ fn answer(
                 text,
             )
         }
-        (&http::Method::GET, "/healthz") => match readiness() {
+        (&http::Method::GET, "/healthz") => match ready.unwrap_or_else(readiness) {
             Ok(()) => reply(StatusCode::OK, "text/plain", HEALTHY.to_string()),
             Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", why + "\n"),
         },

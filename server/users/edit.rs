@@ -80,7 +80,7 @@ impl Drop for EditLock {
     }
 }
 
-/// Takes the edit lock of the configuration at `path`: an exclusive `flock` on `.NAME.lock`
+/// Takes the edit lock of the configuration at `path`: an exclusive `flock` on `.NAME-lock`
 /// beside it (not the file itself, which each edit replaces). Two edits at once (two
 /// operators, threads of the server, or `docker exec` into two replicas sharing one state
 /// volume) are serialised: neither loses the other's change, and two `user add` never take
@@ -95,13 +95,13 @@ pub fn lock_for_edit(path: &Path) -> anyhow::Result<EditLock> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "yadokari.toml".into());
-    let lock = path.with_file_name(format!(".{name}.lock"));
+    let lock = path.with_file_name(format!(".{name}-lock"));
+    // Read-only, 0644 and never anything but empty: a server running as another user than
+    // the one who made it can still take it (flock needs no write access).
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o644)
+        .custom_flags(libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&lock)
         .with_context(|| format!("cannot open the edit lock {}", lock.display()))?;
     let locked = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)

@@ -99,6 +99,11 @@ pub fn give_home(home: &Path, id: Identity) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether customer `c` would be adopted: their home is root's or a system account's.
+fn needs_identity(c: &crate::config::Customer, config: &Config) -> bool {
+    std::fs::metadata(&c.home).is_ok_and(|m| m.uid() < config.cgi.min_uid)
+}
+
 /// On a start as root: each customer with no identity whose home belongs to root or a system
 /// account (which a customer must never act as) is given one from `[hosting] uid_range`, their
 /// home handed to it and the identity stored in their entry. Returns what was done, for the
@@ -112,10 +117,20 @@ pub fn adopt(config: &Config, file: Option<&Path>) -> anyhow::Result<Vec<String>
     }
     let mut said = Vec::new();
     let mut config = config.clone();
+    if !config
+        .customers
+        .iter()
+        .any(|c| c.identity.is_none() && needs_identity(c, &config))
+    {
+        return Ok(said);
+    }
+    // Replicas sharing one configuration may start together: under the edit lock, and from
+    // the file as it is now, so two never give out one identity.
+    let _lock = super::edit::lock_for_edit(file)?;
+    config = Config::load(Some(file), &crate::config::Overrides::default())?;
     for i in 0..config.customers.len() {
         let c = &config.customers[i];
-        let owner = std::fs::metadata(&c.home).map(|m| m.uid()).ok();
-        if c.identity.is_some() || owner.is_none_or(|uid| uid >= config.cgi.min_uid) {
+        if c.identity.is_some() || !needs_identity(c, &config) {
             continue;
         }
         if let Some(reason) = crate::config::unsafe_site(&c.home, &config, false) {

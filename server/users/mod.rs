@@ -16,7 +16,7 @@ use crate::config::{Config, Overrides};
 
 mod add;
 mod credentials;
-mod edit;
+pub(crate) mod edit;
 mod entry;
 pub mod identity;
 mod list;
