@@ -182,6 +182,30 @@ async fn accept_loop(
             a = accept_from(https.map(|(l, _)| l)) => a.map(|(s, p)| (s, p, https.map(|(_, a)| a.clone()))),
         };
         match accepted {
+            Ok((stream, peer, tls)) if app.config().proxy_protocol => {
+                backoff = Duration::from_millis(5);
+                // The client's address is in the PROXY header: read in the connection's own
+                // task, and only then counted against its address's cap.
+                let (app, shutdown) = (app.clone(), shutdown.clone());
+                let per_address = slots.per_address.clone();
+                tracker.spawn(async move {
+                    let mut stream = stream;
+                    let peer = match sftp_upload::proxy_protocol::read_header(&mut stream).await {
+                        Ok(client) => client.unwrap_or(peer),
+                        Err(why) => {
+                            tracing::warn!(%peer, "connection refused: {why}");
+                            return;
+                        }
+                    };
+                    let cap = app.config().limits.max_connections_per_address;
+                    let Some(place) = per_address.admit(peer.ip(), cap) else {
+                        tracing::info!(%peer, cap, "connection refused: this address already holds limits.max_connections_per_address connections");
+                        return;
+                    };
+                    serve(stream, peer, app, shutdown, tls).await;
+                    drop((place, permit));
+                });
+            }
             Ok((stream, peer, tls)) => {
                 backoff = Duration::from_millis(5);
                 let cap = app.config().limits.max_connections_per_address;
@@ -192,13 +216,7 @@ async fn accept_loop(
                 let app = app.clone();
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
-                    match tls {
-                        Some(acceptor) => {
-                            crate::tls::connection::serve(stream, peer, app, shutdown, acceptor)
-                                .await
-                        }
-                        None => connection(stream, peer, app, shutdown).await,
-                    }
+                    serve(stream, peer, app, shutdown, tls).await;
                     drop((place, permit));
                 });
             }
@@ -209,6 +227,22 @@ async fn accept_loop(
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
+    }
+}
+
+/// Serves one accepted connection, over TLS when it came to the HTTPS listener.
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+    tls: Option<TlsAcceptor>,
+) {
+    match tls {
+        Some(acceptor) => {
+            crate::tls::connection::serve(stream, peer, app, shutdown, acceptor).await
+        }
+        None => connection(stream, peer, app, shutdown).await,
     }
 }
 

@@ -175,3 +175,109 @@ fn customers_added_at_once_through_two_replicas_all_land_with_identities_of_thei
     uids.dedup();
     assert_eq!(uids.len(), names.len(), "one identity each: {config}");
 }
+
+/// A relay for `ssh -o ProxyCommand`: connects to the port given, sends a PROXY v1 header
+/// naming 203.0.113.9 as the client (as a load balancer does), then copies both ways.
+const PROXY_RELAY: &str = r#"
+import os, socket, sys, threading
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 22\r\n")
+def up():
+    while True:
+        d = os.read(0, 65536)
+        if not d:
+            s.shutdown(socket.SHUT_WR)
+            return
+        s.sendall(d)
+threading.Thread(target=up, daemon=True).start()
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    os.write(1, d)
+"#;
+
+#[test]
+fn behind_a_balancer_the_proxy_header_names_the_client_everywhere() {
+    use crate::support::sftp::{SftpSite, ssh_options};
+    let s = SftpSite::new("[server]\nproxy_protocol = true");
+    s.site.file(
+        "cgi-bin/addr.cgi",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n%s %s\\n' \"$REMOTE_ADDR\" \"$REMOTE_PORT\"\n",
+        0o755,
+    );
+    let running = s.start();
+    let server = &running.server;
+    let exchange = |bytes: &[u8]| {
+        let mut c = TcpStream::connect(server.http).expect("connect");
+        c.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        c.write_all(bytes).expect("send");
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        out
+    };
+    // v1 and v2 headers: the script, and the access log, see the client they name.
+    let request = b"GET /cgi-bin/addr.cgi HTTP/1.0\r\nHost: x\r\n\r\n";
+    let mut v1 = b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 80\r\n".to_vec();
+    v1.extend_from_slice(request);
+    let out = exchange(&v1);
+    assert_eq!(raw_status(&out), 200, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(raw_body(&out), b"203.0.113.9 40000\n");
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    v2.extend_from_slice(&[0x21, 0x21, 0, 36]);
+    let mut source = [0u8; 16];
+    source[..2].copy_from_slice(&[0x20, 0x01]);
+    source[2..4].copy_from_slice(&[0x0d, 0xb8]);
+    source[15] = 7;
+    v2.extend_from_slice(&source);
+    v2.extend_from_slice(&[0u8; 15]);
+    v2.push(1);
+    v2.extend_from_slice(&[0xc3, 0x50, 0, 80]);
+    v2.extend_from_slice(request);
+    let out = exchange(&v2);
+    assert_eq!(
+        raw_body(&out),
+        b"2001:db8::7 50000\n",
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    server.wait_for("203.0.113.9 - -");
+
+    // A connection without the header is refused, with a log line saying why.
+    let out = exchange(request);
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+    server.wait_for("did not start with a PROXY protocol header");
+
+    // SFTP through a relay that speaks for the balancer: the login is the client's.
+    let relay = s.site.file("relay.py", PROXY_RELAY, 0o644);
+    let o = Command::new("sftp")
+        .args(ssh_options(running.addr.port()))
+        .arg("-o")
+        .arg(format!(
+            "ProxyCommand=python3 {} {}",
+            relay.display(),
+            running.addr.port()
+        ))
+        .arg("-i")
+        .arg(&s.key)
+        .args(["-o", "BatchMode=yes", "-b", "-", "demo@127.0.0.1"])
+        .stdin(std::process::Stdio::piped())
+        .output()
+        .expect("sftp");
+    assert!(o.status.success(), "{}\n{}", text(&o), server.output());
+    let said = server.output();
+    assert!(
+        said.lines().any(
+            |l| l.contains("203.0.113.9") && l.to_lowercase().contains("sftp")
+                || l.contains("203.0.113.9") && l.contains("demo")
+        ),
+        "{said}"
+    );
+    // Straight to the SFTP port, without the header: refused.
+    let mut c = TcpStream::connect(running.addr).expect("connect");
+    c.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let _ = c.write_all(b"SSH-2.0-OpenSSH_9.2\r\n");
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+}

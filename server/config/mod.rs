@@ -123,6 +123,9 @@ pub struct Config {
     /// `[server] h2c`: the HTTP listener also speaks cleartext HTTP/2 to clients that start
     /// with its preface (prior knowledge, RFC 9113 §3.3).
     pub h2c: bool,
+    /// `[server] proxy_protocol`: every connection on the HTTP, HTTPS and SFTP listeners starts
+    /// with a PROXY protocol header naming the client (behind a load balancer).
+    pub proxy_protocol: bool,
     /// What is compressed for clients that accept it (`[server] compress`, `compress_cgi`).
     pub compression: crate::compress::Settings,
     /// Limits.
@@ -264,7 +267,7 @@ impl Config {
             &raw.users,
             &customers,
             &origin,
-            limits.shutdown_grace,
+            (limits.shutdown_grace, server.proxy_protocol),
         )?;
         let mut sites =
             sites(&customers, hosting.userdir).map_err(|p| origin.err("users.domains", p))?;
@@ -287,6 +290,7 @@ impl Config {
             panel_tls: server.panel_tls,
             index_files: server.index_files,
             h2c: server.h2c,
+            proxy_protocol: server.proxy_protocol,
             compression: crate::compress::Settings {
                 static_files: server.compress,
                 cgi: server.compress_cgi,

@@ -71,7 +71,7 @@ pub(super) fn settings(
     users: &[RawUser],
     customers: &[Customer],
     origin: &Origin,
-    shutdown_grace: Duration,
+    (shutdown_grace, proxy_protocol): (Duration, bool),
 ) -> Result<Settings, ConfigError> {
     for (key, v) in [
         ("sftp.idle_timeout_secs", raw.idle_timeout_secs),
@@ -114,6 +114,7 @@ pub(super) fn settings(
             login_grace: Duration::from_secs(raw.login_grace_secs),
             shutdown_grace,
             quota_rescan: Duration::from_secs(raw.quota_rescan_secs),
+            proxy_protocol,
         },
         users: out,
     })

@@ -82,6 +82,7 @@ mod handles;
 mod home;
 mod longname;
 mod path;
+pub mod proxy_protocol;
 mod quota;
 mod reply;
 mod scan;
@@ -184,6 +185,9 @@ pub struct Limits {
     /// A user's usage is recounted from their site (to see what scripts and others wrote
     /// there) when a write needs it and the last count began at least this long ago.
     pub quota_rescan: Duration,
+    /// Every connection starts with a PROXY protocol header naming the client (behind a load
+    /// balancer; [`proxy_protocol`]).
+    pub proxy_protocol: bool,
 }
 
 impl Default for Limits {
@@ -202,6 +206,7 @@ impl Default for Limits {
             login_grace: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             quota_rescan: Duration::from_secs(60),
+            proxy_protocol: false,
         }
     }
 }
@@ -484,11 +489,20 @@ pub async fn run(listener: TcpListener, endpoint: Arc<Endpoint>) {
         let config = endpoint.config();
         let _ = tokio::task::spawn_blocking(move || sweep_stale_uploads(&config)).await;
     }
-    let mut connections = Connections::new(endpoint.config().limits.max_connections);
+    let max = endpoint.config().limits.max_connections;
+    let mut connections = Connections::new(max);
     let shutdown = endpoint.shutdown.clone();
+    // Behind a load balancer the client's address comes in a PROXY header, read by a task of
+    // its own (a slow sender holds no one else up; at most `max` wait at once).
+    let (headed, mut with_header) = tokio::sync::mpsc::channel(64);
+    let reading = Arc::new(tokio::sync::Semaphore::new(max));
     loop {
-        let (socket, peer) = tokio::select! {
+        let (mut socket, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
+            Some((socket, peer)) = with_header.recv() => {
+                connections.admit(socket, peer, &endpoint);
+                continue;
+            }
             r = listener.accept() => match r {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -498,7 +512,24 @@ pub async fn run(listener: TcpListener, endpoint: Arc<Endpoint>) {
                 }
             },
         };
-        connections.admit(socket, peer, &endpoint);
+        if !endpoint.config().limits.proxy_protocol {
+            connections.admit(socket, peer, &endpoint);
+            continue;
+        }
+        let Ok(permit) = reading.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection refused: too many connections still sending their PROXY header");
+            continue;
+        };
+        let headed = headed.clone();
+        tokio::spawn(async move {
+            match proxy_protocol::read_header(&mut socket).await {
+                Ok(client) => {
+                    let _ = headed.send((socket, client.unwrap_or(peer))).await;
+                }
+                Err(why) => tracing::warn!(%peer, "connection refused: {why}"),
+            }
+            drop(permit);
+        });
     }
     connections.wind_down(&endpoint).await;
 }
