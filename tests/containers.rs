@@ -9,17 +9,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 
+use crate::metrics::admin;
 use crate::support::sftp::text;
 use crate::support::{PATIENCE, Server, Site, bin, eventually, raw_body, raw_status};
-
-/// The `listening admin=` address.
-fn admin(server: &Server) -> SocketAddr {
-    let line = server.wait_for("listening admin=");
-    line.trim()
-        .trim_start_matches("listening admin=")
-        .parse()
-        .unwrap_or_else(|_| panic!("bad line {line:?}"))
-}
 
 /// `GET /healthz` on the admin listener: status and body (status 0: nothing answered).
 fn health(addr: SocketAddr) -> (u16, String) {

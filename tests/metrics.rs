@@ -11,7 +11,7 @@ use crate::support::sftp::{SftpSite, local, text};
 use crate::support::{PATIENCE, Server, Site, bin, eventually, have, raw_body, raw_status};
 
 /// The `listening admin=` address.
-fn admin(server: &Server) -> SocketAddr {
+pub(crate) fn admin(server: &Server) -> SocketAddr {
     let line = server.wait_for("listening admin=");
     line.trim()
         .trim_start_matches("listening admin=")
