@@ -75,6 +75,12 @@ def main():
         # Front against straight, the same image and files.
         straight = swarmlab.free_port()
         run_straight(lab, image, "straight", straight)
+        # Straight means no front: the container takes connections without a PROXY header
+        # (it re-reads its configuration within 2 s of the change).
+        wait_for("the straight container's configuration",
+                 lambda: lab.exec("straight", "sed", "-i",
+                                  "s/^proxy_protocol = true/proxy_protocol = false/",
+                                  "/var/lib/yadokari/yadokari.toml").returncode == 0, 30)
         wait_for("the straight container", lambda: get(straight, "/")[0] == 200, 60)
         one_k = "x" * 1023 + "\n"
         for c in [lab.replicas()[0], "straight"]:

@@ -230,14 +230,28 @@ class Lab:
 
     def fetch_in(self, container, path, host="localhost"):
         """GET `path` from inside `container`, straight from its own server: (status, body)."""
-        code = ("import sys,http.client\n"
-                "c=http.client.HTTPConnection('127.0.0.1',8080,timeout=10)\n"
-                "c.request('GET',sys.argv[1],headers={'Host':sys.argv[2]})\n"
-                "r=c.getresponse();b=r.read()\n"
-                "sys.stdout.write(str(r.status)+'\\n'+b.decode('utf-8','replace'))\n")
+        code = FETCH + ("st,b=get(sys.argv[1],sys.argv[2])\n"
+                        "sys.stdout.write(str(st)+'\\n'+b.decode('utf-8','replace'))\n")
         r = self.exec(container, "python3", "-c", code, path, host, check=False)
         status, _, body = r.stdout.partition("\n")
         return (int(status) if status.isdigit() else 0), body
+
+
+# Python run inside a replica: `get(path, host)` straight from its own server, as the front
+# does it (the replicas take only connections that start with a PROXY header; UNKNOWN keeps
+# the connection's own address), HTTP/1.0 so the body comes whole.
+FETCH = ("import socket,sys,json\n"
+         "def get(path,host):\n"
+         "  s=socket.create_connection(('127.0.0.1',8080),timeout=10)\n"
+         "  s.sendall(b'PROXY UNKNOWN\\r\\n'+('GET %s HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n'"
+         "%(path,host)).encode())\n"
+         "  b=b''\n"
+         "  while True:\n"
+         "    d=s.recv(65536)\n"
+         "    if not d: break\n"
+         "    b+=d\n"
+         "  head,_,body=b.partition(b'\\r\\n\\r\\n')\n"
+         "  return (int(head.split()[1]) if head.startswith(b'HTTP/') else 0),body\n")
 
 
 def get(port, path, host="localhost", method="GET", body=None, timeout=30, headers=None):
@@ -307,9 +321,14 @@ def put_site(customer, local_dir):
         (local_dir / name).write_text(text)
     batch = "".join(f"put {local_dir / n} public_html/{n}\nchmod 755 public_html/{n}\n"
                     for n in SCRIPTS)
-    ok, out = customer.sftp(batch, strict=False)
-    if not ok:
-        raise RuntimeError(f"uploading the site failed:\n{out}")
+    # The replicas take in the new key with the configuration's next reading (within about 2 s
+    # of the edit): until then a login is refused.
+    for _ in range(6):
+        ok, out = customer.sftp(batch, strict=False)
+        if ok:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"uploading the site failed:\n{out}")
 
 
 class Load:
