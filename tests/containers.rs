@@ -234,6 +234,17 @@ fn behind_a_balancer_the_proxy_header_names_the_client_everywhere() {
         String::from_utf8_lossy(&out)
     );
     server.wait_for("203.0.113.9 - -");
+    // The shortest header (a balancer that does not know the client): the connection's own
+    // address stands, and not a byte of the request is lost.
+    let mut unknown = b"PROXY UNKNOWN\r\n".to_vec();
+    unknown.extend_from_slice(request);
+    let out = exchange(&unknown);
+    assert_eq!(raw_status(&out), 200, "{}", String::from_utf8_lossy(&out));
+    assert!(
+        raw_body(&out).starts_with(b"127.0.0.1 "),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
 
     // A connection without the header is refused, with a log line saying why.
     let out = exchange(request);

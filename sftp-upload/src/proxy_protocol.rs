@@ -6,7 +6,7 @@
 //! HTTP, HTTPS and SFTP listeners (never the admin listener: health checks come straight).
 //!
 //! The header is read exactly (v2: 16 bytes, then the length they give; v1: up to its CRLF,
-//! at most 107 bytes), so no byte of the protocol that follows is consumed; `ppp` parses it.
+//! 15 to 107 bytes), so no byte of the protocol that follows is consumed; `ppp` parses it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -34,14 +34,21 @@ pub async fn read_header(stream: &mut TcpStream) -> Result<Option<SocketAddr>, S
 }
 
 async fn read(stream: &mut TcpStream) -> Result<Option<SocketAddr>, String> {
-    let mut head = [0u8; 16];
+    // 15 bytes: the shortest header there is (`PROXY UNKNOWN\r\n`); reading more could take
+    // the first byte of what follows it.
+    let mut head = [0u8; 15];
     stream
         .read_exact(&mut head)
         .await
         .map_err(|e| format!("no PROXY protocol header: {e}"))?;
     let mut bytes = head.to_vec();
     if head[..12] == V2_SIGNATURE[..] {
-        let len = usize::from(u16::from_be_bytes([head[14], head[15]]));
+        let last = stream
+            .read_u8()
+            .await
+            .map_err(|e| format!("a PROXY v2 header cut short: {e}"))?;
+        bytes.push(last);
+        let len = usize::from(u16::from_be_bytes([head[14], last]));
         if len > V2_MAX_BODY {
             return Err(format!("a PROXY v2 header of {len} bytes is too long"));
         }
