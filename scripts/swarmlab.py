@@ -238,11 +238,12 @@ class Lab:
 
 
 # Python run inside a replica: `get(path, host)` straight from its own server, as the front
-# does it (the replicas take only connections that start with a PROXY header; UNKNOWN keeps
-# the connection's own address), HTTP/1.0 so the body comes whole.
+# does it: from the backend network (only its peers may send PROXY headers), with a header
+# (UNKNOWN keeps the connection's own address), HTTP/1.0 so the body comes whole.
 FETCH = ("import socket,sys,json\n"
          "def get(path,host):\n"
-         "  s=socket.create_connection(('127.0.0.1',8080),timeout=10)\n"
+         "  me=socket.gethostbyname(socket.gethostname())\n"
+         "  s=socket.create_connection((me,8080),timeout=10)\n"
          "  s.sendall(b'PROXY UNKNOWN\\r\\n'+('GET %s HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n'"
          "%(path,host)).encode())\n"
          "  b=b''\n"

@@ -182,15 +182,28 @@ async fn accept_loop(
             a = accept_from(https.map(|(l, _)| l)) => a.map(|(s, p)| (s, p, https.map(|(_, a)| a.clone()))),
         };
         match accepted {
-            Ok((stream, peer, tls)) if app.config().proxy_protocol => {
+            Ok((stream, peer, tls)) if app.config().proxy_protocol.is_some() => {
                 backoff = Duration::from_millis(5);
+                let trusted = app
+                    .config()
+                    .proxy_protocol
+                    .as_ref()
+                    .is_some_and(|t| t.admits(peer.ip()));
+                if !trusted {
+                    tracing::warn!(%peer, "connection refused: not a peer of server.proxy_protocol_from, which alone may connect");
+                    continue;
+                }
                 // The client's address is in the PROXY header: read in the connection's own
                 // task, and only then counted against its address's cap.
                 let (app, shutdown) = (app.clone(), shutdown.clone());
                 let per_address = slots.per_address.clone();
                 tracker.spawn(async move {
                     let mut stream = stream;
-                    let peer = match sftp_upload::proxy_protocol::read_header(&mut stream).await {
+                    let read = tokio::select! {
+                        read = sftp_upload::proxy_protocol::read_header(&mut stream) => read,
+                        () = shutdown.cancelled() => return,
+                    };
+                    let peer = match read {
                         Ok(client) => client.unwrap_or(peer),
                         Err(why) => {
                             tracing::warn!(%peer, "connection refused: {why}");

@@ -284,3 +284,30 @@ fn behind_a_balancer_the_proxy_header_names_the_client_everywhere() {
     let _ = c.read_to_end(&mut out);
     assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
 }
+
+#[test]
+fn a_peer_outside_proxy_protocol_from_is_refused_even_with_a_header() {
+    let site = Site::new()
+        .config("[server]\nproxy_protocol = true\nproxy_protocol_from = [\"10.0.0.0/8\"]");
+    site.file("index.html", "hello\n", 0o644);
+    let server = site.start();
+    let mut c = TcpStream::connect(server.http).expect("connect");
+    c.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let _ =
+        c.write_all(b"PROXY TCP4 10.1.2.3 127.0.0.1 40000 80\r\nGET /index.html HTTP/1.0\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+    server.wait_for("not a peer of server.proxy_protocol_from");
+    // A bad network in the list stops the start, naming the key.
+    let bad = Site::new()
+        .config("[server]\nproxy_protocol = true\nproxy_protocol_from = [\"10.0.0.0/40\"]");
+    bad.write_config();
+    let o = Command::new("timeout")
+        .args(["20", bin(), "--config"])
+        .arg(bad.config_path())
+        .output()
+        .expect("start");
+    assert!(!o.status.success());
+    assert!(text(&o).contains("proxy_protocol_from"), "{}", text(&o));
+}

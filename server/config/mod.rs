@@ -124,8 +124,9 @@ pub struct Config {
     /// with its preface (prior knowledge, RFC 9113 §3.3).
     pub h2c: bool,
     /// `[server] proxy_protocol`: every connection on the HTTP, HTTPS and SFTP listeners starts
-    /// with a PROXY protocol header naming the client (behind a load balancer).
-    pub proxy_protocol: bool,
+    /// with a PROXY protocol header naming the client (behind a load balancer), from the peers
+    /// of `proxy_protocol_from`; `None`: off.
+    pub proxy_protocol: Option<sftp_upload::proxy_protocol::Trusted>,
     /// What is compressed for clients that accept it (`[server] compress`, `compress_cgi`).
     pub compression: crate::compress::Settings,
     /// Limits.
@@ -262,12 +263,19 @@ impl Config {
             &origin,
             (&document_root, &sandbox),
         )?;
+        let proxy_protocol = match server.proxy_protocol {
+            true => Some(
+                sftp_upload::proxy_protocol::Trusted::parse(&server.proxy_protocol_from)
+                    .map_err(|p| origin.err("server.proxy_protocol_from", p))?,
+            ),
+            false => None,
+        };
         let sftp_settings = sftp::settings(
             raw.sftp,
             &raw.users,
             &customers,
             &origin,
-            (limits.shutdown_grace, server.proxy_protocol),
+            (limits.shutdown_grace, proxy_protocol.clone()),
         )?;
         let mut sites =
             sites(&customers, hosting.userdir).map_err(|p| origin.err("users.domains", p))?;
@@ -290,7 +298,7 @@ impl Config {
             panel_tls: server.panel_tls,
             index_files: server.index_files,
             h2c: server.h2c,
-            proxy_protocol: server.proxy_protocol,
+            proxy_protocol,
             compression: crate::compress::Settings {
                 static_files: server.compress,
                 cgi: server.compress_cgi,

@@ -71,7 +71,7 @@ pub(super) fn settings(
     users: &[RawUser],
     customers: &[Customer],
     origin: &Origin,
-    (shutdown_grace, proxy_protocol): (Duration, bool),
+    (shutdown_grace, proxy_protocol): (Duration, Option<sftp_upload::proxy_protocol::Trusted>),
 ) -> Result<Settings, ConfigError> {
     for (key, v) in [
         ("sftp.idle_timeout_secs", raw.idle_timeout_secs),

@@ -185,9 +185,9 @@ pub struct Limits {
     /// A user's usage is recounted from their site (to see what scripts and others wrote
     /// there) when a write needs it and the last count began at least this long ago.
     pub quota_rescan: Duration,
-    /// Every connection starts with a PROXY protocol header naming the client (behind a load
-    /// balancer; [`proxy_protocol`]).
-    pub proxy_protocol: bool,
+    /// Every connection starts with a PROXY protocol header naming the client, sent by a peer
+    /// of these (behind a load balancer; [`proxy_protocol`]); `None`: off.
+    pub proxy_protocol: Option<proxy_protocol::Trusted>,
 }
 
 impl Default for Limits {
@@ -206,7 +206,7 @@ impl Default for Limits {
             login_grace: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             quota_rescan: Duration::from_secs(60),
-            proxy_protocol: false,
+            proxy_protocol: None,
         }
     }
 }
@@ -512,25 +512,35 @@ pub async fn run(listener: TcpListener, endpoint: Arc<Endpoint>) {
                 }
             },
         };
-        if !endpoint.config().limits.proxy_protocol {
+        let Some(trusted) = endpoint.config().limits.proxy_protocol.clone() else {
             connections.admit(socket, peer, &endpoint);
+            continue;
+        };
+        if !trusted.admits(peer.ip()) {
+            tracing::warn!(%peer, "connection refused: not a peer of server.proxy_protocol_from, which alone may connect");
             continue;
         }
         let Ok(permit) = reading.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "connection refused: too many connections still sending their PROXY header");
             continue;
         };
-        let headed = headed.clone();
+        let (headed, shutdown) = (headed.clone(), shutdown.clone());
         tokio::spawn(async move {
-            match proxy_protocol::read_header(&mut socket).await {
-                Ok(client) => {
-                    let _ = headed.send((socket, client.unwrap_or(peer))).await;
-                }
-                Err(why) => tracing::warn!(%peer, "connection refused: {why}"),
+            tokio::select! {
+                read = proxy_protocol::read_header(&mut socket) => match read {
+                    Ok(client) => {
+                        let _ = headed.send((socket, client.unwrap_or(peer))).await;
+                    }
+                    Err(why) => tracing::warn!(%peer, "connection refused: {why}"),
+                },
+                () = shutdown.cancelled() => {}
             }
             drop(permit);
         });
     }
+    // Connections whose header came as the server began to stop are not served.
+    with_header.close();
+    while with_header.try_recv().is_ok() {}
     connections.wind_down(&endpoint).await;
 }
 

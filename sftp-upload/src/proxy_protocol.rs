@@ -15,7 +15,64 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 /// How long a balancer may take to send the header (it sends it at once).
-pub const HEADER_WAIT: Duration = Duration::from_secs(5);
+pub const HEADER_WAIT: Duration = Duration::from_secs(2);
+
+/// The peers allowed to send a header (`[server] proxy_protocol_from`): networks such as
+/// `10.0.0.0/8`; empty, any peer. Anyone else is refused before a byte is read: a header from
+/// a client that reached the listener directly would let it claim any address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Trusted(Vec<(IpAddr, u8)>);
+
+impl Trusted {
+    /// Parses `192.0.2.0/24`, `2001:db8::/32` or a single address, each.
+    pub fn parse(nets: &[String]) -> Result<Trusted, String> {
+        nets.iter()
+            .map(|text| {
+                let (addr, bits) = text.split_once('/').unwrap_or((text, ""));
+                let ip: IpAddr = addr
+                    .parse()
+                    .map_err(|_| format!("`{text}` is not an address or a network (10.0.0.0/8)"))?;
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                let bits =
+                    match bits {
+                        "" => max,
+                        b => b.parse::<u8>().ok().filter(|&b| b <= max).ok_or_else(|| {
+                            format!("`{text}`: the prefix length must be 0 to {max}")
+                        })?,
+                    };
+                Ok((ip, bits))
+            })
+            .collect::<Result<_, _>>()
+            .map(Trusted)
+    }
+
+    /// Whether `peer` may send a header.
+    pub fn admits(&self, peer: IpAddr) -> bool {
+        let peer = canonical(peer);
+        self.0.is_empty()
+            || self.0.iter().any(|&(net, bits)| match (net, peer) {
+                (IpAddr::V4(n), IpAddr::V4(p)) => {
+                    let shift = 32 - u32::from(bits);
+                    u64::from(u32::from(n)) >> shift == u64::from(u32::from(p)) >> shift
+                }
+                (IpAddr::V6(n), IpAddr::V6(p)) => {
+                    let shift = 128 - u32::from(bits);
+                    u128::from(n).checked_shr(shift).unwrap_or(0)
+                        == u128::from(p).checked_shr(shift).unwrap_or(0)
+                }
+                _ => false,
+            })
+    }
+}
+
+/// An IPv4-mapped IPv6 address counts as its IPv4 address (bans and limits count one client
+/// once, whichever way a balancer wrote it).
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
 
 /// The v2 signature.
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
@@ -77,8 +134,14 @@ async fn read(stream: &mut TcpStream) -> Result<Option<SocketAddr>, String> {
 
 /// The client address in a whole header.
 fn parse(bytes: &[u8]) -> Result<Option<SocketAddr>, String> {
-    let addr = |ip: IpAddr, port: u16| Some(SocketAddr::new(ip, port));
-    match ppp::HeaderResult::parse(bytes) {
+    let addr = |ip: IpAddr, port: u16| Some(SocketAddr::new(canonical(ip), port));
+    // A header that began with the v2 signature is judged as v2 (ppp would try v1 on a bad
+    // one and name the wrong version).
+    let parsed = match bytes.starts_with(V2_SIGNATURE) {
+        true => ppp::HeaderResult::V2(ppp::v2::Header::try_from(bytes)),
+        false => ppp::HeaderResult::parse(bytes),
+    };
+    match parsed {
         ppp::HeaderResult::V2(Ok(h)) => match (h.command, h.addresses) {
             (ppp::v2::Command::Local, _) => Ok(None),
             (_, ppp::v2::Addresses::IPv4(a)) => Ok(addr(a.source_address.into(), a.source_port)),
@@ -115,5 +178,34 @@ mod tests {
             Some("198.51.100.9:8080".parse().expect("addr"))
         );
         assert!(parse(b"PROXY TCP4 nonsense\r\n").is_err());
+        let mapped = b"PROXY TCP6 ::ffff:203.0.113.7 ::1 51234 8080\r\n";
+        assert_eq!(
+            parse(mapped).expect("mapped"),
+            Some("203.0.113.7:51234".parse().expect("addr"))
+        );
+    }
+
+    #[test]
+    fn only_trusted_peers_may_send_a_header() {
+        let t = Trusted::parse(&[
+            "10.0.0.0/8".into(),
+            "2001:db8::/32".into(),
+            "192.0.2.7".into(),
+        ])
+        .expect("parse");
+        for ok in ["10.1.2.3", "2001:db8::1", "192.0.2.7", "::ffff:10.0.0.1"] {
+            assert!(t.admits(ok.parse().expect("ip")), "{ok}");
+        }
+        for no in ["11.0.0.1", "2001:db9::1", "192.0.2.8", "127.0.0.1"] {
+            assert!(!t.admits(no.parse().expect("ip")), "{no}");
+        }
+        assert!(Trusted::default().admits("127.0.0.1".parse().expect("ip")));
+        assert!(Trusted::parse(&["10.0.0.0/33".into()]).is_err());
+        assert!(Trusted::parse(&["ten".into()]).is_err());
+        assert!(
+            Trusted::parse(&["0.0.0.0/0".into()])
+                .expect("all")
+                .admits("8.8.8.8".parse().expect("ip"))
+        );
     }
 }
