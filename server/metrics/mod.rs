@@ -59,37 +59,13 @@ pub fn watch_state_dir(dir: std::path::PathBuf) {
     }
 }
 
-/// Writes one byte into a file in `dir` that leaves nothing behind: nameless (`O_TMPFILE`), or
-/// where the file system has no such files (NFS, older overlayfs), a fresh name removed at once.
+/// Writes one byte into a file in `dir` that leaves nothing behind (see
+/// [`yadokari_site::scratch`]).
 fn write_test(dir: &std::path::Path) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let nameless = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_TMPFILE)
-        .mode(0o600)
-        .open(dir);
-    match nameless {
-        Ok(mut f) => f.write_all(b"."),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
-            ) =>
-        {
-            let name = dir.join(format!(".yadokari-health-{}", std::process::id()));
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&name)?;
-            let wrote = f.write_all(b".");
-            std::fs::remove_file(&name)?;
-            wrote
-        }
-        Err(e) => Err(e),
-    }
+    yadokari_site::scratch::Scratch::new(dir, "yadokari-health")?
+        .file()
+        .write_all(b".")
 }
 
 /// Whether the server is ready: not stopping, and its state directory writable (see
@@ -319,15 +295,19 @@ pub async fn serve(listener: tokio::net::TcpListener, shutdown: CancellationToke
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let scrape = scrape.clone();
                 async move {
-                    let ready = match req.uri().path() {
-                        "/healthz" => Some(
-                            tokio::task::spawn_blocking(readiness)
-                                .await
-                                .unwrap_or_else(|e| Err(format!("the check failed: {e}"))),
-                        ),
-                        _ => None,
-                    };
-                    Ok::<_, Infallible>(answer(&req, &*scrape, ready))
+                    if req.method() == http::Method::GET && req.uri().path() == "/healthz" {
+                        // Off the runtime's threads: the check writes to the state directory.
+                        let ready = tokio::task::spawn_blocking(readiness)
+                            .await
+                            .unwrap_or_else(|e| Err(format!("the check failed: {e}")));
+                        return Ok::<_, Infallible>(match ready {
+                            Ok(()) => reply(StatusCode::OK, "text/plain", HEALTHY.to_string()),
+                            Err(why) => {
+                                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", why + "\n")
+                            }
+                        });
+                    }
+                    Ok(answer(&req, &*scrape))
                 }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
@@ -338,20 +318,22 @@ pub async fn serve(listener: tokio::net::TcpListener, shutdown: CancellationToke
     }
 }
 
+/// A response of `kind` with `body`.
+fn reply(status: StatusCode, kind: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(kind),
+    );
+    r
+}
+
+/// Everything but `/healthz` (answered in `serve`, off the runtime's threads).
 fn answer(
     req: &Request<hyper::body::Incoming>,
     scrape: &dyn Fn() -> Scraped,
-    ready: Option<Result<(), String>>,
 ) -> Response<Full<Bytes>> {
-    let reply = |status: StatusCode, kind: &'static str, body: String| {
-        let mut r = Response::new(Full::new(Bytes::from(body)));
-        *r.status_mut() = status;
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static(kind),
-        );
-        r
-    };
     match (req.method(), req.uri().path()) {
         (&http::Method::GET, "/metrics") => {
             set_scraped(scrape());
@@ -366,10 +348,6 @@ fn answer(
                 text,
             )
         }
-        (&http::Method::GET, "/healthz") => match ready.unwrap_or_else(readiness) {
-            Ok(()) => reply(StatusCode::OK, "text/plain", HEALTHY.to_string()),
-            Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", why + "\n"),
-        },
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",

@@ -6,8 +6,6 @@
 //! logs a password or a private key.
 
 use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use russh::keys::ssh_key::LineEnding;
@@ -51,57 +49,13 @@ pub fn load_or_create_host_key(path: &Path) -> Result<(PrivateKey, bool), String
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let nameless = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_TMPFILE)
-        .mode(0o600)
-        .open(dir);
-    let made = match nameless {
-        Ok(mut f) => {
-            f.write_all(text.as_bytes()).map_err(cannot)?;
-            f.sync_all().map_err(cannot)?;
-            // The nameless file gets its name through /proc (linkat by descriptor,
-            // AT_EMPTY_PATH, would need CAP_DAC_READ_SEARCH); the link fails when the name
-            // exists.
-            nix::unistd::linkat(
-                nix::fcntl::AT_FDCWD,
-                format!("/proc/self/fd/{}", f.as_raw_fd()).as_str(),
-                nix::fcntl::AT_FDCWD,
-                path,
-                nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
-            )
-        }
-        // No nameless files here (NFS, older overlayfs): a named temporary, linked the same way.
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
-            ) =>
-        {
-            let tmp = dir.join(format!(".ssh_host_key.{}.tmp", std::process::id()));
-            let _ = std::fs::remove_file(&tmp);
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)
-                .map_err(cannot)?;
-            let wrote = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
-            let linked = wrote.map_err(cannot).map(|()| {
-                nix::unistd::linkat(
-                    nix::fcntl::AT_FDCWD,
-                    &tmp,
-                    nix::fcntl::AT_FDCWD,
-                    path,
-                    nix::fcntl::AtFlags::empty(),
-                )
-            });
-            let _ = std::fs::remove_file(&tmp);
-            linked?
-        }
-        Err(e) => return Err(cannot(e)),
-    };
+    let mut scratch = yadokari_site::scratch::Scratch::new(dir, "ssh_host_key").map_err(cannot)?;
+    scratch
+        .file()
+        .write_all(text.as_bytes())
+        .and_then(|()| scratch.file().sync_all())
+        .map_err(cannot)?;
+    let made = scratch.link_to(path);
     match made {
         Ok(()) => Ok((key, true)),
         Err(nix::errno::Errno::EEXIST) => {

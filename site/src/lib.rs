@@ -27,6 +27,7 @@ pub mod per_address;
 pub mod policy;
 pub mod random;
 pub mod read;
+pub mod scratch;
 
 pub use denial::Denial;
 pub use jail::{Jail, JailError};
