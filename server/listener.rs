@@ -181,11 +181,11 @@ async fn accept_loop(
             a = listener.accept() => a.map(|(s, p)| (s, p, None)),
             a = accept_from(https.map(|(l, _)| l)) => a.map(|(s, p)| (s, p, https.map(|(_, a)| a.clone()))),
         };
+        let config = app.config();
         match accepted {
-            Ok((stream, peer, tls)) if app.config().proxy_protocol.is_some() => {
+            Ok((stream, peer, tls)) if config.proxy_protocol.is_some() => {
                 backoff = Duration::from_millis(5);
-                let trusted = app
-                    .config()
+                let trusted = config
                     .proxy_protocol
                     .as_ref()
                     .is_some_and(|t| t.admits(peer.ip()));
@@ -221,7 +221,7 @@ async fn accept_loop(
             }
             Ok((stream, peer, tls)) => {
                 backoff = Duration::from_millis(5);
-                let cap = app.config().limits.max_connections_per_address;
+                let cap = config.limits.max_connections_per_address;
                 let Some(place) = slots.per_address.admit(peer.ip(), cap) else {
                     tracing::info!(%peer, cap, "connection refused: this address already holds limits.max_connections_per_address connections");
                     continue;
