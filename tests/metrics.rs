@@ -20,7 +20,7 @@ pub(crate) fn admin(server: &Server) -> SocketAddr {
 }
 
 /// `GET path` on the admin listener: status and body.
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(PATIENCE)).expect("timeout");
     write!(
